@@ -1,0 +1,164 @@
+"""ExampleGen: CSV, Parquet or TFRecord(tf.Example) files -> split Examples.
+
+Examples are stored as Parquet, one directory per split (``Split-train/``...). Columnar
+storage is the measured choice: TFDV statistics over Arrow record batches are ~20x faster
+than over row-wise tf.Example, Transform reads it through tfx_bsl's Parquet TFXIO, and
+the Trainer's data accessor turns it into a ``tf.data.Dataset``.
+
+The driver step picks the span (``{SPAN}``/``{VERSION}`` in the input pattern: the newest
+span by default, or a fixed span, or a range) and fingerprints the selected files'
+content, so changed data is never served from cache.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import re
+
+from pipeline import Examples, Output, component, current
+
+from ._tabular import (InputDataError, check_span_compatible, hash_split, read_table, table_columns,
+                       write_parquet)
+
+__all__ = ["ExampleGen", "InputDataError"]
+
+FORMATS = {".csv": "csv", ".parquet": "parquet", ".tfrecord": "tfrecord", ".tfrecords": "tfrecord",
+           ".gz": "tfrecord"}
+
+
+def _pattern_regex(pattern: str) -> re.Pattern:
+    out, i = "", 0
+    for m in re.finditer(r"\{SPAN\}|\{VERSION\}", pattern):
+        out += glob.translate(pattern[i:m.start()]) if hasattr(glob, "translate") else \
+            re.escape(pattern[i:m.start()]).replace(r"\*", "[^/]*").replace(r"\?", "[^/]")
+        out += r"(?P<span>\d+)" if m.group() == "{SPAN}" else r"(?P<version>\d+)"
+        i = m.end()
+    rest = pattern[i:]
+    out += re.escape(rest).replace(r"\*", "[^/]*").replace(r"\?", "[^/]")
+    return re.compile(out + r"\Z")
+
+
+def _matches(input_base: str, pattern: str) -> list[tuple[str, int | None, int | None]]:
+    full = os.path.join(input_base, pattern) if pattern else input_base
+    g = full.replace("{SPAN}", "*").replace("{VERSION}", "*")
+    files = sorted(p for p in glob.glob(g) if os.path.isfile(p))
+    if os.path.isdir(full):
+        files = sorted(p for p in glob.glob(os.path.join(full, "*")) if os.path.isfile(p)
+                       and not os.path.basename(p).startswith("."))
+    if "{SPAN}" not in full and "{VERSION}" not in full:
+        return [(f, None, None) for f in files]
+    rx = _pattern_regex(os.path.normpath(full))
+    out = []
+    for f in files:
+        m = rx.match(os.path.normpath(f))
+        if m:
+            d = m.groupdict()
+            out.append((f, int(d["span"]) if d.get("span") else None,
+                        int(d["version"]) if d.get("version") else None))
+    return out
+
+
+def resolve_input(params: dict) -> dict:
+    """The driver: which files (per split), which span and version, and their fingerprint."""
+    from pipeline.fingerprint import fingerprint_files
+    base = params["input_base"]
+    splits = params.get("input_splits") or {}
+    patterns = splits or {"*": params.get("input_pattern") or ""}
+    if not os.path.exists(base) and not glob.glob(base):
+        raise InputDataError(f"input_base {base} does not exist; expected a directory or file of "
+                             f"CSV, Parquet or TFRecord data")
+    found = {name: _matches(base, pat) for name, pat in patterns.items()}
+    for name, m in found.items():
+        if not m:
+            where = os.path.join(base, patterns[name]) if patterns[name] else base
+            raise InputDataError(f"input {where!r} matches no files; expected at least one "
+                                 f"CSV, Parquet or TFRecord file")
+    spans = sorted({s for m in found.values() for _, s, _ in m if s is not None})
+    want = params.get("span", -1)
+    span_range = params.get("span_range") or []
+    if spans:
+        if span_range:
+            lo, hi = span_range
+            chosen = [s for s in spans if lo <= s <= hi]
+            if not chosen:
+                raise InputDataError(f"span_range {span_range}: no span in range; spans found: {spans}")
+        elif want is not None and want >= 0:
+            if want not in spans:
+                raise InputDataError(f"span {want} not found; spans found: {spans}")
+            chosen = [want]
+        else:
+            chosen = [spans[-1]]
+    else:
+        chosen = []
+    selected: dict[str, list[str]] = {}
+    version = None
+    for name, m in found.items():
+        files = [(f, s, v) for f, s, v in m if not chosen or s in chosen]
+        versions = sorted({v for _, _, v in files if v is not None})
+        if versions:
+            version = versions[-1]
+            files = [x for x in files if x[2] == version]
+        selected[name] = [f for f, _, _ in files]
+    previous = []
+    if spans and len(chosen) == 1 and chosen[0] != spans[0]:
+        prev_span = max(s for s in spans if s < chosen[0])
+        previous = [f for m in found.values() for f, s, _ in m if s == prev_span]
+    all_files = sorted({f for fs in selected.values() for f in fs})
+    return {"resolved_span": chosen[-1] if chosen else 0,
+            "resolved_version": version if version is not None else 0,
+            "input_files": selected, "input_fingerprint": fingerprint_files(all_files),
+            "previous_span_files": previous[:1]}
+
+
+@component(name="ExampleGen", driver=resolve_input)
+def ExampleGen(examples: Output[Examples], input_base: str, input_pattern: str = "",
+               input_splits: dict = None, split_ratios: dict = None, partition_feature: str = "",
+               format: str = "auto", span: int = -1, span_range: list = (), label_key: str = "",
+               encoding: str = "utf8", allow_new_columns: bool = False) -> None:
+    """Ingest files under ``input_base`` (``input_pattern`` may hold ``{SPAN}``/``{VERSION}``).
+
+    ``input_splits`` maps split names to patterns for pre-split data; otherwise rows are
+    hashed (on ``partition_feature`` or the whole row) into ``split_ratios`` buckets,
+    default ``{"train": 2, "eval": 1}``. ``label_key`` names a column that must exist and
+    hold values.
+    """
+    ctx = current()
+    d = getattr(ctx, "driver_output", None) or resolve_input(
+        {"input_base": input_base, "input_pattern": input_pattern, "input_splits": input_splits,
+         "span": span, "span_range": list(span_range)})
+    files_by_split = d["input_files"]
+    tables = {}
+    for name, files in files_by_split.items():
+        ctx.log(f"reading {len(files)} file(s) for {'all splits' if name == '*' else name}")
+        tables[name] = read_table(files, format=format, encoding=encoding)
+    if d.get("previous_span_files"):
+        for t_name, t in tables.items():
+            check_span_compatible(d["previous_span_files"][0], files_by_split[t_name], t, format, encoding,
+                                  allow_new_columns, d["resolved_span"])
+    if "*" in tables:
+        ratios = split_ratios or {"train": 2, "eval": 1}
+        parts = hash_split(tables["*"], ratios, partition_feature, files_by_split["*"])
+    else:
+        parts = tables
+    if label_key:
+        for name, t in parts.items():
+            if label_key not in t.column_names:
+                raise InputDataError(f"label column {label_key!r} is missing from the {name} data "
+                                     f"({files_by_split.get(name) or files_by_split.get('*')}); "
+                                     f"columns found: {t.column_names}")
+            if t.num_rows and t.column(label_key).null_count == t.num_rows:
+                raise InputDataError(f"label column {label_key!r} has no values in any of the "
+                                     f"{t.num_rows} rows of split {name}; expected a label on each row")
+    counts = {}
+    for name, t in parts.items():
+        write_parquet(t, os.path.join(examples.split_uri(name), "data.parquet"))
+        counts[name] = t.num_rows
+        ctx.log(f"split {name}: {t.num_rows:,} rows")
+    first = next(iter(parts.values()))
+    examples.split_names = list(parts)
+    examples.row_counts = counts
+    examples.span = d["resolved_span"]
+    examples.version = d["resolved_version"]
+    examples.payload_format = "parquet"
+    examples.input_fingerprint = d["input_fingerprint"]
+    examples.columns = table_columns(first)

@@ -1,0 +1,65 @@
+"""SchemaGen (TFDV inference from statistics) and ImportSchemaGen (a curated schema file)."""
+from __future__ import annotations
+
+import os
+import shutil
+
+from pipeline import ExampleStatistics, Input, Output, Schema, component, current
+
+__all__ = ["SchemaGen", "ImportSchemaGen", "SchemaFileError", "load_schema"]
+
+
+class SchemaFileError(ValueError):
+    pass
+
+
+def load_schema(schema: Schema):
+    import tensorflow_data_validation as tfdv
+    return tfdv.load_schema_text(schema.path(Schema.SCHEMA_FILE))
+
+
+@component(name="SchemaGen")
+def SchemaGen(statistics: Input[ExampleStatistics], schema: Output[Schema],
+              infer_feature_shape: bool = False, exclude_splits: list = ()) -> None:
+    """Infer a schema from the first split not excluded (``train`` by default)."""
+    import tensorflow_data_validation as tfdv
+
+    from .statistics_gen import load_statistics
+    splits = [s for s in statistics.split_names if s not in exclude_splits]
+    if not splits:
+        raise ValueError(f"exclude_splits {list(exclude_splits)} leaves no split; splits: {statistics.split_names}")
+    split = "train" if "train" in splits else splits[0]
+    inferred = tfdv.infer_schema(load_statistics(statistics, split), infer_feature_shape=infer_feature_shape)
+    os.makedirs(schema.uri, exist_ok=True)
+    tfdv.write_schema_text(inferred, schema.path(Schema.SCHEMA_FILE))
+    current().log(f"schema of {len(inferred.feature)} features inferred from split {split}")
+
+
+def parse_schema_file(path: str):
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+    if not os.path.isfile(path):
+        raise SchemaFileError(f"schema file {path} does not exist; expected a text-format "
+                              f"tensorflow_metadata Schema (schema.pbtxt)")
+    with open(path, encoding="utf-8", errors="replace") as f:
+        text = f.read()
+    try:
+        return text_format.Parse(text, schema_pb2.Schema())
+    except text_format.ParseError as e:
+        raise SchemaFileError(f"schema file {path}: {e} (expected a text-format tensorflow_metadata "
+                              f"Schema)") from None
+
+
+def _fingerprint_schema_file(params: dict) -> dict:
+    from pipeline.fingerprint import fingerprint_files
+    parse_schema_file(params["schema_file"])
+    return {"schema_fingerprint": fingerprint_files([params["schema_file"]])}
+
+
+@component(name="ImportSchemaGen", driver=_fingerprint_schema_file)
+def ImportSchemaGen(schema: Output[Schema], schema_file: str) -> None:
+    """Use a curated schema file, checked to parse, as the pipeline's schema."""
+    parsed = parse_schema_file(schema_file)
+    os.makedirs(schema.uri, exist_ok=True)
+    shutil.copyfile(schema_file, schema.path(Schema.SCHEMA_FILE))
+    current().log(f"imported schema of {len(parsed.feature)} features from {schema_file}")

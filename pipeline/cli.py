@@ -1,0 +1,201 @@
+"""The ``tfpipe`` command. Start-up imports nothing heavy: TensorFlow, TFDV and Beam load
+only inside the executors that need them."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+# Orchestrators are plugins: the core names them, never imports them statically.
+RUNNERS = {"local": "orchestrators.local:LocalRunner"}
+COMPILERS: dict[str, str] = {}
+
+
+class UsageError(Exception):
+    pass
+
+
+def _plugin(ref: str):
+    mod, attr = ref.split(":")
+    return getattr(importlib.import_module(mod), attr)
+
+
+def load_pipeline(path: str):
+    """Import a pipeline file and call its ``create_pipeline()``."""
+    from .launcher import load_module_from_file
+    if not os.path.isfile(path):
+        raise UsageError(f"pipeline file {path} does not exist")
+    mod = load_module_from_file(path)
+    if not hasattr(mod, "create_pipeline"):
+        raise UsageError(f"pipeline file {path} defines no create_pipeline() function")
+    p = mod.create_pipeline()
+    p.source = os.path.abspath(path)
+    return p
+
+
+def _compile(path: str) -> dict:
+    from .compiler import compile_pipeline
+    p = load_pipeline(path)
+    ir = compile_pipeline(p)
+    ir["pipeline"]["source"] = p.source
+    return ir
+
+
+def _metadata(args) -> str:
+    from .graph import default_home
+    return args.metadata or os.path.join(default_home(), "metadata.sqlite")
+
+
+def _store(args):
+    from .metadata import MetadataStore
+    path = _metadata(args)
+    if not os.path.exists(path):
+        raise UsageError(f"no metadata store at {path}; run a pipeline first or pass --metadata")
+    return MetadataStore(path)
+
+
+def cmd_run(args) -> int:
+    ir = _compile(args.pipeline)
+    runner = _plugin(RUNNERS[args.target])(verbose=not args.quiet)
+    res = runner.run(ir, run_id=args.run_id, from_node=args.from_node, to_node=args.to_node,
+                     enable_cache=False if args.no_cache else None)
+    if not res.ok:
+        print(f"error: {res.error}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_compile(args) -> int:
+    from .compiler import dump_ir
+    ir = _compile(args.pipeline)
+    if args.target == "ir":
+        text = dump_ir(ir, args.output)
+        if not args.output:
+            sys.stdout.write(text)
+        else:
+            print(f"wrote {args.output}", file=sys.stderr)
+        return EXIT_OK
+    if args.target not in COMPILERS:
+        raise UsageError(f"--target {args.target}: not available; expected one of {['ir', *COMPILERS]}")
+    out = _plugin(COMPILERS[args.target])(ir, args.output)
+    print(f"wrote {out}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_runs_list(args) -> int:
+    from . import inspect as insp
+    rows = insp.list_runs(_store(args), args.pipeline)
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+    else:
+        print(insp.format_runs(rows))
+    return EXIT_OK
+
+
+def cmd_runs_show(args) -> int:
+    from . import inspect as insp
+    info = insp.show_run(_store(args), args.run)
+    print(json.dumps(info, indent=2, default=str) if args.json else insp.format_run(info))
+    return EXIT_OK
+
+
+def cmd_artifacts_list(args) -> int:
+    from . import inspect as insp
+    rows = insp.list_artifacts(_store(args), args.type)
+    print(json.dumps(rows, indent=2, default=str) if args.json else insp.format_artifacts(rows))
+    return EXIT_OK
+
+
+def cmd_lineage(args) -> int:
+    from . import inspect as insp
+    tree = insp.lineage(_store(args), args.artifact_id)
+    print(json.dumps(tree, indent=2, default=str) if args.json else insp.format_lineage(tree))
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tfpipe", description="TFX-style ML pipelines: run, compile, inspect.")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    r = sub.add_parser("run", help="run a pipeline file (it defines create_pipeline())")
+    r.add_argument("pipeline")
+    r.add_argument("--target", default="local", choices=sorted(RUNNERS))
+    r.add_argument("--run-id")
+    r.add_argument("--from", dest="from_node", metavar="NODE", help="run this node and everything downstream")
+    r.add_argument("--to", dest="to_node", metavar="NODE", help="run up to and including this node")
+    r.add_argument("--no-cache", action="store_true", help="re-execute every node")
+    r.add_argument("-q", "--quiet", action="store_true")
+    r.set_defaults(fn=cmd_run)
+
+    c = sub.add_parser("compile", help="compile a pipeline file to its IR (or an orchestrator's format)")
+    c.add_argument("pipeline")
+    c.add_argument("-o", "--output")
+    c.add_argument("--target", default="ir")
+    c.set_defaults(fn=cmd_compile)
+
+    def add_md(sp):
+        sp.add_argument("--metadata", help="SQLite ML Metadata file (default: $TFPIPE_HOME/metadata.sqlite)")
+        sp.add_argument("--json", action="store_true")
+
+    runs = sub.add_parser("runs", help="list and show pipeline runs").add_subparsers(dest="sub", required=True)
+    rl = runs.add_parser("list")
+    rl.add_argument("--pipeline")
+    add_md(rl)
+    rl.set_defaults(fn=cmd_runs_list)
+    rs = runs.add_parser("show")
+    rs.add_argument("run")
+    add_md(rs)
+    rs.set_defaults(fn=cmd_runs_show)
+
+    arts = sub.add_parser("artifacts", help="list artifacts").add_subparsers(dest="sub", required=True)
+    al = arts.add_parser("list")
+    al.add_argument("--type")
+    add_md(al)
+    al.set_defaults(fn=cmd_artifacts_list)
+
+    li = sub.add_parser("lineage", help="upstream executions and artifacts of an artifact")
+    li.add_argument("artifact_id", type=int)
+    add_md(li)
+    li.set_defaults(fn=cmd_lineage)
+    return p
+
+
+def quiet_libraries() -> None:
+    """Keep TensorFlow's C++ start-up chatter and vendor deprecation notices out of the
+    user's progress output (set TFPIPE_DEBUG=1 to see everything)."""
+    if os.environ.get("TFPIPE_DEBUG"):
+        return
+    import warnings
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=".*is deprecated.*")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    quiet_libraries()
+    try:
+        return args.fn(args)
+    except UsageError as e:
+        print(f"tfpipe: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as e:  # a definition error in the user's pipeline, a bad store, ...
+        from .inspect import NotFound
+        if isinstance(e, NotFound):
+            print(f"tfpipe: error: {e}", file=sys.stderr)
+            return EXIT_USAGE
+        print(f"tfpipe: error: {type(e).__name__}: {e}", file=sys.stderr)
+        if os.environ.get("TFPIPE_DEBUG"):
+            raise
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

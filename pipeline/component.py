@@ -1,0 +1,280 @@
+"""Declaring a component once, from one typed Python signature.
+
+    @component(name="StatisticsGen")
+    def statistics_gen(examples: Input[Examples], statistics: Output[ExampleStatistics],
+                       exclude_splits: list[str] = ()) -> None: ...
+
+The decorator derives the interface (inputs, outputs, parameters with types and
+defaults) from the signature; calling the result with keyword arguments makes a node
+for a Pipeline, checking the wiring at once. The function body is the executor: it runs
+with resolved input artifacts, output artifacts whose URIs point at a staging
+directory, and parameter values. It never touches metadata.
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Callable, Generic, TypeVar
+
+from .artifacts import Artifact
+
+__all__ = ["component", "Input", "Output", "ModuleFile", "ComponentSpec", "Node", "Channel",
+           "ComponentDefinitionError", "WiringError"]
+
+A = TypeVar("A", bound=Artifact)
+
+
+class Input(Generic[A]):
+    """``Input[Examples]``: an input artifact; ``Input[Model] | None = None`` is optional."""
+
+
+class Output(Generic[A]):
+    """``Output[Schema]``: an output artifact the executor writes under ``artifact.uri``."""
+
+
+class ModuleFile(str):
+    """A parameter that names a user module file; its content (and the local modules it
+    imports) is part of the cache key."""
+
+
+class ComponentDefinitionError(TypeError):
+    """The component's signature cannot be turned into an interface."""
+
+
+class WiringError(TypeError):
+    """A node was wired wrongly: unknown argument, wrong channel type, missing input..."""
+
+
+_PARAM_TYPES = (int, float, str, bool, list, dict)
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    type: type[Artifact]
+    optional: bool = False
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    type: type[Artifact]
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    type: type
+    default: Any = inspect.Parameter.empty
+    is_module_file: bool = False
+
+    @property
+    def required(self) -> bool:
+        return self.default is inspect.Parameter.empty
+
+
+def _check_value(ptype: type, value: Any) -> bool:
+    if ptype is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ptype is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if ptype is list:
+        return isinstance(value, (list, tuple))
+    return isinstance(value, ptype)
+
+
+def _param_type(annotation: Any) -> type | None:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return _param_type(args[0])
+        return None
+    if origin is not None:
+        annotation = origin
+    if annotation is ModuleFile:
+        return ModuleFile
+    if annotation is tuple:
+        return list
+    return annotation if annotation in _PARAM_TYPES else None
+
+
+class ComponentSpec:
+    """The interface of a component, derived from its executor's signature."""
+
+    def __init__(self, fn: Callable, name: str | None = None, driver: Callable | None = None,
+                 version: str | None = None):
+        self.fn = fn
+        self.name = name or fn.__name__
+        self.driver = driver
+        self.version = version
+        self.inputs: dict[str, InputSpec] = {}
+        self.outputs: dict[str, OutputSpec] = {}
+        self.parameters: dict[str, ParamSpec] = {}
+        hints = typing.get_type_hints(fn)
+        for pname, p in inspect.signature(fn).parameters.items():
+            if pname not in hints:
+                raise ComponentDefinitionError(
+                    f"component {self.name}: argument {pname!r} has no type annotation; expected "
+                    f"Input[...], Output[...] or one of int, float, str, bool, list, dict")
+            ann = hints[pname]
+            optional = False
+            origin = typing.get_origin(ann)
+            if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+                args = [a for a in typing.get_args(ann) if a is not type(None)]
+                if len(args) == 1 and typing.get_origin(args[0]) in (Input, Output):
+                    ann, optional, origin = args[0], True, typing.get_origin(args[0])
+            if origin in (Input, Output):
+                (atype,) = typing.get_args(ann)
+                if not (isinstance(atype, type) and issubclass(atype, Artifact)):
+                    raise ComponentDefinitionError(
+                        f"component {self.name}: {pname}: {origin.__name__}[...] needs an Artifact "
+                        f"class, found {atype!r}")
+                if origin is Input:
+                    self.inputs[pname] = InputSpec(atype, optional or p.default is None)
+                else:
+                    self.outputs[pname] = OutputSpec(atype)
+                continue
+            ptype = _param_type(ann)
+            if ptype is None:
+                raise ComponentDefinitionError(
+                    f"component {self.name}: parameter {pname!r} has type {ann!r}; expected one of "
+                    f"int, float, str, bool, list, dict, ModuleFile")
+            default = p.default
+            if isinstance(default, tuple):
+                default = list(default)
+            self.parameters[pname] = ParamSpec(str if ptype is ModuleFile else ptype, default,
+                                               ptype is ModuleFile)
+
+    @property
+    def executor_ref(self) -> str:
+        """``module:attribute`` of this spec, importable where the node runs."""
+        return f"{self.fn.__module__}:{self._attr_name}"
+
+    @property
+    def source_file(self) -> str | None:
+        try:
+            return inspect.getsourcefile(self.fn)
+        except TypeError:
+            return None
+
+    _attr_name: str = ""
+
+    def code_version(self) -> str:
+        """A hash of the executor's source file, so changed component code misses the cache."""
+        if self.version:
+            return self.version
+        try:
+            src = inspect.getsource(inspect.getmodule(self.fn))
+        except (OSError, TypeError):
+            src = self.fn.__code__.co_code.hex()
+        return hashlib.sha256(src.encode()).hexdigest()[:16]
+
+    def __call__(self, *args, id: str | None = None, enable_cache: bool = True, **kwargs) -> "Node":
+        if args:
+            raise WiringError(f"{self.name}() takes keyword arguments only; got {len(args)} positional")
+        return Node(self, id or self.name, kwargs, enable_cache)
+
+    def __repr__(self) -> str:
+        return f"<component {self.name} inputs={list(self.inputs)} outputs={list(self.outputs)}>"
+
+
+@dataclass(eq=False)
+class Channel:
+    """An output of a node, to be passed as an input to another."""
+    producer: "Node"
+    key: str
+    type: type[Artifact]
+
+    def __repr__(self):
+        return f"Channel({self.producer.id}.{self.key}: {self.type.TYPE_NAME})"
+
+
+class _Outputs(dict):
+    def __getattr__(self, k):
+        try:
+            return self[k]
+        except KeyError:
+            raise AttributeError(k) from None
+
+
+class Node:
+    """One use of a component in a pipeline, with its wiring checked at once."""
+
+    def __init__(self, spec: ComponentSpec, id: str, kwargs: dict[str, Any], enable_cache: bool = True):
+        self.spec = spec
+        self.id = id
+        self.enable_cache = enable_cache
+        self.inputs: dict[str, Channel] = {}
+        self.parameters: dict[str, Any] = {}
+        where = f"{spec.name}(id={id!r})"
+        for k, v in kwargs.items():
+            if k in spec.inputs:
+                want = spec.inputs[k].type
+                if v is None:
+                    continue
+                if not isinstance(v, Channel):
+                    raise WiringError(f"{where}: input {k!r} expects a channel of {want.TYPE_NAME} "
+                                      f"(another node's output), found {type(v).__name__} {v!r}")
+                if not issubclass(v.type, want):
+                    raise WiringError(f"{where}: input {k!r} expects {want.TYPE_NAME}, found "
+                                      f"{v.type.TYPE_NAME} from {v.producer.id}.{v.key}")
+                self.inputs[k] = v
+            elif k in spec.parameters:
+                ps = spec.parameters[k]
+                if isinstance(v, Channel):
+                    raise WiringError(f"{where}: parameter {k!r} expects a {ps.type.__name__} value, "
+                                      f"found a channel {v!r}")
+                if v is None and ps.default is None:
+                    continue
+                if not _check_value(ps.type, v):
+                    raise WiringError(f"{where}: parameter {k!r} expects {ps.type.__name__}, found "
+                                      f"{type(v).__name__} {v!r}")
+                if ps.type is list:
+                    v = list(v)
+                if ps.type in (list, dict):
+                    try:
+                        json.dumps(v)
+                    except TypeError as e:
+                        raise WiringError(f"{where}: parameter {k!r} must be JSON data: {e}") from None
+                self.parameters[k] = float(v) if ps.type is float else v
+            elif k in spec.outputs:
+                raise WiringError(f"{where}: {k!r} is an output; outputs are read from "
+                                  f"node.outputs[{k!r}], not passed in")
+            else:
+                known = sorted([*spec.inputs, *spec.parameters])
+                raise WiringError(f"{where}: unknown argument {k!r}; expected one of {known}")
+        for k, s in spec.inputs.items():
+            if k not in self.inputs and not s.optional:
+                raise WiringError(f"{where}: missing required input {k!r} ({s.type.TYPE_NAME})")
+        for k, s in spec.parameters.items():
+            if k not in self.parameters and s.required:
+                raise WiringError(f"{where}: missing required parameter {k!r} ({s.type.__name__})")
+        self.outputs = _Outputs({k: Channel(self, k, o.type) for k, o in spec.outputs.items()})
+
+    @property
+    def upstream(self) -> list["Node"]:
+        seen, out = set(), []
+        for ch in self.inputs.values():
+            if ch.producer.id not in seen:
+                seen.add(ch.producer.id)
+                out.append(ch.producer)
+        return out
+
+    def __repr__(self):
+        return f"<node {self.id}: {self.spec.name}>"
+
+
+def component(fn: Callable | None = None, *, name: str | None = None, driver: Callable | None = None,
+              version: str | None = None):
+    """Turn a typed function into a component. Usable bare (``@component``) or with options.
+
+    ``driver(parameters) -> dict`` runs before the cache decision (e.g. ExampleGen picking a
+    span and fingerprinting its input); what it returns joins the cache key and is passed
+    to the executor as ``parameters``.
+    """
+    def wrap(f: Callable) -> ComponentSpec:
+        spec = ComponentSpec(f, name=name, driver=driver, version=version)
+        spec._attr_name = f.__name__
+        return spec
+    return wrap(fn) if fn is not None else wrap

@@ -1,0 +1,161 @@
+"""Reading the record back: runs, artifacts and lineage, for the CLI and for tests."""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+
+from .metadata import MetadataStore
+
+__all__ = ["list_runs", "show_run", "list_artifacts", "lineage", "NotFound",
+           "format_runs", "format_run", "format_artifacts", "format_lineage"]
+
+
+class NotFound(LookupError):
+    pass
+
+
+def _ts(t) -> str:
+    if not t:
+        return "-"
+    return _dt.datetime.fromtimestamp(float(t)).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def list_runs(store: MetadataStore, pipeline: str | None = None) -> list[dict]:
+    rows = []
+    for c in store.contexts_of_type("pipeline_run"):
+        p = store.props(c)
+        if pipeline and p.get("pipeline") != pipeline:
+            continue
+        rows.append({"run_id": p.get("run_id"), "pipeline": p.get("pipeline"), "status": p.get("status", "?"),
+                     "started_at": p.get("started_at"), "duration_s": p.get("duration_s"),
+                     "git_commit": p.get("git_commit"), "git_dirty": p.get("git_dirty"),
+                     "orchestrator": p.get("orchestrator"), "context_id": c.id})
+    rows.sort(key=lambda r: (r["started_at"] or 0, r["context_id"]))
+    return rows
+
+
+def _run_context(store: MetadataStore, run: str):
+    for c in store.contexts_of_type("pipeline_run"):
+        p = store.props(c)
+        if p.get("run_id") == run or c.name == run:
+            return c
+    raise NotFound(f"no run {run!r} in the metadata store {store.where}; see 'tfpipe runs list'")
+
+
+def _exec_row(store: MetadataStore, e) -> dict:
+    p = store.props(e)
+    ins, outs = store.io_of(e.id)
+    return {"execution_id": e.id, "node_id": p.get("node_id"), "component": store.type_name(e.type_id, "e"),
+            "state": store.state_name(e), "duration_s": p.get("duration_s"), "cached_from": p.get("cached_from"),
+            "error": p.get("error"), "cache_key": p.get("cache_key"), "code_version": p.get("code_version"),
+            "git_commit": p.get("git_commit"), "git_dirty": p.get("git_dirty"),
+            "data_fingerprint": p.get("data_fingerprint"),
+            "parameters": json.loads(p["parameters"]) if p.get("parameters") else {},
+            "inputs": {k: [a.id for a in v] for k, v in ins.items()},
+            "outputs": {k: [{"id": a.id, "type": a.type_name, "uri": a.uri, "state": a.state} for a in v]
+                        for k, v in outs.items()}}
+
+
+def show_run(store: MetadataStore, run: str) -> dict:
+    c = _run_context(store, run)
+    p = store.props(c)
+    execs = sorted(store.executions_by_context(c), key=lambda e: e.id)
+    return {"run_id": p.get("run_id"), "pipeline": p.get("pipeline"), "status": p.get("status"),
+            "started_at": p.get("started_at"), "duration_s": p.get("duration_s"),
+            "git_commit": p.get("git_commit"), "git_dirty": p.get("git_dirty"), "error": p.get("error"),
+            "executions": [_exec_row(store, e) for e in execs]}
+
+
+def list_artifacts(store: MetadataStore, type_name: str | None = None) -> list[dict]:
+    try:
+        arts = store.list_artifacts(type_name)
+    except KeyError as e:
+        raise NotFound(str(e).strip('"')) from None
+    return [{"id": a.id, "type": a.type_name, "state": a.state, "uri": a.uri,
+             "fingerprint": a.fingerprint, **{k: v for k, v in a.properties.items() if k != "fingerprint"}}
+            for a in sorted(arts, key=lambda a: a.id)]
+
+
+def lineage(store: MetadataStore, artifact_id: int, _seen=None) -> dict:
+    """The artifact, the execution that produced it, and recursively that execution's
+    inputs, back to the raw data."""
+    _seen = set() if _seen is None else _seen
+    arts = store.get_artifacts([artifact_id])
+    if not arts:
+        raise NotFound(f"no artifact with id {artifact_id} in {store.where}; see 'tfpipe artifacts list'")
+    a = arts[0]
+    node = {"artifact": {"id": a.id, "type": a.type_name, "uri": a.uri, "state": a.state,
+                         "properties": a.properties}}
+    if artifact_id in _seen:
+        return node
+    _seen.add(artifact_id)
+    evs = [e for e in store.events_of_artifacts([artifact_id]) if e.type == store.pb.Event.OUTPUT]
+    if not evs:
+        return node
+    execs = store.executions([e.execution_id for e in evs])
+    # the execution that really produced it (not a later cache hit that re-used it)
+    producer = sorted(execs, key=lambda e: (store.state_name(e) != "COMPLETE", e.id))[0]
+    row = _exec_row(store, producer)
+    ins, _ = store.io_of(producer.id)
+    node["produced_by"] = {k: row[k] for k in ("execution_id", "node_id", "component", "state", "code_version",
+                                               "git_commit", "git_dirty", "data_fingerprint", "parameters")}
+    node["produced_by"]["run_id"] = store.props(producer).get("run_id")
+    node["inputs"] = {k: [lineage(store, x.id, _seen) for x in v] for k, v in ins.items()}
+    return node
+
+
+def _table(rows: list[list], header: list[str]) -> str:
+    cols = [header] + [[("" if c is None else str(c)) for c in r] for r in rows]
+    w = [max(len(r[i]) for r in cols) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w[i]) for i, c in enumerate(r)).rstrip() for r in cols)
+
+
+def format_runs(rows: list[dict]) -> str:
+    if not rows:
+        return "no runs recorded"
+    return _table([[r["run_id"], r["pipeline"], r["status"], _ts(r["started_at"]),
+                    f"{r['duration_s']:.1f}s" if r["duration_s"] is not None else "-",
+                    (r["git_commit"] or "-")[:10] + ("*" if r["git_dirty"] else "")] for r in rows],
+                  ["RUN", "PIPELINE", "STATUS", "STARTED", "DURATION", "COMMIT"])
+
+
+def format_run(info: dict) -> str:
+    head = (f"run {info['run_id']} of {info['pipeline']}: {info['status']}"
+            f" (started {_ts(info['started_at'])}, {info['duration_s'] or 0:.1f}s)")
+    rows = []
+    for e in info["executions"]:
+        outs = ", ".join(f"{k}=#{v[0]['id']}" for k, v in e["outputs"].items() if v)
+        rows.append([e["node_id"], e["component"], e["state"], f"{e['duration_s'] or 0:.2f}s",
+                     f"#{e['cached_from']}" if e["cached_from"] else "", outs])
+    text = head + "\n" + _table(rows, ["NODE", "COMPONENT", "STATE", "TIME", "CACHED FROM", "OUTPUTS"])
+    errs = [f"  {e['node_id']}: {e['error']}" for e in info["executions"] if e["error"]]
+    return text + ("\nerrors:\n" + "\n".join(errs) if errs else "")
+
+
+def format_artifacts(rows: list[dict]) -> str:
+    if not rows:
+        return "no artifacts"
+    return _table([[r["id"], r["type"], r["state"], (r["fingerprint"] or "")[:12], r["uri"]] for r in rows],
+                  ["ID", "TYPE", "STATE", "FINGERPRINT", "URI"])
+
+
+def format_lineage(tree: dict, depth: int = 0) -> str:
+    pad = "  " * depth
+    a = tree["artifact"]
+    fp = (a["properties"].get("fingerprint") or "")[:12]
+    lines = [f"{pad}{a['type']} #{a['id']} [{a['state']}] fingerprint={fp} {a['uri']}"]
+    pb = tree.get("produced_by")
+    if pb:
+        extra = ""
+        if pb["parameters"].get("input_fingerprint"):
+            extra = f" input_fingerprint={pb['parameters']['input_fingerprint'][:12]}"
+            if pb["parameters"].get("input_files"):
+                extra += f" files={pb['parameters']['input_files']}"
+        lines.append(f"{pad}  <- {pb['component']} ({pb['node_id']}) execution #{pb['execution_id']} "
+                     f"run {pb['run_id']} code={pb['code_version']} "
+                     f"commit={(pb['git_commit'] or '-')[:10]}{'*' if pb['git_dirty'] else ''}{extra}")
+        for k, subs in tree.get("inputs", {}).items():
+            for s in subs:
+                lines.append(f"{pad}    {k}:")
+                lines.append(format_lineage(s, depth + 3))
+    return "\n".join(lines)

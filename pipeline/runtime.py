@@ -1,0 +1,59 @@
+"""What an executor may know about where it runs: the current execution context."""
+from __future__ import annotations
+
+import contextvars
+import sys
+import time
+from dataclasses import dataclass, field
+
+__all__ = ["ExecutionContext", "current"]
+
+_CURRENT: contextvars.ContextVar["ExecutionContext | None"] = contextvars.ContextVar("tfpipe_ctx", default=None)
+
+
+@dataclass
+class ExecutionContext:
+    pipeline: str
+    run_id: str
+    node_id: str
+    execution_id: int
+    beam_pipeline_args: list[str] = field(default_factory=list)
+    tmp_dir: str = ""
+    verbose: bool = True
+    _last: float = 0.0
+
+    def log(self, msg: str) -> None:
+        if self.verbose:
+            print(f"  [{self.node_id}] {msg}", file=sys.stderr, flush=True)
+
+    def progress(self, done: float, total: float | None = None, unit: str = "") -> None:
+        """Report progress; printed at most every 2 s, plus the final step."""
+        now = time.monotonic()
+        final = total is not None and done >= total
+        if not final and now - self._last < 2.0:
+            return
+        self._last = now
+        if total:
+            self.log(f"{done:,.0f}/{total:,.0f} {unit} ({100.0 * done / total:.0f}%)")
+        else:
+            self.log(f"{done:,.0f} {unit}")
+
+    def beam_pipeline(self):
+        """A Beam pipeline built from the pipeline's ``beam_pipeline_args``."""
+        import apache_beam as beam
+        from apache_beam.options.pipeline_options import PipelineOptions
+        return beam.Pipeline(options=PipelineOptions(self.beam_pipeline_args))
+
+    def __enter__(self):
+        self._token = _CURRENT.set(self)
+        return self
+
+    def __exit__(self, *exc):
+        _CURRENT.reset(self._token)
+
+
+def current() -> ExecutionContext:
+    ctx = _CURRENT.get()
+    if ctx is None:
+        return ExecutionContext(pipeline="adhoc", run_id="adhoc", node_id="adhoc", execution_id=0)
+    return ctx
