@@ -1,0 +1,58 @@
+"""Reading an Examples artifact (Parquet per split) in the forms downstream code needs:
+an Arrow table, TFDV/TFT-ready list-typed record batches, or serialized tf.Example
+records (what a serving signature takes)."""
+from __future__ import annotations
+
+import glob
+import os
+
+from ._tabular import to_list_batch
+
+__all__ = ["split_files", "read_split", "list_batches", "serialized_examples", "ExamplesError"]
+
+
+class ExamplesError(ValueError):
+    pass
+
+
+def split_files(examples, split: str) -> list[str]:
+    names = examples.split_names or []
+    if split not in names:
+        raise ExamplesError(f"Examples #{examples.id} ({examples.uri}) has no split {split!r}; splits: {names}")
+    files = sorted(glob.glob(os.path.join(examples.split_uri(split), "*.parquet")))
+    if not files:
+        raise ExamplesError(f"split {split!r} of Examples at {examples.uri} holds no Parquet files")
+    return files
+
+
+def read_split(examples, split: str, columns: list[str] | None = None):
+    """The split as one Arrow table (plain columns; nulls are missing values)."""
+    import pyarrow.parquet as pq
+    import pyarrow as pa
+    return pa.concat_tables([pq.read_table(f, columns=columns) for f in split_files(examples, split)])
+
+
+def list_batches(examples, split: str, batch_size: int = 65536):
+    """Record batches with every column list-typed, as TFDV and TFT expect."""
+    for b in read_split(examples, split).to_batches(max_chunksize=batch_size):
+        yield to_list_batch(b)
+
+
+def serialized_examples(examples, split: str, limit: int | None = None,
+                        drop_columns: list[str] = ()) -> list[bytes]:
+    """Serialized tf.Example records of a split (first ``limit`` rows), e.g. for a
+    serving signature that parses raw examples."""
+    from tfx_bsl.coders import example_coder
+    t = read_split(examples, split)
+    if drop_columns:
+        t = t.drop([c for c in drop_columns if c in t.column_names])
+    if limit is not None:
+        t = t.slice(0, limit)
+    import pyarrow as pa
+    # tf.Example has float32 lists only
+    t = t.cast(pa.schema([pa.field(f.name, pa.float32()) if pa.types.is_floating(f.type) else f
+                          for f in t.schema]))
+    out: list[bytes] = []
+    for b in t.to_batches(max_chunksize=65536):
+        out.extend(example_coder.RecordBatchToExamples(to_list_batch(b)))
+    return out
