@@ -86,6 +86,7 @@ class MetadataStore:
         self.where = metadata if isinstance(metadata, str) else json.dumps(metadata)
         self.store = self._retry(lambda: ms.MetadataStore(connection_config(metadata)))
         self._type_ids: dict[tuple[str, str], int] = {}
+        self._names: dict[tuple[str, int], str] = {}
 
     # -- plumbing -------------------------------------------------------------------
     def _retry(self, fn, attempts: int = 60):
@@ -164,6 +165,12 @@ class MetadataStore:
         return c
 
     def update_context(self, ctx, props: dict[str, Any]) -> None:
+        """Set ``props`` on the context, keeping properties another process (or a node's
+        launcher) recorded since ``ctx`` was read: ML Metadata replaces them all on put."""
+        fresh = self._retry(lambda: self.store.get_contexts_by_id([ctx.id])) if ctx.id else []
+        for k, v in (fresh[0].custom_properties.items() if fresh else ()):
+            if k not in props and k not in ctx.custom_properties:
+                ctx.custom_properties[k].CopyFrom(v)
         self._set_props(ctx.custom_properties, props)
         self._retry(lambda: self.store.put_contexts([ctx]))
 
@@ -199,8 +206,6 @@ class MetadataStore:
         custom = {k: _value_to_py(v) for k, v in p.custom_properties.items()}
         state = self.pb.Artifact.State.Name(p.state)
         return klass(uri=p.uri, properties=props, id=p.id, state=state, custom=custom)
-
-    _names: dict = {}
 
     def type_name(self, type_id: int, kind: str) -> str:
         key = (kind, type_id)

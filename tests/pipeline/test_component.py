@@ -1,0 +1,100 @@
+import pytest
+
+from pipeline import (Examples, Input, Integer, Model, Output, Pipeline, PipelineDefinitionError, Schema,
+                      WiringError, component)
+from pipeline.component import ComponentDefinitionError
+from tests.fixtures.trivial import describe, make_numbers, total
+
+
+def test_interface_is_derived_from_the_signature():
+    assert set(total.inputs) == {"numbers"}
+    assert total.inputs["numbers"].type is Examples
+    assert set(total.outputs) == {"result"}
+    assert total.parameters["offset"].type is int and total.parameters["offset"].default == 0
+    assert total.executor_ref == "tests.fixtures.trivial:total"
+
+
+def test_optional_input_and_module_file_parameter():
+    @component
+    def c(model: Input[Model] | None = None, out: Output[Schema] = None, module_file: str = "") -> None: ...
+    assert c.inputs["model"].optional
+    n = c()
+    assert n.inputs == {}
+
+
+def test_missing_annotation_is_a_definition_error():
+    with pytest.raises(ComponentDefinitionError, match="'x' has no type annotation"):
+        @component
+        def bad(x) -> None: ...
+
+
+def test_unsupported_parameter_type_named():
+    with pytest.raises(ComponentDefinitionError, match=r"parameter 'when'.*expected one of"):
+        @component
+        def bad(when: set) -> None: ...
+
+
+def test_unknown_parameter_names_component_and_argument():
+    with pytest.raises(WiringError, match=r"make_numbers\(id='make_numbers'\): unknown argument 'count'"):
+        make_numbers(count=3)
+
+
+def test_ill_typed_parameter():
+    with pytest.raises(WiringError, match=r"parameter 'n' expects int, found str '3'"):
+        make_numbers(n="3")
+    with pytest.raises(WiringError, match="parameter 'n' expects int, found bool"):
+        make_numbers(n=True)
+
+
+def test_type_mismatch_between_channels():
+    nums = make_numbers()
+    t = total(numbers=nums.outputs.numbers)
+    with pytest.raises(WiringError, match=r"input 'numbers' expects Examples, found Integer from total.result"):
+        total(numbers=t.outputs.result, id="t2")
+
+
+def test_missing_required_input():
+    with pytest.raises(WiringError, match=r"total\(id='total'\): missing required input 'numbers' \(Examples\)"):
+        total()
+
+
+def test_value_where_channel_expected_and_positional_args():
+    with pytest.raises(WiringError, match="input 'numbers' expects a channel of Examples"):
+        total(numbers="/some/dir")
+    with pytest.raises(WiringError, match="keyword arguments only"):
+        total(make_numbers().outputs.numbers)
+
+
+def test_outputs_are_not_arguments():
+    with pytest.raises(WiringError, match="'numbers' is an output"):
+        make_numbers(numbers=None)
+
+
+def test_pipeline_adds_upstream_nodes_in_topological_order(tmp_path):
+    nums = make_numbers()
+    t = total(numbers=nums.outputs.numbers)
+    d = describe(numbers=nums.outputs.numbers, result=t.outputs.result)
+    p = Pipeline("p", [d], root=str(tmp_path), metadata=str(tmp_path / "m.sqlite"))
+    assert [n.id for n in p.nodes] == ["make_numbers", "total", "describe"]
+
+
+def test_cycle_is_detected_and_named(tmp_path):
+    nums = make_numbers()
+    a = total(numbers=nums.outputs.numbers, id="a")
+    b = describe(numbers=nums.outputs.numbers, result=a.outputs.result, id="b")
+    c = total(numbers=nums.outputs.numbers, id="c")
+    # wire a cycle by hand: a <- c <- a
+    a.inputs["extra"] = c.outputs.result
+    c.inputs["extra"] = a.outputs.result
+    with pytest.raises(PipelineDefinitionError, match=r"cycle through nodes \['a', 'b', 'c'\]|cycle through nodes \['a', 'c'"):
+        Pipeline("p", [b, c], root=str(tmp_path))
+
+
+def test_duplicate_ids_rejected(tmp_path):
+    with pytest.raises(PipelineDefinitionError, match="two nodes share the id 'make_numbers'"):
+        Pipeline("p", [make_numbers(), make_numbers()], root=str(tmp_path))
+
+
+def test_bad_pipeline_name():
+    with pytest.raises(PipelineDefinitionError, match="pipeline name"):
+        Pipeline("my pipeline", [make_numbers()])
