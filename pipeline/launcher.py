@@ -190,6 +190,9 @@ def run_node(ir: dict, node_id: str, run_id: str, store: MetadataStore | None = 
     pl = ir["pipeline"]
     store = store or MetadataStore(pl["metadata"])
     pctx, rctx, nctx = store.pipeline_contexts(pl["name"], run_id, node_id)
+    if "ir" not in rctx.custom_properties:  # what `tfpipe reproduce` re-runs
+        store.update_context(rctx, {"ir": json.dumps(ir, sort_keys=True),
+                                    "workdir": os.path.dirname(pl["source"]) if pl.get("source") else os.getcwd()})
     contexts = [pctx, rctx, nctx]
     started = time.time()
     t0 = time.monotonic()
