@@ -44,7 +44,7 @@ def compile_pipeline(p: Pipeline) -> dict:
             "parameters": dict(sorted(n.parameters.items())),
             "inputs": {k: {"producer": ch.producer.id, "output": ch.key, "type": ch.type.TYPE_NAME}
                        for k, ch in sorted(n.inputs.items())},
-            "outputs": {k: {"type": o.type.TYPE_NAME} for k, o in n.spec.outputs.items()},
+            "outputs": {k: {"type": ch.type.TYPE_NAME} for k, ch in n.outputs.items()},
             "upstream": [u.id for u in n.upstream],
             "enable_cache": n.enable_cache,
         })

@@ -103,10 +103,11 @@ class ComponentSpec:
     """The interface of a component, derived from its executor's signature."""
 
     def __init__(self, fn: Callable, name: str | None = None, driver: Callable | None = None,
-                 version: str | None = None):
+                 version: str | None = None, resolver: Callable | None = None):
         self.fn = fn
         self.name = name or fn.__name__
         self.driver = driver
+        self.resolver = resolver  # see pipeline/resolver.py: picks existing artifacts, no executor
         self.version = version
         self.inputs: dict[str, InputSpec] = {}
         self.outputs: dict[str, OutputSpec] = {}
@@ -170,10 +171,13 @@ class ComponentSpec:
             src = self.fn.__code__.co_code.hex()
         return hashlib.sha256(src.encode()).hexdigest()[:16]
 
-    def __call__(self, *args, id: str | None = None, enable_cache: bool = True, **kwargs) -> "Node":
+    def __call__(self, *args, id: str | None = None, enable_cache: bool = True,
+                 output_types: dict[str, type[Artifact]] | None = None, **kwargs) -> "Node":
+        """``output_types`` (resolver components only) declares this node's outputs, e.g.
+        ``{"model": Model}``: what a resolver returns depends on how it is used."""
         if args:
             raise WiringError(f"{self.name}() takes keyword arguments only; got {len(args)} positional")
-        return Node(self, id or self.name, kwargs, enable_cache)
+        return Node(self, id or self.name, kwargs, enable_cache, output_types)
 
     def __repr__(self) -> str:
         return f"<component {self.name} inputs={list(self.inputs)} outputs={list(self.outputs)}>"
@@ -201,7 +205,8 @@ class _Outputs(dict):
 class Node:
     """One use of a component in a pipeline, with its wiring checked at once."""
 
-    def __init__(self, spec: ComponentSpec, id: str, kwargs: dict[str, Any], enable_cache: bool = True):
+    def __init__(self, spec: ComponentSpec, id: str, kwargs: dict[str, Any], enable_cache: bool = True,
+                 output_types: dict[str, type[Artifact]] | None = None):
         self.spec = spec
         self.id = id
         self.enable_cache = enable_cache
@@ -250,7 +255,19 @@ class Node:
         for k, s in spec.parameters.items():
             if k not in self.parameters and s.required:
                 raise WiringError(f"{where}: missing required parameter {k!r} ({s.type.__name__})")
-        self.outputs = _Outputs({k: Channel(self, k, o.type) for k, o in spec.outputs.items()})
+        types = {k: o.type for k, o in spec.outputs.items()}
+        if output_types:
+            if spec.resolver is None:
+                raise WiringError(f"{where}: output_types is only for resolver components; "
+                                  f"{spec.name} declares its outputs {sorted(types)} in its signature")
+            for k, t in output_types.items():
+                if not (isinstance(t, type) and issubclass(t, Artifact)):
+                    raise WiringError(f"{where}: output_types[{k!r}] must be an Artifact class, found {t!r}")
+                if k in types and not issubclass(t, types[k]):
+                    raise WiringError(f"{where}: output {k!r} is declared {types[k].TYPE_NAME}; "
+                                      f"output_types gives {t.TYPE_NAME}, not a subclass")
+                types[k] = t
+        self.outputs = _Outputs({k: Channel(self, k, t) for k, t in types.items()})
 
     @property
     def upstream(self) -> list["Node"]:
@@ -266,15 +283,19 @@ class Node:
 
 
 def component(fn: Callable | None = None, *, name: str | None = None, driver: Callable | None = None,
-              version: str | None = None):
+              version: str | None = None, resolver: Callable | None = None):
     """Turn a typed function into a component. Usable bare (``@component``) or with options.
 
     ``driver(parameters) -> dict`` runs before the cache decision (e.g. ExampleGen picking a
     span and fingerprinting its input); what it returns joins the cache key and is passed
     to the executor as ``parameters``.
+
+    ``resolver(query, pipeline_name, params, inputs) -> {output_key: [artifacts]}`` makes a
+    resolver component: the launcher calls it instead of the function body, to pick
+    existing artifacts of earlier runs from ML Metadata (see ``pipeline/resolver.py``).
     """
     def wrap(f: Callable) -> ComponentSpec:
-        spec = ComponentSpec(f, name=name, driver=driver, version=version)
+        spec = ComponentSpec(f, name=name, driver=driver, version=version, resolver=resolver)
         spec._attr_name = f.__name__
         return spec
     return wrap(fn) if fn is not None else wrap

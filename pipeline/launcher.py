@@ -120,9 +120,11 @@ def _latest_ok_execution(store: MetadataStore, ctx) -> tuple[Any, dict] | None:
     return None
 
 
-def resolve_inputs(store: MetadataStore, ir: dict, node: dict, run_ctx) -> dict[str, list[Artifact]]:
+def resolve_inputs(store: MetadataStore, ir: dict, node: dict, run_ctx,
+                   optional: frozenset = frozenset()) -> dict[str, list[Artifact]]:
     """Each input is the output of its producer in this run, or (for partial runs) of the
-    producer's newest successful execution in the pipeline."""
+    producer's newest successful execution in the pipeline. An ``optional`` input whose
+    producer succeeded without producing it (a resolver that found nothing) is left out."""
     pname = ir["pipeline"]["name"]
     run_execs = None
     resolved: dict[str, list[Artifact]] = {}
@@ -140,6 +142,8 @@ def resolve_inputs(store: MetadataStore, ir: dict, node: dict, run_ctx) -> dict[
             hit = _latest_ok_execution(store, store.context("node", f"{pname}.{producer}", create=False))
             if hit:
                 found = hit[1]
+        if found is not None and src["output"] not in found and key in optional:
+            continue
         if found is None or src["output"] not in found:
             raise InputResolutionError(
                 f"input {key!r} of node {node['id']}: node {producer} has no successful execution "
@@ -178,6 +182,37 @@ def _find_cached(store: MetadataStore, cache_key: str):
     return None
 
 
+def _run_resolver(store: MetadataStore, spec: ComponentSpec, node: dict, pipeline_name: str, run_id: str,
+                  params: dict, inputs: dict, execution, contexts, t0: float, verbose: bool) -> NodeResult:
+    """Call the resolver; record COMPLETE with OUTPUT events on the existing artifacts."""
+    from .resolver import ResolverError, ResolverQuery
+    got = spec.resolver(ResolverQuery(store, pipeline_name, run_id), pipeline_name, dict(params),
+                        {k: list(v) for k, v in inputs.items()}) or {}
+    outs: dict[str, list[Artifact]] = {}
+    for key, arts in got.items():
+        if key not in node["outputs"]:
+            raise ResolverError(f"resolver {spec.name} (node {node['id']}) returned output {key!r}; "
+                                f"the node declares {sorted(node['outputs'])}")
+        want = artifact_class(node["outputs"][key]["type"])
+        arts = [arts] if isinstance(arts, Artifact) else list(arts or [])
+        for a in arts:
+            if not isinstance(a, want) or a.id is None or a.state != "LIVE":
+                raise ResolverError(f"resolver {spec.name} (node {node['id']}) output {key!r}: expected "
+                                    f"LIVE {want.TYPE_NAME} artifacts already in ML Metadata, found {a!r}")
+        if arts:
+            outs[key] = arts
+    summary = {k: [a.id for a in v] for k, v in outs.items()}
+    if verbose:
+        for k in node["outputs"]:
+            found = ", ".join(f"#{a.id} {a.uri}" for a in outs.get(k, [])) or "nothing (downstream gets None)"
+            print(f"  [{node['id']}] resolved {k}: {found}", file=sys.stderr, flush=True)
+    dur = time.monotonic() - t0
+    store.publish_execution(execution, "COMPLETE", {
+        "parameters": json.dumps(params, sort_keys=True, default=str), "resolved": json.dumps(summary),
+        "duration_s": dur}, contexts, outs)
+    return NodeResult(node["id"], execution.id, "COMPLETE", dur, outs)
+
+
 def _one_paragraph(e: BaseException) -> str:
     msg = str(e).strip() or type(e).__name__
     name = type(e).__name__
@@ -207,9 +242,13 @@ def run_node(ir: dict, node_id: str, run_id: str, store: MetadataStore | None = 
         for k, ps in spec.parameters.items():
             if k not in params and not ps.required:
                 params[k] = ps.default
-        inputs = resolve_inputs(store, ir, node, rctx)
+        inputs = resolve_inputs(store, ir, node, rctx,
+                                frozenset(k for k, s in spec.inputs.items() if s.optional))
         execution = store.new_execution(spec.name, {**base_props, "code_version": spec.code_version()},
                                         contexts, inputs)
+        if spec.resolver is not None:  # no executor, no cache: pick existing artifacts
+            return _run_resolver(store, spec, node, pl["name"], run_id, params, inputs, execution,
+                                 contexts, t0, verbose)
         if spec.driver is not None:
             params.update(spec.driver(dict(params)) or {})
         cache_key = _cache_key(spec, node, params, inputs)

@@ -1,0 +1,87 @@
+"""The resolver hook: nodes that pick EXISTING artifacts from earlier runs instead of
+running an executor.
+
+A component declared with ``@component(name=..., resolver=fn)`` has no executor work.
+The launcher calls ``fn(query, pipeline_name, params, inputs)`` where ``query`` is a
+:class:`ResolverQuery` over this pipeline's record in ML Metadata (earlier runs only, by
+default), ``params`` the node's parameters and ``inputs`` its resolved input artifacts
+(channels of this run, if the resolver declares any). ``fn`` returns
+``{output_key: [artifact, ...]}`` (an empty list or a missing key means "nothing found";
+a downstream optional input then receives ``None``). The launcher records an execution
+COMPLETE whose OUTPUT events point at those artifacts: nothing is created or copied, and
+a resolver node is never served from cache.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+from .artifacts import Artifact
+from .metadata import MetadataStore
+
+__all__ = ["ResolverQuery", "ResolverError"]
+
+_OK = ("COMPLETE", "CACHED")
+
+
+class ResolverError(RuntimeError):
+    """A resolver returned something the node did not declare, or its query failed."""
+
+
+class ResolverQuery:
+    """Read-only questions about a pipeline's earlier executions, newest first."""
+
+    def __init__(self, store: MetadataStore, pipeline: str, run_id: str | None = None):
+        self.store = store
+        self.pipeline = pipeline
+        self.run_id = run_id
+        self._execs = None
+
+    def executions(self, include_current_run: bool = False) -> list:
+        """Successful (COMPLETE or CACHED) executions of this pipeline, newest first."""
+        if self._execs is None:
+            ctx = self.store.context("pipeline", self.pipeline, create=False)
+            execs = self.store.executions_by_context(ctx) if ctx is not None else []
+            self._execs = sorted((e for e in execs if self.store.state_name(e) in _OK),
+                                 key=lambda e: e.id, reverse=True)
+        if include_current_run or self.run_id is None:
+            return list(self._execs)
+        return [e for e in self._execs if self.store.props(e).get("run_id") != self.run_id]
+
+    def component_of(self, execution) -> str:
+        return self.store.type_name(execution.type_id, "e")
+
+    def node_of(self, execution) -> str | None:
+        return self.store.props(execution).get("node_id")
+
+    def io_of(self, execution) -> tuple[dict[str, list[Artifact]], dict[str, list[Artifact]]]:
+        return self.store.io_of(execution.id)
+
+    def outputs(self, type_name: str | None = None, node_id: str | None = None,
+                component: str | None = None, include_current_run: bool = False
+                ) -> list[tuple[Artifact, object, str]]:
+        """``(artifact, producing execution, output key)`` for every LIVE artifact output
+        by a successful execution of this pipeline (filtered by artifact type, producing
+        node id or component name), newest artifact first, each artifact once."""
+        seen: dict[int, tuple[Artifact, object, str]] = {}
+        for e in self.executions(include_current_run):
+            if node_id is not None and self.node_of(e) != node_id:
+                continue
+            if component is not None and self.component_of(e) != component:
+                continue
+            _, outs = self.io_of(e)
+            for key, arts in outs.items():
+                for a in arts:
+                    if a.state != "LIVE" or (type_name and a.type_name != type_name):
+                        continue
+                    # keep the first producer seen from the oldest side: a CACHED execution
+                    # re-publishes the same artifact; the original producer is the oldest
+                    seen[a.id] = (a, e, key)
+        return [seen[i] for i in sorted(seen, reverse=True)]
+
+    def consumers(self, artifact_ids: Iterable[int], include_current_run: bool = True) -> list:
+        """Successful executions of this pipeline that took any of these artifacts as input."""
+        ids = set(artifact_ids)
+        evs = self.store.events_of_artifacts(sorted(ids))
+        eids = {ev.execution_id for ev in evs if ev.type in (self.store.pb.Event.INPUT,
+                                                             self.store.pb.Event.DECLARED_INPUT)}
+        return [e for e in self.executions(include_current_run) if e.id in eids]
