@@ -13,7 +13,7 @@ __all__ = ["main"]
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 # Orchestrators are plugins: the core names them, never imports them statically.
-RUNNERS = {"local": "orchestrators.local:LocalRunner"}
+RUNNERS = {"local": "orchestrators.local:LocalRunner", "beam": "orchestrators.beam:BeamDagRunner"}
 COMPILERS: dict[str, str] = {}
 
 
@@ -119,6 +119,14 @@ def cmd_lineage(args) -> int:
     return EXIT_OK
 
 
+def cmd_ci_plan(args) -> int:
+    from .ci_plan import CiPlanError, cli_plan
+    try:
+        return cli_plan(args)
+    except CiPlanError as e:
+        raise UsageError(str(e)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tfpipe", description="TFX-style ML pipelines: run, compile, inspect.")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
@@ -163,6 +171,16 @@ def build_parser() -> argparse.ArgumentParser:
     li.add_argument("artifact_id", type=int)
     add_md(li)
     li.set_defaults(fn=cmd_lineage)
+
+    ci = sub.add_parser("ci", help="continuous training helpers").add_subparsers(dest="sub", required=True)
+    cp = ci.add_parser("plan", help="what a change between two commits asks for: full_rebuild, "
+                                    "modules_only, data_only or nothing (rules in tfpipe-ci.toml)")
+    cp.add_argument("--base", required=True, help="base commit; empty or 000..0 = every file of head is new")
+    cp.add_argument("--head", required=True, help="head commit")
+    cp.add_argument("--config", help="rules file (default: tfpipe-ci.toml at the repository root)")
+    cp.add_argument("--repo", default=".", help="git repository (default: current directory)")
+    cp.add_argument("--json", action="store_true")
+    cp.set_defaults(fn=cmd_ci_plan)
     return p
 
 
