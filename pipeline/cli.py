@@ -65,6 +65,12 @@ def cmd_run(args) -> int:
     runner = _plugin(RUNNERS[args.target])(verbose=not args.quiet)
     res = runner.run(ir, run_id=args.run_id, from_node=args.from_node, to_node=args.to_node,
                      enable_cache=False if args.no_cache else None)
+    from .tracking_cli import post_run_hooks  # optional MLflow export (lazy, mlflow only if configured)
+    try:
+        post_run_hooks(ir, res.run_id, mlflow=args.mlflow_uri)
+    except Exception as e:
+        print(f"error: MLflow export of run {res.run_id} failed: {type(e).__name__}: {e}", file=sys.stderr)
+        return EXIT_FAILED
     if not res.ok:
         print(f"error: {res.error}", file=sys.stderr)
         return EXIT_FAILED
@@ -89,12 +95,12 @@ def cmd_compile(args) -> int:
 
 
 def cmd_runs_list(args) -> int:
-    from . import inspect as insp
-    rows = insp.list_runs(_store(args), args.pipeline)
+    from . import tracking
+    rows = tracking.list_runs(_store(args), args.pipeline, limit=args.last)
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
     else:
-        print(insp.format_runs(rows))
+        print(tracking.format_runs(rows))
     return EXIT_OK
 
 
@@ -139,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--to", dest="to_node", metavar="NODE", help="run up to and including this node")
     r.add_argument("--no-cache", action="store_true", help="re-execute every node")
     r.add_argument("-q", "--quiet", action="store_true")
+    r.add_argument("--mlflow-uri", help="export the run to this MLflow tracking URI "
+                                        "(default: $TFPIPE_MLFLOW_TRACKING_URI, else none)")
     r.set_defaults(fn=cmd_run)
 
     c = sub.add_parser("compile", help="compile a pipeline file to its IR (or an orchestrator's format)")
@@ -154,12 +162,15 @@ def build_parser() -> argparse.ArgumentParser:
     runs = sub.add_parser("runs", help="list and show pipeline runs").add_subparsers(dest="sub", required=True)
     rl = runs.add_parser("list")
     rl.add_argument("--pipeline")
+    rl.add_argument("--last", type=int, metavar="N", help="only the N newest runs")
     add_md(rl)
     rl.set_defaults(fn=cmd_runs_list)
     rs = runs.add_parser("show")
     rs.add_argument("run")
     add_md(rs)
     rs.set_defaults(fn=cmd_runs_show)
+    from .tracking_cli import add_commands  # runs compare, models, reproduce, monitor, report, mlflow
+    add_commands(sub, add_md, runs)
 
     arts = sub.add_parser("artifacts", help="list artifacts").add_subparsers(dest="sub", required=True)
     al = arts.add_parser("list")

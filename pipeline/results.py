@@ -1,0 +1,178 @@
+"""Reading the result files the model-half components write, without importing them:
+
+- Trainer: ``<ModelRun.uri>/history.json``  ``{metric: [value per epoch]}``
+- Tuner: ``<HyperParameters.uri>/trials.json``  a list of trials (hyperparameters, score)
+- Evaluator: ``ModelEvaluation`` metrics per slice (JSON), ``ModelBlessing`` (blessed, reasons)
+
+Every reader returns plain data (or an empty value when the file is absent) so that
+run listings, comparisons, reports and the MLflow export share one interpretation.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import math
+import os
+from typing import Any
+
+__all__ = ["load_history", "load_trials", "load_evaluation", "headline_metrics", "OVERALL",
+           "ResultFileError"]
+
+OVERALL = "Overall"
+
+HEADLINE_ORDER = ("accuracy", "sparse_categorical_accuracy", "auc", "f1", "loss", "mse", "mae",
+                  "rmse", "r2", "example_count")
+
+
+class ResultFileError(ValueError):
+    pass
+
+
+def _read_json(path: str) -> Any:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise ResultFileError(f"{path}: not JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+
+
+def _num(v) -> float | None:
+    if isinstance(v, bool):
+        return float(v)
+    if isinstance(v, (int, float)):
+        return float(v) if math.isfinite(float(v)) else None
+    if isinstance(v, dict):  # {"doubleValue": ...} or {"value": ...}
+        for k in ("doubleValue", "double_value", "value"):
+            if k in v:
+                return _num(v[k])
+    return None
+
+
+def load_history(uri: str | None) -> dict[str, list[float]]:
+    """``{metric: [per-epoch values]}`` from ``history.json`` under ``uri`` (or ``{}``)."""
+    if not uri:
+        return {}
+    for path in (os.path.join(uri, "history.json"), *sorted(glob.glob(os.path.join(uri, "*", "history.json")))):
+        if os.path.isfile(path):
+            data = _read_json(path)
+            if isinstance(data, dict) and "history" in data and isinstance(data["history"], dict):
+                data = data["history"]
+            if not isinstance(data, dict):
+                raise ResultFileError(f"{path}: expected {{metric: [values per epoch]}}, found "
+                                      f"{type(data).__name__}")
+            return {str(k): [float(x) if _num(x) is not None else float("nan") for x in v]
+                    for k, v in data.items() if isinstance(v, list)}
+    return {}
+
+
+def load_trials(uri: str | None) -> list[dict]:
+    """Tuner trials: ``[{"trial": i, "hyperparameters": {...}, "score": float|None, ...}]``."""
+    if not uri:
+        return []
+    path = os.path.join(uri, "trials.json")
+    if not os.path.isfile(path):
+        return []
+    data = _read_json(path)
+    if isinstance(data, dict):
+        data = data.get("trials", list(data.values()))
+    out = []
+    for i, t in enumerate(data if isinstance(data, list) else []):
+        if not isinstance(t, dict):
+            continue
+        hp = t.get("hyperparameters") or t.get("hparams") or t.get("values") or {}
+        score = _num(t.get("score", t.get("objective", t.get("value"))))
+        out.append({**t, "trial": t.get("trial", t.get("trial_id", i)), "hyperparameters": hp, "score": score})
+    return out
+
+
+def _slice_name(key: Any) -> str:
+    if key in (None, "", (), [], {}, "()", "overall", "Overall", "OVERALL"):
+        return OVERALL
+    if isinstance(key, dict):
+        return ", ".join(f"{k}={v}" for k, v in sorted(key.items())) or OVERALL
+    if isinstance(key, (list, tuple)):
+        return ", ".join(f"{k}={v}" for k, v in key) if all(isinstance(x, (list, tuple)) for x in key) else str(key)
+    return str(key)
+
+
+def _metrics_dict(m: Any) -> dict[str, float]:
+    out = {}
+    if isinstance(m, dict):
+        for k, v in m.items():
+            n = _num(v)
+            if n is not None:
+                out[str(k)] = n
+    elif isinstance(m, list):  # [{"name": ..., "value": ...}]
+        for x in m:
+            if isinstance(x, dict) and "name" in x:
+                n = _num(x.get("value"))
+                if n is not None:
+                    out[str(x["name"])] = n
+    return out
+
+
+def _normalise_slices(data: Any) -> dict[str, dict[str, float]]:
+    if isinstance(data, dict):
+        for key in ("slices", "metrics_by_slice", "per_slice", "slice_metrics"):
+            if key in data:
+                return _normalise_slices(data[key])
+        if "metrics" in data and isinstance(data["metrics"], dict) and all(
+                isinstance(v, dict) for v in data["metrics"].values()):
+            return _normalise_slices(data["metrics"])
+        if "metrics" in data and not isinstance(data.get("metrics"), list):
+            flat = _metrics_dict(data["metrics"])
+            if flat:
+                return {OVERALL: flat}
+        if data and all(isinstance(v, dict) for v in data.values()):
+            return {_slice_name(k): _metrics_dict(v.get("metrics", v)) for k, v in data.items()}
+        flat = _metrics_dict(data)
+        return {OVERALL: flat} if flat else {}
+    if isinstance(data, list):
+        out = {}
+        for row in data:
+            if isinstance(row, dict):
+                key = row.get("slice", row.get("slice_key", row.get("name")))
+                out[_slice_name(key)] = _metrics_dict(row.get("metrics", {}))
+        return out
+    return {}
+
+
+def _thresholds(data: Any) -> dict[str, dict]:
+    if not isinstance(data, dict):
+        return {}
+    th = data.get("thresholds") or {}
+    if isinstance(th, list):
+        th = {str(t.get("metric", t.get("name", i))): t for i, t in enumerate(th) if isinstance(t, dict)}
+    return {str(k): (v if isinstance(v, dict) else {"value": v}) for k, v in th.items()}
+
+
+_EVAL_FILES = ("metrics.json", "evaluation.json", "eval_result.json", "metrics_by_slice.json")
+
+
+def load_evaluation(uri: str | None) -> dict:
+    """``{"slices": {slice: {metric: value}}, "thresholds": {metric: {...}}, "file": path}``
+    from the ModelEvaluation artifact at ``uri`` (empty slices when none is found)."""
+    empty = {"slices": {}, "thresholds": {}, "file": None}
+    if not uri or not os.path.isdir(uri):
+        return empty
+    cands = [os.path.join(uri, n) for n in _EVAL_FILES]
+    cands += sorted(p for p in glob.glob(os.path.join(uri, "*.json")) if p not in cands)
+    for path in cands:
+        if not os.path.isfile(path):
+            continue
+        data = _read_json(path)
+        slices = _normalise_slices(data)
+        if slices:
+            slices = {k: v for k, v in slices.items() if v}
+            if OVERALL in slices:  # overall first
+                slices = {OVERALL: slices.pop(OVERALL), **slices}
+            return {"slices": slices, "thresholds": _thresholds(data), "file": path}
+    return empty
+
+
+def headline_metrics(slices: dict[str, dict[str, float]], n: int = 3) -> dict[str, float]:
+    """A few of the overall slice's metrics, the most telling first."""
+    overall = slices.get(OVERALL) or (next(iter(slices.values())) if slices else {})
+    names = sorted(overall, key=lambda k: (next((i for i, h in enumerate(HEADLINE_ORDER) if k.lower() == h),
+                                                len(HEADLINE_ORDER)), k))
+    return {k: overall[k] for k in names[:n]}

@@ -1,0 +1,296 @@
+"""Experiment tracking over ML Metadata: runs listed with their data, code and headline
+metrics, and runs compared side by side. Reads the metadata store only (and the small
+result files artifacts point at); never imports components or orchestrators.
+
+``list_runs`` reads the whole store in a handful of bulk queries, so listing stays fast
+with thousands of runs; ``compare_runs`` reads only the runs it is asked about.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from . import inspect as insp
+from .metadata import MetadataStore
+from .results import headline_metrics, load_evaluation, load_history, load_trials
+
+__all__ = ["list_runs", "format_runs", "compare_runs", "format_compare", "run_details", "DATA_KEYS"]
+
+# driver outputs that describe the data a run read: shown under "data", not "parameters"
+DATA_KEYS = ("input_fingerprint", "resolved_span", "resolved_version", "input_files", "previous_span_files",
+             "schema_fingerprint")
+
+
+def _s(e, key: str):
+    v = e.custom_properties.get(key)
+    if v is None:
+        return None
+    kind = v.WhichOneof("value")
+    return getattr(v, kind) if kind else None
+
+
+def _short(v, n: int = 12) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    s = v if isinstance(v, str) else json.dumps(v, sort_keys=True)
+    return s[:n] if len(s) == 64 and all(c in "0123456789abcdef" for c in s) else s
+
+
+# -- runs list --------------------------------------------------------------------------
+def _evaluations_by_run(store: MetadataStore, exec_run: dict[int, tuple]) -> dict[tuple, dict]:
+    """(pipeline, run_id) -> {"metrics": headline, "blessed": bool|None}, in bulk."""
+    out: dict[tuple, dict] = {}
+    arts = list(store._retry(lambda: store.store.get_artifacts_by_type("ModelEvaluation")))
+    blessings = list(store._retry(lambda: store.store.get_artifacts_by_type("ModelBlessing")))
+    by_id = {a.id: a for a in arts + blessings}
+    blessing_ids = {a.id for a in blessings}
+    if not by_id:
+        return out
+    evs = store._retry(lambda: store.store.get_events_by_artifact_ids(list(by_id)))
+    cache: dict[int, dict] = {}
+    for ev in evs:
+        if ev.type != store.pb.Event.OUTPUT or ev.execution_id not in exec_run:
+            continue
+        a = by_id[ev.artifact_id]
+        row = out.setdefault(exec_run[ev.execution_id], {"metrics": {}, "blessed": None})
+        if a.id in blessing_ids:
+            row["blessed"] = a.properties["blessed"].bool_value if "blessed" in a.properties else None
+        else:
+            if a.id not in cache:
+                try:
+                    cache[a.id] = headline_metrics(load_evaluation(a.uri)["slices"])
+                except ValueError:
+                    cache[a.id] = {}
+            row["metrics"] = cache[a.id]
+    return out
+
+
+def list_runs(store: MetadataStore, pipeline: str | None = None, limit: int | None = None) -> list[dict]:
+    """Every run (oldest first) with status, time, duration, git commit and dirty flag, the
+    data it read (span, fingerprint) and headline evaluation metrics."""
+    rows = insp.list_runs(store, pipeline)
+    if limit:
+        rows = rows[-limit:]
+    wanted = {(r["pipeline"], r["run_id"]) for r in rows}
+    execs = store._retry(lambda: store.store.get_executions())
+    exec_run: dict[int, tuple] = {}
+    data: dict[tuple, dict] = {}
+    counts: dict[tuple, dict] = {}
+    for e in execs:
+        key = (_s(e, "pipeline"), _s(e, "run_id"))
+        if key not in wanted:
+            continue
+        exec_run[e.id] = key
+        st = store.pb.Execution.State.Name(e.last_known_state)
+        c = counts.setdefault(key, {"nodes": 0, "cached": 0, "failed": 0})
+        c["nodes"] += 1
+        c["cached"] += st == "CACHED"
+        c["failed"] += st == "FAILED"
+        params = _s(e, "parameters")
+        if params and "input_fingerprint" in params:
+            p = json.loads(params)
+            d = data.setdefault(key, {"spans": [], "fingerprints": []})
+            if p.get("resolved_span") is not None:
+                d["spans"].append(p["resolved_span"])
+            d["fingerprints"].append(p["input_fingerprint"])
+    evals = _evaluations_by_run(store, exec_run)
+    for r in rows:
+        key = (r["pipeline"], r["run_id"])
+        d = data.get(key, {})
+        r["data_span"] = ",".join(str(s) for s in sorted(set(d.get("spans", [])))) or None
+        fps = sorted(set(d.get("fingerprints", [])))
+        r["data_fingerprint"] = fps[0] if len(fps) == 1 else (",".join(fps) or None)
+        ev = evals.get(key, {})
+        r["metrics"] = ev.get("metrics", {})
+        r["blessed"] = ev.get("blessed")
+        r.update(counts.get(key, {"nodes": 0, "cached": 0, "failed": 0}))
+    return rows
+
+
+def format_runs(rows: list[dict]) -> str:
+    if not rows:
+        return "no runs recorded"
+    table = []
+    for r in rows:
+        metrics = " ".join(f"{k}={v:.4g}" for k, v in r.get("metrics", {}).items())
+        if r.get("blessed") is not None:
+            metrics += (" " if metrics else "") + ("blessed" if r["blessed"] else "NOT-blessed")
+        table.append([r["run_id"], r["pipeline"], r["status"], insp._ts(r["started_at"]),
+                      f"{r['duration_s']:.1f}s" if r["duration_s"] is not None else "-",
+                      (r["git_commit"] or "-")[:10] + ("*" if r["git_dirty"] else ""),
+                      r.get("data_span") if r.get("data_span") is not None else "-",
+                      _short(r.get("data_fingerprint")), f"{r.get('nodes', 0)}/{r.get('cached', 0)}",
+                      metrics or "-"])
+    text = insp._table(table, ["RUN", "PIPELINE", "STATUS", "STARTED", "DURATION", "COMMIT", "SPAN",
+                               "DATA", "NODES/CACHED", "METRICS"])
+    if any(r["git_dirty"] for r in rows):
+        text += "\n(* after a commit: the work tree had uncommitted changes)"
+    return text
+
+
+# -- one run in detail ------------------------------------------------------------------
+def run_details(store: MetadataStore, run: str) -> dict:
+    """One run's executions with parameters, data, code and outputs, plus its evaluation
+    (metrics per slice) and training history: what ``compare`` and the report read."""
+    info = insp.show_run(store, run)
+    info["evaluation"] = {"slices": {}, "thresholds": {}, "file": None}
+    info["history"], info["trials"], info["blessing"], info["pushed"] = {}, [], None, None
+    for e in info["executions"]:
+        for key, outs in e["outputs"].items():
+            for o in outs:
+                t = o["type"]
+                if t == "ModelEvaluation" and not info["evaluation"]["slices"]:
+                    info["evaluation"] = load_evaluation(o["uri"])
+                elif t == "ModelRun" and not info["history"]:
+                    info["history"] = load_history(o["uri"])
+                elif t == "Model" and not info["history"]:
+                    info["history"] = load_history(o["uri"])
+                elif t == "HyperParameters" and not info["trials"]:
+                    info["trials"] = load_trials(o["uri"])
+                elif t in ("ModelBlessing", "PushedModel"):
+                    [a] = store.get_artifacts([o["id"]]) or [None]
+                    if a is not None:
+                        info["blessing" if t == "ModelBlessing" else "pushed"] = {"id": a.id, "uri": a.uri,
+                                                                                   **a.properties}
+    return info
+
+
+def _differs(values: list) -> bool:
+    return len({json.dumps(v, sort_keys=True, default=str) for v in values}) > 1
+
+
+def compare_runs(store: MetadataStore, runs: list[str]) -> dict:
+    """Side by side: run headers, differing parameters, data fingerprints, code versions,
+    metrics per slice and which artifacts changed. Each row has ``values`` (one per run)
+    and ``differs``."""
+    if len(runs) < 2:
+        raise insp.NotFound(f"runs compare needs at least two runs, found {len(runs)}: {runs}")
+    infos = [run_details(store, r) for r in runs]
+    n = len(infos)
+    nodes: list[str] = []
+    by_node = []
+    for info in infos:
+        m = {}
+        for e in info["executions"]:
+            m[e["node_id"]] = e  # the latest execution of a node in the run wins
+            if e["node_id"] not in nodes:
+                nodes.append(e["node_id"])
+        by_node.append(m)
+
+    def row(**kw):
+        kw["differs"] = _differs(kw["values"])
+        return kw
+
+    out = {"runs": [{k: i.get(k) for k in ("run_id", "pipeline", "status", "started_at", "duration_s",
+                                             "git_commit", "git_dirty")} for i in infos],
+           "code": [], "parameters": [], "data": [], "metrics": [], "artifacts": []}
+    out["code"].append(row(node="(run)", field="git_commit",
+                           values=[(i["git_commit"] or "-") + ("*" if i["git_dirty"] else "") for i in infos]))
+    for node in nodes:
+        es = [m.get(node) for m in by_node]
+        out["code"].append(row(node=node, field="code_version", values=[e and e["code_version"] for e in es]))
+        keys = sorted({k for e in es if e for k in e["parameters"]})
+        for k in keys:
+            vals = [e["parameters"].get(k) if e else None for e in es]
+            (out["data"] if k in DATA_KEYS else out["parameters"]).append(row(node=node, parameter=k, values=vals))
+        out["data"].append(row(node=node, parameter="data_fingerprint",
+                               values=[e and e["data_fingerprint"] for e in es]))
+        okeys = sorted({k for e in es if e for k in e["outputs"]})
+        for k in okeys:
+            arts = [(e["outputs"].get(k) or [None])[0] if e else None for e in es]
+            full = [store.get_artifacts([a["id"]])[0] if a else None for a in arts]
+            fps = [a.fingerprint if a else None for a in full]
+            out["artifacts"].append({"node": node, "output": k, "type": next((a.type_name for a in full if a), "?"),
+                                     "ids": [a.id if a else None for a in full], "values": fps,
+                                     "cached": [bool(e and e["cached_from"]) for e in es],
+                                     "differs": _differs(fps), "changed": _differs(fps)})
+    slices = []
+    for i in infos:
+        for s in i["evaluation"]["slices"]:
+            if s not in slices:
+                slices.append(s)
+    for s in slices:
+        names = sorted({k for i in infos for k in i["evaluation"]["slices"].get(s, {})})
+        for k in names:
+            out["metrics"].append(row(slice=s, metric=k, values=[i["evaluation"]["slices"].get(s, {}).get(k)
+                                                                for i in infos]))
+    for i, info in enumerate(infos):
+        out["runs"][i]["blessed"] = (info["blessing"] or {}).get("blessed")
+        out["runs"][i]["final_history"] = {k: v[-1] for k, v in info["history"].items() if v}
+    out["summary"] = {sec: sum(1 for r in out[sec] if r["differs"]) for sec in
+                      ("code", "parameters", "data", "metrics", "artifacts")}
+    out["summary"]["runs"] = n
+    return out
+
+
+# -- text ---------------------------------------------------------------------------------
+class _Style:
+    def __init__(self, color: bool):
+        self.color = color
+
+    def diff(self, s: str) -> str:
+        return f"\x1b[1;33m{s}\x1b[0m" if self.color else s
+
+    def head(self, s: str) -> str:
+        return f"\x1b[1m{s}\x1b[0m" if self.color else s
+
+    def mark(self, differs: bool) -> str:
+        if self.color:
+            return "\x1b[1;31m≠\x1b[0m " if differs else "  "
+        return "* " if differs else "  "
+
+
+def _fmt_val(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    s = _short(v, 12)
+    if isinstance(v, str) and len(v.rstrip("*")) == 40 and all(c in "0123456789abcdef" for c in v.rstrip("*")):
+        s = v[:10] + ("*" if v.endswith("*") else "")  # a git commit
+    return s if len(s) <= 60 else s[:57] + "..."
+
+
+def _section(style: _Style, title: str, rows: list[dict], label, only_diff: bool, runs: list[str]) -> list[str]:
+    shown = [r for r in rows if r["differs"] or not only_diff]
+    same = len(rows) - len([r for r in rows if r["differs"]])
+    lines = [style.head(f"{title}" + (f" ({same} identical, not shown)" if only_diff and same else ""))]
+    if not shown:
+        lines.append("  (no differences)" if rows else "  (none recorded)")
+        return lines
+    table = [[label(r)] + [_fmt_val(v) for v in r["values"]] for r in shown]
+    header = [""] + runs
+    w = [max(len(str(x[i])) for x in table + [header]) for i in range(len(header))]
+    lines.append("  " + "  ".join(str(h).ljust(w[i]) for i, h in enumerate(header)).rstrip())
+    for r, cells in zip(shown, table):
+        txt = "  ".join(c.ljust(w[i]) for i, c in enumerate(cells)).rstrip()
+        lines.append(style.mark(r["differs"]) + (style.diff(txt) if r["differs"] else txt))
+    return lines
+
+
+def format_compare(cmp: dict, color: bool | None = None, all_rows: bool = False) -> str:
+    if color is None:
+        color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    st = _Style(color)
+    ids = [r["run_id"] for r in cmp["runs"]]
+    lines = [st.head("runs")]
+    for r in cmp["runs"]:
+        dur = f"{r['duration_s']:.1f}s" if r.get("duration_s") is not None else "-"
+        bl = {True: " blessed", False: " NOT blessed", None: ""}[r.get("blessed")]
+        lines.append(f"  {r['run_id']}: {r['pipeline']} {r['status']} started {insp._ts(r['started_at'])} "
+                     f"({dur}) commit {(r['git_commit'] or '-')[:10]}{'*' if r['git_dirty'] else ''}{bl}")
+    lines += _section(st, "code versions", cmp["code"], lambda r: f"{r['node']}.{r['field']}", not all_rows, ids)
+    lines += _section(st, "parameters that differ", cmp["parameters"], lambda r: f"{r['node']}.{r['parameter']}",
+                      not all_rows, ids)
+    lines += _section(st, "data", cmp["data"], lambda r: f"{r['node']}.{r['parameter']}", False, ids)
+    lines += _section(st, "metrics per slice", cmp["metrics"], lambda r: f"{r['slice']} / {r['metric']}",
+                      False, ids)
+    lines += _section(st, "artifacts (fingerprints)", cmp["artifacts"],
+                      lambda r: f"{r['node']}.{r['output']} ({r['type']})", False, ids)
+    s = cmp["summary"]
+    lines.append(st.head("summary") + ": " + ", ".join(f"{s[k]} {k} differ" for k in
+                                                        ("code", "parameters", "data", "metrics", "artifacts")))
+    if not color:
+        lines.append("(rows marked * differ between the runs)")
+    return "\n".join(lines)

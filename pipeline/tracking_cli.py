@@ -1,0 +1,196 @@
+"""The tracking commands of ``tfpipe``: runs compare, models (registry), reproduce, monitor,
+report and mlflow. ``pipeline/cli.py`` registers them with ``add_commands``; each command's
+work lives in its own module, imported when the command runs.
+
+``monitor`` needs TFDV and component code, so it is named here as a plugin string (the
+core never imports ``components``)."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+__all__ = ["add_commands", "PLUGINS", "mlflow_uri", "post_run_hooks"]
+
+PLUGINS = {"monitor": "components.monitor:run_monitor"}
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _cli():
+    from . import cli
+    return cli
+
+
+def mlflow_uri(arg: str | None = None, settings: dict | None = None) -> str | None:
+    """The MLflow tracking URI: ``--mlflow-uri``, else ``$TFPIPE_MLFLOW_TRACKING_URI``, else
+    the pipeline setting ``mlflow_tracking_uri``; ``None`` (no export) by default."""
+    return arg or os.environ.get("TFPIPE_MLFLOW_TRACKING_URI") or (settings or {}).get("mlflow_tracking_uri") or None
+
+
+def post_run_hooks(ir: dict, run_id: str, mlflow: str | None = None, out=sys.stderr) -> None:
+    """What ``tfpipe run`` does after a run: the optional MLflow export."""
+    uri = mlflow_uri(mlflow, ir["pipeline"].get("settings"))
+    if not uri:
+        return
+    from .metadata import MetadataStore
+    from .mlflow_export import export_run
+    res = export_run(MetadataStore(ir["pipeline"]["metadata"]), run_id, uri)
+    print(f"mlflow: run {run_id} exported as MLflow run {res['mlflow_run_id']} "
+          f"(experiment {res['experiment']}) at {uri}"
+          + (f"; registered model {res['registered_model']} version {res['model_version']}"
+             if res.get("model_version") else ""), file=out)
+
+
+# -- commands --------------------------------------------------------------------------------
+def cmd_runs_compare(args) -> int:
+    from .tracking import compare_runs, format_compare
+    cmp = compare_runs(_cli()._store(args), args.runs)
+    if args.json:
+        print(json.dumps(cmp, indent=2, default=str))
+    else:
+        print(format_compare(cmp, color=False if args.no_color else None, all_rows=args.all))
+    return EXIT_OK
+
+
+def cmd_models_list(args) -> int:
+    from .registry import Registry, format_models
+    rows = Registry(_cli()._store(args)).list_versions(args.model)
+    print(json.dumps(rows, indent=2, default=str) if args.json else format_models(rows))
+    return EXIT_OK
+
+
+def cmd_models_promote(args) -> int:
+    from .registry import Registry
+    t = Registry(_cli()._store(args)).promote(args.version, args.stage, reason=args.reason, model=args.model)
+    print(json.dumps(t, indent=2, default=str) if args.json else
+          f"{t['model']} version {t['version']}: {t['from_stage']} -> {t['to_stage']} by {t['user']}"
+          + (f" (serving -> {t['serving']})" if t.get("serving") else ""))
+    return EXIT_OK
+
+
+def cmd_models_rollback(args) -> int:
+    from .registry import Registry
+    t = Registry(_cli()._store(args)).rollback(reason=args.reason, model=args.model)
+    print(json.dumps(t, indent=2, default=str) if args.json else
+          f"{t['model']}: production rolled back from version {t['previous_production']} to {t['version']} "
+          f"by {t['user']}" + (f" (serving -> {t['serving']})" if t.get("serving") else ""))
+    return EXIT_OK
+
+
+def cmd_models_show(args) -> int:
+    from .registry import Registry, format_version
+    info = Registry(_cli()._store(args)).show(args.version, model=args.model)
+    print(json.dumps(info, indent=2, default=str) if args.json else format_version(info))
+    return EXIT_OK
+
+
+def cmd_reproduce(args) -> int:
+    from .reproduce import format_reproduction, reproduce
+    res = reproduce(_cli()._store(args), args.run, out_dir=args.output, allow_dirty=args.allow_dirty,
+                    verbose=not args.quiet)
+    print(json.dumps(res, indent=2, default=str) if args.json else format_reproduction(res))
+    return EXIT_OK if res["status"] == "COMPLETE" else EXIT_FAILED
+
+
+def cmd_monitor(args) -> int:
+    fn = _cli()._plugin(PLUGINS["monitor"])
+    return fn(_cli()._store(args), data=args.data, version=args.model, model=args.registered_model,
+              drift_threshold=args.drift_threshold, skew_threshold=args.skew_threshold,
+              thresholds=args.threshold, as_json=args.json, output=args.output)
+
+
+def cmd_report(args) -> int:
+    from .report import write_report
+    path = write_report(_cli()._store(args), args.run, args.output)
+    print(f"wrote {path}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_mlflow_export(args) -> int:
+    from .mlflow_export import export_run
+    uri = mlflow_uri(args.mlflow_uri)
+    if not uri:
+        raise _cli().UsageError("no MLflow tracking URI: pass --mlflow-uri (e.g. sqlite:///mlflow.db) or set "
+                                "TFPIPE_MLFLOW_TRACKING_URI")
+    res = export_run(_cli()._store(args), args.run, uri, artifact_location=args.artifact_location)
+    print(json.dumps(res, indent=2, default=str) if args.json else
+          f"exported run {args.run} as MLflow run {res['mlflow_run_id']} in experiment {res['experiment']}"
+          + (f"; registered model {res['registered_model']} version {res['model_version']}"
+             if res.get("model_version") else ""))
+    return EXIT_OK
+
+
+def add_commands(sub, add_md, runs) -> None:
+    """Register the tracking commands on the ``tfpipe`` parser (``runs`` is the ``runs``
+    sub-command group)."""
+    rc = runs.add_parser("compare", help="compare runs side by side: parameters, data, code, metrics, artifacts")
+    rc.add_argument("runs", nargs="+", metavar="RUN")
+    rc.add_argument("--all", action="store_true", help="show identical rows too")
+    rc.add_argument("--no-color", action="store_true")
+    add_md(rc)
+    rc.set_defaults(fn=cmd_runs_compare)
+
+    models = sub.add_parser("models", help="model registry: versions, stages, promotion, rollback")
+    msub = models.add_subparsers(dest="sub", required=True)
+    ml = msub.add_parser("list", help="pushed model versions and their stages")
+    ml.add_argument("--model", help="registered model name (default: all)")
+    add_md(ml)
+    ml.set_defaults(fn=cmd_models_list)
+    mp = msub.add_parser("promote", help="move a version to staging or production")
+    mp.add_argument("version")
+    mp.add_argument("--stage", required=True, choices=["staging", "production", "archived"])
+    mp.add_argument("--reason", default="")
+    mp.add_argument("--model")
+    add_md(mp)
+    mp.set_defaults(fn=cmd_models_promote)
+    mr = msub.add_parser("rollback", help="production returns to the previous production version")
+    mr.add_argument("--reason", default="")
+    mr.add_argument("--model")
+    add_md(mr)
+    mr.set_defaults(fn=cmd_models_rollback)
+    ms = msub.add_parser("show", help="a version's stage history and lineage (data, schema, transform, code, "
+                                      "parameters, evaluation)")
+    ms.add_argument("version")
+    ms.add_argument("--model")
+    add_md(ms)
+    ms.set_defaults(fn=cmd_models_show)
+
+    rp = sub.add_parser("reproduce", help="re-run a recorded run from its code version, parameters and data")
+    rp.add_argument("run")
+    rp.add_argument("-o", "--output", help="fresh directory for the re-run (default: a new temporary one)")
+    rp.add_argument("--allow-dirty", action="store_true",
+                    help="re-run even though the run recorded uncommitted changes (they are not reproduced)")
+    rp.add_argument("-q", "--quiet", action="store_true")
+    add_md(rp)
+    rp.set_defaults(fn=cmd_reproduce)
+
+    mo = sub.add_parser("monitor", help="drift and skew of new data against a model's training data; "
+                                        "exit 1 when a threshold is exceeded")
+    mo.add_argument("--data", required=True, help="CSV/Parquet file or directory of new (serving) data")
+    mo.add_argument("--model", required=True, help="model version (see 'tfpipe models list') or 'production'")
+    mo.add_argument("--registered-model", help="registered model name, when several exist")
+    mo.add_argument("--drift-threshold", type=float, default=0.3,
+                    help="default threshold of every feature (L-infinity for categorical, "
+                         "Jensen-Shannon for numeric); default 0.3")
+    mo.add_argument("--skew-threshold", type=float, default=None,
+                    help="threshold for training/serving skew (default: the drift threshold)")
+    mo.add_argument("--threshold", action="append", default=[], metavar="FEATURE=VALUE",
+                    help="a per-feature threshold (repeatable)")
+    mo.add_argument("-o", "--output", help="write the monitoring report (JSON) here")
+    add_md(mo)
+    mo.set_defaults(fn=cmd_monitor)
+
+    rep = sub.add_parser("report", help="one self-contained HTML page about a run")
+    rep.add_argument("run")
+    rep.add_argument("-o", "--output", default="report.html")
+    add_md(rep)
+    rep.set_defaults(fn=cmd_report)
+
+    mf = sub.add_parser("mlflow", help="export runs to MLflow").add_subparsers(dest="sub", required=True)
+    me = mf.add_parser("export", help="export one run (params, metrics, artifacts, registered model)")
+    me.add_argument("run")
+    me.add_argument("--mlflow-uri", help="tracking URI (default: $TFPIPE_MLFLOW_TRACKING_URI)")
+    me.add_argument("--artifact-location", help="artifact root of a new experiment (default: MLflow's)")
+    add_md(me)
+    me.set_defaults(fn=cmd_mlflow_export)
