@@ -103,6 +103,12 @@ def _read_csv(path: str, encoding: str):
         if "Empty CSV file" in msg:
             raise InputDataError(f"file {path} is empty: expected a CSV header line and at least one data row") from None
         raise InputDataError(f"file {path}: cannot read as CSV: {msg}") from None
+    if encoding == "utf8" and any(pa.types.is_binary(f.type) for f in t.schema):
+        # pyarrow keeps a column with invalid UTF-8 as binary instead of failing
+        line, col, byte = _find_bad_utf8(path)
+        if line:
+            raise InputDataError(f"file {path}, line {line}, column {col}: byte 0x{byte:02x} is not valid "
+                                 f"UTF-8; expected UTF-8 text (or pass encoding=... to ExampleGen)")
     if t.num_rows == 0:
         raise InputDataError(f"file {path} has a header ({', '.join(t.column_names)}) but no data rows; "
                              f"expected at least one row")

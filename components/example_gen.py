@@ -153,7 +153,7 @@ def ExampleGen(examples: Output[Examples], input_base: str, input_pattern: str =
     for name, t in parts.items():
         write_parquet(t, os.path.join(examples.split_uri(name), "data.parquet"))
         counts[name] = t.num_rows
-        ctx.log(f"split {name}: {t.num_rows:,} rows")
+        ctx.log(f"split {name}: {t.num_rows:,} rows" + ("  WARNING: empty split" if not t.num_rows else ""))
     first = next(iter(parts.values()))
     examples.split_names = list(parts)
     examples.row_counts = counts

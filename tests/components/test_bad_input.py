@@ -1,0 +1,143 @@
+"""Bad input to the data half: a clear one-paragraph error naming what was expected, what
+was found and where; exit 1; a FAILED execution in metadata; nothing LIVE, nothing partial."""
+import os
+
+import pytest
+
+from pipeline.metadata import MetadataStore
+from tests.conftest import tfpipe
+
+HEADER = "species,island,bill_length_mm,bill_depth_mm,flipper_length_mm,body_mass_g,sex,year\n"
+ROWS = ["Adelie,Torgersen,39.1,18.7,181,3750,male,2007\n",
+        "Gentoo,Biscoe,46.1,13.2,211,4500,female,2007\n",
+        "Chinstrap,Dream,46.5,17.9,192,3500,female,2007\n"]
+
+
+def _pipeline_file(tmp_path, gen_args: str, schema_file: str | None = None) -> str:
+    nodes = "[gen, stats]"
+    extra = ""
+    if schema_file:
+        extra = f"    imp = ImportSchemaGen(schema_file={schema_file!r})\n"
+        nodes = "[gen, stats, imp, ExampleValidator(statistics=stats.outputs.statistics, schema=imp.outputs.schema)]"
+    src = "\n".join([
+        "from components import ExampleGen, ExampleValidator, ImportSchemaGen, StatisticsGen",
+        "from pipeline import Pipeline",
+        "",
+        "def create_pipeline():",
+        f"    gen = ExampleGen({gen_args})",
+        "    stats = StatisticsGen(examples=gen.outputs.examples)",
+        extra.rstrip("\n"),
+        f"    return Pipeline('bad', {nodes}, root={str(tmp_path / 'root')!r},",
+        f"                    metadata={str(tmp_path / 'm.sqlite')!r})",
+        ""])
+    path = tmp_path / "pipeline.py"
+    path.write_text(src)
+    return str(path)
+
+
+def _assert_failed(tmp_path, proc, node: str, *fragments: str):
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    err = proc.stderr
+    for f in fragments:
+        assert f in err, f"{f!r} not in stderr:\n{err[-3000:]}"
+    store = MetadataStore(str(tmp_path / "m.sqlite"))
+    failed = [e for e in store.store.get_executions() if store.state_name(e) == "FAILED"]
+    assert [store.props(e)["node_id"] for e in failed] == [node]
+    msg = store.props(failed[0])["error"]
+    for f in fragments:
+        assert f in msg
+    assert "\n" not in msg.strip(), "the error is one paragraph"
+    live = [a for a in store.list_artifacts() if a.state == "LIVE" and a.uri.split(os.sep)[-3] == node]
+    assert live == []
+    out_dir = tmp_path / "root" / node
+    leftovers = [os.path.join(d, f) for d, _, fs in os.walk(out_dir) for f in fs] if out_dir.exists() else []
+    assert leftovers == [], "no partial output may remain"
+    # downstream never ran
+    assert {store.props(e)["node_id"] for e in store.store.get_executions()} == {node}
+
+
+def _write(path, text, mode="w"):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, mode) as f:
+        f.write(text)
+    return path
+
+
+def test_input_path_missing(tmp_path):
+    p = _pipeline_file(tmp_path, f"input_base={str(tmp_path / 'nope')!r}")
+    _assert_failed(tmp_path, tfpipe("run", p), "ExampleGen",
+                   f"input_base {tmp_path / 'nope'} does not exist")
+
+
+def test_pattern_matching_no_files(tmp_path):
+    (tmp_path / "data").mkdir()
+    p = _pipeline_file(tmp_path, f"input_base={str(tmp_path / 'data')!r}, input_pattern='span-{{SPAN}}/*.csv'")
+    _assert_failed(tmp_path, tfpipe("run", p), "ExampleGen", "span-{SPAN}/*.csv' matches no files")
+
+
+def test_empty_file(tmp_path):
+    f = _write(str(tmp_path / "data" / "a.csv"), "")
+    p = _pipeline_file(tmp_path, f"input_base={str(tmp_path / 'data')!r}")
+    _assert_failed(tmp_path, tfpipe("run", p), "ExampleGen", f"file {f} is empty")
+
+
+def test_header_only_csv(tmp_path):
+    f = _write(str(tmp_path / "data" / "a.csv"), HEADER)
+    p = _pipeline_file(tmp_path, f"input_base={str(tmp_path / 'data')!r}")
+    _assert_failed(tmp_path, tfpipe("run", p), "ExampleGen", f"file {f} has a header", "but no data rows")
+
+
+def test_ragged_row_reports_file_and_line(tmp_path):
+    f = _write(str(tmp_path / "data" / "a.csv"),
+               HEADER + ROWS[0] + ROWS[1] + "Adelie,Dream,37.0,17.1,185,3400,male,2008,EXTRA\n" + ROWS[2])
+    p = _pipeline_file(tmp_path, f"input_base={str(tmp_path / 'data')!r}")
+    _assert_failed(tmp_path, tfpipe("run", p), "ExampleGen",
+                   f"file {f}, line 4: expected 8 columns (as in the header), found 9")
+
+
+def test_non_utf8_byte_reports_line_and_column(tmp_path):
+    f = _write(str(tmp_path / "data" / "a.csv"),
+               (HEADER + ROWS[0]).encode() + b"Gentoo,Bis\xffcoe,46.1,13.2,211,4500,female,2007\n", "wb")
+    p = _pipeline_file(tmp_path, f"input_base={str(tmp_path / 'data')!r}")
+    _assert_failed(tmp_path, tfpipe("run", p), "ExampleGen",
+                   f"file {f}, line 3, column 11: byte 0xff is not valid UTF-8")
+
+
+def test_column_type_changing_between_spans(tmp_path):
+    _write(str(tmp_path / "data" / "span-1" / "a.csv"), HEADER + "".join(ROWS))
+    f2 = _write(str(tmp_path / "data" / "span-2" / "a.csv"),
+                HEADER + ROWS[0] + "Gentoo,Biscoe,46.1,13.2,211,heavy,female,2007\n")
+    p = _pipeline_file(tmp_path, f"input_base={str(tmp_path / 'data')!r}, input_pattern='span-{{SPAN}}/*.csv'")
+    _assert_failed(tmp_path, tfpipe("run", p), "ExampleGen",
+                   "column 'body_mass_g' changed type between spans: int64 in the previous span",
+                   f"string in span 2 ({f2}); first such value 'heavy' at line 3")
+
+
+def test_unknown_column_appearing(tmp_path):
+    _write(str(tmp_path / "data" / "span-1" / "a.csv"), HEADER + "".join(ROWS))
+    _write(str(tmp_path / "data" / "span-2" / "a.csv"),
+           HEADER.strip() + ",colour\n" + "".join(r.strip() + ",blue\n" for r in ROWS))
+    p = _pipeline_file(tmp_path, f"input_base={str(tmp_path / 'data')!r}, input_pattern='span-{{SPAN}}/*.csv'")
+    _assert_failed(tmp_path, tfpipe("run", p), "ExampleGen", "has unknown column(s) ['colour'] not in the previous span")
+
+
+def test_label_column_missing(tmp_path):
+    no_label = "".join(r.split(",", 1)[1] for r in [HEADER, *ROWS])
+    _write(str(tmp_path / "data" / "a.csv"), no_label)
+    p = _pipeline_file(tmp_path, f"input_base={str(tmp_path / 'data')!r}, label_key='species'")
+    _assert_failed(tmp_path, tfpipe("run", p), "ExampleGen", "label column 'species' is missing from the")
+
+
+def test_label_column_entirely_empty(tmp_path):
+    rows = "".join("," + r.split(",", 1)[1] for r in ROWS * 4)
+    _write(str(tmp_path / "data" / "a.csv"), HEADER + rows)
+    p = _pipeline_file(tmp_path, f"input_base={str(tmp_path / 'data')!r}, label_key='species'")
+    _assert_failed(tmp_path, tfpipe("run", p), "ExampleGen", "label column 'species' has no values in any of the")
+
+
+def test_schema_file_that_does_not_parse(tmp_path):
+    _write(str(tmp_path / "data" / "a.csv"), HEADER + "".join(ROWS))
+    bad = _write(str(tmp_path / "schema.pbtxt"), 'feature {\n  name: "species"\n  type: NOT_A_TYPE\n}\n')
+    p = _pipeline_file(tmp_path, f"input_base={str(tmp_path / 'data')!r}", schema_file=bad)
+    proc = tfpipe("run", p, "--to", "ImportSchemaGen")
+    _assert_failed(tmp_path, proc, "ImportSchemaGen", f"schema file {bad}: 3:9", "NOT_A_TYPE")
