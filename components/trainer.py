@@ -1,0 +1,155 @@
+"""Trainer: the user's ``run_fn(fn_args)`` trains a model and exports it to
+``fn_args.serving_model_dir``; the Trainer checks the export follows the Model contract
+(see ``model_export``) and records the run.
+
+A TFX module file ports by changing imports::
+
+    from tfx.components.trainer.fn_args_utils import FnArgs   ->  from components.trainer import FnArgs
+    from tfx_bsl.public import tfxio                           (unchanged: its TensorFlowDatasetOptions works)
+
+and exporting with ``components.trainer.export_serving_model(...)``.
+
+While ``run_fn`` runs, every ``keras.Model.fit`` call gets two callbacks added: one that
+records the per-epoch History (``<model_run.uri>/history.json``) and logs progress, and a
+TensorBoard callback writing under ``fn_args.model_run_dir`` (unless one is already there).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+
+from pipeline import (Examples, HyperParameters, Input, Model, ModelRun, ModuleFile, Output, Schema,
+                      TransformGraph, component, current)
+
+from ._user_code import call_user_fn, check_static, describe, load_user_fn
+from .fn_args import DataAccessor, FnArgs, TensorFlowDatasetOptions, TunerFnResult
+from .model_export import (SERVING_DIR, ModelContractError, check_serving_model, export_serving_model,
+                           load_base_weights)
+
+__all__ = ["Trainer", "FnArgs", "DataAccessor", "TensorFlowDatasetOptions", "TunerFnResult",
+           "export_serving_model", "load_base_weights", "ModelContractError", "TrainerError",
+           "HISTORY_FILE", "build_fn_args", "example_files"]
+
+HISTORY_FILE = "history.json"
+HPARAMS_FILE = "best_hyperparameters.txt"
+
+
+class TrainerError(RuntimeError):
+    pass
+
+
+def _driver(params: dict) -> dict:
+    check_static("Trainer", "run_fn", params.get("module_file") or "", params.get("run_fn") or "")
+    ref = params.get("run_fn")
+    if ref:
+        from pipeline.fingerprint import module_fingerprint
+
+        from ._user_code import resolve_source
+        return {"run_fn_fingerprint": module_fingerprint(resolve_source(ref))}
+    return {}
+
+
+def example_files(examples: Examples, split: str) -> list[str]:
+    """The files of one split: Transform's TFRecords or ExampleGen's Parquet."""
+    from .examples_io import split_files
+    from .transform import PAYLOAD_FORMAT, transformed_files
+    if examples.payload_format == PAYLOAD_FORMAT:
+        files = transformed_files(examples, split)
+        if not files:
+            raise TrainerError(f"split {split!r} of Examples at {examples.uri} holds no TFRecord files")
+        return files
+    return split_files(examples, split)
+
+
+def read_hyperparameters(hp: HyperParameters | None) -> dict | None:
+    if hp is None:
+        return None
+    path = hp.path(HPARAMS_FILE)
+    if not os.path.isfile(path):
+        raise TrainerError(f"HyperParameters artifact at {hp.uri} has no {HPARAMS_FILE}")
+    with open(path) as f:
+        return json.load(f)
+
+
+def build_fn_args(examples, schema=None, transform_graph=None, train_split="train", eval_split="eval",
+                  train_steps=None, eval_steps=None, custom_config=None, hyperparameters=None,
+                  serving_model_dir=None, model_run_dir=None, base_model=None, working_dir=None) -> FnArgs:
+    for s in (train_split, eval_split):
+        if s not in (examples.split_names or []):
+            raise TrainerError(f"split {s!r} is not in the examples at {examples.uri}; splits: {examples.split_names}")
+    return FnArgs(
+        train_files=example_files(examples, train_split), eval_files=example_files(examples, eval_split),
+        train_steps=train_steps or None, eval_steps=eval_steps or None,
+        schema_path=schema.path(Schema.SCHEMA_FILE) if schema is not None else None,
+        transform_graph_path=transform_graph.uri if transform_graph is not None else None,
+        serving_model_dir=serving_model_dir, model_run_dir=model_run_dir,
+        hyperparameters=read_hyperparameters(hyperparameters), custom_config=dict(custom_config or {}),
+        base_model=os.path.join(base_model.uri, SERVING_DIR) if base_model is not None else None,
+        data_accessor=DataAccessor(), working_dir=working_dir, examples_format=examples.payload_format or "parquet")
+
+
+@contextlib.contextmanager
+def _recording_fit(history: dict, log_dir: str, log):
+    """Add a History recorder (and TensorBoard) to every keras.Model.fit call in the block."""
+    import keras
+
+    class _Recorder(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            for k, v in logs.items():
+                try:
+                    history.setdefault(k, []).append(float(v))
+                except (TypeError, ValueError):
+                    pass
+            shown = ", ".join(f"{k}={float(v):.4f}" for k, v in sorted(logs.items())
+                              if isinstance(v, (int, float)) or hasattr(v, "__float__"))
+            log(f"epoch {len(history.get('loss', [])) or epoch + 1}: {shown}")
+
+    original = keras.Model.fit
+
+    def fit(self, *args, **kwargs):
+        cbs = list(kwargs.get("callbacks") or [])
+        if not any(isinstance(c, keras.callbacks.TensorBoard) for c in cbs):
+            cbs.append(keras.callbacks.TensorBoard(log_dir=log_dir))
+        cbs.append(_Recorder())
+        kwargs["callbacks"] = cbs
+        return original(self, *args, **kwargs)
+
+    keras.Model.fit = fit
+    try:
+        yield
+    finally:
+        keras.Model.fit = original
+
+
+@component(name="Trainer", driver=_driver)
+def Trainer(examples: Input[Examples], model: Output[Model], model_run: Output[ModelRun],
+            transform_graph: Input[TransformGraph] | None = None, schema: Input[Schema] | None = None,
+            base_model: Input[Model] | None = None, hyperparameters: Input[HyperParameters] | None = None,
+            module_file: ModuleFile = "", run_fn: str = "", train_steps: int = 0, eval_steps: int = 0,
+            custom_config: dict = None, train_split: str = "train", eval_split: str = "eval") -> None:
+    """``module_file`` (a file defining ``run_fn(fn_args)``) or ``run_fn``
+    (``'package.module.function'``): exactly one. ``train_steps``/``eval_steps`` 0 = unset (None)."""
+    ctx = current()
+    what = describe(module_file, run_fn, "run_fn")
+    user_fn = load_user_fn("Trainer", "run_fn", module_file, run_fn)
+    serving_dir = model.path(SERVING_DIR)
+    fn_args = build_fn_args(examples, schema, transform_graph, train_split, eval_split, train_steps, eval_steps,
+                            custom_config, hyperparameters, serving_dir, model_run.uri, base_model,
+                            working_dir=ctx.tmp_dir or None)
+    ctx.log(f"{what}: {len(fn_args.train_files)} train / {len(fn_args.eval_files)} eval file(s), "
+            f"train_steps={fn_args.train_steps}, eval_steps={fn_args.eval_steps}"
+            + (", with tuned hyperparameters" if fn_args.hyperparameters else "")
+            + (", warm start from " + fn_args.base_model if fn_args.base_model else ""))
+    history: dict = {}
+    os.makedirs(model_run.uri, exist_ok=True)
+    with _recording_fit(history, model_run.uri, ctx.log):
+        call_user_fn("Trainer", user_fn, what, fn_args)
+    sigs = check_serving_model(serving_dir, f"Trainer: {what}")
+    with open(model_run.path(HISTORY_FILE), "w") as f:
+        json.dump(history, f, indent=1, sort_keys=True)
+    model.framework = "tensorflow"
+    final = {k: v[-1] for k, v in history.items() if v}
+    ctx.log(f"exported SavedModel with signatures {sigs}; final epoch: "
+            + (", ".join(f"{k}={v:.4f}" for k, v in sorted(final.items())) or "no keras fit recorded"))

@@ -1,0 +1,187 @@
+"""Transform: the user's ``preprocessing_fn`` on TensorFlow Transform, run on Beam.
+
+Full-pass analyzers (``tft.scale_to_z_score``, ``tft.compute_and_apply_vocabulary``,
+``tft.bucketize``...) see the ``analyze_splits`` (train by default); the resulting
+transform graph is applied to every split. Outputs:
+
+- ``transform_graph``: a ``tft.TFTransformOutput`` directory (``transform_fn/``,
+  ``transformed_metadata/``), the same graph the Trainer embeds in the serving signature;
+- ``transformed_examples``: TFRecord files of tf.Example per split
+  (``Split-<s>/transformed_examples-*.tfrecord``, ``payload_format = FORMAT_TF_EXAMPLE``),
+  which ``tf.data`` reads and parses in parallel in the Trainer;
+- ``post_transform_statistics``: TFDV statistics of the transformed data, laid out as
+  StatisticsGen's (``Split-<s>/FeatureStats.pb``).
+
+What ``preprocessing_fn(inputs)`` receives: raw Parquet columns become list-typed Arrow
+columns (a null is a missing value, i.e. an empty list), and TFT hands each feature over
+as the schema says: a feature with a fixed ``shape`` in the schema is a dense Tensor, one
+without (SchemaGen's default, and always when values can be missing) is a
+``tf.SparseTensor`` of dense shape ``[batch, 1]`` holding no entry where the value is
+missing. Densify with ``tft.sparse_tensor_to_dense_with_shape(x, [None, 1], default_value=...)``.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import tempfile
+
+from pipeline import (Examples, ExampleStatistics, Input, ModuleFile, Output, Schema, TransformGraph,
+                      component, current)
+
+from ._user_code import call_user_fn, check_static, describe, load_user_fn
+
+__all__ = ["Transform", "TransformError", "TRANSFORMED_PREFIX", "PAYLOAD_FORMAT", "transformed_files",
+           "raw_arrow_schema"]
+
+TRANSFORMED_PREFIX = "transformed_examples"
+PAYLOAD_FORMAT = "FORMAT_TF_EXAMPLE"
+
+
+class TransformError(RuntimeError):
+    pass
+
+
+def transformed_files(examples: Examples, split: str) -> list[str]:
+    return sorted(glob.glob(os.path.join(examples.split_uri(split), f"{TRANSFORMED_PREFIX}-*")))
+
+
+def _driver(params: dict) -> dict:
+    check_static("Transform", "preprocessing_fn", params.get("module_file") or "",
+                 params.get("preprocessing_fn") or "")
+    ref = params.get("preprocessing_fn")
+    if ref:  # a Python reference: its source file's content joins the cache key
+        from pipeline.fingerprint import module_fingerprint
+
+        from ._user_code import resolve_source
+        return {"preprocessing_fn_fingerprint": module_fingerprint(resolve_source(ref))}
+    return {}
+
+
+def raw_arrow_schema(schema):
+    """The Arrow schema of list-typed columns TFT reads, from a tensorflow_metadata Schema."""
+    import pyarrow as pa
+    from tensorflow_metadata.proto.v0 import schema_pb2
+    types = {schema_pb2.FLOAT: pa.float32(), schema_pb2.INT: pa.int64(), schema_pb2.BYTES: pa.binary()}
+    return pa.schema([pa.field(f.name, pa.list_(types[f.type])) for f in schema.feature
+                      if f.type in types])
+
+
+def _to_raw_batches(table, arrow_schema):
+    """A Parquet table -> list-typed record batches cast to the schema's types."""
+    import pyarrow as pa
+
+    from ._tabular import to_list_batch
+    missing = [n for n in arrow_schema.names if n not in table.column_names]
+    if missing:
+        raise TransformError(f"columns {missing} of the schema are not in the examples "
+                             f"(columns: {table.column_names})")
+    out = []
+    for b in table.select(arrow_schema.names).to_batches(max_chunksize=4096):
+        lb = to_list_batch(b)
+        cols = [c if c.type == f.type else c.cast(f.type) for c, f in zip(lb.columns, arrow_schema)]
+        out.append(pa.RecordBatch.from_arrays(cols, schema=arrow_schema))
+    return out
+
+
+def _read_schema(schema: Schema):
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+    with open(schema.path(Schema.SCHEMA_FILE)) as f:
+        return text_format.Parse(f.read(), schema_pb2.Schema())
+
+
+@component(name="Transform", driver=_driver)
+def Transform(examples: Input[Examples], schema: Input[Schema],
+              transform_graph: Output[TransformGraph], transformed_examples: Output[Examples],
+              post_transform_statistics: Output[ExampleStatistics],
+              module_file: ModuleFile = "", preprocessing_fn: str = "",
+              analyze_splits: list = ("train",), transform_splits: list = ()) -> None:
+    """``module_file`` (a file defining ``preprocessing_fn(inputs)``) or ``preprocessing_fn``
+    (``'package.module.function'``): exactly one. ``transform_splits``: default all."""
+    import apache_beam as beam
+    import pyarrow as pa
+    import tensorflow as tf
+    import tensorflow_data_validation as tfdv
+    import tensorflow_transform as tft
+    import tensorflow_transform.beam as tft_beam
+    from tfx_bsl.coders import example_coder
+    from tfx_bsl.tfxio import tensor_adapter, tensor_representation_util
+
+    from .statistics_gen import STATS_FILE
+
+    ctx = current()
+    what = describe(module_file, preprocessing_fn, "preprocessing_fn")
+    user_fn = load_user_fn("Transform", "preprocessing_fn", module_file, preprocessing_fn)
+    splits = list(transform_splits) or list(examples.split_names or [])
+    unknown = [s for s in [*analyze_splits, *splits] if s not in (examples.split_names or [])]
+    if unknown:
+        raise TransformError(f"splits {unknown} are not in the examples; splits: {examples.split_names}")
+    raw_schema = _read_schema(schema)
+    arrow_schema = raw_arrow_schema(raw_schema)
+    tensor_reps = tensor_representation_util.InferTensorRepresentationsFromSchema(raw_schema)
+    adapter_config = tensor_adapter.TensorAdapterConfig(arrow_schema, tensor_reps)
+
+    def wrapped_fn(inputs):
+        out = call_user_fn("Transform", user_fn, what, inputs)
+        if not isinstance(out, dict) or not out:
+            raise TransformError(f"Transform: {what} returned {type(out).__name__}; expected a non-empty "
+                                 f"dict of transformed feature tensors")
+        return out
+
+    def read(p, split):
+        from .examples_io import split_files
+        files = split_files(examples, split)
+        return (p | f"Read[{split}]" >> beam.io.ReadFromParquetBatched(files[0] if len(files) == 1 else
+                                                                       os.path.join(examples.split_uri(split), "*.parquet"))
+                  | f"ToLists[{split}]" >> beam.FlatMap(_to_raw_batches, arrow_schema)
+                  .with_output_types(pa.RecordBatch))
+
+    tmp = ctx.tmp_dir or tempfile.mkdtemp(prefix="tfpipe-transform-")
+    ctx.log(f"analyzing {analyze_splits} and transforming {splits} with {what}")
+    with ctx.beam_pipeline() as p, tft_beam.Context(temp_dir=os.path.join(tmp, "tft")):
+        analyze_in = [read(p, s) for s in analyze_splits]
+        raw = analyze_in[0] if len(analyze_in) == 1 else analyze_in | "Flatten" >> beam.Flatten()
+        transform_fn = (raw, adapter_config) | "Analyze" >> tft_beam.AnalyzeDataset(wrapped_fn)
+        _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(transform_graph.uri)
+        for s in splits:
+            data = read(p, s) if s not in analyze_splits or len(analyze_splits) > 1 else analyze_in[0]
+            batches, _meta = (((data, adapter_config), transform_fn)
+                              | f"Transform[{s}]" >> tft_beam.TransformDataset(output_record_batches=True))
+            rbs = batches | f"Batches[{s}]" >> beam.Map(lambda t: t[0]).with_output_types(pa.RecordBatch)
+            out_dir = transformed_examples.split_uri(s)
+            os.makedirs(out_dir, exist_ok=True)
+            (rbs | f"Encode[{s}]" >> beam.FlatMap(example_coder.RecordBatchToExamples)
+                 | f"Write[{s}]" >> beam.io.WriteToTFRecord(os.path.join(out_dir, TRANSFORMED_PREFIX),
+                                                            file_name_suffix=".tfrecord"))
+            stats_dir = post_transform_statistics.split_uri(s)
+            os.makedirs(stats_dir, exist_ok=True)
+            (rbs | f"Stats[{s}]" >> tfdv.GenerateStatistics(tfdv.StatsOptions())
+                 | f"WriteStats[{s}]" >> tfdv.WriteStatisticsToBinaryFile(os.path.join(stats_dir, STATS_FILE)))
+
+    # the raw schema beside the graph, as TFX lays it out (raw_feature_spec() reads it)
+    from google.protobuf import text_format
+    raw_meta_dir = os.path.join(transform_graph.uri, tft.TFTransformOutput.RAW_METADATA_DIR)
+    os.makedirs(raw_meta_dir, exist_ok=True)
+    with open(os.path.join(raw_meta_dir, "schema.pbtxt"), "w") as f:
+        f.write(text_format.MessageToString(raw_schema))
+    # check the outputs end to end: the graph loads, and every example was transformed
+    tft_out = tft.TFTransformOutput(transform_graph.uri)
+    feature_spec = tft_out.transformed_feature_spec()
+    counts = {}
+    for s in splits:
+        stats = tfdv.load_stats_binary(os.path.join(post_transform_statistics.split_uri(s), STATS_FILE))
+        n = stats.datasets[0].num_examples if stats.datasets else 0
+        want = (examples.row_counts or {}).get(s)
+        if want is not None and n != want:
+            raise TransformError(f"split {s}: {n} transformed examples but the input has {want}; the Beam "
+                                 f"runner dropped data (check beam_pipeline_args)")
+        counts[s] = n
+        ctx.log(f"split {s}: {n:,} examples transformed")
+    transformed_examples.split_names = splits
+    transformed_examples.row_counts = counts
+    transformed_examples.payload_format = PAYLOAD_FORMAT
+    transformed_examples.span = examples.span
+    transformed_examples.columns = {k: getattr(v, "dtype", tf.string).name for k, v in sorted(feature_spec.items())}
+    post_transform_statistics.split_names = splits
+    post_transform_statistics.span = examples.span
+    ctx.log(f"transform graph: {len(feature_spec)} transformed features: {sorted(feature_spec)}")
