@@ -14,7 +14,9 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 # Orchestrators are plugins: the core names them, never imports them statically.
 RUNNERS = {"local": "orchestrators.local:LocalRunner", "beam": "orchestrators.beam:BeamDagRunner"}
-COMPILERS: dict[str, str] = {}
+COMPILERS: dict[str, str] = {"airflow": "orchestrators.airflow:compile_airflow",
+                             "kubeflow": "orchestrators.kubeflow:compile_kubeflow"}
+SUBMIT = "orchestrators.kubeflow.submit"  # tfpipe submit --target vertex|kubeflow
 
 
 class UsageError(Exception):
@@ -94,6 +96,29 @@ def cmd_compile(args) -> int:
     return EXIT_OK
 
 
+def _param_values(pairs: list[str]) -> dict:
+    out = {}
+    for pair in pairs or ():
+        name, sep, raw = pair.partition("=")
+        if not sep or not name:
+            raise UsageError(f"--param: expected NAME=VALUE (e.g. ExampleGen__label_key=species), found {pair!r}")
+        try:
+            out[name] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[name] = raw
+    return out
+
+
+def cmd_submit(args) -> int:
+    mod = importlib.import_module(SUBMIT)
+    args.params = _param_values(args.param)
+    ir = _compile(args.pipeline)
+    try:
+        return mod.main_submit(ir, args)
+    except mod.SubmitError as e:
+        raise UsageError(str(e)) from None
+
+
 def cmd_runs_list(args) -> int:
     from . import tracking
     rows = tracking.list_runs(_store(args), args.pipeline, limit=args.last)
@@ -154,6 +179,21 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output")
     c.add_argument("--target", default="ir")
     c.set_defaults(fn=cmd_compile)
+
+    s = sub.add_parser("submit", help="submit a pipeline to Vertex AI Pipelines or a Kubeflow Pipelines cluster")
+    s.add_argument("pipeline")
+    s.add_argument("--target", required=True, choices=["vertex", "kubeflow"])
+    s.add_argument("--project", help="GCP project (vertex)")
+    s.add_argument("--region", help="GCP region, e.g. us-central1 (vertex)")
+    s.add_argument("--pipeline-root", help="gs:// URI for the job's KFP outputs (vertex)")
+    s.add_argument("--service-account", help="service account the job runs as (vertex)")
+    s.add_argument("--host", help="KFP API URL (kubeflow)")
+    s.add_argument("--param", action="append", metavar="NAME=VALUE", help="pipeline parameter (repeatable)")
+    s.add_argument("--run-id", help="tfpipe run id (default: the KFP job name)")
+    s.add_argument("--display-name")
+    s.add_argument("-o", "--output", help="also keep the compiled KFP spec here")
+    s.add_argument("--dry-run", action="store_true", help="validate and print the job as JSON; no network")
+    s.set_defaults(fn=cmd_submit)
 
     def add_md(sp):
         sp.add_argument("--metadata", help="SQLite ML Metadata file (default: $TFPIPE_HOME/metadata.sqlite)")

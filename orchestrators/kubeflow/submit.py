@@ -1,0 +1,131 @@
+"""``tfpipe submit``: send a compiled pipeline to Vertex AI Pipelines or a KFP cluster.
+
+    tfpipe submit PIPELINE.py --target vertex --project P --region R \\
+        --pipeline-root gs://BUCKET/root [--service-account SA] [--dry-run]
+    tfpipe submit PIPELINE.py --target kubeflow --host URL [--dry-run]
+
+``--dry-run`` compiles, validates (the Vertex job is built by google-cloud-aiplatform's
+own ``PipelineJob`` with anonymous credentials, which needs no network) and prints the
+job summary as JSON on stdout, without any network access.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+
+from .compiler import compile_kubeflow
+
+__all__ = ["submit", "SubmitError", "TARGETS"]
+
+TARGETS = ("vertex", "kubeflow")
+_PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+_REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
+_SA = re.compile(r"^[^@\s]+@[^@\s]+\.iam\.gserviceaccount\.com$")
+
+
+class SubmitError(ValueError):
+    """Bad submit arguments: what was expected and what was found."""
+
+
+def _check(args) -> None:
+    if args.target == "vertex":
+        for flag, value, rx, what in (("--project", args.project, _PROJECT, "a GCP project id like my-project"),
+                                      ("--region", args.region, _REGION, "a region like us-central1")):
+            if not value:
+                raise SubmitError(f"--target vertex needs {flag} ({what})")
+            if not rx.match(value):
+                raise SubmitError(f"{flag}: expected {what}, found {value!r}")
+        if not args.pipeline_root or not args.pipeline_root.startswith("gs://"):
+            raise SubmitError(f"--pipeline-root: expected a gs://BUCKET/PATH URI, found {args.pipeline_root!r}")
+        if args.service_account and not _SA.match(args.service_account):
+            raise SubmitError(f"--service-account: expected NAME@PROJECT.iam.gserviceaccount.com, "
+                              f"found {args.service_account!r}")
+        if args.host:
+            raise SubmitError("--host is for --target kubeflow; Vertex AI is addressed by --project/--region")
+    else:
+        if not args.host or not re.match(r"^https?://", args.host):
+            raise SubmitError(f"--target kubeflow needs --host http(s)://KFP-API-URL, found {args.host!r}")
+
+
+def _warnings(ir: dict, target: str) -> list[str]:
+    pl, out = ir["pipeline"], []
+    md = os.environ.get("TFPIPE_METADATA") or pl["metadata"]
+    if isinstance(md, str) and not md.lstrip().startswith("{"):
+        out.append(f"the tasks' ML Metadata is the SQLite file {md}; in a cluster set TFPIPE_METADATA to a "
+                   f"shared store (ML Metadata gRPC service or MySQL), see docs/orchestrators.md")
+    if target == "vertex" and not str(pl["root"]).startswith("/gcs/"):
+        out.append(f"the artifact root {pl['root']} is not under /gcs/ (Cloud Storage FUSE on Vertex AI); "
+                   f"tasks will not share artifacts")
+    return out
+
+
+def _summary(ir: dict, pkg: str, args, params: dict) -> dict:
+    import yaml
+    with open(pkg) as f:
+        spec = yaml.safe_load(f)
+    tasks = spec["root"]["dag"]["tasks"]
+    images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
+    return {"target": args.target, "pipeline": ir["pipeline"]["name"], "package": pkg,
+            "display_name": args.display_name or ir["pipeline"]["name"],
+            "tasks": {k: sorted(v.get("dependentTasks", [])) for k, v in tasks.items()},
+            "images": sorted(images), "parameters": params,
+            "pipeline_parameters": sorted(spec["root"].get("inputDefinitions", {}).get("parameters", {})),
+            "warnings": _warnings(ir, args.target)}
+
+
+def _vertex_job(pkg: str, args, params: dict, dry_run: bool):
+    from google.cloud import aiplatform
+    creds = None
+    if dry_run:
+        from google.auth.credentials import AnonymousCredentials
+        creds = AnonymousCredentials()
+    return aiplatform.PipelineJob(display_name=args.display_name or os.path.basename(pkg).rsplit(".", 1)[0],
+                                  template_path=pkg, pipeline_root=args.pipeline_root,
+                                  parameter_values=params, project=args.project, location=args.region,
+                                  enable_caching=False, credentials=creds)
+
+
+def submit(ir: dict, args) -> dict:
+    """Compile ``ir`` and submit it (or, with ``args.dry_run``, only validate); returns the
+    JSON-able summary that ``tfpipe submit`` prints."""
+    if args.target not in TARGETS:
+        raise SubmitError(f"--target: expected one of {list(TARGETS)}, found {args.target!r}")
+    _check(args)
+    params = dict(args.params or {})
+    if args.run_id:
+        params["tfpipe_run_id"] = args.run_id
+    work = tempfile.mkdtemp(prefix="tfpipe-submit-")
+    pkg = compile_kubeflow(ir, args.output or os.path.join(work, f"{ir['pipeline']['name']}.yaml"))
+    out = _summary(ir, pkg, args, params)
+    unknown = sorted(set(params) - set(out["pipeline_parameters"]))
+    if unknown:
+        raise SubmitError(f"--param: no pipeline parameter(s) {unknown}; expected some of "
+                          f"{out['pipeline_parameters']}")
+    out["dry_run"] = bool(args.dry_run)
+    if args.target == "vertex":
+        job = _vertex_job(pkg, args, params, args.dry_run)
+        out.update(project=args.project, region=args.region, pipeline_root=args.pipeline_root,
+                   service_account=args.service_account, parent=f"projects/{args.project}/locations/{args.region}")
+        from google.protobuf import json_format
+        body = json_format.MessageToDict(job._gca_resource._pb)
+        out["runtime_config"] = body.get("runtimeConfig", {})
+        if not args.dry_run:
+            job.submit(service_account=args.service_account)
+            out["job"] = job.resource_name
+    else:
+        out["host"] = args.host
+        if not args.dry_run:
+            import kfp
+            client = kfp.Client(host=args.host)
+            run = client.create_run_from_pipeline_package(pkg, arguments=params,
+                                                          run_name=args.display_name or None,
+                                                          enable_caching=False)
+            out["job"] = run.run_id
+    return out
+
+
+def main_submit(ir: dict, args) -> int:
+    print(json.dumps(submit(ir, args), indent=2, sort_keys=True))
+    return 0
