@@ -134,10 +134,10 @@ def _read_tfrecord(path: str):
     for name, col in zip(batch.schema.names, batch.columns):
         lengths = col.value_lengths().fill_null(0).to_numpy(zero_copy_only=False)
         if (lengths <= 1).all():
-            import pyarrow.compute as pc
-            flat = pc.list_element(col.fill_null([]), 0) if hasattr(pc, "list_element") else None
-            if flat is None:
-                flat = pa.array([v[0] if v else None for v in col.to_pylist()])
+            import numpy as np
+            offsets = col.offsets.to_numpy(zero_copy_only=False)[:-1] - col.offsets[0].as_py()
+            has = lengths == 1
+            flat = col.flatten().take(pa.array(np.where(has, offsets, 0), mask=~has))
             if pa.types.is_binary(flat.type) or pa.types.is_large_binary(flat.type):
                 flat = flat.cast(pa.string())
             cols[name] = flat
