@@ -1,0 +1,217 @@
+"""``tfpipe reproduce RUN``: re-run a recorded run from its recorded code version,
+parameters and data, in a fresh directory, and say which artifacts came out identical.
+
+The record a run leaves in ML Metadata is enough: the compiled IR (parameters included)
+and the git commit on the run context, the data fingerprints in each ExampleGen
+execution's parameters. Reproduction refuses, with the reason, when
+
+- the run recorded uncommitted changes (``git_dirty``) - unless ``allow_dirty``;
+- its commit is not in the repository any more (or there is no repository);
+- the input data no longer matches the recorded fingerprint (files changed or gone).
+
+The code is the recorded commit exported with ``git archive`` (the user's repository and
+work tree are left untouched); the run happens in a subprocess whose import path puts
+that code first, with a fresh artifact root and metadata store.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+
+from . import inspect as insp
+from .fingerprint import fingerprint_files
+from .metadata import MetadataStore
+
+__all__ = ["reproduce", "format_reproduction", "ReproduceError", "check_data", "RUNNER"]
+
+RUNNER = "orchestrators.local:LocalRunner"  # a plugin string: the core never imports orchestrators
+
+_RUN_CODE = """
+import importlib, json, sys
+mod, attr = sys.argv[3].split(":")
+runner = getattr(importlib.import_module(mod), attr)(verbose=sys.argv[4] == "1")
+with open(sys.argv[1]) as f:
+    ir = json.load(f)
+res = runner.run(ir, run_id=sys.argv[2])
+sys.exit(0 if res.ok else 1)
+"""
+
+
+class ReproduceError(RuntimeError):
+    """The run cannot be reproduced; the message says why and what to do."""
+
+
+def _git(repo: str, *args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", "-C", repo, *args], capture_output=True, timeout=120, **kw)
+
+
+def _remap(value, old: str, new: str):
+    if isinstance(value, str):
+        if value == old or value.startswith(old.rstrip(os.sep) + os.sep):
+            return new + value[len(old.rstrip(os.sep)):]
+        return value
+    if isinstance(value, list):
+        return [_remap(v, old, new) for v in value]
+    if isinstance(value, dict):
+        return {k: _remap(v, old, new) for k, v in value.items()}
+    return value
+
+
+def check_data(info: dict, remap=lambda p: p) -> list[dict]:
+    """Recompute each recorded data fingerprint (ExampleGen's ``input_fingerprint`` over its
+    ``input_files``; ImportSchemaGen's ``schema_fingerprint``). Returns one row per check
+    with ``ok``; missing files count as a mismatch."""
+    rows = []
+    for ex in info["executions"]:
+        p = ex["parameters"]
+        checks = []
+        if p.get("input_fingerprint") and p.get("input_files") is not None:
+            files = p["input_files"]
+            files = sorted({f for fs in files.values() for f in fs}) if isinstance(files, dict) else list(files)
+            checks.append(("input_fingerprint", files, p["input_fingerprint"]))
+        if p.get("schema_fingerprint") and p.get("schema_file"):
+            checks.append(("schema_fingerprint", [p["schema_file"]], p["schema_fingerprint"]))
+        for key, files, want in checks:
+            files = [remap(f) for f in files]
+            missing = [f for f in files if not os.path.isfile(f)]
+            got = None if missing else fingerprint_files(files)
+            rows.append({"node": ex["node_id"], "key": key, "files": files, "recorded": want, "current": got,
+                         "missing": missing, "ok": got == want})
+    return rows
+
+
+def _artifacts(store: MetadataStore, run: str, nodes: set[str] | None = None) -> dict[tuple, dict]:
+    out = {}
+    for ex in insp.show_run(store, run)["executions"]:
+        if ex["state"] not in ("COMPLETE", "CACHED") or (nodes is not None and ex["node_id"] not in nodes):
+            continue
+        for key, arts in ex["outputs"].items():
+            if arts:
+                [a] = store.get_artifacts([arts[0]["id"]])
+                out[(ex["node_id"], key)] = {"id": a.id, "type": a.type_name, "fingerprint": a.fingerprint,
+                                             "uri": a.uri}
+    return out
+
+
+def reproduce(store: MetadataStore, run: str, out_dir: str | None = None, allow_dirty: bool = False,
+              verbose: bool = True) -> dict:
+    ctx = insp._run_context(store, run)
+    props = store.props(ctx)
+    run_id = props.get("run_id")
+    where = f"run {run_id} (metadata {store.where})"
+    if not props.get("ir"):
+        raise ReproduceError(f"{where} has no recorded IR (it ran before tfpipe recorded one); "
+                             f"re-run its pipeline file instead")
+    commit = props.get("git_commit")
+    if not commit:
+        raise ReproduceError(f"{where} recorded no git commit: its pipeline was not in a git work tree, so "
+                             f"the code version cannot be recovered; commit the pipeline and run it again")
+    if props.get("git_dirty") and not allow_dirty:
+        raise ReproduceError(f"{where} was made from commit {commit[:10]} with uncommitted changes (git_dirty), "
+                             f"which were not recorded; pass --allow-dirty to re-run the commit without them")
+    workdir = props.get("workdir") or ""
+    top = _git(workdir, "rev-parse", "--show-toplevel", text=True) if os.path.isdir(workdir) else None
+    if top is None or top.returncode != 0:
+        raise ReproduceError(f"{where}: the code is not available: {workdir or '(no directory recorded)'} is no "
+                             f"longer a git work tree holding commit {commit[:10]}")
+    repo = top.stdout.strip()
+    if _git(repo, "cat-file", "-e", f"{commit}^{{commit}}").returncode != 0:
+        raise ReproduceError(f"{where}: the code is not available: commit {commit} is not in the repository "
+                             f"{repo} (fetch it, or the history was rewritten)")
+    ir = json.loads(props["ir"])
+    info = insp.show_run(store, run)
+
+    out = os.path.abspath(out_dir or tempfile.mkdtemp(prefix=f"tfpipe-reproduce-{run_id}-"))
+    if os.path.exists(out) and os.listdir(out):
+        raise ReproduceError(f"output directory {out} is not empty; reproduce needs a fresh directory")
+    code = os.path.join(out, "code")
+
+    def remap(p):
+        return _remap(p, repo, code)
+
+    os.makedirs(code, exist_ok=True)
+    arch = subprocess.run(f"git -C {_q(repo)} archive --format=tar {commit} | tar -x -C {_q(code)}",
+                          shell=True, capture_output=True, text=True, timeout=300)
+    if arch.returncode != 0:
+        shutil.rmtree(out, ignore_errors=True)
+        raise ReproduceError(f"could not export commit {commit[:10]} of {repo}: {arch.stderr.strip()}")
+    # data under the repository is read from the exported commit; other data where it was
+    data = check_data(info, remap)
+    bad = [d for d in data if not d["ok"]]
+    if bad:
+        shutil.rmtree(out, ignore_errors=True)
+        detail = "; ".join(
+            f"node {d['node']}: {d['key']} recorded {d['recorded'][:12]}, "
+            + (f"files missing: {d['missing']}" if d["missing"] else f"now {d['current'][:12]} over {d['files']}")
+            for d in bad)
+        raise ReproduceError(f"{where}: the data no longer matches its recorded fingerprint: {detail}; "
+                             f"restore the data the run read, or run the pipeline anew")
+
+    new_ir = remap(ir)
+    new_ir["pipeline"]["root"] = os.path.join(out, "artifacts")
+    new_ir["pipeline"]["metadata"] = os.path.join(out, "metadata.sqlite")
+    ir_path = os.path.join(out, "ir.json")
+    with open(ir_path, "w") as f:
+        json.dump(new_ir, f, indent=1)
+    new_run = f"repro-{run_id}-{uuid.uuid4().hex[:4]}"
+    env = dict(os.environ)
+    if os.path.isfile(os.path.join(code, "pipeline", "__init__.py")):  # the commit holds tfpipe itself
+        env["PYTHONPATH"] = code + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["TFPIPE_HOME"] = out
+    if verbose:
+        print(f"reproducing run {run_id} from commit {commit[:10]} in {out}", file=sys.stderr, flush=True)
+    try:
+        sink = sys.stderr.fileno() if verbose else subprocess.DEVNULL
+    except (AttributeError, OSError, ValueError):  # stderr is not a file (captured): keep the output
+        sink = subprocess.PIPE
+    proc = subprocess.run([sys.executable, "-c", _RUN_CODE, ir_path, new_run, RUNNER, "1" if verbose else "0"],
+                          cwd=out, env=env, stdout=sink, stderr=sink if verbose else subprocess.PIPE, text=True)
+    if verbose and sink == subprocess.PIPE:
+        sys.stderr.write((proc.stdout or "") + (proc.stderr or ""))
+    new_store = MetadataStore(new_ir["pipeline"]["metadata"])
+    try:
+        new_ctx = insp._run_context(new_store, new_run)
+        new_store.update_context(new_ctx, {"reproduces": run_id, "reproduced_commit": commit})
+        status = new_store.props(new_ctx).get("status") or ("COMPLETE" if proc.returncode == 0 else "FAILED")
+    except insp.NotFound:
+        status = "FAILED"
+    nodes = set((props.get("nodes") or "").split(",")) - {""} or None
+    before = _artifacts(store, run, nodes)
+    after = _artifacts(new_store, new_run, nodes) if status != "FAILED" or proc.returncode == 0 else {}
+    rows = []
+    for (node, key), a in before.items():
+        b = after.get((node, key))
+        rows.append({"node": node, "output": key, "type": a["type"], "original": a["fingerprint"],
+                     "reproduced": b and b["fingerprint"], "original_uri": a["uri"], "reproduced_uri": b and b["uri"],
+                     "identical": bool(b and a["fingerprint"] and a["fingerprint"] == b["fingerprint"])})
+    return {"run_id": run_id, "reproduced_run_id": new_run, "status": status if proc.returncode == 0 else "FAILED",
+            "commit": commit, "allowed_dirty": bool(props.get("git_dirty")), "out_dir": out, "code_dir": code,
+            "metadata": new_ir["pipeline"]["metadata"], "data_checks": data, "artifacts": rows,
+            "identical": sum(r["identical"] for r in rows), "total": len(rows),
+            "error": (proc.stderr or "")[-2000:] if proc.returncode and proc.stderr else None}
+
+
+def _q(s: str) -> str:
+    import shlex
+    return shlex.quote(s)
+
+
+def format_reproduction(res: dict) -> str:
+    lines = [f"run {res['run_id']} reproduced as {res['reproduced_run_id']}: {res['status']} "
+             f"(commit {res['commit'][:10]}{', uncommitted changes NOT reproduced' if res['allowed_dirty'] else ''})",
+             f"  fresh directory: {res['out_dir']}"]
+    for d in res["data_checks"]:
+        lines.append(f"  data {d['node']}.{d['key']}: {d['recorded'][:12]} matches")
+    lines.append(f"artifacts: {res['identical']} of {res['total']} identical")
+    for r in res["artifacts"]:
+        mark = "identical" if r["identical"] else ("DIFFERENT" if r["reproduced"] else "MISSING")
+        lines.append(f"  {mark:9}  {r['node']}.{r['output']} ({r['type']}) {(r['original'] or '-')[:12]}"
+                     + ("" if r["identical"] else f" -> {(r['reproduced'] or '-')[:12]}"))
+    if res.get("error"):
+        lines.append("error output:\n" + res["error"])
+    return "\n".join(lines)
