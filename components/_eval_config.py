@@ -1,0 +1,149 @@
+"""The Evaluator's configuration: TensorFlow Model Analysis's ``EvalConfig`` as a dict
+(the JSON form of the proto, so ``json_format.MessageToDict(tfma.EvalConfig(...))`` of a
+TFX pipeline ports as is), checked before any heavy work.
+
+    {"model_specs": [{"label_key": "species", "prediction_key": "outputs",
+                      "preprocessing_function_names": ["transform_features"]}],
+     "slicing_specs": [{}, {"feature_keys": ["island"]}],
+     "metrics_specs": [{"metrics": [
+         {"class_name": "SparseCategoricalAccuracy",
+          "threshold": {"value_threshold": {"lower_bound": 0.6},
+                        "change_threshold": {"direction": "HIGHER_IS_BETTER",
+                                             "absolute": -0.01}}}]}]}
+
+Metric names may be class names (``SparseCategoricalAccuracy``) or the snake_case names
+results carry (``sparse_categorical_accuracy``); bounds are plain numbers
+(``{"value": x}`` is accepted too).
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import inspect
+
+__all__ = ["EvalConfigError", "normalize", "check_metric_names", "label_keys", "to_proto",
+           "describe_slice"]
+
+
+class EvalConfigError(ValueError):
+    """The eval config is malformed, names an unknown metric, or a label the data lacks."""
+
+
+_TOP = {"model_specs", "slicing_specs", "metrics_specs", "options", "cross_slicing_specs"}
+
+
+def _unwrap_value(d: dict, *keys: str) -> None:
+    """Bounds are protobuf DoubleValue wrappers, plain numbers in JSON; accept {"value": x}."""
+    for k in keys:
+        if isinstance(d.get(k), dict) and set(d[k]) == {"value"}:
+            d[k] = d[k]["value"]
+
+
+def normalize(cfg: dict) -> dict:
+    """A deep copy in the form the proto parser wants; shape errors named."""
+    if not isinstance(cfg, dict):
+        raise EvalConfigError(f"eval_config: expected a dict (TFMA EvalConfig as JSON), found "
+                              f"{type(cfg).__name__}")
+    unknown = sorted(set(cfg) - _TOP)
+    if unknown:
+        raise EvalConfigError(f"eval_config: unknown key(s) {unknown}; expected some of {sorted(_TOP)}")
+    cfg = copy.deepcopy(cfg)
+    specs = cfg.get("model_specs") or [{}]
+    if len(specs) != 1:
+        raise EvalConfigError(f"eval_config.model_specs: expected one model spec (the candidate; the "
+                              f"baseline comes from the baseline_model input), found {len(specs)}")
+    cfg["model_specs"] = specs
+    if not cfg.get("metrics_specs"):
+        raise EvalConfigError("eval_config.metrics_specs: expected at least one metric, found none")
+    for i, ms in enumerate(cfg["metrics_specs"]):
+        for j, m in enumerate(ms.get("metrics") or []):
+            th = m.get("threshold") or {}
+            _unwrap_value(th.get("value_threshold") or {}, "lower_bound", "upper_bound")
+            _unwrap_value(th.get("change_threshold") or {}, "absolute", "relative")
+            ct = th.get("change_threshold")
+            if ct and ct.get("direction", "").upper() not in ("HIGHER_IS_BETTER", "LOWER_IS_BETTER"):
+                raise EvalConfigError(
+                    f"eval_config.metrics_specs[{i}].metrics[{j}] ({m.get('class_name')}): change_threshold "
+                    f"direction {ct.get('direction')!r}; expected 'HIGHER_IS_BETTER' or 'LOWER_IS_BETTER'")
+            if ct:
+                ct["direction"] = ct["direction"].upper()
+    return cfg
+
+
+def _known_metrics() -> dict[str, str]:
+    """squashed lower-case name -> class name, for TFMA and Keras metrics."""
+    import tensorflow as tf
+    import tensorflow_model_analysis as tfma
+    names: dict[str, str] = {}
+    for mod, base in ((tf.keras.metrics, tf.keras.metrics.Metric), (tfma.metrics, tfma.metrics.Metric)):
+        for n in dir(mod):
+            obj = getattr(mod, n)
+            if inspect.isclass(obj) and issubclass(obj, base) and obj is not base and not n.startswith("_"):
+                names[n.replace("_", "").lower()] = n
+    return names
+
+
+def check_metric_names(cfg: dict) -> list[str]:
+    """Turn every metric name into its class name; raise naming the unknown ones."""
+    known = _known_metrics()
+    out = []
+    for i, ms in enumerate(cfg["metrics_specs"]):
+        for j, m in enumerate(ms.get("metrics") or []):
+            name = m.get("class_name", "")
+            if m.get("module"):  # a user's custom metric class
+                out.append(name)
+                continue
+            cls = known.get(name.replace("_", "").lower())
+            if cls is None:
+                close = difflib.get_close_matches(name.replace("_", "").lower(), list(known), n=3)
+                raise EvalConfigError(
+                    f"eval_config.metrics_specs[{i}].metrics[{j}]: unknown metric {name!r}; expected a "
+                    f"TFMA or Keras metric class name or its snake_case form"
+                    f"{' such as ' + ', '.join(known[c] for c in close) if close else ''} "
+                    f"(e.g. SparseCategoricalAccuracy, AUC, MeanSquaredError, MeanAbsoluteError, ExampleCount)")
+            m["class_name"] = cls
+            out.append(cls)
+    return out
+
+
+def label_keys(cfg: dict) -> list[str]:
+    spec = cfg["model_specs"][0]
+    keys = [spec["label_key"]] if spec.get("label_key") else []
+    keys += list((spec.get("label_keys") or {}).values())
+    return keys
+
+
+def to_proto(cfg: dict, has_baseline: bool):
+    """The EvalConfig proto: candidate (+ baseline) model specs; change thresholds are
+    dropped when there is no baseline (value thresholds still apply)."""
+    import tensorflow_model_analysis as tfma
+    from google.protobuf import json_format
+    cfg = copy.deepcopy(cfg)
+    spec = cfg["model_specs"][0]
+    spec["name"] = "candidate"
+    specs = [spec]
+    if has_baseline:
+        specs.append({**spec, "name": "baseline", "is_baseline": True})
+    else:
+        for ms in cfg["metrics_specs"]:
+            for m in ms.get("metrics") or []:
+                (m.get("threshold") or {}).pop("change_threshold", None)
+                if m.get("threshold") == {}:
+                    m.pop("threshold")
+    cfg["model_specs"] = specs
+    try:
+        return json_format.ParseDict(cfg, tfma.EvalConfig())
+    except json_format.ParseError as e:
+        raise EvalConfigError(f"eval_config does not match TFMA's EvalConfig: {e}") from None
+
+
+def describe_slice(slice_key) -> str:
+    """'Overall' or 'island=Dream' (from a tfma SliceKey proto)."""
+    parts = []
+    for c in slice_key.single_slice_keys:
+        v = c.WhichOneof("kind")
+        val = getattr(c, v) if v else ""
+        if isinstance(val, bytes):
+            val = val.decode()
+        parts.append(f"{c.column}={val}")
+    return ", ".join(parts) or "Overall"

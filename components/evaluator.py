@@ -1,0 +1,207 @@
+"""Evaluator: TensorFlow Model Analysis over an Examples split, per-slice metrics, value
+thresholds and change thresholds against a baseline model; a ModelBlessing that says
+which metric on which slice failed which threshold.
+
+The model's ``serving_default`` signature takes serialized raw tf.Examples; with
+``preprocessing_function_names: ["transform_features"]`` in the model spec TFMA runs the
+model's transform signature first, so a string label (penguin species) is compared as
+the integer id the model was trained on. The config is TFMA's ``EvalConfig`` as a dict
+(see ``components/_eval_config.py``); it is checked (metric names, label column) before
+any model is loaded or any data read.
+
+Outputs: ``evaluation`` holds TFMA's own output (``tfma.load_eval_result`` reads it) plus
+``metrics.json`` (readable per-slice metrics) and ``summary.txt``; ``blessing`` holds a
+``BLESSED`` or ``NOT_BLESSED`` marker file, as in TFX, and the ``blessed`` / ``reasons``
+properties.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+from pipeline import Examples, Input, Model, ModelBlessing, ModelEvaluation, Output, component, current
+
+from . import _eval_config as ec
+
+__all__ = ["Evaluator", "EvalConfigError", "load_metrics", "SERVING_DIR"]
+
+EvalConfigError = ec.EvalConfigError
+SERVING_DIR = "Format-Serving"
+
+
+def serving_dir(model) -> str:
+    path = os.path.join(model.uri, SERVING_DIR)
+    return path if os.path.isdir(path) else model.uri
+
+
+def _check_label(cfg: dict, examples, model) -> None:
+    """Every label key must be a column of the data or, with a preprocessing function, an
+    output of the model's transform signature."""
+    columns = sorted(examples.columns or {})
+    missing = [k for k in ec.label_keys(cfg) if k not in columns]
+    if not missing:
+        return
+    fns = cfg["model_specs"][0].get("preprocessing_function_names") or []
+    produced: list[str] = []
+    if fns:
+        import tensorflow as tf
+        loaded = tf.saved_model.load(serving_dir(model))
+        for fn in fns:
+            if fn not in loaded.signatures:
+                raise EvalConfigError(f"eval_config.model_specs[0].preprocessing_function_names names {fn!r}, "
+                                      f"but the model at {serving_dir(model)} has signatures "
+                                      f"{sorted(loaded.signatures)}")
+            produced += list(loaded.signatures[fn].structured_outputs)
+        missing = [k for k in missing if k not in produced]
+    if missing:
+        raise EvalConfigError(
+            f"eval_config.model_specs[0]: label {missing[0]!r} is not in the data; columns of Examples "
+            f"#{examples.id} are {columns}" + (f" and the model's {fns} signature outputs {sorted(produced)}"
+                                               if fns else ""))
+
+
+def _value(mv) -> float | None:
+    kind = mv.WhichOneof("type")
+    if kind == "double_value":
+        return mv.double_value.value
+    return None
+
+
+def _threshold_text(th) -> str:
+    if th.HasField("value_threshold"):
+        v = th.value_threshold
+        parts = []
+        if v.HasField("lower_bound"):
+            parts.append(f"lower bound {v.lower_bound.value:g}")
+        if v.HasField("upper_bound"):
+            parts.append(f"upper bound {v.upper_bound.value:g}")
+        return "value threshold " + " and ".join(parts)
+    c = th.change_threshold
+    import tensorflow_model_analysis as tfma
+    parts = [tfma.MetricDirection.Name(c.direction)]
+    if c.HasField("absolute"):
+        parts.append(f"absolute {c.absolute.value:g}")
+    if c.HasField("relative"):
+        parts.append(f"relative {c.relative.value:g}")
+    return "change threshold (" + ", ".join(parts) + ")"
+
+
+def _reasons(validation) -> list[str]:
+    out = []
+    for v in validation.metric_validations_per_slice:
+        where = ec.describe_slice(v.slice_key)
+        for f in v.failures:
+            value = _value(f.metric_value)
+            vtxt = f"{value:.4f}" if value is not None else str(f.metric_value).strip()
+            what = (f"change in {f.metric_key.name} vs the baseline" if f.metric_key.is_diff
+                    else f"{f.metric_key.name}")
+            out.append(f"{what} on slice {where} = {vtxt} fails the {_threshold_text(f.metric_threshold)}")
+    for s in validation.missing_slices:
+        spec = str(s).replace("\n", " ").strip() or "Overall"
+        out.append(f"slicing spec {{{spec}}} matched no examples, so its thresholds cannot be checked")
+    if validation.missing_thresholds:
+        out.append("a metric with a threshold was not computed (see validations in the evaluation)")
+    return out
+
+
+def _metrics_table(output_path: str) -> list[dict]:
+    import tensorflow_model_analysis as tfma
+    rows = []
+    for mfs in tfma.load_metrics(output_path):
+        row = {"slice": ec.describe_slice(mfs.slice_key), "candidate": {}, "baseline": {}, "diff": {}}
+        for kv in mfs.metric_keys_and_values:
+            v = _value(kv.value)
+            if v is None:
+                continue
+            side = "diff" if kv.key.is_diff else ("baseline" if kv.key.model_name == "baseline" else "candidate")
+            name = kv.key.name + (f"[{kv.key.sub_key}]".replace("\n", " ") if kv.key.HasField("sub_key") else "")
+            row[side][name] = v
+        rows.append({k: v for k, v in row.items() if v != {}})
+    rows.sort(key=lambda r: (r["slice"] != "Overall", r["slice"]))
+    return rows
+
+
+def load_metrics(evaluation) -> dict:
+    """The readable per-slice metrics an Evaluator wrote."""
+    with open(os.path.join(evaluation.uri, "metrics.json")) as f:
+        return json.load(f)
+
+
+def _summary(table: list[dict], blessed: bool, reasons: list[str], notes: list[str]) -> str:
+    lines = [f"{'BLESSED' if blessed else 'NOT BLESSED'}"]
+    lines += [f"  - {r}" for r in reasons] + [f"  note: {n}" for n in notes]
+    for row in table:
+        cand = ", ".join(f"{k}={v:.4f}" for k, v in sorted(row.get("candidate", {}).items()))
+        lines.append(f"{row['slice']}: {cand}")
+        if row.get("baseline"):
+            base = ", ".join(f"{k}={v:.4f}" for k, v in sorted(row["baseline"].items()))
+            lines.append(f"{' ' * len(row['slice'])}  baseline: {base}")
+    return "\n".join(lines) + "\n"
+
+
+@component(name="Evaluator")
+def Evaluator(examples: Input[Examples], model: Input[Model], evaluation: Output[ModelEvaluation],
+              blessing: Output[ModelBlessing], eval_config: dict,
+              baseline_model: Input[Model] | None = None, example_splits: list = ("eval",)) -> None:
+    """Evaluate ``model`` (and ``baseline_model``, if any) on ``example_splits`` with TFMA."""
+    ctx = current()
+    cfg = ec.normalize(eval_config)
+    for s in example_splits:
+        if s not in (examples.split_names or []):
+            raise EvalConfigError(f"example_splits names {s!r}; Examples #{examples.id} has splits "
+                                  f"{examples.split_names}")
+    _check_label(cfg, examples, model)
+    names = ec.check_metric_names(cfg)
+    has_baseline = baseline_model is not None
+    notes = []
+    if not has_baseline:
+        notes.append("no baseline model: change thresholds skipped, value thresholds applied")
+    elif baseline_model.id == model.id:
+        notes.append(f"the baseline is the candidate itself (Model #{model.id})")
+    proto = ec.to_proto(cfg, has_baseline)
+    ctx.log(f"metrics {names}; {len(proto.slicing_specs) or 1} slicing spec(s); baseline: "
+            f"{'Model #%s' % baseline_model.id if has_baseline else 'none'}")
+
+    import tensorflow as tf
+    import tensorflow_model_analysis as tfma
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from .examples_io import serialized_examples
+    data = os.path.join(ctx.tmp_dir, "eval_data.tfrecord")
+    n = 0
+    with tf.io.TFRecordWriter(data) as w:
+        for s in example_splits:
+            for rec in serialized_examples(examples, s):
+                w.write(rec)
+                n += 1
+    ctx.log(f"evaluating on {n:,} examples of {list(example_splits)}")
+    models = [tfma.default_eval_shared_model(serving_dir(model), eval_config=proto, model_name="candidate")]
+    if has_baseline:
+        models.append(tfma.default_eval_shared_model(serving_dir(baseline_model), eval_config=proto,
+                                                     model_name="baseline"))
+    os.makedirs(evaluation.uri, exist_ok=True)
+    tfma.run_model_analysis(eval_shared_model=models if has_baseline else models[0], eval_config=proto,
+                            data_location=data, file_format="tfrecords", output_path=evaluation.uri,
+                            pipeline_options=PipelineOptions(ctx.beam_pipeline_args))
+    validation = tfma.load_validation_result(evaluation.uri)
+    reasons = _reasons(validation)
+    blessed = bool(validation.validation_ok) and not reasons
+    table = _metrics_table(evaluation.uri)
+    report = {"blessed": blessed, "reasons": reasons, "notes": notes, "examples": n,
+              "splits": list(example_splits), "model": model.id,
+              "baseline_model": baseline_model.id if has_baseline else None, "slices": table}
+    with open(os.path.join(evaluation.uri, "metrics.json"), "w") as f:
+        json.dump(report, f, indent=2)
+    summary = _summary(table, blessed, reasons, notes)
+    with open(os.path.join(evaluation.uri, "summary.txt"), "w") as f:
+        f.write(summary)
+    for line in summary.splitlines()[: 12]:
+        ctx.log(line)
+    os.makedirs(blessing.uri, exist_ok=True)
+    with open(os.path.join(blessing.uri, "BLESSED" if blessed else "NOT_BLESSED"), "w") as f:
+        f.write("\n".join(reasons) + ("\n" if reasons else ""))
+    blessing.blessed = blessed
+    blessing.reasons = reasons or [f"all thresholds passed on {len(table)} slice(s)"]
+    blessing.custom["model_id"] = model.id
+    if has_baseline:
+        blessing.custom["baseline_model_id"] = baseline_model.id
