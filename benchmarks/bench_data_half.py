@@ -1,0 +1,80 @@
+"""Data half (ExampleGen + StatisticsGen + SchemaGen + ExampleValidator) on synthetic
+penguins at 100k and 1M rows, against ``tfdv.generate_statistics_from_csv`` on the same
+1M-row file in the same bench run; launcher overhead per node; cached re-run."""
+from __future__ import annotations
+
+import os
+import shutil
+
+from .common import OUT, REPO, measure_python, scaled_penguins, tfpipe_run
+
+PIPE = """
+from components import ExampleGen, ExampleValidator, SchemaGen, StatisticsGen
+from pipeline import Pipeline
+
+def create_pipeline():
+    gen = ExampleGen(input_base={data!r}, label_key="species")
+    stats = StatisticsGen(examples=gen.outputs.examples)
+    schema = SchemaGen(statistics=stats.outputs.statistics)
+    val = ExampleValidator(statistics=stats.outputs.statistics, schema=schema.outputs.schema)
+    return Pipeline("bench_{rows}", [gen, stats, schema, val], root={root!r}, metadata={md!r},
+                    beam_pipeline_args=["--direct_num_workers=1"])
+"""
+
+NOOP = """
+from pipeline import Pipeline
+from tests.fixtures.trivial import noop
+
+def create_pipeline():
+    return Pipeline("noop", [noop(id=f"n{{i}}") for i in range({n})], root={root!r}, metadata={md!r})
+"""
+
+
+def _pipeline(work: str, rows: int, data_dir: str) -> str:
+    path = os.path.join(work, f"pipe_{rows}.py")
+    with open(path, "w") as f:
+        f.write(PIPE.format(data=data_dir, rows=rows, root=os.path.join(work, f"root_{rows}"),
+                            md=os.path.join(work, f"md_{rows}.sqlite")))
+    return path
+
+
+def run(report):
+    work = os.path.join(OUT, "data_half")
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    sizes = [int(s) for s in os.environ.get("TFPIPE_BENCH_ROWS", "100000,1000000").split(",")]
+    results = {}
+    for rows in sizes:
+        d = os.path.join(OUT, "data", f"penguins_{rows}")
+        csv = scaled_penguins(rows, os.path.join(d, "penguins.csv"))
+        mb = os.path.getsize(csv) / 1e6
+        m = tfpipe_run(_pipeline(work, rows, d))
+        results[rows] = m
+        report(f"data half {rows:,} rows ({mb:.0f} MB CSV): wall", m["process_wall_s"], "s")
+        report(f"data half {rows:,} rows: peak RSS", m["peak_rss_mb"], "MB")
+    big = max(sizes)
+    csv = os.path.join(OUT, "data", f"penguins_{big}", "penguins.csv")
+    base = measure_python("import tensorflow_data_validation as tfdv\n"
+                          f"stats = tfdv.generate_statistics_from_csv({csv!r})\n"
+                          "assert stats.datasets[0].num_examples > 0")
+    report(f"baseline tfdv.generate_statistics_from_csv {big:,} rows: wall", base["process_wall_s"], "s")
+    report(f"baseline tfdv.generate_statistics_from_csv {big:,} rows: peak RSS", base["peak_rss_mb"], "MB")
+    report("speed-up of the whole data half over that one TFDV call",
+           base["process_wall_s"] / results[big]["process_wall_s"], "x", "(target >= 5x)")
+    if len(sizes) > 1:
+        small = min(sizes)
+        report(f"peak RSS ratio {big:,} / {small:,} rows",
+               results[big]["peak_rss_mb"] / results[small]["peak_rss_mb"], "x", "(target <= 1.5x)")
+    cached = tfpipe_run(_pipeline(work, big, os.path.join(OUT, "data", f"penguins_{big}")))
+    report(f"fully cached re-run of the data half, {big:,} rows: wall", cached["process_wall_s"], "s",
+           "(target < 5 s)")
+    # launcher overhead: N no-op nodes, uncached, in one process, minus the 1-node run
+    n = 40
+    per = {}
+    for k in (1, n):
+        path = os.path.join(work, f"noop_{k}.py")
+        with open(path, "w") as f:
+            f.write(NOOP.format(n=k, root=os.path.join(work, f"noop_root_{k}"), md=os.path.join(work, f"noop_{k}.sqlite")))
+        per[k] = tfpipe_run(path, "--no-cache", cwd=REPO)["wall_s"]
+    report("launcher overhead per node (no-op component, metadata writes + cache check)",
+           1000 * (per[n] - per[1]) / (n - 1), "ms", "(target < 50 ms)")

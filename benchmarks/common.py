@@ -1,0 +1,79 @@
+"""Shared helpers for benchmarks: synthetic data and measured child processes."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PENGUINS = os.path.join(REPO, "examples", "penguin", "data", "penguins.csv")
+OUT = os.environ.get("TFPIPE_BENCH_DIR") or os.path.join(REPO, "bench_out")
+
+_MEASURE = r"""
+import json, resource, sys, time, runpy
+t0 = time.monotonic()
+sys.argv = {argv!r}
+rc = 0
+try:
+    {body}
+except SystemExit as e:
+    rc = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+print("\n@@MEASURE " + json.dumps({{"rc": rc, "wall_s": time.monotonic() - t0,
+      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+
+
+def measure_python(body: str, argv: list[str] | None = None, env: dict | None = None, cwd: str | None = None) -> dict:
+    """Run ``body`` in a fresh Python process; wall time (process start to end, including
+    imports) and peak RSS of that process."""
+    code = _MEASURE.format(argv=argv or ["bench"], body=body.replace("\n", "\n    "))
+    e = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
+    e.update(env or {})
+    t0 = time.monotonic()
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=e, cwd=cwd)
+    wall = time.monotonic() - t0
+    line = [l for l in p.stdout.splitlines() if l.startswith("@@MEASURE ")]
+    if not line:
+        raise RuntimeError(f"benchmark child failed ({p.returncode}):\n{p.stderr[-4000:]}")
+    m = json.loads(line[-1][len("@@MEASURE "):])
+    m["process_wall_s"] = wall
+    if m["rc"]:
+        raise RuntimeError(f"benchmark child exited {m['rc']}:\n{p.stderr[-4000:]}")
+    return m
+
+
+def tfpipe_run(pipeline_file: str, *args: str, env: dict | None = None, cwd: str | None = None) -> dict:
+    return measure_python("from pipeline.cli import main\nrc = main(sys.argv[1:])\nif rc: raise SystemExit(rc)",
+                          ["tfpipe", "run", "-q", pipeline_file, *args], env=env, cwd=cwd)
+
+
+def scaled_penguins(rows: int, path: str, seed: int = 0) -> str:
+    """The penguin table scaled up to ``rows`` rows: rows resampled, numeric columns
+    jittered, missing values kept at their original rate."""
+    if os.path.exists(path):
+        return path
+    import numpy as np
+    import pyarrow as pa
+    from pyarrow import csv as pacsv
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    t = pacsv.read_csv(PENGUINS)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, t.num_rows, rows)
+    big = t.take(pa.array(idx)).combine_chunks()
+    cols = {}
+    for name in big.column_names:
+        col = big.column(name).combine_chunks()
+        if pa.types.is_floating(col.type):
+            vals = col.to_numpy(zero_copy_only=False)
+            cols[name] = pa.array(np.round(vals + rng.normal(0, 0.5, rows), 1), mask=np.isnan(vals))
+        elif pa.types.is_integer(col.type) and name != "year":
+            vals = col.to_pandas().to_numpy(dtype="float64")
+            noisy = np.round(vals + rng.normal(0, 5, rows))
+            cols[name] = pa.array(np.nan_to_num(noisy).astype("int64"), mask=np.isnan(vals))
+        else:
+            cols[name] = col
+    pacsv.write_csv(pa.table(cols), path + ".tmp")
+    os.replace(path + ".tmp", path)
+    return path
