@@ -3,33 +3,14 @@ change, classified with the project's own tfpipe-ci.toml."""
 import json
 import os
 import shutil
-import subprocess
 
 import pytest
 
 from pipeline.ci_plan import CiPlanError, glob_to_regex, make_plan
+from tests.cicd.gitrepo import commit, git, write
 from tests.conftest import REPO, tfpipe
 
 ZERO = "0" * 40
-
-
-def git(repo, *args):
-    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.invalid",
-               GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.invalid")
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
-                          text=True, env=env).stdout.strip()
-
-
-def write(repo, rel, text):
-    p = repo / rel
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(text)
-
-
-def commit(repo, msg):
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", msg)
-    return git(repo, "rev-parse", "HEAD")
 
 
 MODULE = "def preprocessing_fn(inputs):\n" + "".join(f"    x{i} = inputs['f{i}'] * {i}\n" for i in range(20)) \
