@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import os
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, TypeVar
@@ -162,14 +163,20 @@ class ComponentSpec:
     _attr_name: str = ""
 
     def code_version(self) -> str:
-        """A hash of the executor's source file, so changed component code misses the cache."""
+        """A hash of the executor's source file and the local modules it imports (e.g. a
+        component's private helpers), so changed component code misses the cache."""
         if self.version:
             return self.version
-        try:
-            src = inspect.getsource(inspect.getmodule(self.fn))
-        except (OSError, TypeError):
-            src = self.fn.__code__.co_code.hex()
-        return hashlib.sha256(src.encode()).hexdigest()[:16]
+        if self._code_version is None:
+            from .fingerprint import module_fingerprint
+            path = self.source_file
+            if path and os.path.isfile(path):
+                self._code_version = module_fingerprint(path)[:16]
+            else:
+                self._code_version = hashlib.sha256(self.fn.__code__.co_code).hexdigest()[:16]
+        return self._code_version
+
+    _code_version: str | None = None
 
     def __call__(self, *args, id: str | None = None, enable_cache: bool = True,
                  output_types: dict[str, type[Artifact]] | None = None, **kwargs) -> "Node":

@@ -98,3 +98,15 @@ def test_duplicate_ids_rejected(tmp_path):
 def test_bad_pipeline_name():
     with pytest.raises(PipelineDefinitionError, match="pipeline name"):
         Pipeline("my pipeline", [make_numbers()])
+
+
+def test_code_version_covers_the_local_modules_a_component_imports(tmp_path):
+    from pipeline.launcher import load_module_from_file
+    (tmp_path / "comp_helper.py").write_text("K = 1\n")
+    src = ("from pipeline import Output, String, component\nimport comp_helper\n\n"
+           "@component\ndef c(out: Output[String]) -> None:\n    out.write(str(comp_helper.K))\n")
+    (tmp_path / "comp_mod.py").write_text(src)
+    v1 = load_module_from_file(str(tmp_path / "comp_mod.py"), "comp_mod_a").c.code_version()
+    (tmp_path / "comp_helper.py").write_text("K = 2\n")
+    v2 = load_module_from_file(str(tmp_path / "comp_mod.py"), "comp_mod_b").c.code_version()
+    assert v1 != v2 and len(v1) == 16
