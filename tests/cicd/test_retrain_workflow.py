@@ -182,7 +182,7 @@ def test_cloud_build_step_submits_cloudbuild_yaml_with_declared_substitutions(tm
     assert out["build_id"] == "build-42"
     argv = json.loads(log.read_text().splitlines()[0])
     assert argv[:3] == ["builds", "submit", "."] and argv[argv.index("--config") + 1] == "cloudbuild.yaml"
-    assert "--async" in argv
+    assert "--async" in argv and argv[argv.index("--gcs-source-staging-dir") + 1] == "gs://b/root/_cloudbuild_source"
     assert argv[argv.index("--service-account") + 1] == \
         "projects/my-proj/serviceAccounts/build@my-proj.iam.gserviceaccount.com"
     subs = parse_substitutions(argv[argv.index("--substitutions") + 1])
