@@ -79,15 +79,22 @@ class Registry:
         for e in evs:
             first[e.artifact_id] = min(first.get(e.artifact_id, e.execution_id), e.execution_id)
         execs = {e.id: e for e in st.executions(sorted(set(first.values())))}
-        out = []
+        out, seen = [], {}
         for a in sorted(arts, key=lambda a: a.id):
             ex = execs.get(first.get(a.id))
             p = st.props(ex) if ex is not None else {}
-            out.append({"artifact": a, "id": a.id, "model": p.get("pipeline") or
-                        os.path.basename(str(a.properties.get("destination", "")).rstrip("/")),
-                        "version": str(a.properties.get("pushed_version")),
-                        "destination": a.properties.get("destination"), "run_id": p.get("run_id"),
-                        "pushed_at": (ex.create_time_since_epoch / 1000.0) if ex is not None else None})
+            row = {"artifact": a, "id": a.id, "model": p.get("pipeline") or
+                   os.path.basename(str(a.properties.get("destination", "")).rstrip("/")),
+                   "version": str(a.properties.get("pushed_version")),
+                   "destination": a.properties.get("destination"), "run_id": p.get("run_id"),
+                   "pushed_at": (ex.create_time_since_epoch / 1000.0) if ex is not None else None,
+                   "artifact_ids": [a.id]}
+            key = (row["model"], row["destination"], row["version"])
+            if key in seen:  # the Pusher found the same model already there: one version, several records
+                seen[key]["artifact_ids"].append(a.id)
+                continue
+            seen[key] = row
+            out.append(row)
         return out
 
     def _has_type(self, name: str) -> bool:
@@ -118,8 +125,8 @@ class Registry:
                                 + (f" for model {model!r}" if model else "")
                                 + f" ({self.store.where}); a run's Pusher must push a blessed model first")
         hit = [v for v in cands if v["version"] == str(version)]
-        if not hit and str(version).lstrip("#").isdigit():
-            hit = [v for v in cands if v["id"] == int(str(version).lstrip("#"))]
+        if not hit and str(version).startswith("#") and str(version)[1:].isdigit():
+            hit = [v for v in cands if int(str(version)[1:]) in v["artifact_ids"]]
         if str(version) in ("production", "staging") and not hit:
             stage = str(version)
             hit = [v for v in self.list_versions(model, _pushed=cands) if v["stage"] == stage]

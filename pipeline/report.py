@@ -270,11 +270,7 @@ def _evaluation(info: dict) -> str:
 
 
 def _thr_text(t: dict) -> str:
-    bits = []
-    for k in ("lower_bound", "upper_bound", "min", "max", "value", "change", "direction"):
-        if k in t:
-            bits.append(f"{k}={t[k]}")
-    return ", ".join(bits) or json.dumps(t, sort_keys=True)
+    return ", ".join(f"{k}={v}" for k, v in t.items()) or json.dumps(t, sort_keys=True)
 
 
 def _lineage(store: MetadataStore, info: dict) -> str:

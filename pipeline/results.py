@@ -16,7 +16,7 @@ import os
 from typing import Any
 
 __all__ = ["load_history", "load_trials", "load_evaluation", "headline_metrics", "OVERALL",
-           "ResultFileError"]
+           "ResultFileError", "thresholds_from_eval_config"]
 
 OVERALL = "Overall"
 
@@ -132,7 +132,7 @@ def _normalise_slices(data: Any) -> dict[str, dict[str, float]]:
         for row in data:
             if isinstance(row, dict):
                 key = row.get("slice", row.get("slice_key", row.get("name")))
-                out[_slice_name(key)] = _metrics_dict(row.get("metrics", {}))
+                out[_slice_name(key)] = _metrics_dict(row.get("metrics") or row.get("candidate") or {})
         return out
     return {}
 
@@ -155,9 +155,12 @@ def load_evaluation(uri: str | None) -> dict:
     empty = {"slices": {}, "thresholds": {}, "file": None}
     if not uri or not os.path.isdir(uri):
         return empty
-    cands = [os.path.join(uri, n) for n in _EVAL_FILES]
-    cands += sorted(p for p in glob.glob(os.path.join(uri, "*.json")) if p not in cands)
-    for path in cands:
+    def cands():
+        yield from (os.path.join(uri, n) for n in _EVAL_FILES)
+        yield from sorted(p for p in glob.glob(os.path.join(uri, "*.json"))
+                          if os.path.basename(p) not in _EVAL_FILES)
+
+    for path in cands():
         if not os.path.isfile(path):
             continue
         data = _read_json(path)
@@ -166,8 +169,41 @@ def load_evaluation(uri: str | None) -> dict:
             slices = {k: v for k, v in slices.items() if v}
             if OVERALL in slices:  # overall first
                 slices = {OVERALL: slices.pop(OVERALL), **slices}
-            return {"slices": slices, "thresholds": _thresholds(data), "file": path}
+            res = {"slices": slices, "thresholds": _thresholds(data), "file": path}
+            if isinstance(data, dict):
+                rows = data.get("slices") if isinstance(data.get("slices"), list) else []
+                base = {_slice_name(r.get("slice")): _metrics_dict(r["baseline"]) for r in rows
+                        if isinstance(r, dict) and r.get("baseline")}
+                if base:
+                    res["baseline"] = base
+                for k in ("blessed", "reasons", "notes"):
+                    if k in data:
+                        res[k] = data[k]
+            return res
     return empty
+
+
+def _snake(name: str) -> str:
+    import re
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+
+
+def thresholds_from_eval_config(cfg: dict | None) -> dict[str, dict]:
+    """``{metric: {"lower_bound"/"upper_bound"/"change_direction"/"change_absolute"...}}``
+    from a TFMA EvalConfig dict (the Evaluator's ``eval_config`` parameter)."""
+    out: dict[str, dict] = {}
+    for spec in (cfg or {}).get("metrics_specs") or []:
+        for m in spec.get("metrics") or []:
+            th = m.get("threshold") or {}
+            if not th or not m.get("class_name"):
+                continue
+            row = {}
+            for k, v in (th.get("value_threshold") or {}).items():
+                row[k] = v.get("value") if isinstance(v, dict) else v
+            for k, v in (th.get("change_threshold") or {}).items():
+                row[f"change_{k}"] = v.get("value") if isinstance(v, dict) else v
+            out[_snake(m["class_name"])] = row
+    return out
 
 
 def headline_metrics(slices: dict[str, dict[str, float]], n: int = 3) -> dict[str, float]:

@@ -13,7 +13,7 @@ import sys
 
 from . import inspect as insp
 from .metadata import MetadataStore
-from .results import headline_metrics, load_evaluation, load_history, load_trials
+from .results import headline_metrics, load_evaluation, load_history, load_trials, thresholds_from_eval_config
 
 __all__ = ["list_runs", "format_runs", "compare_runs", "format_compare", "run_details", "DATA_KEYS"]
 
@@ -68,45 +68,93 @@ def _evaluations_by_run(store: MetadataStore, exec_run: dict[int, tuple]) -> dic
     return out
 
 
-def list_runs(store: MetadataStore, pipeline: str | None = None, limit: int | None = None) -> list[dict]:
-    """Every run (oldest first) with status, time, duration, git commit and dirty flag, the
-    data it read (span, fingerprint) and headline evaluation metrics."""
-    rows = insp.list_runs(store, pipeline)
-    if limit:
-        rows = rows[-limit:]
-    wanted = {(r["pipeline"], r["run_id"]) for r in rows}
-    execs = store._retry(lambda: store.store.get_executions())
-    exec_run: dict[int, tuple] = {}
+SUMMARY = "tracking_summary"  # a finished run's summary, cached on its run context
+SUMMARY_VERSION = 1
+_FINAL = ("COMPLETE", "FAILED")
+
+
+def _summarise(store: MetadataStore, execs: list, exec_run: dict[int, tuple]) -> dict[tuple, dict]:
+    """Data span/fingerprint, node counts and headline metrics of the runs ``execs`` belong to."""
     data: dict[tuple, dict] = {}
-    counts: dict[tuple, dict] = {}
     for e in execs:
-        key = (_s(e, "pipeline"), _s(e, "run_id"))
-        if key not in wanted:
-            continue
-        exec_run[e.id] = key
+        key = exec_run[e.id]
         st = store.pb.Execution.State.Name(e.last_known_state)
-        c = counts.setdefault(key, {"nodes": 0, "cached": 0, "failed": 0})
-        c["nodes"] += 1
-        c["cached"] += st == "CACHED"
-        c["failed"] += st == "FAILED"
+        d = data.setdefault(key, {"v": SUMMARY_VERSION, "spans": [], "fingerprints": [], "nodes": 0,
+                                  "cached": 0, "failed": 0, "metrics": {}, "blessed": None})
+        d["nodes"] += 1
+        d["cached"] += st == "CACHED"
+        d["failed"] += st == "FAILED"
         params = _s(e, "parameters")
         if params and "input_fingerprint" in params:
             p = json.loads(params)
-            d = data.setdefault(key, {"spans": [], "fingerprints": []})
-            if p.get("resolved_span") is not None:
+            if p.get("resolved_span") is not None and p["resolved_span"] not in d["spans"]:
                 d["spans"].append(p["resolved_span"])
-            d["fingerprints"].append(p["input_fingerprint"])
-    evals = _evaluations_by_run(store, exec_run)
+            if p["input_fingerprint"] not in d["fingerprints"]:
+                d["fingerprints"].append(p["input_fingerprint"])
+    for key, ev in _evaluations_by_run(store, exec_run).items():
+        data.setdefault(key, {"v": SUMMARY_VERSION, "spans": [], "fingerprints": [], "nodes": 0, "cached": 0,
+                              "failed": 0}).update(ev)
+    return data
+
+
+def list_runs(store: MetadataStore, pipeline: str | None = None, limit: int | None = None) -> list[dict]:
+    """Every run (oldest first) with status, time, duration, git commit and dirty flag, the
+    data it read (span, fingerprint), node/cache counts and headline evaluation metrics.
+
+    A finished run's summary is computed once (in bulk) and cached on its run context, so
+    listing thousands of runs reads little more than the run contexts."""
+    rows, ctxs = [], {}
+    for c in store.contexts_of_type("pipeline_run"):
+        p = store.props(c)
+        if pipeline and p.get("pipeline") != pipeline:
+            continue
+        rows.append({"run_id": p.get("run_id"), "pipeline": p.get("pipeline"), "status": p.get("status", "?"),
+                     "started_at": p.get("started_at"), "duration_s": p.get("duration_s"),
+                     "git_commit": p.get("git_commit"), "git_dirty": p.get("git_dirty"),
+                     "orchestrator": p.get("orchestrator"), "context_id": c.id, "_summary": p.get(SUMMARY)})
+        ctxs[c.id] = c
+    rows.sort(key=lambda r: (r["started_at"] or 0, r["context_id"]))
+    if limit:
+        rows = rows[-limit:]
+    todo = {}
     for r in rows:
-        key = (r["pipeline"], r["run_id"])
-        d = data.get(key, {})
-        r["data_span"] = ",".join(str(s) for s in sorted(set(d.get("spans", [])))) or None
-        fps = sorted(set(d.get("fingerprints", [])))
+        summ = json.loads(r["_summary"]) if r["_summary"] else None
+        if not summ or summ.get("v") != SUMMARY_VERSION:
+            todo[(r["pipeline"], r["run_id"])] = r
+        else:
+            r["_summary"] = summ
+    if todo:
+        if len(todo) <= 20:  # a few new runs: their own executions only
+            execs = [e for r in todo.values() for e in store.executions_by_context(ctxs[r["context_id"]])]
+        else:
+            execs = store._retry(lambda: store.store.get_executions())
+        exec_run = {}
+        for e in execs:
+            key = (_s(e, "pipeline"), _s(e, "run_id"))
+            if key in todo:
+                exec_run[e.id] = key
+        computed = _summarise(store, [e for e in execs if e.id in exec_run], exec_run)
+        cache = []
+        for key, r in todo.items():
+            r["_summary"] = computed.get(key) or {"v": SUMMARY_VERSION, "spans": [], "fingerprints": [], "nodes": 0,
+                                                  "cached": 0, "failed": 0, "metrics": {}, "blessed": None}
+            if r["status"] in _FINAL:
+                c = ctxs[r["context_id"]]
+                store._set_props(c.custom_properties, {SUMMARY: json.dumps(r["_summary"], sort_keys=True)})
+                cache.append(c)
+        if cache:
+            try:
+                store._retry(lambda: store.store.put_contexts(cache))
+            except Exception:  # a cache: listing must not fail because it could not be written
+                pass
+    for r in rows:
+        d = r.pop("_summary")
+        r["data_span"] = ",".join(str(x) for x in sorted(d.get("spans", []))) or None
+        fps = sorted(d.get("fingerprints", []))
         r["data_fingerprint"] = fps[0] if len(fps) == 1 else (",".join(fps) or None)
-        ev = evals.get(key, {})
-        r["metrics"] = ev.get("metrics", {})
-        r["blessed"] = ev.get("blessed")
-        r.update(counts.get(key, {"nodes": 0, "cached": 0, "failed": 0}))
+        r["metrics"] = d.get("metrics") or {}
+        r["blessed"] = d.get("blessed")
+        r.update({k: d.get(k, 0) for k in ("nodes", "cached", "failed")})
     return rows
 
 
@@ -144,6 +192,9 @@ def run_details(store: MetadataStore, run: str) -> dict:
                 t = o["type"]
                 if t == "ModelEvaluation" and not info["evaluation"]["slices"]:
                     info["evaluation"] = load_evaluation(o["uri"])
+                    if not info["evaluation"]["thresholds"] and e["parameters"].get("eval_config"):
+                        info["evaluation"]["thresholds"] = thresholds_from_eval_config(
+                            e["parameters"]["eval_config"])
                 elif t == "ModelRun" and not info["history"]:
                     info["history"] = load_history(o["uri"])
                 elif t == "Model" and not info["history"]:
