@@ -35,6 +35,15 @@ def list_runs(store: MetadataStore, pipeline: str | None = None) -> list[dict]:
 
 
 def _run_context(store: MetadataStore, run: str):
+    if "'" not in run:  # indexed lookup first: stores hold thousands of runs
+        q = (f"type = 'pipeline_run' AND (name = '{run}' OR "
+             f"custom_properties.run_id.string_value = '{run}')")
+        try:
+            found = store._retry(lambda: store.store.get_contexts(list_options=store._ms.ListOptions(filter_query=q)))
+        except Exception:  # a store without filter support: scan below
+            found = []
+        if found:
+            return sorted(found, key=lambda c: c.id)[0]
     for c in store.contexts_of_type("pipeline_run"):
         p = store.props(c)
         if p.get("run_id") == run or c.name == run:

@@ -238,6 +238,8 @@ def compare_runs(store: MetadataStore, runs: list[str]) -> dict:
     out = {"runs": [{k: i.get(k) for k in ("run_id", "pipeline", "status", "started_at", "duration_s",
                                              "git_commit", "git_dirty")} for i in infos],
            "code": [], "parameters": [], "data": [], "metrics": [], "artifacts": []}
+    ids = sorted({o["id"] for i in infos for e in i["executions"] for outs in e["outputs"].values() for o in outs})
+    arts_by_id = {a.id: a for a in store.get_artifacts(ids)}
     out["code"].append(row(node="(run)", field="git_commit",
                            values=[(i["git_commit"] or "-") + ("*" if i["git_dirty"] else "") for i in infos]))
     for node in nodes:
@@ -252,7 +254,7 @@ def compare_runs(store: MetadataStore, runs: list[str]) -> dict:
         okeys = sorted({k for e in es if e for k in e["outputs"]})
         for k in okeys:
             arts = [(e["outputs"].get(k) or [None])[0] if e else None for e in es]
-            full = [store.get_artifacts([a["id"]])[0] if a else None for a in arts]
+            full = [arts_by_id.get(a["id"]) if a else None for a in arts]
             fps = [a.fingerprint if a else None for a in full]
             out["artifacts"].append({"node": node, "output": k, "type": next((a.type_name for a in full if a), "?"),
                                      "ids": [a.id if a else None for a in full], "values": fps,
