@@ -83,7 +83,9 @@ def test_cloudbuild_matches_the_cloud_build_schema(tmp_path):
     # One run over the real file and a copy with a misspelt step key (proves the check is live).
     real = os.path.join(REPO, "cloudbuild.yaml")
     broken = tmp_path / "broken-cloudbuild.yaml"
-    broken.write_text(open(real).read().replace("    entrypoint: tfpipe", "    entrypont: tfpipe"))
+    text = open(real).read()
+    assert "    entrypoint: " in text
+    broken.write_text(text.replace("    entrypoint: ", "    entrypont: ", 1))
     p = _check_jsonschema("vendor.cloudbuild", real, str(broken))
     assert p.returncode == 1
     errors = [line for line in p.stdout.splitlines() if "::$" in line]
