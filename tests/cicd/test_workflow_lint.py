@@ -153,5 +153,7 @@ def test_ci_plan_runs_on_the_standard_library_alone(tmp_path):
     need any third-party package (python -S: no site-packages)."""
     p = subprocess.run([sys.executable, "-S", "-m", "pipeline.cli", "ci", "plan", "--base", "",
                         "--head", "HEAD", "--json"], cwd=REPO, capture_output=True, text=True, timeout=60)
-    assert p.returncode == 0, p.stderr
+    assert p.returncode == 0, ("`tfpipe ci plan` must run on the standard library alone (retrain.yml installs "
+                               "tfpipe with --no-deps; keep third-party imports out of pipeline/__init__ and "
+                               "pipeline/cli.py's top level):\n" + p.stderr)
     assert json.loads(p.stdout)["action"] in ("full_rebuild", "modules_only", "data_only", "nothing")
