@@ -58,7 +58,7 @@ class _HyperModel(keras_tuner.HyperModel):
 
     def build(self, hp):
         _search_space(hp)
-        return _build_keras_model(hp, self.tf_transform_output)
+        return _build_keras_model(dict(hp.values), self.tf_transform_output)
 
 
 def tuner_fn(fn_args: FnArgs) -> TunerFnResult:

@@ -1,24 +1,45 @@
 """The penguin pipeline: the Palmer penguins table (344 rows, missing values included)
-from raw CSV to statistics, schema and validated examples.
+from raw CSV to statistics, schema and validated examples, then Transform (TFT), an
+optional Tuner (KerasTuner) and the Trainer (Keras).
 
     tfpipe run examples/penguin/pipeline.py
 """
 import os
 
 from components import ExampleGen, ExampleValidator, SchemaGen, StatisticsGen
+from components.trainer import Trainer
+from components.transform import Transform
+from components.tuner import Tuner
 from pipeline import Pipeline
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "data")
+TRANSFORM_MODULE = os.path.join(HERE, "penguin_transform.py")  # preprocessing_fn
+TRAINER_MODULE = os.path.join(HERE, "penguin_utils.py")  # run_fn, tuner_fn
 
 
 def create_pipeline(data_root: str = DATA, name: str = "penguin", root: str | None = None,
                     metadata: str | None = None, enable_cache: bool = True,
-                    beam_pipeline_args: list[str] | None = None) -> Pipeline:
+                    beam_pipeline_args: list[str] | None = None, enable_tuning: bool = False,
+                    train_steps: int = 500, tuning_parallel_trials: int = 1,
+                    trainer_module: str = TRAINER_MODULE) -> Pipeline:
     example_gen = ExampleGen(input_base=data_root, label_key="species")
     stats = StatisticsGen(examples=example_gen.outputs.examples)
     schema = SchemaGen(statistics=stats.outputs.statistics)
     validator = ExampleValidator(statistics=stats.outputs.statistics, schema=schema.outputs.schema)
+    # -- model half (A): Transform -> [Tuner] -> Trainer ------------------------------------
+    transform = Transform(examples=example_gen.outputs.examples, schema=schema.outputs.schema,
+                          module_file=TRANSFORM_MODULE)
+    tuner = Tuner(examples=transform.outputs.transformed_examples, transform_graph=transform.outputs.transform_graph,
+                  module_file=trainer_module, train_steps=20, eval_steps=5,
+                  custom_config={"max_trials": 4, "tuner_epochs": 1},
+                  parallel_trials=tuning_parallel_trials) if enable_tuning else None
+    trainer = Trainer(examples=transform.outputs.transformed_examples, transform_graph=transform.outputs.transform_graph,
+                      schema=schema.outputs.schema,
+                      hyperparameters=tuner.outputs.best_hyperparameters if tuner is not None else None,
+                      module_file=trainer_module, train_steps=train_steps, eval_steps=12)
+    model_half = [transform, *([tuner] if tuner is not None else []), trainer]
+    # -- end of model half (A) ------------------------------------------------------------
     return Pipeline(name=name, root=root, metadata=metadata, enable_cache=enable_cache,
-                    components=[example_gen, stats, schema, validator],
+                    components=[example_gen, stats, schema, validator, *model_half],
                     beam_pipeline_args=beam_pipeline_args or ["--direct_num_workers=1"])
