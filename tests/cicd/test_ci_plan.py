@@ -197,3 +197,8 @@ def test_unmatched_paths_take_the_configured_action(history, tmp_path):
 ])
 def test_glob_semantics(pattern, path, hit):
     assert bool(glob_to_regex(pattern).fullmatch(path)) is hit
+
+
+def test_same_commit_is_nothing(history):
+    d = plan(history, "module", "module")
+    assert d["action"] == "nothing" and d["changes"] == [] and d["reasons"] == []
