@@ -1,0 +1,200 @@
+"""Resolver, Evaluator (TFMA), InfraValidator, Pusher and BulkInferrer on the penguin data
+with a tiny contract model (tests/fixtures/tiny_model.py) standing in for the Trainer.
+
+One module-scoped sequence of runs on one metadata store:
+  run 1  good model            -> blessed, infra-blessed, pushed as version v1, predictions
+  run 2  constant model        -> baseline = run 1's model; not blessed (value and change
+                                  thresholds, with metric/slice/value), not pushed, no predictions
+  run 3  good model again      -> every executor node served from cache; the resolver
+                                  re-resolves; nothing new pushed
+"""
+import json
+import os
+import textwrap
+
+import pyarrow.parquet as pq
+import pytest
+
+from components import BulkInferrer, Evaluator, ExampleGen, InfraValidator, Pusher, Resolver
+from components.evaluator import load_metrics
+from components.pusher import RECORD, push_atomically, versions
+from orchestrators.local import LocalRunner
+from pipeline import Model, Pipeline, compile_pipeline
+from pipeline.metadata import MetadataStore
+from tests.conftest import REPO, tfpipe
+from tests.fixtures.tiny_model import TinyClassifierTrainer
+
+DATA = os.path.join(REPO, "examples", "penguin", "data")
+
+EVAL_CONFIG = {
+    "model_specs": [{"label_key": "species", "prediction_key": "outputs",
+                     "preprocessing_function_names": ["transform_features"]}],
+    "slicing_specs": [{}, {"feature_keys": ["island"]}],
+    "metrics_specs": [{"metrics": [
+        {"class_name": "sparse_categorical_accuracy",
+         "threshold": {"value_threshold": {"lower_bound": 0.6},
+                       "change_threshold": {"direction": "HIGHER_IS_BETTER", "absolute": -0.01}}},
+        {"class_name": "ExampleCount"}]}],
+}
+
+
+def build(root, constant=False, eval_config=EVAL_CONFIG, name="tinypenguin"):
+    eg = ExampleGen(input_base=DATA, label_key="species")
+    trainer = TinyClassifierTrainer(examples=eg.outputs.examples, constant=constant, id="Trainer")
+    latest = Resolver(strategy="latest_blessed_model", model_type=Model, candidate=trainer.outputs.model,
+                      id="latest_blessed_model_resolver")
+    evaluator = Evaluator(examples=eg.outputs.examples, model=trainer.outputs.model,
+                          baseline_model=latest.outputs.model, eval_config=eval_config)
+    infra = InfraValidator(model=trainer.outputs.model, examples=eg.outputs.examples,
+                           drop_columns=["species"], num_examples=5)
+    pusher = Pusher(model=trainer.outputs.model, model_blessing=evaluator.outputs.blessing,
+                    infra_blessing=infra.outputs.blessing, push_destination=os.path.join(root, "serving"))
+    bulk = BulkInferrer(examples=eg.outputs.examples, model=trainer.outputs.model,
+                        model_blessing=evaluator.outputs.blessing, keep_columns=["island", "species"])
+    return Pipeline(name, [eg, trainer, latest, evaluator, infra, pusher, bulk],
+                    root=os.path.join(root, "artifacts"), metadata=os.path.join(root, "metadata.sqlite"),
+                    beam_pipeline_args=["--direct_num_workers=1"])
+
+
+def node(res, node_id):
+    [r] = [r for r in res.nodes if r.node_id == node_id]
+    return r
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("tiny"))
+    runner = LocalRunner(verbose=False)
+    out = {"root": root}
+    for name, constant in (("r1", False), ("r2", True), ("r3", False)):
+        res = runner.run(compile_pipeline(build(root, constant)), run_id=name)
+        assert res.ok, res.error
+        out[name] = res
+    out["store"] = MetadataStore(os.path.join(root, "metadata.sqlite"))
+    return out
+
+
+def test_first_run_blesses_and_pushes_atomically_versioned(runs):
+    r1, base = runs["r1"], os.path.join(runs["root"], "serving")
+    assert node(r1, "latest_blessed_model_resolver").outputs == {}  # nothing earlier
+    blessing = node(r1, "Evaluator").outputs["blessing"][0]
+    assert blessing.blessed is True
+    assert os.path.exists(os.path.join(blessing.uri, "BLESSED"))
+    m = load_metrics(node(r1, "Evaluator").outputs["evaluation"][0])
+    overall = m["slices"][0]
+    assert overall["slice"] == "Overall" and overall["candidate"]["sparse_categorical_accuracy"] > 0.9
+    assert overall["candidate"]["example_count"] == 120  # the eval split, every row
+    assert {s["slice"] for s in m["slices"]} >= {"island=Biscoe", "island=Dream", "island=Torgersen"}
+    assert m["baseline_model"] is None and "change thresholds skipped" in m["notes"][0]
+    infra = node(r1, "InfraValidator").outputs["blessing"][0]
+    assert infra.blessed and infra.custom["load_time_s"] > 0
+    assert os.path.exists(os.path.join(infra.uri, "INFRA_BLESSED"))
+    pushed = node(r1, "Pusher").outputs["pushed_model"][0]
+    assert pushed.pushed is True and pushed.destination == base
+    [v] = versions(base)
+    assert pushed.pushed_version == str(v)
+    assert os.path.exists(os.path.join(base, str(v), "saved_model.pb"))
+    rec = json.load(open(os.path.join(base, str(v), RECORD)))
+    assert rec["model_id"] == node(r1, "Trainer").outputs["model"][0].id
+    assert not [d for d in os.listdir(base) if d.startswith(".")]  # no temporary left behind
+
+
+def test_bulk_inferrer_predicts_every_eval_row_with_keys(runs):
+    res = node(runs["r1"], "BulkInferrer").outputs["inference_result"][0]
+    files = [os.path.join(res.uri, f) for f in os.listdir(res.uri) if f.endswith(".parquet")]
+    t = pq.ParquetDataset(files).read()
+    assert t.num_rows == 120
+    assert {"island", "species", "outputs", "predicted_class", "score"} <= set(t.column_names)
+    rows = t.to_pylist()
+    assert all(abs(sum(r["outputs"]) - 1) < 1e-3 for r in rows)
+    vocab = sorted({r["species"] for r in rows})
+    acc = sum(vocab[r["predicted_class"]] == r["species"] for r in rows) / len(rows)
+    assert acc > 0.9  # predictions line up with their input rows
+
+
+def test_worse_model_is_not_blessed_not_pushed_and_says_why(runs):
+    r1, r2 = runs["r1"], runs["r2"]
+    first_model = node(r1, "Trainer").outputs["model"][0]
+    assert [a.id for a in node(r2, "latest_blessed_model_resolver").outputs["model"]] == [first_model.id]
+    blessing = node(r2, "Evaluator").outputs["blessing"][0]
+    assert blessing.blessed is False
+    assert os.path.exists(os.path.join(blessing.uri, "NOT_BLESSED"))
+    text = "\n".join(blessing.reasons)
+    assert "sparse_categorical_accuracy on slice Overall = 0.4" in text
+    assert "fails the value threshold lower bound 0.6" in text
+    assert "change in sparse_categorical_accuracy vs the baseline on slice Overall = -0.5" in text
+    assert "HIGHER_IS_BETTER, absolute -0.01" in text
+    assert load_metrics(node(r2, "Evaluator").outputs["evaluation"][0])["baseline_model"] == first_model.id
+    pushed = node(r2, "Pusher").outputs["pushed_model"][0]
+    assert pushed.pushed is False and pushed.pushed_version is None
+    assert "not blessed by the Evaluator: sparse_categorical_accuracy on slice Overall" in pushed.reason
+    assert len(versions(os.path.join(runs["root"], "serving"))) == 1
+    bulk = node(r2, "BulkInferrer").outputs["inference_result"][0]
+    assert os.path.exists(os.path.join(bulk.uri, "SKIPPED"))
+    assert not [f for f in os.listdir(bulk.uri) if f.endswith(".parquet")]
+
+
+def test_unchanged_rerun_is_cached_and_pushes_nothing(runs):
+    r1, r3 = runs["r1"], runs["r3"]
+    states = {r.node_id: r.state for r in r3.nodes}
+    assert states.pop("latest_blessed_model_resolver") == "COMPLETE"  # always re-resolves
+    assert set(states.values()) == {"CACHED"}, states
+    # the candidate is excluded, and the only other model is not blessed: no baseline, as in run 1
+    assert node(r3, "latest_blessed_model_resolver").outputs == {}
+    assert node(r3, "Pusher").cached_from == node(r1, "Pusher").execution_id
+    assert len(versions(os.path.join(runs["root"], "serving"))) == 1
+
+
+def test_resolver_execution_points_at_existing_artifacts(runs):
+    store = runs["store"]
+    r2 = node(runs["r2"], "latest_blessed_model_resolver")
+    [e] = store.executions([r2.execution_id])
+    ins, outs = store.io_of(e.id)
+    first_model = node(runs["r1"], "Trainer").outputs["model"][0]
+    assert [a.id for a in outs["model"]] == [first_model.id]
+    assert [a.id for a in ins["candidate"]] == [node(runs["r2"], "Trainer").outputs["model"][0].id]
+    assert len(store.list_artifacts("Model")) == 2  # two Trainer executions, none from resolvers
+
+
+def test_push_is_atomic_and_versions_increase(tmp_path):
+    src = tmp_path / "m"
+    src.mkdir()
+    (src / "saved_model.pb").write_bytes(b"x" * 1000)
+    base = str(tmp_path / "serving")
+    a = push_atomically(str(src), base, {"n": 1})
+    b = push_atomically(str(src), base, {"n": 2})
+    assert b > a and versions(base) == [a, b]
+    assert json.load(open(os.path.join(base, str(b), RECORD))) == {"n": 2}
+    assert sorted(os.listdir(base)) == [str(a), str(b)]
+
+
+def _bad_pipeline_file(tmp_path, root, eval_config):
+    f = tmp_path / "bad_pipeline.py"
+    f.write_text(textwrap.dedent(f"""
+        from tests.components.test_model_validation import build
+        def create_pipeline():
+            return build({root!r}, eval_config={eval_config!r})
+    """))
+    return str(f)
+
+
+@pytest.mark.parametrize("run_id,change,expect", [
+    ("bad-metric", lambda c: c["metrics_specs"][0]["metrics"][0].update(class_name="sparse_categorical_acuracy"),
+     "unknown metric 'sparse_categorical_acuracy'; expected a TFMA or Keras metric class name or its "
+     "snake_case form such as SparseCategoricalAccuracy"),
+    ("bad-label", lambda c: c["model_specs"][0].update(label_key="specie"),
+     "label 'specie' is not in the data; columns of Examples"),
+])
+def test_bad_eval_config_fails_the_run_clearly_and_pushes_nothing(runs, tmp_path, run_id, change, expect):
+    cfg = json.loads(json.dumps(EVAL_CONFIG))
+    change(cfg)
+    root = runs["root"]
+    p = tfpipe("run", _bad_pipeline_file(tmp_path, root, cfg), "--run-id", run_id, check=1)
+    assert expect in p.stderr
+    assert "Evaluator" in p.stderr
+    store = MetadataStore(os.path.join(root, "metadata.sqlite"))
+    failed = [e for e in store.executions_by_context(store.context("pipeline_run", f"tinypenguin.{run_id}"))
+              if store.state_name(e) == "FAILED"]
+    assert [store.props(e)["node_id"] for e in failed] == ["Evaluator"]
+    assert expect in store.props(failed[0])["error"]
+    assert len(versions(os.path.join(root, "serving"))) == 1
