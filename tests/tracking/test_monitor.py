@@ -1,0 +1,68 @@
+"""tfpipe monitor: TFDV drift/skew of new data against a model version's training data
+(found through lineage), with exit codes a scheduler can act on."""
+import csv
+import json
+import os
+
+import pytest
+
+from pipeline.metadata import MetadataStore
+from pipeline.registry import Registry
+from tests.conftest import REPO, tfpipe
+
+PENGUINS = os.path.join(REPO, "examples", "penguin", "data", "penguins.csv")
+
+
+@pytest.fixture(scope="module")
+def shifted(tmp_path_factory):
+    """Serving data where every penguin lives on Dream and weighs 60 % more."""
+    d = tmp_path_factory.mktemp("monitor")
+    rows = list(csv.DictReader(open(PENGUINS)))
+    path = d / "shifted.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        for r in rows:
+            r["island"] = "Dream"
+            if r["body_mass_g"] not in ("", "NA"):
+                r["body_mass_g"] = str(int(float(r["body_mass_g"]) * 1.6))
+            w.writerow(r)
+    return path
+
+
+def _version(penguin):
+    return Registry(MetadataStore(penguin.metadata)).list_versions()[-1]["version"]
+
+
+def test_monitor_exit_codes(penguin, shifted, tmp_path):
+    from components.monitor import monitor, run_monitor
+    store = MetadataStore(penguin.metadata)
+    v = _version(penguin)
+    # the training data itself: nothing exceeds the thresholds
+    same = monitor(store, PENGUINS, v, drift_threshold=0.3)
+    assert not same["drifted"] and same["num_examples"] == 344
+    kinds = {r["feature"]: r for r in same["features"]}
+    assert kinds["island"]["drift"]["comparator"] == "L_INFTY" and kinds["island"]["kind"] == "categorical"
+    assert kinds["body_mass_g"]["drift"]["comparator"] == "JENSEN_SHANNON_DIVERGENCE"
+    assert all(r["drift"]["value"] < 0.3 for r in same["features"] if "drift" in r)
+    assert run_monitor(store, PENGUINS, v) == 0
+    # bad input: exit 2, not the "retrain" status
+    assert run_monitor(store, str(tmp_path / "missing.csv"), v) == 2
+    assert run_monitor(store, PENGUINS, "no-such-version") == 2
+    assert run_monitor(store, PENGUINS, v, thresholds=["nope=0.1"]) == 2
+
+
+def test_monitor_cli_flags_drift(penguin, shifted, tmp_path):
+    v = _version(penguin)
+    out = tmp_path / "monitor.json"
+    p = tfpipe("monitor", "--data", str(shifted), "--model", v, "--threshold", "bill_length_mm=0.9",
+               "-o", str(out), "--metadata", penguin.metadata)
+    assert p.returncode == 1, p.stderr[-3000:]
+    res = json.loads(out.read_text())
+    assert {"island", "body_mass_g"} <= set(res["exceeded"]) and "bill_length_mm" not in res["exceeded"]
+    rows = {r["feature"]: r for r in res["features"]}
+    assert rows["island"]["drift"]["value"] > 0.3 and rows["island"]["skew"]["exceeded"]
+    assert rows["bill_length_mm"]["drift"]["threshold"] == pytest.approx(0.9)
+    assert res["training_statistics"].startswith(penguin.root)  # found through the model's lineage
+    line = next(x for x in p.stdout.splitlines() if x.strip().startswith("island"))
+    assert "EXCEEDED" in line and "DRIFT:" in p.stdout

@@ -1,0 +1,79 @@
+"""runs list (data, code, metrics) and runs compare (differences, highlighting, --json)."""
+import json
+
+from orchestrators.local import LocalRunner
+from pipeline import Pipeline, compile_pipeline
+from pipeline.metadata import MetadataStore
+from pipeline.tracking import SUMMARY, compare_runs, format_compare, list_runs
+from tests.conftest import tfpipe
+from tests.fixtures.trivial import make_numbers, total
+
+
+def _trivial(tmp_path, offset):
+    nums = make_numbers(n=4)
+    t = total(numbers=nums.outputs.numbers, offset=offset)
+    return compile_pipeline(Pipeline("trivial", [t], root=str(tmp_path / "root"),
+                                     metadata=str(tmp_path / "m.sqlite")))
+
+
+def test_compare_trivial_runs_marks_only_what_differs(tmp_path):
+    r1 = LocalRunner(verbose=False).run(_trivial(tmp_path, 0))
+    r2 = LocalRunner(verbose=False).run(_trivial(tmp_path, 5))
+    store = MetadataStore(str(tmp_path / "m.sqlite"))
+    cmp = compare_runs(store, [r1.run_id, r2.run_id])
+    params = {(r["node"], r["parameter"]): r for r in cmp["parameters"]}
+    assert params[("total", "offset")]["values"] == [0, 5] and params[("total", "offset")]["differs"]
+    assert not params[("make_numbers", "n")]["differs"]
+    arts = {(r["node"], r["output"]): r for r in cmp["artifacts"]}
+    assert not arts[("make_numbers", "numbers")]["changed"]  # cache hit: the same artifact
+    assert arts[("make_numbers", "numbers")]["cached"] == [False, True]
+    assert arts[("total", "result")]["changed"]
+    plain = format_compare(cmp, color=False)
+    line = next(x for x in plain.splitlines() if "total.offset" in x)
+    assert line.startswith("* ") and "\x1b[" not in plain
+    assert "make_numbers.n " not in plain  # identical parameters are counted, not listed
+    colored = format_compare(cmp, color=True)
+    assert "\x1b[1;33m" in next(x for x in colored.splitlines() if "total.offset" in x)
+    # unknown run: a clear error, usage exit status
+    p = tfpipe("runs", "compare", r1.run_id, "no-such-run", "--metadata", str(tmp_path / "m.sqlite"))
+    assert p.returncode == 2 and "no run 'no-such-run'" in p.stderr
+
+
+def test_runs_list_shows_data_code_and_metrics(penguin):
+    store = MetadataStore(penguin.metadata)
+    rows = {r["run_id"]: r for r in list_runs(store)}
+    r1, r2 = (rows[r] for r in penguin.runs)
+    assert r1["status"] == r2["status"] == "COMPLETE"
+    assert r1["data_fingerprint"] == r2["data_fingerprint"] and len(r1["data_fingerprint"]) == 64
+    assert r1["data_span"] == "0"
+    assert 0.0 <= r2["metrics"]["sparse_categorical_accuracy"] <= 1.0 and r2["blessed"] is True
+    assert r1["nodes"] == r2["nodes"] == 8 and r1["cached"] == 0 and r2["cached"] == 5
+    # the summary is cached on the run context and read back the same
+    ctx = store.store.get_contexts_by_id([r2["context_id"]])[0]
+    assert SUMMARY in ctx.custom_properties
+    again = {r["run_id"]: r for r in list_runs(MetadataStore(penguin.metadata))}
+    assert again[penguin.runs[1]]["metrics"] == r2["metrics"]
+    out = tfpipe("runs", "list", "--metadata", penguin.metadata, check=0).stdout
+    line = next(x for x in out.splitlines() if x.startswith(penguin.runs[1]))
+    assert "sparse_categorical_accuracy=" in line and "blessed" in line and r2["data_fingerprint"][:12] in line
+
+
+def test_compare_penguin_runs_parameters_data_metrics_artifacts(penguin):
+    a, b = penguin.runs
+    p = tfpipe("runs", "compare", a, b, "--json", "--metadata", penguin.metadata, check=0)
+    cmp = json.loads(p.stdout)
+    diff_params = {(r["node"], r["parameter"]) for r in cmp["parameters"] if r["differs"]}
+    assert diff_params == {("Trainer", "custom_config")}
+    data = {(r["node"], r["parameter"]): r for r in cmp["data"]}
+    assert not data[("ExampleGen", "input_fingerprint")]["differs"]
+    arts = {(r["node"], r["output"]): r for r in cmp["artifacts"]}
+    assert not arts[("Transform", "transform_graph")]["changed"]
+    assert arts[("Trainer", "model")]["changed"] and arts[("Trainer", "model_run")]["changed"]
+    assert arts[("Pusher", "pushed_model")]["changed"]
+    slices = {r["slice"] for r in cmp["metrics"]}
+    assert "Overall" in slices and any(s.startswith("island") for s in slices)
+    acc = next(r for r in cmp["metrics"] if r["slice"] == "Overall" and r["metric"] == "sparse_categorical_accuracy")
+    assert all(isinstance(v, float) for v in acc["values"])
+    assert [len(r["final_history"]) > 0 for r in cmp["runs"]] == [True, True]
+    text = tfpipe("runs", "compare", a, b, "--metadata", penguin.metadata, check=0).stdout
+    assert "* Trainer.custom_config" in text and "(rows marked * differ" in text
