@@ -1,5 +1,7 @@
 """The HTML run report: its contents (parsed), self-containment, and a real rendering in
 headless Chromium (installed by `make test`'s chromium target)."""
+import glob
+import json
 import os
 import shutil
 import struct
@@ -53,7 +55,11 @@ def test_report_contents(report, penguin):
     charts = [a for t, a in p.tags if t == "svg" and a.get("aria-label") in ("histogram", "top values")]
     assert len(charts) >= 2 * 8
     assert "body_mass_g" in p.text["statistics"] and "mean=" in p.text["statistics"]
-    assert "No anomalies" in p.text["anomalies"]
+    found = json.load(open(glob.glob(os.path.join(penguin.root, "ExampleValidator", "anomalies", "*",
+                                                  "anomalies.json"))[0]))
+    n = sum(len(v) for v in found.values())
+    assert f"Anomalies ({n})" in p.text["anomalies"]
+    assert ("No anomalies" in p.text["anomalies"]) == (n == 0)
     assert "island" in p.text["schema"] and "Biscoe" in p.text["schema"]
     # training curves: loss and val_loss series from history.json
     series = {a["data-series"] for t, a in p.tags if t == "polyline"}
