@@ -111,7 +111,8 @@ def list_runs(store: MetadataStore, pipeline: str | None = None, limit: int | No
         rows.append({"run_id": p.get("run_id"), "pipeline": p.get("pipeline"), "status": p.get("status", "?"),
                      "started_at": p.get("started_at"), "duration_s": p.get("duration_s"),
                      "git_commit": p.get("git_commit"), "git_dirty": p.get("git_dirty"),
-                     "orchestrator": p.get("orchestrator"), "context_id": c.id, "_summary": p.get(SUMMARY)})
+                     "orchestrator": p.get("orchestrator"), "context_id": c.id, "_summary": p.get(SUMMARY),
+                     "_finished": p.get("finished_at")})
         ctxs[c.id] = c
     rows.sort(key=lambda r: (r["started_at"] or 0, r["context_id"]))
     if limit:
@@ -119,7 +120,7 @@ def list_runs(store: MetadataStore, pipeline: str | None = None, limit: int | No
     todo = {}
     for r in rows:
         summ = json.loads(r["_summary"]) if r["_summary"] else None
-        if not summ or summ.get("v") != SUMMARY_VERSION:
+        if not summ or summ.get("v") != SUMMARY_VERSION or summ.get("finished_at") != r["_finished"]:
             todo[(r["pipeline"], r["run_id"])] = r
         else:
             r["_summary"] = summ
@@ -138,6 +139,7 @@ def list_runs(store: MetadataStore, pipeline: str | None = None, limit: int | No
         for key, r in todo.items():
             r["_summary"] = computed.get(key) or {"v": SUMMARY_VERSION, "spans": [], "fingerprints": [], "nodes": 0,
                                                   "cached": 0, "failed": 0, "metrics": {}, "blessed": None}
+            r["_summary"]["finished_at"] = r["_finished"]  # a run resumed under its id is summarised anew
             if r["status"] in _FINAL:
                 c = ctxs[r["context_id"]]
                 store._set_props(c.custom_properties, {SUMMARY: json.dumps(r["_summary"], sort_keys=True)})
@@ -149,6 +151,7 @@ def list_runs(store: MetadataStore, pipeline: str | None = None, limit: int | No
                 pass
     for r in rows:
         d = r.pop("_summary")
+        r.pop("_finished")
         r["data_span"] = ",".join(str(x) for x in sorted(d.get("spans", []))) or None
         fps = sorted(d.get("fingerprints", []))
         r["data_fingerprint"] = fps[0] if len(fps) == 1 else (",".join(fps) or None)
