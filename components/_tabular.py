@@ -216,7 +216,6 @@ def hash_split(table, ratios: dict, partition_feature: str, files: list[str]) ->
     """Deterministic split: a stable hash of each row (or of ``partition_feature``) into
     buckets by ratio. The same row always lands in the same split."""
     import numpy as np
-    import pandas as pd
     if not ratios or any((not isinstance(v, int)) or v <= 0 for v in ratios.values()):
         raise InputDataError(f"split_ratios {ratios!r}: expected positive integers per split, e.g. "
                              f"{{'train': 2, 'eval': 1}}")
@@ -224,10 +223,10 @@ def hash_split(table, ratios: dict, partition_feature: str, files: list[str]) ->
         if partition_feature not in table.column_names:
             raise InputDataError(f"partition_feature {partition_feature!r} is not a column of {files[0]}; "
                                  f"columns: {table.column_names}")
-        df = table.select([partition_feature]).to_pandas()
+        table_for_hash = table.select([partition_feature])
     else:
-        df = table.to_pandas()
-    h = pd.util.hash_pandas_object(df, index=False).to_numpy()
+        table_for_hash = table
+    h = row_hashes(table_for_hash)
     total = sum(ratios.values())
     bucket = (h % np.uint64(total)).astype(np.int64)
     out, lo = {}, 0
@@ -236,6 +235,57 @@ def hash_split(table, ratios: dict, partition_feature: str, files: list[str]) ->
         out[name] = table.filter(mask)
         lo += r
     return out
+
+
+_NULL = 0x9E3779B97F4A7C15
+
+
+def _mix(x):
+    """splitmix64 finalizer, vectorised (uint64 arithmetic wraps)."""
+    import numpy as np
+    x = x ^ (x >> np.uint64(30))
+    x = x * np.uint64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> np.uint64(27))
+    x = x * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def _column_hash(col):
+    """A stable uint64 per value of an Arrow column (nulls hash to a constant)."""
+    import hashlib
+
+    import numpy as np
+    import pyarrow as pa
+    col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    t = col.type
+    if pa.types.is_string(t) or pa.types.is_binary(t) or pa.types.is_large_string(t):
+        enc = col.dictionary_encode()
+        words = np.array([int.from_bytes(hashlib.blake2b(
+            v.encode() if isinstance(v, str) else v, digest_size=8).digest(), "little")
+            for v in enc.dictionary.to_pylist()] + [_NULL], dtype=np.uint64)
+        idx = enc.indices.fill_null(len(words) - 1).to_numpy(zero_copy_only=False)
+        return words[idx]
+    if pa.types.is_integer(t) or pa.types.is_boolean(t):
+        vals = col.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False).view(np.uint64)
+    elif pa.types.is_floating(t):
+        vals = col.cast(pa.float64()).fill_null(0.0).to_numpy(zero_copy_only=False).view(np.uint64)
+    else:  # lists and other nested values: their text form
+        return _column_hash(pa.array([None if v is None else repr(v) for v in col.to_pylist()], pa.string()))
+    out = _mix(vals + np.uint64(0x632BE59BD9B4E019))
+    if col.null_count:
+        out[~col.is_valid().to_numpy(zero_copy_only=False)] = np.uint64(_NULL)
+    return out
+
+
+def row_hashes(table):
+    """A stable 64-bit hash of each row's values (column order matters), computed
+    column-wise with Arrow and NumPy, independent of process, platform and chunking."""
+    import numpy as np
+    h = np.full(table.num_rows, 0x84222325CBF29CE4, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for i, col in enumerate(table.columns):
+            h = _mix(h ^ (_column_hash(col) + np.uint64(i)))
+    return h
 
 
 def write_parquet(table, path: str) -> None:

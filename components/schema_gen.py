@@ -21,18 +21,25 @@ def load_schema(schema: Schema):
 @component(name="SchemaGen")
 def SchemaGen(statistics: Input[ExampleStatistics], schema: Output[Schema],
               infer_feature_shape: bool = False, exclude_splits: list = ()) -> None:
-    """Infer a schema from the first split not excluded (``train`` by default)."""
+    """Infer a schema from the first split not excluded, then widen it with each other
+    split's statistics (``tfdv.update_schema``), so a value or a missing rate seen only in
+    one split is not an anomaly of that split."""
     import tensorflow_data_validation as tfdv
 
     from .statistics_gen import load_statistics
     splits = [s for s in statistics.split_names if s not in exclude_splits]
     if not splits:
         raise ValueError(f"exclude_splits {list(exclude_splits)} leaves no split; splits: {statistics.split_names}")
-    split = "train" if "train" in splits else splits[0]
-    inferred = tfdv.infer_schema(load_statistics(statistics, split), infer_feature_shape=infer_feature_shape)
+    inferred = None
+    for split in splits:
+        stats = load_statistics(statistics, split)
+        if inferred is None:
+            inferred = tfdv.infer_schema(stats, infer_feature_shape=infer_feature_shape)
+        else:
+            inferred = tfdv.update_schema(inferred, stats)
     os.makedirs(schema.uri, exist_ok=True)
     tfdv.write_schema_text(inferred, schema.path(Schema.SCHEMA_FILE))
-    current().log(f"schema of {len(inferred.feature)} features inferred from split {split}")
+    current().log(f"schema of {len(inferred.feature)} features inferred from splits {splits}")
 
 
 def parse_schema_file(path: str):

@@ -225,3 +225,14 @@ def test_drift_against_baseline_statistics(tmp_path):
     assert drifted and any("drift" in (row["short"] + row["description"]).lower() or
                            "DRIFT" in ",".join(row["kinds"]) or "COMPARATOR" in ",".join(row["kinds"])
                            for row in drifted), report["train"]
+
+
+def test_row_hashes_are_stable_across_chunking_and_sensitive_to_values():
+    from components._tabular import read_table, row_hashes
+    t = read_table([PENGUINS])
+    h = row_hashes(t)
+    assert (h == row_hashes(pa.concat_tables([t.slice(0, 17), t.slice(17)]))).all()
+    assert len(set(h.tolist())) == t.num_rows  # penguins rows are all distinct
+    changed = t.set_column(2, "bill_length_mm", pa.array([None] + t.column(2).to_pylist()[1:], pa.float64()))
+    h2 = row_hashes(changed)
+    assert h2[0] != h[0] and (h2[1:] == h[1:]).all()
