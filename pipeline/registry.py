@@ -251,7 +251,7 @@ class Registry:
 def summarize_lineage(tree: dict) -> dict:
     """Which data (span, fingerprint), schema, transform, code commit, parameters and
     evaluation a model version came from, flattened from its lineage tree."""
-    out = {"data": [], "schema": [], "transform": [], "model": [], "evaluation": [], "blessing": [],
+    out = {"data": [], "derived_examples": [], "schema": [], "transform": [], "model": [], "evaluation": [], "blessing": [],
            "hyperparameters": [], "executions": []}
     seen_a, seen_e = set(), set()
 
@@ -261,7 +261,9 @@ def summarize_lineage(tree: dict) -> dict:
             seen_a.add(a["id"])
             t, props = a["type"], a["properties"]
             base = {"id": a["id"], "uri": a["uri"], "fingerprint": props.get("fingerprint")}
-            if t == "Examples":
+            if t == "Examples" and not props.get("input_fingerprint"):  # derived (e.g. transformed) examples
+                out["derived_examples"].append({**base, "split_names": props.get("split_names")})
+            elif t == "Examples":
                 out["data"].append({**base, "span": props.get("span"), "version": props.get("version"),
                                     "input_fingerprint": props.get("input_fingerprint"),
                                     "row_counts": props.get("row_counts")})

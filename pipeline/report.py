@@ -50,8 +50,8 @@ def _table(header: list[str], rows: list[list[str]], cls: str = "") -> str:
 
 
 def _outputs(info: dict, type_name: str) -> list[dict]:
-    return [o for ex in info["executions"] for outs in ex["outputs"].values() for o in outs
-            if o["type"] == type_name and o["state"] == "LIVE" and os.path.isdir(o["uri"])]
+    return [{**o, "node": ex["node_id"], "key": key} for ex in info["executions"] for key, outs in ex["outputs"].items()
+            for o in outs if o["type"] == type_name and o["state"] == "LIVE" and os.path.isdir(o["uri"])]
 
 
 # -- sections ---------------------------------------------------------------------------------
@@ -138,7 +138,7 @@ def _statistics(info: dict) -> str:
             st = _load_stats(os.path.join(a["uri"], f"Split-{s}", STATS_FILE))
             if st.datasets:
                 per_split[s] = st.datasets[0]
-        parts.append(f'<p class="muted small">ExampleStatistics #{a["id"]} · '
+        parts.append(f'<h3>{e(a["node"])}.{e(a["key"])}</h3><p class="muted small">ExampleStatistics #{a["id"]} · '
                      + " · ".join(f"{s}: {d.num_examples:,} examples" for s, d in per_split.items()) + "</p>")
         names: list[str] = []
         for d in per_split.values():

@@ -38,7 +38,7 @@ def graph_svg(nodes: list[dict], edges: list[tuple[str, str]]) -> str:
     cols: dict[int, list[str]] = {}
     for n in nodes:
         cols.setdefault(layer[n["id"]], []).append(n["id"])
-    bw, bh, gx, gy, pad = 178, 58, 54, 22, 12
+    bw, bh, gx, gy, pad = 152, 58, 34, 22, 12
     pos = {}
     for c, ids in cols.items():
         for r, nid in enumerate(ids):
@@ -65,8 +65,8 @@ def graph_svg(nodes: list[dict], edges: list[tuple[str, str]]) -> str:
         out.append(f'<g class="node" data-node="{e(n["id"])}" data-state="{e(st)}">'
                    f'<rect x="{x}" y="{y}" width="{bw}" height="{bh}" rx="7" fill="{STATE_COLORS.get(st, "#eee")}" '
                    f'stroke="{STATE_STROKE.get(st, "#999")}" stroke-width="1.6"/>'
-                   f'<text x="{x + 9}" y="{y + 19}" font-size="13" font-weight="bold">{e(n["id"][:22])}</text>'
-                   f'<text x="{x + 9}" y="{y + 35}" font-size="11" fill="#444">{e(n["component"][:26])}</text>'
+                   f'<text x="{x + 9}" y="{y + 19}" font-size="13" font-weight="bold">{e(n["id"][:19])}</text>'
+                   f'<text x="{x + 9}" y="{y + 35}" font-size="11" fill="#444">{e(n["component"][:22])}</text>'
                    f'<text x="{x + 9}" y="{y + 50}" font-size="11" fill="{STATE_STROKE.get(st, "#444")}">'
                    f'{e(st)} {e(dur)}{e(badge)}</text></g>')
     out.append("</svg>")
@@ -113,7 +113,7 @@ def lines_svg(series: dict[str, list[float]], title: str = "", width: int = 420,
     if hi == lo:
         hi, lo = hi + 0.5, lo - 0.5
     n = max(len(s) for s in series.values())
-    left, right, top, bottom = 52, 12, 22, 34
+    left, right, top, bottom = 52, 12, 36, 34
     w, h = width - left - right, height - top - bottom
 
     def xy(i, v):
@@ -146,7 +146,7 @@ def lines_svg(series: dict[str, list[float]], title: str = "", width: int = 420,
                    f'points="{" ".join(f"{x:.1f},{y:.1f}" for x, y in p)}"/>')
         for x, y in p if len(p) <= 40 else ():
             out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.2" fill="{c}"/>')
-        out.append(f'<rect x="{left + 8 + 120 * j}" y="{top + 6}" width="10" height="10" fill="{c}"/>'
-                   f'<text x="{left + 22 + 120 * j}" y="{top + 15}" font-size="10">{e(name[:18])}</text>')
+        out.append(f'<rect x="{left + 150 * j}" y="20" width="10" height="10" fill="{c}"/>'
+                   f'<text x="{left + 14 + 150 * j}" y="29" font-size="10">{e(name[:24])}</text>')
     out.append("</svg>")
     return "".join(out)
