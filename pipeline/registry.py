@@ -223,6 +223,9 @@ class Registry:
 
     def rollback(self, reason: str = "", model: str | None = None) -> dict:
         names = self._models(model)
+        if not names:
+            raise RegistryError(f"no pushed model versions in the metadata store ({self.store.where}); nothing "
+                                f"to roll back")
         if len(names) != 1:
             raise RegistryError(f"several registered models {names}; pass --model")
         name = names[0]
