@@ -22,14 +22,14 @@ def create_pipeline(data_root: str = DATA, name: str = "penguin", root: str | No
                     metadata: str | None = None, enable_cache: bool = True,
                     beam_pipeline_args: list[str] | None = None, enable_tuning: bool = False,
                     train_steps: int = 500, tuning_parallel_trials: int = 1,
-                    trainer_module: str = TRAINER_MODULE) -> Pipeline:
+                    trainer_module: str = TRAINER_MODULE, transform_module: str = TRANSFORM_MODULE) -> Pipeline:
     example_gen = ExampleGen(input_base=data_root, label_key="species")
     stats = StatisticsGen(examples=example_gen.outputs.examples)
     schema = SchemaGen(statistics=stats.outputs.statistics)
     validator = ExampleValidator(statistics=stats.outputs.statistics, schema=schema.outputs.schema)
     # -- model half (A): Transform -> [Tuner] -> Trainer ------------------------------------
     transform = Transform(examples=example_gen.outputs.examples, schema=schema.outputs.schema,
-                          module_file=TRANSFORM_MODULE)
+                          module_file=transform_module)
     tuner = Tuner(examples=transform.outputs.transformed_examples, transform_graph=transform.outputs.transform_graph,
                   module_file=trainer_module, train_steps=20, eval_steps=5,
                   custom_config={"max_trials": 4, "tuner_epochs": 1},

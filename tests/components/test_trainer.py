@@ -1,0 +1,147 @@
+"""Trainer: the penguin run_fn through the real Trainer, the Model contract, and bad module files."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from pipeline.metadata import MetadataStore
+from tests.components.conftest import bad_module, tfpipe_cli
+
+PENGUIN = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                       "examples", "penguin")
+
+
+@pytest.fixture(scope="module")
+def served(penguin_model):
+    import tensorflow as tf
+    from components.examples_io import serialized_examples
+    outs = penguin_model["outputs"]
+    model = outs["Trainer"]["model"]
+    loaded = tf.saved_model.load(os.path.join(model.uri, "Format-Serving"))
+    ex = outs["ExampleGen"]["examples"]
+    return loaded, serialized_examples(ex, "eval"), serialized_examples(ex, "eval", drop_columns=["species"])
+
+
+def test_model_follows_the_contract_and_is_accurate(penguin_model, served):
+    import tensorflow as tf
+    loaded, raw, _ = served
+    assert set(loaded.signatures) == {"serving_default", "transform_features"}
+    sig = loaded.signatures["serving_default"]
+    assert list(sig.structured_input_signature[1]) == ["examples"]
+    out = sig(examples=tf.constant(raw))
+    assert list(out) == ["outputs"]
+    probs = out["outputs"].numpy()
+    assert probs.dtype == np.float32 and probs.shape == (len(raw), 3)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-4)
+    labels = loaded.signatures["transform_features"](examples=tf.constant(raw))["species"].numpy().ravel()
+    acc = float((probs.argmax(axis=1) == labels).mean())
+    assert acc >= 0.6, acc
+    assert penguin_model["outputs"]["Trainer"]["model"].framework == "tensorflow"
+
+
+def test_serving_applies_the_transform_no_skew(penguin_model, served):
+    """raw serialized examples -> probabilities equals the Keras model applied to the
+    features Transform wrote for training; and the label may be absent when serving."""
+    import glob
+
+    import tensorflow as tf
+    import tensorflow_transform as tft
+    loaded, raw, unlabeled = served
+    outs = penguin_model["outputs"]
+    tft_out = tft.TFTransformOutput(outs["Transform"]["transform_graph"].uri)
+    # the transform signature reproduces the transformed examples training read (as a multiset of rows)
+    te = outs["Transform"]["transformed_examples"]
+    recs = [r.numpy() for r in tf.data.TFRecordDataset(sorted(glob.glob(os.path.join(te.split_uri("eval"), "*"))))]
+    trained_on = {k: v.numpy() for k, v in tf.io.parse_example(recs, tft_out.transformed_feature_spec()).items()}
+    served_feats = {k: v.numpy() for k, v in loaded.signatures["transform_features"](examples=tf.constant(raw)).items()}
+    keys = sorted(trained_on)
+
+    def rows(d):
+        return sorted(tuple(np.round(np.asarray(d[k], dtype=np.float64).ravel()[i], 5) for k in keys)
+                      for i in range(len(d[keys[0]])))
+    assert rows(trained_on) == rows(served_feats)
+    # the Keras model (weights exported beside the SavedModel) on the training-time features
+    import sys
+    sys.path.insert(0, PENGUIN)
+    from components.trainer import load_base_weights
+    import penguin_utils
+    keras_model = penguin_utils._build_keras_model({}, tft_out)
+    assert load_base_weights(keras_model, os.path.join(outs["Trainer"]["model"].uri, "Format-Serving"))
+    feats = {k: v for k, v in served_feats.items() if k != "species"}
+    direct = keras_model(feats).numpy()
+    probs = loaded.signatures["serving_default"](examples=tf.constant(raw))["outputs"].numpy()
+    np.testing.assert_allclose(probs, direct, atol=1e-5)
+    # without the label column the served probabilities are the same
+    probs2 = loaded.signatures["serving_default"](examples=tf.constant(unlabeled))["outputs"].numpy()
+    np.testing.assert_allclose(probs, probs2, atol=1e-6)
+
+
+def test_history_and_tensorboard_logs_recorded(penguin_model):
+    run = penguin_model["outputs"]["Trainer"]["model_run"]
+    with open(os.path.join(run.uri, "history.json")) as f:
+        hist = json.load(f)
+    assert len(hist["loss"]) == 5 and len(hist["val_sparse_categorical_accuracy"]) == 5
+    assert hist["loss"][-1] < hist["loss"][0]
+    events = [os.path.join(d, n) for d, _, ns in os.walk(run.uri) for n in ns if "tfevents" in n]
+    assert events, f"no TensorBoard event files under {run.uri}"
+
+
+def _failed(penguin_model, r, *needles):
+    assert not r.ok
+    msg = r.error.message
+    for n in needles:
+        assert n in msg, f"{n!r} not in error: {msg}"
+    store = MetadataStore(penguin_model["kw"]["metadata"])
+    e = store.executions([r.error.execution_id])[0]
+    assert store.state_name(e) == "FAILED" and store.props(e)["error"]
+    _, outs = store.io_of(e.id)
+    assert all(a.state != "LIVE" for arts in outs.values() for a in arts)
+    root = penguin_model["kw"]["root"]
+    assert not os.path.exists(os.path.join(root, "Trainer", "model", str(e.id)))
+    return msg
+
+
+BAD = {
+    "syntax": ("import keras\n\ndef run_fn(fn_args)\n    pass\n", ["line 3", "syntax error"]),
+    "no_run_fn": ("def train(fn_args):\n    pass\n", ["defines no function run_fn", "train"]),
+    "no_args": ("def run_fn():\n    pass\n", ["run_fn", "line 1", "expected exactly 1"]),
+    "raising": ("def run_fn(fn_args):\n    raise ValueError('learning rate must be positive, got -3')\n",
+                ["run_fn", "ValueError", "learning rate must be positive, got -3"]),
+    "no_signature": ("import os\n\ndef run_fn(fn_args):\n    os.makedirs(fn_args.serving_model_dir)\n"
+                     "    open(os.path.join(fn_args.serving_model_dir, 'weights.txt'), 'w').write('1')\n",
+                     ["run_fn", "saved no model", "serving_model_dir"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_run_fn_module(penguin_model, run_penguin_node, tmp_path, case):
+    text, needles = BAD[case]
+    mod = bad_module(tmp_path, f"bad_{case}.py", text)
+    r = run_penguin_node("Trainer", trainer_module=mod)
+    _failed(penguin_model, r, mod, *needles)
+
+
+def test_model_without_serving_signature(penguin_model, run_penguin_node, tmp_path):
+    mod = bad_module(tmp_path, "nosig.py", (
+        "import tensorflow as tf\n\nclass M(tf.Module):\n    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])\n"
+        "    def f(self, x):\n        return x\n\ndef run_fn(fn_args):\n"
+        "    tf.saved_model.save(M(), fn_args.serving_model_dir, signatures={'predict': M().f.get_concrete_function()})\n"))
+    r = run_penguin_node("Trainer", trainer_module=mod)
+    _failed(penguin_model, r, mod, "run_fn", "without a 'serving_default' signature", "predict")
+
+
+def test_missing_module_file_via_cli_exits_1(penguin_model, tmp_path):
+    missing = str(tmp_path / "nowhere" / "trainer_module.py")
+    kw = penguin_model["kw"]
+    pfile = tmp_path / "p.py"
+    pfile.write_text("from examples.penguin.pipeline import create_pipeline as _c\n\n"
+                     f"def create_pipeline():\n    return _c(root={kw['root']!r}, metadata={kw['metadata']!r}, "
+                     f"train_steps=200, trainer_module={missing!r})\n")
+    p = tfpipe_cli("run", str(pfile), "--from", "Trainer", "--to", "Trainer")
+    assert p.returncode == 1, p.stderr[-3000:]
+    assert missing in p.stderr and "does not exist" in p.stderr and "run_fn" in p.stderr
+    store = MetadataStore(kw["metadata"])
+    trainer_execs = [e for e in store.store.get_executions() if store.props(e).get("node_id") == "Trainer"]
+    last = max(trainer_execs, key=lambda e: e.id)
+    assert store.state_name(last) == "FAILED" and missing in store.props(last)["error"]
