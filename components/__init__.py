@@ -8,6 +8,9 @@ from .resolver import Resolver
 from .pusher import Pusher
 from .infra_validator import InfraValidator
 from .bulk_inferrer import BulkInferrer
+from .transform import Transform
+from .trainer import Trainer
+from .tuner import Tuner
 
 __all__ = ["ExampleGen", "StatisticsGen", "SchemaGen", "ImportSchemaGen", "ExampleValidator",
-           "Evaluator", "Resolver", "Pusher", "InfraValidator", "BulkInferrer"]
+           "Evaluator", "Resolver", "Pusher", "InfraValidator", "BulkInferrer", "Transform", "Trainer", "Tuner"]
