@@ -6,11 +6,26 @@ optional Tuner (KerasTuner) and the Trainer (Keras).
 """
 import os
 
-from components import ExampleGen, ExampleValidator, SchemaGen, StatisticsGen
+from components import (Evaluator, ExampleGen, ExampleValidator, InfraValidator, Pusher, Resolver, SchemaGen,
+                        StatisticsGen)
 from components.trainer import Trainer
 from components.transform import Transform
 from components.tuner import Tuner
-from pipeline import Pipeline
+from pipeline import Model, Pipeline
+from pipeline.graph import default_home
+
+# TFMA's EvalConfig as a dict: accuracy overall and per island, at least 0.6, and (when a
+# blessed baseline exists) no more than 0.05 below the baseline's.
+EVAL_CONFIG = {
+    "model_specs": [{"label_key": "species", "prediction_key": "outputs",
+                     "preprocessing_function_names": ["transform_features"]}],
+    "slicing_specs": [{}, {"feature_keys": ["island"]}],
+    "metrics_specs": [{"metrics": [
+        {"class_name": "SparseCategoricalAccuracy",
+         "threshold": {"value_threshold": {"lower_bound": 0.6},
+                       "change_threshold": {"direction": "HIGHER_IS_BETTER", "absolute": -0.05}}},
+        {"class_name": "ExampleCount"}]}],
+}
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "data")
@@ -40,6 +55,19 @@ def create_pipeline(data_root: str = DATA, name: str = "penguin", root: str | No
                       module_file=trainer_module, train_steps=train_steps, eval_steps=12)
     model_half = [transform, *([tuner] if tuner is not None else []), trainer]
     # -- end of model half (A) ------------------------------------------------------------
+    # -- model half (B): Resolver(latest blessed) -> Evaluator -> InfraValidator -> Pusher ---
+    baseline = Resolver(strategy="latest_blessed_model", model_type=Model, candidate=trainer.outputs.model,
+                        id="latest_blessed_model_resolver")
+    evaluator = Evaluator(examples=example_gen.outputs.examples, model=trainer.outputs.model,
+                          baseline_model=baseline.outputs.model, eval_config=EVAL_CONFIG)
+    infra = InfraValidator(model=trainer.outputs.model, examples=example_gen.outputs.examples,
+                           drop_columns=["species"])
+    pusher = Pusher(model=trainer.outputs.model, model_blessing=evaluator.outputs.blessing,
+                    infra_blessing=infra.outputs.blessing,
+                    push_destination=os.path.join(root, "serving_model") if root
+                    else os.path.join(default_home(), "serving_model", name))
+    model_validation = [baseline, evaluator, infra, pusher]
+    # -- end of model half (B) ------------------------------------------------------------
     return Pipeline(name=name, root=root, metadata=metadata, enable_cache=enable_cache,
-                    components=[example_gen, stats, schema, validator, *model_half],
+                    components=[example_gen, stats, schema, validator, *model_half, *model_validation],
                     beam_pipeline_args=beam_pipeline_args or ["--direct_num_workers=1"])
