@@ -248,12 +248,14 @@ class Registry:
         row = next(r for r in self.list_versions(v["model"]) if r["artifact_id"] == v["id"])
         tree = insp.lineage(self.store, v["id"])
         return {**row, "transitions": [t for t in self.transitions(v["model"]) if t["artifact_id"] == v["id"]],
-                "lineage": summarize_lineage(tree), "tree": tree}
+                "lineage": summarize_lineage(tree, self.store), "tree": tree}
 
 
-def summarize_lineage(tree: dict) -> dict:
+def summarize_lineage(tree: dict, store: MetadataStore | None = None) -> dict:
     """Which data (span, fingerprint), schema, transform, code commit, parameters and
-    evaluation a model version came from, flattened from its lineage tree."""
+    evaluation a model version came from, flattened from its lineage tree. The evaluation
+    is not upstream of a pushed model (its blessing is): with ``store`` it is found beside
+    the blessing, as an output of the same Evaluator execution."""
     out = {"data": [], "derived_examples": [], "schema": [], "transform": [], "model": [], "evaluation": [], "blessing": [],
            "hyperparameters": [], "executions": []}
     seen_a, seen_e = set(), set()
@@ -281,6 +283,13 @@ def summarize_lineage(tree: dict) -> dict:
                 out["evaluation"].append({**base, "slices": ev["slices"], "thresholds": ev["thresholds"]})
             elif t == "ModelBlessing":
                 out["blessing"].append({**base, "blessed": props.get("blessed"), "reasons": props.get("reasons")})
+                pb = node.get("produced_by")
+                if store is not None and pb:
+                    for outs in store.io_of(pb["execution_id"])[1].values():
+                        for x in outs:
+                            if x.type_name == "ModelEvaluation" and x.id not in seen_a:
+                                walk({"artifact": {"id": x.id, "type": x.type_name, "uri": x.uri,
+                                                   "state": x.state, "properties": x.properties}})
             elif t == "HyperParameters":
                 out["hyperparameters"].append(base)
         pb = node.get("produced_by")

@@ -278,7 +278,7 @@ def _lineage(store: MetadataStore, info: dict) -> str:
     if not pushed:
         return ""
     from .registry import summarize_lineage
-    lin = summarize_lineage(insp.lineage(store, pushed["id"]))
+    lin = summarize_lineage(insp.lineage(store, pushed["id"]), store)
     head = (f'<p>PushedModel #{pushed["id"]}: pushed={e(str(pushed.get("pushed")))} '
             f'version <code>{e(str(pushed.get("pushed_version")))}</code> to '
             f'<code>{e(str(pushed.get("destination")))}</code>'
