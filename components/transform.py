@@ -16,7 +16,8 @@ What ``preprocessing_fn(inputs)`` receives: raw Parquet columns become list-type
 columns (a null is a missing value, i.e. an empty list), and TFT hands each feature over
 as the schema says: a feature with a fixed ``shape`` in the schema is a dense Tensor, one
 without (SchemaGen's default, and always when values can be missing) is a
-``tf.SparseTensor`` of dense shape ``[batch, 1]`` holding no entry where the value is
+``tf.SparseTensor`` (static shape ``[None, None]``; dense shape ``[batch, 1]``, or
+``[batch, 0]`` when no row of the batch has a value) holding no entry where the value is
 missing. Densify with ``tft.sparse_tensor_to_dense_with_shape(x, [None, 1], default_value=...)``.
 """
 from __future__ import annotations
