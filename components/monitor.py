@@ -140,8 +140,13 @@ def monitor(store, data: str, version: str = "production", model: str | None = N
                 r = rows.setdefault(name, {"feature": name, "kind": kinds.get(name, "?")})
                 r[which] = {"comparator": type(m).Type.Name(m.type), "value": m.value, "threshold": m.threshold,
                             "exceeded": m.value > m.threshold}
-    schema_anomalies = sorted(set(skew.anomaly_info) | set(drift.anomaly_info))
-    anomalies = {n: (drift.anomaly_info.get(n) or skew.anomaly_info.get(n)).description for n in schema_anomalies}
+    from tensorflow_metadata.proto.v0 import anomalies_pb2
+    anomalies = {}
+    for an in (drift, skew):  # schema anomalies; the comparators' own findings are in the table
+        for n, info in an.anomaly_info.items():
+            other = [r for r in info.reason if not anomalies_pb2.AnomalyInfo.Type.Name(r.type).startswith("COMPARATOR_")]
+            if other and n not in anomalies:
+                anomalies[n] = "; ".join(r.description for r in other)
     exceeded = sorted(n for n, r in rows.items() if any(r.get(k, {}).get("exceeded") for k in ("drift", "skew")))
     return {"model": v["model"], "version": v["version"], "artifact_id": v["id"], "data": os.path.abspath(data),
             "training_statistics": found["statistics"]["uri"], "training_split": split,

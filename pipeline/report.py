@@ -231,9 +231,10 @@ def _training(info: dict) -> str:
         if any(s is not None for s in scores):
             parts.append(lines_svg({"score": [s if s is not None else float("nan") for s in scores]},
                                    title="tuner trials", xlabel="trial"))
-        rows = [[e(str(t["trial"])), f'<td class="num">{_num(t["score"])}</td>',
+        rows = [[e(str(t["trial_id"])), e(str(t.get("status", ""))), f'<td class="num">{_num(t["score"])}</td>',
                  e(json.dumps(t["hyperparameters"], sort_keys=True))] for t in trials]
-        parts.append("<h3>Tuner trials</h3>" + _table(["trial", "score", "hyperparameters"], rows, "trials"))
+        parts.append("<h3>Tuner trials</h3>" + _table(["trial", "status", "score", "hyperparameters"], rows,
+                                                      "trials"))
     parts.append("</section>")
     return "".join(parts)
 

@@ -81,7 +81,8 @@ def load_trials(uri: str | None) -> list[dict]:
             continue
         hp = t.get("hyperparameters") or t.get("hparams") or t.get("values") or {}
         score = _num(t.get("score", t.get("objective", t.get("value"))))
-        out.append({**t, "trial": t.get("trial", t.get("trial_id", i)), "hyperparameters": hp, "score": score})
+        out.append({**t, "trial": i, "trial_id": t.get("trial_id", t.get("trial", i)), "hyperparameters": hp,
+                    "score": score})
     return out
 
 
