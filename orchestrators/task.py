@@ -18,6 +18,9 @@ Command line (what an Airflow task or a container runs)::
 
     python -m orchestrators.task --ir IR.json --node N --run RUN --orchestrator airflow \
         [--params '{"ExampleGen__label_key": "species"}']
+
+(``tfpipe_run_id`` in ``--params`` replaces the orchestrator's run id, e.g. from Airflow's
+``dag_run.conf``.)
 """
 from __future__ import annotations
 
@@ -205,8 +208,9 @@ def main(argv=None) -> int:
     if not isinstance(params, dict):
         print(f"error: --params: expected a JSON object, found {a.params!r}", file=sys.stderr)
         return 2
+    run_id = params.pop("tfpipe_run_id", None) or a.run  # a run id chosen by whoever started the run
     try:
-        r = run_task(ir, a.node, a.run, a.orchestrator, params, enable_cache=False if a.no_cache else None)
+        r = run_task(ir, a.node, run_id, a.orchestrator, params, enable_cache=False if a.no_cache else None)
     except (NodeFailed, ParameterError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

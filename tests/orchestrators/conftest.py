@@ -1,0 +1,117 @@
+"""Shared, session-scoped orchestrator runs: each orchestrator runs the scenarios once
+(in its own TFPIPE_HOME) and every contract / adapter test reads the results."""
+import os
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PENGUIN = os.path.join(REPO, "examples", "penguin", "pipeline.py")
+CONTRACT = os.path.join(HERE, "contract_pipeline.py")
+FLAKY = os.path.join(HERE, "flaky_pipeline.py")
+AIRFLOW_BIN = os.path.join(REPO, ".venv-airflow", "bin", "airflow")
+ORCHESTRATORS = ["local", "beam", "kfp-local", "airflow"]
+
+
+def compile_file(path: str, home: str, env: dict | None = None) -> dict:
+    """Compile a pipeline file to its IR with TFPIPE_HOME=home (and ``env``) set while
+    the pipeline is created."""
+    from pipeline.cli import load_pipeline
+    from pipeline.compiler import compile_pipeline
+    saved = {k: os.environ.get(k) for k in ["TFPIPE_HOME", *(env or {})]}
+    os.environ.update({"TFPIPE_HOME": home, **(env or {})})
+    try:
+        p = load_pipeline(path)
+        ir = compile_pipeline(p)
+        ir["pipeline"]["source"] = p.source
+        return ir
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def summary(store, run_id: str) -> dict:
+    """node_id -> the node's latest execution in the run: state and outputs."""
+    from pipeline import inspect as insp
+    info = insp.show_run(store, run_id)
+    out = {}
+    for e in info["executions"]:
+        out[e["node_id"]] = e
+    return {"status": info["status"], "nodes": out, "executions": info["executions"]}
+
+
+class Scenario:
+    """What one orchestrator did with the penguin and the contract pipelines."""
+
+    def __init__(self, name: str, tmp, airflow_runner_factory):
+        self.name, self.tmp = name, tmp
+        self.home = str(tmp / "home")
+        self.flag = str(tmp / "fail.flag")
+        self.runner = self._runner(airflow_runner_factory)
+        self.results, self.summaries = {}, {}
+
+    def _runner(self, airflow_factory):
+        if self.name == "local":
+            from orchestrators.local import LocalRunner
+            return LocalRunner(verbose=False)
+        if self.name == "beam":
+            from orchestrators.beam import BeamDagRunner
+            return BeamDagRunner(verbose=False)
+        if self.name == "kfp-local":
+            from orchestrators.kubeflow.local import KfpLocalRunner
+            return KfpLocalRunner(verbose=False, workdir=str(self.tmp / "kfp"))
+        if self.name == "airflow":
+            return airflow_factory()
+        raise KeyError(self.name)
+
+    def run(self, ir: dict, run_id: str):
+        from pipeline.metadata import MetadataStore
+        r = self.runner.run(ir, run_id=run_id)
+        self.results[run_id] = r
+        self.summaries[run_id] = summary(MetadataStore(ir["pipeline"]["metadata"]), run_id)
+        if self.name == "airflow":
+            self.summaries[run_id]["airflow_log"] = self.runner.last_log
+        return r
+
+    def play(self):
+        self.penguin_ir = compile_file(PENGUIN, self.home)
+        self.run(self.penguin_ir, "penguin-1")
+        self.run(self.penguin_ir, "penguin-2")
+        self.contract_ir = compile_file(CONTRACT, self.home, {"CONTRACT_FAIL_FLAG": self.flag})
+        open(self.flag, "w").close()
+        self.run(self.contract_ir, "contract-1")   # Boom fails
+        os.remove(self.flag)
+        self.run(self.contract_ir, "contract-2")   # resumes: upstream of Boom from cache
+        self.run(self.contract_ir, "contract-3")   # everything cached
+        return self
+
+
+@pytest.fixture(scope="session")
+def airflow_runner(tmp_path_factory):
+    """An AIRFLOW_HOME in tmp with a migrated SQLite database (airflow db migrate)."""
+    from orchestrators.airflow.local import AirflowLocalRunner
+    if not os.path.exists(AIRFLOW_BIN):
+        pytest.fail(f"{AIRFLOW_BIN} is missing: `make airflow` creates the Airflow virtualenv "
+                    f"(make test depends on it)")
+    r = AirflowLocalRunner(str(tmp_path_factory.mktemp("airflow-home")), airflow_bin=AIRFLOW_BIN,
+                           python=sys.executable, verbose=False)
+    r.setup()
+    return r
+
+
+@pytest.fixture(scope="session")
+def scenarios(tmp_path_factory, request):
+    """``scenarios(name)`` plays the scenario of orchestrator ``name`` once per session."""
+    done: dict[str, Scenario] = {}
+
+    def get(name: str) -> Scenario:
+        if name not in done:
+            factory = lambda: request.getfixturevalue("airflow_runner")  # noqa: E731
+            done[name] = Scenario(name, tmp_path_factory.mktemp(f"orch-{name}"), factory).play()
+        return done[name]
+    return get
