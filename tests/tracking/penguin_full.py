@@ -1,5 +1,5 @@
 """The penguin pipeline end to end on the real components, small enough for tests:
-ExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform -> Trainer ->
+ExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> Transform -> Tuner -> Trainer ->
 Evaluator -> Pusher. Parameters come from the environment so a test can run it twice
 with a changed Trainer setting (TRACKING_EPOCHS)."""
 import os
@@ -12,6 +12,7 @@ from components.schema_gen import SchemaGen
 from components.statistics_gen import StatisticsGen
 from components.trainer import Trainer
 from components.transform import Transform
+from components.tuner import Tuner
 from pipeline import Pipeline
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -35,8 +36,12 @@ def create_pipeline():
                                  fail_on_anomalies=False)
     transform = Transform(examples=eg.outputs.examples, schema=schema.outputs.schema,
                           module_file=os.path.join(PENGUIN, "penguin_transform.py"))
+    tuner = Tuner(examples=transform.outputs.transformed_examples, transform_graph=transform.outputs.transform_graph,
+                  module_file=os.path.join(PENGUIN, "penguin_utils.py"), train_steps=5, eval_steps=2,
+                  custom_config={"max_trials": 2, "tuner_epochs": 1})
     trainer = Trainer(examples=transform.outputs.transformed_examples,
                       transform_graph=transform.outputs.transform_graph, schema=schema.outputs.schema,
+                      hyperparameters=tuner.outputs.best_hyperparameters,
                       module_file=os.path.join(PENGUIN, "penguin_utils.py"), train_steps=30, eval_steps=4,
                       custom_config={"epochs": int(env.get("TRACKING_EPOCHS", "3"))})
     evaluator = Evaluator(examples=eg.outputs.examples, model=trainer.outputs.model, eval_config=EVAL_CONFIG)

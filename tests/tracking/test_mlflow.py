@@ -36,6 +36,8 @@ def test_export_round_trip(penguin, mlflow_uri):
     # per-epoch history with steps, evaluation metrics per slice
     hist = client.get_metric_history(r.info.run_id, "train.loss")
     assert [m.step for m in hist] == [0, 1, 2]
+    trials = client.get_metric_history(r.info.run_id, "tuner.score")
+    assert sorted(m.step for m in trials) == [0, 1]
     assert 0.0 <= r.data.metrics["eval.Overall.sparse_categorical_accuracy"] <= 1.0
     assert any(k.startswith("eval.island") for k in r.data.metrics)
     arts = {a.path for a in client.list_artifacts(r.info.run_id)}

@@ -97,6 +97,7 @@ def test_lineage_of_a_version(penguin):
     [data] = lin["data"]
     assert data["span"] == 0 and len(data["input_fingerprint"]) == 64 and data["row_counts"]["train"] > 0
     assert len(lin["schema"]) == 1 and len(lin["transform"]) == 1 and len(lin["model"]) == 1
+    assert len(lin["hyperparameters"]) == 1  # the Tuner's best hyperparameters
     assert lin["evaluation"][0]["slices"]["Overall"]["example_count"] > 0
     assert lin["blessing"][0]["blessed"] is True
     trainer = next(e for e in lin["executions"] if e["component"] == "Trainer")

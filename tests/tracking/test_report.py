@@ -63,7 +63,8 @@ def test_report_contents(report, penguin):
     assert "island" in p.text["schema"] and "Biscoe" in p.text["schema"]
     # training curves: loss and val_loss series from history.json
     series = {a["data-series"] for t, a in p.tags if t == "polyline"}
-    assert {"loss", "val_loss", "sparse_categorical_accuracy"} <= series
+    assert {"loss", "val_loss", "sparse_categorical_accuracy", "score"} <= series  # score: Tuner trials
+    assert "Tuner trials" in p.text["training"] and "learning_rate" in p.text["training"]
     # evaluation per slice with thresholds and the verdict
     ev = p.text["evaluation"]
     assert "BLESSED" in ev and "Overall" in ev and "island=" in ev and "lower_bound=0.2" in ev
