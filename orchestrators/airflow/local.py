@@ -77,19 +77,24 @@ class AirflowLocalRunner:
         if not os.path.exists(os.path.join(self.home, "airflow.db")):
             self.airflow_cmd("db", "migrate")
 
-    def import_errors(self) -> list[dict]:
-        """The DAG import errors Airflow's DagBag reports for ``<home>/dags``."""
+    def inspect_dags(self) -> dict:
+        """What Airflow's DagBag makes of ``<home>/dags``: ``{"errors": {file: error},
+        "dags": {dag_id: {task_id: {"upstream", "retries", "timeout_s", "operator"}}}}``."""
         py = os.path.join(os.path.dirname(self.airflow), "python")
-        code = ("import json; from airflow.models.dagbag import DagBag; "
-                f"b = DagBag({self.dags!r}, include_examples=False); "
-                "print('TFPIPE_JSON', json.dumps({'errors': b.import_errors, 'dags': sorted(b.dag_ids)}))")
+        code = (
+            "import json\n"
+            "from airflow.models.dagbag import DagBag\n"
+            f"b = DagBag({self.dags!r}, include_examples=False)\n"
+            "dags = {d: {t.task_id: {'upstream': sorted(t.upstream_task_ids), 'retries': t.retries,\n"
+            "            'timeout_s': t.execution_timeout.total_seconds() if t.execution_timeout else None,\n"
+            "            'operator': type(t).__name__} for t in dag.tasks} for d, dag in b.dags.items()}\n"
+            "print('TFPIPE_JSON', json.dumps({'errors': b.import_errors, 'dags': dags}))\n")
         p = subprocess.run([py, "-c", code], env=self.env(), cwd=self.home, capture_output=True, text=True,
                            timeout=self.timeout_s)
         line = [ln for ln in p.stdout.splitlines() if ln.startswith("TFPIPE_JSON ")]
         if p.returncode != 0 or not line:
             raise AirflowRunError(f"DagBag of {self.dags} could not be loaded:\n{p.stderr[-3000:]}")
-        data = json.loads(line[-1][len("TFPIPE_JSON "):])
-        return [{"file": k, "error": v} for k, v in data["errors"].items()] + [{"dags": data["dags"]}]
+        return json.loads(line[-1][len("TFPIPE_JSON "):])
 
     def run(self, ir: dict, run_id: str | None = None, from_node: str | None = None,
             to_node: str | None = None, enable_cache: bool | None = None,

@@ -1,0 +1,33 @@
+# The pipeline image: what a Kubeflow / Vertex AI task or an Airflow KubernetesPodOperator
+# task runs (`python -m orchestrators.task ...` -> the launcher). Same pinned environment
+# as `make install`: Python 3.11 and constraints.txt.
+#
+#   docker build -t tfpipe:0.1.0 .
+#   TFPIPE_IMAGE=REGISTRY/tfpipe:0.1.0 tfpipe compile PIPELINE.py --target kubeflow -o pipeline.yaml
+FROM python:3.11.7-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    TF_CPP_MIN_LOG_LEVEL=3
+
+WORKDIR /opt/tfpipe
+
+# Dependencies first (a layer that changes only with the lock file).
+COPY pyproject.toml constraints.txt README.md ./
+COPY pipeline/__init__.py pipeline/__init__.py
+COPY components/__init__.py components/__init__.py
+COPY orchestrators/__init__.py orchestrators/__init__.py
+RUN python -m pip install -q --upgrade "pip>=24" \
+ && python -m pip install -q -c constraints.txt -e . \
+ && python -m pip check
+
+# The code: the core, the components, the orchestrator adapters and the examples.
+COPY pipeline/ pipeline/
+COPY components/ components/
+COPY orchestrators/ orchestrators/
+COPY examples/ examples/
+
+ENV TFPIPE_HOME=/var/lib/tfpipe
+ENTRYPOINT []
+CMD ["tfpipe", "--help"]

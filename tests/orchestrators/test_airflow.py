@@ -1,0 +1,75 @@
+"""Airflow 3 adapter: the generated DAG parses light and clean in Airflow's own venv, runs
+with real Airflow (`airflow dags test`, SQLite), and leaves the lineage a local run leaves
+(the lineage comparison itself is in test_contract.py, which shares these runs)."""
+import ast
+import os
+
+import pytest
+
+from pipeline.metadata import MetadataStore
+
+from .conftest import FLAKY, PENGUIN, compile_file, summary
+
+
+@pytest.fixture(scope="module")
+def airflow(scenarios):
+    return scenarios("airflow")
+
+
+def test_generated_dag_imports_only_airflow(airflow):
+    path = os.path.join(airflow.runner.dags, "penguin.py")
+    tree = ast.parse(open(path).read())
+    mods = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    mods |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert mods == {"datetime", "os", "airflow.sdk", "airflow.providers.standard.operators.bash"}
+    text = open(path).read()
+    assert "{{ run_id }}" in text and "dag_run.conf" in text
+
+
+def test_dagbag_has_no_import_errors_and_mirrors_the_ir(airflow, airflow_runner, tmp_path):
+    from orchestrators.airflow import compile_airflow
+    flaky_ir = compile_file(FLAKY, str(tmp_path / "home"), {"FLAKY_MARKER": str(tmp_path / "m")})
+    compile_airflow(flaky_ir, airflow_runner.dags)
+    bag = airflow_runner.inspect_dags()
+    assert bag["errors"] == {}
+    assert {"penguin", "contract", "flaky"} <= set(bag["dags"])
+    for ir in (airflow.penguin_ir, airflow.contract_ir):
+        tasks = bag["dags"][ir["pipeline"]["name"]]
+        assert tasks == {n["id"]: {"upstream": sorted(n["upstream"]), "retries": 0, "timeout_s": None,
+                                   "operator": "BashOperator"} for n in ir["nodes"]}
+    flaky = bag["dags"]["flaky"]
+    assert flaky["Flaky"] == {"upstream": ["FlakyStart"], "retries": 1, "timeout_s": 600.0,
+                              "operator": "BashOperator"}
+
+
+def test_run_records_airflow_as_orchestrator(airflow):
+    from pipeline import inspect as insp
+    store = MetadataStore(airflow.penguin_ir["pipeline"]["metadata"])
+    rows = {r["run_id"]: r for r in insp.list_runs(store, "penguin")}
+    assert rows["penguin-1"]["orchestrator"] == "airflow" and rows["penguin-1"]["status"] == "COMPLETE"
+    assert airflow.results["penguin-1"].airflow_state == "success"
+
+
+def test_failed_task_log_shows_the_component_error(airflow):
+    log = airflow.summaries["contract-1"]["airflow_log"]
+    assert "node ContractBoom failed: ValueError: contract: boom asked to fail" in log
+    assert airflow.results["contract-1"].airflow_state == "failed"
+
+
+def test_retry_succeeds_without_duplicate_live_artifacts_and_conf_parameters(airflow_runner, tmp_path):
+    marker = tmp_path / "first-attempt"
+    ir = compile_file(FLAKY, str(tmp_path / "home"), {"FLAKY_MARKER": str(marker)})
+    r = airflow_runner.run(ir, run_id="flaky-1", parameters={"FlakyStart__message": "from dag_run.conf"})
+    assert r.airflow_state == "success" and r.ok, airflow_runner.last_log[-3000:]
+    assert "flaky: first attempt fails" in airflow_runner.last_log
+    assert marker.exists()
+    store = MetadataStore(ir["pipeline"]["metadata"])
+    run = summary(store, "flaky-1")
+    assert run["status"] == "COMPLETE"
+    attempts = [e for e in run["executions"] if e["node_id"] == "Flaky"]
+    assert [e["state"] for e in attempts] == ["FAILED", "COMPLETE"]
+    live = [a for a in store.list_artifacts("String") if a.state == "LIVE" and "/Flaky/" in a.uri]
+    assert len(live) == 1
+    assert open(os.path.join(live[0].uri, "value")).read() == "from dag_run.conf"
+    start = run["nodes"]["FlakyStart"]
+    assert start["parameters"]["message"] == "from dag_run.conf"

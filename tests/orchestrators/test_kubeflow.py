@@ -1,0 +1,89 @@
+"""KFP v2 / Vertex AI adapter: the compiled spec (KFP SDK compiler) has one task per node
+with the IR's dependencies, the pipeline image and pipeline parameters; kfp.local runs it
+(test_contract.py, shared runs); `tfpipe submit --dry-run` validates without network."""
+import json
+import os
+
+import pytest
+import yaml
+
+from tests.conftest import tfpipe
+
+from .conftest import CONTRACT, PENGUIN
+
+
+@pytest.fixture(scope="module")
+def spec(tmp_path_factory):
+    d = tmp_path_factory.mktemp("kfp")
+    out = d / "contract.yaml"
+    tfpipe("compile", CONTRACT, "--target", "kubeflow", "-o", str(out),
+           env={"TFPIPE_HOME": str(d / "home"), "TFPIPE_IMAGE": "registry.example/tfpipe:9"}, check=0)
+    with open(out) as f:
+        return yaml.safe_load(f)
+
+
+def test_one_task_per_node_with_ir_dependencies(spec):
+    tasks = spec["root"]["dag"]["tasks"]
+    assert {k: sorted(v.get("dependentTasks", [])) for k, v in tasks.items()} == {
+        "contractsource": [], "contractdouble": ["contractsource"], "contractside": ["contractsource"],
+        "contractboom": ["contractdouble"], "contractsink": ["contractboom"]}
+    assert {v["taskInfo"]["name"] for v in tasks.values()} == {
+        "ContractSource", "ContractDouble", "ContractSide", "ContractBoom", "ContractSink"}
+    assert all(v["cachingOptions"] == {} or not v["cachingOptions"].get("enableCache") for v in tasks.values())
+
+
+def test_tasks_run_the_launcher_in_the_pipeline_image(spec):
+    execs = spec["deploymentSpec"]["executors"]
+    assert len(execs) == 5
+    for e in execs.values():
+        c = e["container"]
+        assert c["image"] == "registry.example/tfpipe:9"
+        src = c["command"][-1]
+        assert "from orchestrators.kubeflow.entry import run" in src
+        assert "pip install" not in " ".join(c["command"])  # the image already holds the pinned env
+
+
+def test_pipeline_parameters_are_kfp_parameters(spec):
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert params["ContractSource__rows"]["parameterType"] == "NUMBER_INTEGER"
+    assert params["ContractSource__rows"]["defaultValue"] == 5
+    assert params["ContractBoom__fail_flag"]["parameterType"] == "STRING"
+    assert "tfpipe_run_id" in params
+    src_inputs = spec["root"]["dag"]["tasks"]["contractsource"]["inputs"]["parameters"]
+    assert src_inputs["rows"] == {"componentInputParameter": "ContractSource__rows"}
+    assert src_inputs["tfpipe_run_id"] == {"componentInputParameter": "tfpipe_run_id"}
+
+
+def test_submit_vertex_dry_run_prints_the_job(tmp_path):
+    p = tfpipe("submit", PENGUIN, "--target", "vertex", "--project", "my-project", "--region", "us-central1",
+               "--pipeline-root", "gs://my-bucket/root", "--service-account",
+               "runner@my-project.iam.gserviceaccount.com", "--param", "ExampleGen__label_key=species",
+               "--dry-run", env={"TFPIPE_HOME": str(tmp_path / "home")}, check=0)
+    job = json.loads(p.stdout)
+    assert job["dry_run"] is True and job["target"] == "vertex"
+    assert job["parent"] == "projects/my-project/locations/us-central1"
+    assert job["runtime_config"]["gcsOutputDirectory"] == "gs://my-bucket/root"
+    assert job["runtime_config"]["parameterValues"] == {"ExampleGen__label_key": "species"}
+    assert job["tasks"]["examplevalidator"] == ["schemagen", "statisticsgen"]
+    assert any("TFPIPE_METADATA" in w for w in job["warnings"])  # SQLite is no store for a cluster
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--target", "vertex", "--project", "my-project", "--region", "us-central1", "--pipeline-root", "/local"],
+     "--pipeline-root: expected a gs://BUCKET/PATH URI, found '/local'"),
+    (["--target", "vertex", "--region", "us-central1", "--pipeline-root", "gs://b/r"], "needs --project"),
+    (["--target", "kubeflow"], "--target kubeflow needs --host"),
+    (["--target", "kubeflow", "--host", "http://127.0.0.1:8888", "--param", "Nope__x=1"],
+     "no pipeline parameter(s) ['Nope__x']"),
+])
+def test_submit_rejects_bad_arguments(tmp_path, args, message):
+    p = tfpipe("submit", CONTRACT, *args, "--dry-run", env={"TFPIPE_HOME": str(tmp_path / "h")}, check=2)
+    assert message in p.stderr and p.stdout == ""
+
+
+def test_submit_kubeflow_dry_run(tmp_path):
+    p = tfpipe("submit", CONTRACT, "--target", "kubeflow", "--host", "http://127.0.0.1:8888",
+               "--param", "ContractSource__rows=7", "--dry-run", env={"TFPIPE_HOME": str(tmp_path / "h")}, check=0)
+    job = json.loads(p.stdout)
+    assert job["host"] == "http://127.0.0.1:8888" and job["parameters"] == {"ContractSource__rows": 7}
+    assert os.path.exists(job["package"])

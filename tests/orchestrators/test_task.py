@@ -1,0 +1,49 @@
+"""The task entry every remote orchestrator uses: pipeline parameters and run bookkeeping."""
+import pytest
+
+from orchestrators.task import ParameterError, apply_parameters, main, pipeline_parameters
+from pipeline.metadata import MetadataStore
+
+from .conftest import CONTRACT, compile_file, summary
+
+
+@pytest.fixture
+def ir(tmp_path):
+    return compile_file(CONTRACT, str(tmp_path / "home"))
+
+
+def test_parameters_override_node_parameters_in_a_copy(ir):
+    assert pipeline_parameters(ir)["ContractSource__rows"] == ("ContractSource", "rows", 5)
+    out = apply_parameters(ir, {"ContractSource__rows": 3})
+    assert [n["parameters"] for n in out["nodes"] if n["id"] == "ContractSource"] == [{"rows": 3}]
+    assert [n["parameters"] for n in ir["nodes"] if n["id"] == "ContractSource"] == [{"rows": 5}]
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"ContractSource__cols": 3}, "pipeline parameter 'ContractSource__cols' of pipeline contract: no such parameter"),
+    ({"ContractSource__rows": "three"}, "(node ContractSource, parameter rows): expected a int like 5, found str 'three'"),
+])
+def test_bad_parameters_are_named(ir, values, message):
+    with pytest.raises(ParameterError) as e:
+        apply_parameters(ir, values)
+    assert message in str(e.value)
+
+
+def test_task_cli_runs_nodes_and_keeps_the_run_status(ir, tmp_path, capsys):
+    import json
+    path = tmp_path / "ir.json"
+    path.write_text(json.dumps(ir))
+    common = ["--ir", str(path), "--run", "ignored", "--orchestrator", "test",
+              "--params", json.dumps({"tfpipe_run_id": "t-1", "ContractSource__rows": 3})]
+    assert main(["--node", "ContractSource", *common]) == 0
+    store = MetadataStore(ir["pipeline"]["metadata"])
+    assert summary(store, "t-1")["status"] == "RUNNING"
+    for node in ("ContractDouble", "ContractSide", "ContractBoom"):
+        assert main(["--node", node, *common]) == 0
+    assert summary(store, "t-1")["status"] == "RUNNING"
+    assert main(["--node", "ContractSink", *common]) == 0
+    run = summary(store, "t-1")
+    assert run["status"] == "COMPLETE"  # the task that completed the last node closed the run
+    assert run["nodes"]["ContractSource"]["parameters"]["rows"] == 3
+    assert main(["--node", "ContractSource", *common[:-1], '{"ContractSource__rows": 1.5}']) == 1
+    assert "expected a int like 5, found float 1.5" in capsys.readouterr().err
