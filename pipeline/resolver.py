@@ -61,22 +61,29 @@ class ResolverQuery:
                 ) -> list[tuple[Artifact, object, str]]:
         """``(artifact, producing execution, output key)`` for every LIVE artifact output
         by a successful execution of this pipeline (filtered by artifact type, producing
-        node id or component name), newest artifact first, each artifact once."""
-        seen: dict[int, tuple[Artifact, object, str]] = {}
-        for e in self.executions(include_current_run):
-            if node_id is not None and self.node_of(e) != node_id:
+        node id or component name), newest artifact first, each artifact once with the
+        execution that first produced it (a CACHED execution re-publishes it)."""
+        execs = {e.id: e for e in self.executions(include_current_run)
+                 if "resolved" not in self.store.props(e)  # resolvers re-point, never produce
+                 and (node_id is None or self.node_of(e) == node_id)
+                 and (component is None or self.component_of(e) == component)}
+        if not execs:
+            return []
+        if type_name:  # few queries: the artifacts of the type, then their OUTPUT events
+            arts = {a.id: a for a in self.store.list_artifacts(type_name) if a.state == "LIVE"}
+            events = self.store.events_of_artifacts(sorted(arts)) if arts else []
+        else:
+            events = [ev for ev in self.store.events_of_executions(sorted(execs))]
+            arts = {a.id: a for a in self.store.get_artifacts(sorted({ev.artifact_id for ev in events}))
+                    if a.state == "LIVE"}
+        first: dict[int, tuple[int, str]] = {}
+        for ev in events:
+            if ev.type != self.store.pb.Event.OUTPUT or ev.execution_id not in execs or ev.artifact_id not in arts:
                 continue
-            if component is not None and self.component_of(e) != component:
-                continue
-            _, outs = self.io_of(e)
-            for key, arts in outs.items():
-                for a in arts:
-                    if a.state != "LIVE" or (type_name and a.type_name != type_name):
-                        continue
-                    # keep the first producer seen from the oldest side: a CACHED execution
-                    # re-publishes the same artifact; the original producer is the oldest
-                    seen[a.id] = (a, e, key)
-        return [seen[i] for i in sorted(seen, reverse=True)]
+            key = ev.path.steps[0].key if ev.path.steps else ""
+            if ev.artifact_id not in first or ev.execution_id < first[ev.artifact_id][0]:
+                first[ev.artifact_id] = (ev.execution_id, key)
+        return [(arts[i], execs[first[i][0]], first[i][1]) for i in sorted(first, reverse=True)]
 
     def consumers(self, artifact_ids: Iterable[int], include_current_run: bool = True) -> list:
         """Successful executions of this pipeline that took any of these artifacts as input."""
