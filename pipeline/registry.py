@@ -256,7 +256,7 @@ def summarize_lineage(tree: dict, store: MetadataStore | None = None) -> dict:
     evaluation a model version came from, flattened from its lineage tree. The evaluation
     is not upstream of a pushed model (its blessing is): with ``store`` it is found beside
     the blessing, as an output of the same Evaluator execution."""
-    out = {"data": [], "derived_examples": [], "schema": [], "transform": [], "model": [], "evaluation": [], "blessing": [],
+    out = {"data": [], "derived_examples": [], "infra_blessing": [], "schema": [], "transform": [], "model": [], "evaluation": [], "blessing": [],
            "hyperparameters": [], "executions": []}
     seen_a, seen_e = set(), set()
 
@@ -290,6 +290,8 @@ def summarize_lineage(tree: dict, store: MetadataStore | None = None) -> dict:
                             if x.type_name == "ModelEvaluation" and x.id not in seen_a:
                                 walk({"artifact": {"id": x.id, "type": x.type_name, "uri": x.uri,
                                                    "state": x.state, "properties": x.properties}})
+            elif t == "InfraBlessing":
+                out["infra_blessing"].append({**base, "blessed": props.get("blessed"), "reasons": props.get("reasons")})
             elif t == "HyperParameters":
                 out["hyperparameters"].append(base)
         pb = node.get("produced_by")
@@ -344,6 +346,8 @@ def format_version(info: dict) -> str:
                      + f" ({len(ev['slices'])} slices)")
     for b in lin["blessing"]:
         lines.append(f"  blessing: #{b['id']} blessed={b['blessed']} {b['reasons'] or ''}")
+    for b in lin["infra_blessing"]:
+        lines.append(f"  infra blessing: #{b['id']} blessed={b['blessed']} {b['reasons'] or ''}")
     lines.append(f"  code commits: {', '.join(lin['code_commits']) or '-'}")
     for e in lin["executions"]:
         params = {k: v for k, v in (e["parameters"] or {}).items() if k not in ("input_files", "previous_span_files")}

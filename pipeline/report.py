@@ -259,10 +259,20 @@ def _evaluation(info: dict) -> str:
         th = ev["thresholds"]
         head = ["slice"] + [e(m) + (f'<br><span class="muted small">{e(_thr_text(th[m]))}</span>'
                                     if m in th else "") for m in metrics]
-        rows = [[f'<td class="feature">{e(s)}</td>'] +
-                [f'<td class="num">{_num(vals.get(m)) if m in vals else ""}</td>' for m in metrics]
+        base = ev.get("baseline") or {}
+
+        def cell(s, vals, m):
+            if m not in vals:
+                return '<td class="num"></td>'
+            b = base.get(s, {}).get(m)
+            extra = f'<br><span class="muted small">baseline {_num(b)}</span>' if b is not None else ""
+            return f'<td class="num">{_num(vals[m])}{extra}</td>'
+
+        rows = [[f'<td class="feature">{e(s)}</td>'] + [cell(s, vals, m) for m in metrics]
                 for s, vals in ev["slices"].items()]
         parts.append(_table(head, rows, "metrics"))
+        if ev.get("notes"):
+            parts.append("".join(f'<p class="muted small">note: {e(str(n))}</p>' for n in ev["notes"]))
         if th:
             rows = [[e(m), e(_thr_text(t))] for m, t in th.items()]
             parts.append("<h3>Thresholds</h3>" + _table(["metric", "threshold"], rows, "thresholds"))
@@ -295,6 +305,8 @@ def _lineage(store: MetadataStore, info: dict) -> str:
         rows.append(["evaluation", f"#{ev['id']}", e(f"{len(ev['slices'])} slices")])
     for b in lin["blessing"]:
         rows.append(["blessing", f"#{b['id']}", e(f"blessed={b['blessed']}")])
+    for b in lin["infra_blessing"]:
+        rows.append(["infra blessing", f"#{b['id']}", e(f"blessed={b['blessed']} {b['reasons'] or ''}")])
     rows.append(["code", "", e(", ".join(lin["code_commits"]))])
     for x in lin["executions"]:
         params = {k: v for k, v in (x["parameters"] or {}).items() if k not in ("input_files", "previous_span_files")}
