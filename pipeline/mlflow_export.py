@@ -168,12 +168,18 @@ def export_run(store: MetadataStore, run: str, tracking_uri: str, artifact_locat
 
 
 def _register(client, info: dict, rid: str, pushed: dict) -> dict:
+    """A new model version, unless this pushed version is registered already (a cached
+    Pusher, or a Pusher that found the same model at the destination)."""
     name = info["pipeline"]
     try:
         client.get_registered_model(name)
     except Exception:
         client.create_registered_model(name, tags={"tfpipe.pipeline": name},
                                        description=f"models pushed by the tfpipe pipeline {name}")
+    for mv in client.search_model_versions(f"name = '{name}'"):
+        if (mv.tags.get("tfpipe.pushed_version") == str(pushed["pushed_version"])
+                and mv.tags.get("tfpipe.destination") == pushed["destination"]):
+            return {"registered_model": name, "model_version": mv.version}
     run = client.get_run(rid)
     v = client.create_model_version(name, source=f"{run.info.artifact_uri}/model", run_id=rid,
                                     tags={"tfpipe.pushed_version": str(pushed["pushed_version"]),
