@@ -127,7 +127,7 @@ def _feature_cell(f) -> tuple[str, str]:
 def _statistics(info: dict) -> str:
     arts = _outputs(info, "ExampleStatistics")
     if not arts:
-        return '<section id="statistics"><h2>Feature statistics</h2><p class="muted">no statistics in this run</p></section>'
+        return ""
     parts = ['<section id="statistics"><h2>Feature statistics</h2>']
     for a in arts[:2]:
         splits = sorted(d[len("Split-"):] for d in os.listdir(a["uri"]) if d.startswith("Split-")

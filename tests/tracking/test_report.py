@@ -10,9 +10,15 @@ from html.parser import HTMLParser
 
 import pytest
 
+from pipeline import Input, Output, String, component
 from tests.conftest import tfpipe
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@component
+def shout(text: Input[String], loud: Output[String]) -> None:
+    loud.write(text.read().upper())
 
 
 class _Parse(HTMLParser):
@@ -94,3 +100,26 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     assert "Blessing verdict" in dom and 'data-node="Pusher"' in dom
     if os.environ.get("TFPIPE_UPDATE_SCREENSHOT"):
         shutil.copyfile(shot, os.path.join(os.path.dirname(__file__), "..", "..", "docs", "report.png"))
+
+
+def test_report_of_a_failed_run_shows_the_error_and_nodes_not_run(tmp_path):
+    from orchestrators.local import LocalRunner
+    from pipeline import Pipeline, compile_pipeline
+    from pipeline.metadata import MetadataStore
+    from pipeline.report import write_report
+    from tests.fixtures.trivial import explode, make_numbers
+
+    nums = make_numbers(n=3)
+    bad = explode(numbers=nums.outputs.numbers, message="the disk is full")
+    after = shout(text=bad.outputs.out)
+    ir = compile_pipeline(Pipeline("broken", [bad, after], root=str(tmp_path / "root"),
+                                   metadata=str(tmp_path / "m.sqlite")))
+    res = LocalRunner(verbose=False).run(ir)
+    assert not res.ok
+    out = write_report(MetadataStore(str(tmp_path / "m.sqlite")), res.run_id, str(tmp_path / "r.html"))
+    p = _Parse()
+    p.feed(open(out).read())
+    states = {a["data-node"]: a["data-state"] for t, a in p.tags if t == "g" and "data-node" in a}
+    assert states == {"make_numbers": "COMPLETE", "explode": "FAILED", "shout": "NOT RUN"}
+    assert "the disk is full" in p.text["graph"]
+    assert {a.get("id") for t, a in p.tags if t == "section"} == {"graph"}  # nothing else was produced
