@@ -96,9 +96,12 @@ def Transform(examples: Input[Examples], schema: Input[Schema],
               transform_graph: Output[TransformGraph], transformed_examples: Output[Examples],
               post_transform_statistics: Output[ExampleStatistics],
               module_file: ModuleFile = "", preprocessing_fn: str = "",
-              analyze_splits: list = ("train",), transform_splits: list = ()) -> None:
+              analyze_splits: list = ("train",), transform_splits: list = (),
+              compute_statistics: bool = True) -> None:
     """``module_file`` (a file defining ``preprocessing_fn(inputs)``) or ``preprocessing_fn``
-    (``'package.module.function'``): exactly one. ``transform_splits``: default all."""
+    (``'package.module.function'``): exactly one. ``transform_splits``: default all.
+    ``compute_statistics=False`` skips the post-transform statistics (TFX's
+    ``disable_statistics``); the output then holds no split directories."""
     import apache_beam as beam
     import pyarrow as pa
     import tensorflow as tf
@@ -154,6 +157,8 @@ def Transform(examples: Input[Examples], schema: Input[Schema],
             (rbs | f"Encode[{s}]" >> beam.FlatMap(example_coder.RecordBatchToExamples)
                  | f"Write[{s}]" >> beam.io.WriteToTFRecord(os.path.join(out_dir, TRANSFORMED_PREFIX),
                                                             file_name_suffix=".tfrecord"))
+            if not compute_statistics:
+                continue
             stats_dir = post_transform_statistics.split_uri(s)
             os.makedirs(stats_dir, exist_ok=True)
             (rbs | f"Stats[{s}]" >> tfdv.GenerateStatistics(tfdv.StatsOptions())
@@ -170,8 +175,11 @@ def Transform(examples: Input[Examples], schema: Input[Schema],
     feature_spec = tft_out.transformed_feature_spec()
     counts = {}
     for s in splits:
-        stats = tfdv.load_stats_binary(os.path.join(post_transform_statistics.split_uri(s), STATS_FILE))
-        n = stats.datasets[0].num_examples if stats.datasets else 0
+        if compute_statistics:
+            stats = tfdv.load_stats_binary(os.path.join(post_transform_statistics.split_uri(s), STATS_FILE))
+            n = stats.datasets[0].num_examples if stats.datasets else 0
+        else:
+            n = sum(1 for f in transformed_files(transformed_examples, s) for _ in tf.data.TFRecordDataset(f))
         want = (examples.row_counts or {}).get(s)
         if want is not None and n != want:
             raise TransformError(f"split {s}: {n} transformed examples but the input has {want}; the Beam "
@@ -183,6 +191,6 @@ def Transform(examples: Input[Examples], schema: Input[Schema],
     transformed_examples.payload_format = PAYLOAD_FORMAT
     transformed_examples.span = examples.span
     transformed_examples.columns = {k: getattr(v, "dtype", tf.string).name for k, v in sorted(feature_spec.items())}
-    post_transform_statistics.split_names = splits
+    post_transform_statistics.split_names = splits if compute_statistics else []
     post_transform_statistics.span = examples.span
     ctx.log(f"transform graph: {len(feature_spec)} transformed features: {sorted(feature_spec)}")
