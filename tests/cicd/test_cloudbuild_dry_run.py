@@ -92,14 +92,16 @@ def run_cloudbuild(tmp_path, overrides):
     (steps run [(id, kind, CompletedProcess)], recorded cloud commands, workspace)."""
     with open(CLOUDBUILD) as f:
         doc = yaml.safe_load(f)
-    subs = resolve_substitutions(doc, overrides)
-    work = tmp_path / "workspace"
+    # /workspace (the uploaded source) and the repository as the pipeline image holds it
+    work, image_src = tmp_path / "workspace", tmp_path / "image-src"
+    subs = resolve_substitutions(doc, {**overrides, "_IMAGE_SOURCE_DIR": str(image_src)})
     for rel in subprocess.run(["git", "-C", REPO, "ls-files", "-z"], capture_output=True, text=True,
                               check=True).stdout.split("\0"):
         src = os.path.join(REPO, rel)
         if rel and os.path.isfile(src):
-            os.makedirs(work / os.path.dirname(rel), exist_ok=True)
-            shutil.copy2(src, work / rel)
+            for root in (work, image_src):
+                os.makedirs(root / os.path.dirname(rel), exist_ok=True)
+                shutil.copy2(src, root / rel)
     log = tmp_path / "cloud-commands.jsonl"
     log.touch()
     recorders = tmp_path / "recorders"
@@ -173,6 +175,7 @@ def test_full_build_builds_and_pushes_the_image_tagged_with_the_commit(full):
     ran, calls, _ = full
     docker = [c for c in calls if c[0] == "docker"]
     build = next(c for c in docker if c[1] == "build")
+    assert os.path.isfile(full[2] / "Dockerfile")  # the build context "." has one
     assert IMAGE in build and build[-1] == "."
     assert ["docker", "push", IMAGE] in docker
     assert [c for c in calls if c[0] in ("gcloud", "gsutil")] == []  # no module upload, no re-tag
@@ -185,7 +188,18 @@ def test_compile_writes_a_kfp_spec_running_the_commit_image(full):
     images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
     assert images == {IMAGE}
     assert spec["pipelineInfo"]["name"]
-    assert "/gcs/test-bucket/root/tfpipe" in open(work / "pipeline.yaml").read()
+    text = open(work / "pipeline.yaml").read()
+    assert "/gcs/test-bucket/root/tfpipe" in text
+    # paths recorded in the IR point into the image's copy, never into the build workspace
+    assert str(work.parent / "image-src") in text and str(work) not in text
+
+
+def test_image_source_dir_is_the_dockerfile_workdir():
+    with open(CLOUDBUILD) as f:
+        default = yaml.safe_load(f)["substitutions"]["_IMAGE_SOURCE_DIR"]
+    workdirs = re.findall(r"^WORKDIR\s+(\S+)", open(os.path.join(REPO, "Dockerfile")).read(), re.M)
+    assert workdirs and workdirs[-1] == default
+    assert re.search(r"^COPY examples/", open(os.path.join(REPO, "Dockerfile")).read(), re.M)
 
 
 def test_submit_dry_run_prints_the_vertex_job(full):
