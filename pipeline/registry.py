@@ -130,7 +130,7 @@ class Registry:
         if str(version) in ("production", "staging") and not hit:
             stage = str(version)
             hit = [v for v in self.list_versions(model, _pushed=cands) if v["stage"] == stage]
-            hit = [c for c in cands if any(h["id"] == c["id"] for h in hit)]
+            hit = [c for c in cands if any(h["artifact_id"] == c["id"] for h in hit)]
         models = sorted({v["model"] for v in hit})
         if len(models) > 1:
             raise RegistryError(f"version {version} exists for several models {models}; pass --model")

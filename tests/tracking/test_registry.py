@@ -64,6 +64,8 @@ def test_promote_rollback_and_transitions(penguin, monkeypatch):
     assert f"rolled back from version {v2} to {v1} by carol" in out
     assert os.readlink(os.path.join(penguin.push, "serving")) == v1
     assert (open(os.path.join(penguin.push, "serving", "tfpipe_push.json")).read())
+    shown = json.loads(tfpipe("models", "show", "production", "--json", "--metadata", md, check=0).stdout)
+    assert shown["version"] == v1 and shown["stage"] == "production"
     listing = tfpipe("models", "list", "--metadata", md, check=0).stdout
     assert "PRODUCTION" in next(x for x in listing.splitlines() if f" {v1} " in x)
     # nothing earlier to return to: refused, serving unchanged
