@@ -24,7 +24,7 @@ import subprocess
 import tomllib
 
 __all__ = ["ACTIONS", "CiPlanError", "Rule", "Change", "Match", "Plan", "load_rules", "glob_to_regex",
-           "changed_paths", "classify", "make_plan", "format_plan", "DEFAULT_CONFIG"]
+           "changed_paths", "classify", "make_plan", "format_plan", "module_overrides", "DEFAULT_CONFIG"]
 
 # Strongest last: the plan's action is the maximum over all changed paths.
 ACTIONS = ("nothing", "data_only", "modules_only", "full_rebuild")
@@ -279,6 +279,28 @@ def format_plan(plan: Plan) -> str:
     if plan.module_files():
         lines.append("module files to upload: " + " ".join(plan.module_files()))
     return "\n".join(lines)
+
+
+def module_overrides(ir: dict, files: list[str], module_root: str) -> tuple[dict[str, str], list[str]]:
+    """Pipeline parameters that point the pipeline at uploaded module files.
+
+    Every node parameter of the compiled ``ir`` whose value is a path ending in one of the
+    repository-relative ``files`` becomes ``{node}__{param} -> module_root/<file>`` (the KFP
+    pipeline-parameter naming of orchestrators/task.py), so a modules-only resubmit runs the new
+    module code without rebuilding the image. Returns (overrides, files no parameter uses).
+    """
+    out, used = {}, set()
+    for node in ir.get("nodes", []):
+        for key, value in node.get("parameters", {}).items():
+            if not isinstance(value, str):
+                continue
+            norm = value.replace(os.sep, "/")
+            for rel in files:
+                rel = rel.strip("/")
+                if norm == rel or norm.endswith("/" + rel):
+                    out[f"{node['id']}__{key}"] = module_root.rstrip("/") + "/" + rel
+                    used.add(rel)
+    return out, [f for f in files if f.strip("/") not in used]
 
 
 def cli_plan(args) -> int:

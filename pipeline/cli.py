@@ -158,6 +158,17 @@ def cmd_ci_plan(args) -> int:
         raise UsageError(str(e)) from None
 
 
+def cmd_ci_module_params(args) -> int:
+    from .ci_plan import module_overrides
+    overrides, unused = module_overrides(_compile(args.pipeline), args.files, args.module_root)
+    for f in unused:
+        print(f"tfpipe: warning: module file {f} is not a parameter of any node of {args.pipeline} "
+              f"(uploaded, but only a module that imports it will see it)", file=sys.stderr)
+    for name, value in sorted(overrides.items()):
+        print(f"{name}={value}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tfpipe", description="TFX-style ML pipelines: run, compile, inspect.")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
@@ -232,6 +243,12 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--repo", default=".", help="git repository (default: current directory)")
     cp.add_argument("--json", action="store_true")
     cp.set_defaults(fn=cmd_ci_plan)
+    cm = ci.add_parser("module-params", help="NAME=VALUE pipeline parameters that point a pipeline's "
+                                             "module_file parameters at uploaded copies (modules-only retrain)")
+    cm.add_argument("pipeline")
+    cm.add_argument("--module-root", required=True, help="where the files were uploaded, e.g. /gcs/BUCKET/modules/SHA")
+    cm.add_argument("--files", nargs="*", default=[], metavar="FILE", help="repository-relative module file paths")
+    cm.set_defaults(fn=cmd_ci_module_params)
     return p
 
 

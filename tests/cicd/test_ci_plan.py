@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from pipeline.ci_plan import CiPlanError, glob_to_regex, make_plan
+from pipeline.ci_plan import CiPlanError, glob_to_regex, make_plan, module_overrides
 from tests.cicd.gitrepo import commit, git, write
 from tests.conftest import REPO, tfpipe
 
@@ -202,3 +202,18 @@ def test_glob_semantics(pattern, path, hit):
 def test_same_commit_is_nothing(history):
     d = plan(history, "module", "module")
     assert d["action"] == "nothing" and d["changes"] == [] and d["reasons"] == []
+
+
+def test_module_overrides_point_module_parameters_at_the_uploaded_copies():
+    ir = {"nodes": [
+        {"id": "Transform", "parameters": {"module_file": "/opt/tfpipe/examples/penguin/penguin_transform.py"}},
+        {"id": "Trainer", "parameters": {"module_file": "/opt/tfpipe/examples/penguin/penguin_utils.py",
+                                         "train_steps": 5}},
+        {"id": "Tuner", "parameters": {"module_file": "/opt/tfpipe/examples/penguin/penguin_utils.py"}},
+        {"id": "Other", "parameters": {"module_file": "/opt/tfpipe/examples/other/x_penguin_utils.py"}},
+    ]}
+    over, unused = module_overrides(ir, ["examples/penguin/penguin_utils.py", "examples/penguin/helpers_utils.py"],
+                                    "/gcs/b/root/modules/abc/")
+    assert over == {"Trainer__module_file": "/gcs/b/root/modules/abc/examples/penguin/penguin_utils.py",
+                    "Tuner__module_file": "/gcs/b/root/modules/abc/examples/penguin/penguin_utils.py"}
+    assert unused == ["examples/penguin/helpers_utils.py"]

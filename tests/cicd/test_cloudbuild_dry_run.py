@@ -212,6 +212,7 @@ def test_submit_dry_run_prints_the_vertex_job(full):
     assert job["display_name"] == "tfpipe-continuous-training"
     assert job["runtime_config"]["gcsOutputDirectory"] == "gs://test-bucket/root"
     assert "job" not in job  # nothing was created
+    assert job["parameters"] == {}  # a full build runs the modules baked into the image
 
 
 def test_modules_only_skips_the_build_retags_uploads_and_resubmits(modules_only, module_files):
@@ -224,6 +225,12 @@ def test_modules_only_skips_the_build_retags_uploads_and_resubmits(modules_only,
                        for f in module_files]
     job = _submit_json(ran)
     assert job["dry_run"] is True and job["images"] == [IMAGE]
+    # the resubmitted job reads the uploaded modules (Cloud Storage FUSE path), not the image's
+    root = f"/gcs/test-bucket/root/modules/{SHA}/"
+    params = job["parameters"]
+    assert params["Trainer__module_file"] == root + "examples/penguin/penguin_utils.py"
+    assert params["Transform__module_file"] == root + "examples/penguin/penguin_transform.py"
+    assert all(k.endswith("__module_file") and v[len(root):] in module_files for k, v in params.items())
 
 
 def test_a_module_file_missing_from_the_source_fails_the_upload(tmp_path):
