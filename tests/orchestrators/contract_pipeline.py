@@ -1,7 +1,7 @@
 """The contract pipeline: trivial components, one of which fails while a flag file exists.
 
-    Source -> Double -> Boom -> Sink
-           \\-> Side                   (an independent branch)
+    Source -> Boom -> Sink
+           \\-> Side          (an independent branch)
 
 Configured by environment variables read when the pipeline is created (compile time):
 ``CONTRACT_FAIL_FLAG`` (path of the flag file; Boom raises while it exists).
@@ -16,14 +16,6 @@ def source(examples: Output[Examples], rows: int = 5) -> None:
     os.makedirs(examples.uri, exist_ok=True)
     with open(os.path.join(examples.uri, "data.txt"), "w") as f:
         f.write("\n".join(str(i) for i in range(rows)) + "\n")
-
-
-@component(name="ContractDouble")
-def double(examples: Input[Examples], doubled: Output[Examples]) -> None:
-    with open(os.path.join(examples.uri, "data.txt")) as f:
-        values = [int(x) for x in f.read().split()]
-    with open(os.path.join(doubled.uri, "data.txt"), "w") as f:
-        f.write("\n".join(str(2 * v) for v in values) + "\n")
 
 
 @component(name="ContractSide")
@@ -41,9 +33,9 @@ def boom(examples: Input[Examples], checked: Output[Examples], fail_flag: str = 
     if fail_flag and os.path.exists(fail_flag):
         raise ValueError(f"contract: boom asked to fail (flag file {fail_flag} exists)")
     with open(os.path.join(examples.uri, "data.txt")) as f:
-        data = f.read()
+        values = [int(x) for x in f.read().split()]
     with open(os.path.join(checked.uri, "data.txt"), "w") as f:
-        f.write(data)
+        f.write("\n".join(str(2 * v) for v in values) + "\n")
 
 
 @component(name="ContractSink")
@@ -56,8 +48,7 @@ def sink(examples: Input[Examples], total: Output[String]) -> None:
 
 def create_pipeline() -> Pipeline:
     src = source(rows=5)
-    dbl = double(examples=src.outputs.examples)
     sd = side(examples=src.outputs.examples)
-    bm = boom(examples=dbl.outputs.doubled, fail_flag=os.environ.get("CONTRACT_FAIL_FLAG", ""))
+    bm = boom(examples=src.outputs.examples, fail_flag=os.environ.get("CONTRACT_FAIL_FLAG", ""))
     sk = sink(examples=bm.outputs.checked)
-    return Pipeline(name="contract", components=[src, dbl, sd, bm, sk])
+    return Pipeline(name="contract", components=[src, sd, bm, sk])

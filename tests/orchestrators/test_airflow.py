@@ -8,7 +8,7 @@ import pytest
 
 from pipeline.metadata import MetadataStore
 
-from .conftest import FLAKY, PENGUIN, compile_file, summary
+from .conftest import FLAKY, compile_file, summary
 
 
 @pytest.fixture(scope="module")
@@ -73,3 +73,25 @@ def test_retry_succeeds_without_duplicate_live_artifacts_and_conf_parameters(air
     assert open(os.path.join(live[0].uri, "value")).read() == "from dag_run.conf"
     start = run["nodes"]["FlakyStart"]
     assert start["parameters"]["message"] == "from dag_run.conf"
+
+
+def test_kubernetes_pod_operator_option_renders_tasks_in_the_image(tmp_path, monkeypatch):
+    from orchestrators.airflow import AirflowCompileError, compile_airflow
+    from .conftest import CONTRACT
+    ir = compile_file(CONTRACT, str(tmp_path / "home"))
+    ir["pipeline"]["settings"] = {"airflow_operator": "kubernetes", "image": "registry.example/tfpipe:1",
+                                  "namespace": "pipelines", "retries": 2}
+    monkeypatch.setenv("TFPIPE_METADATA", '{"grpc": {"host": "metadata-grpc-service", "port": 8080}}')
+    path = compile_airflow(ir, str(tmp_path / "dags"))
+    text = open(path).read()
+    tree = ast.parse(text)
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "KubernetesPodOperator"]
+    assert len(calls) == len(ir["nodes"])
+    assert "IMAGE = 'registry.example/tfpipe:1'" in text and "NAMESPACE = 'pipelines'" in text
+    assert "'TFPIPE_METADATA': '{\"grpc\"" in text
+    assert "cmds=['python', '-m', 'orchestrators.task']" in text and "'--ir-json', IR_JSON" in text
+    assert '"retries": 2' in text
+    assert "tasks['ContractBoom'] >> tasks['ContractSink']" in text
+    ir["pipeline"]["settings"] = {"airflow_operator": "celery"}
+    with pytest.raises(AirflowCompileError, match="expected 'bash' or 'kubernetes', found 'celery'"):
+        compile_airflow(ir, str(tmp_path / "dags2"))

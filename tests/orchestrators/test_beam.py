@@ -15,7 +15,7 @@ def test_cli_run_target_beam(tmp_path):
     run = summary(MetadataStore(str(home / "metadata.sqlite")), "b-1")
     assert run["status"] == "COMPLETE"
     assert {k: e["state"] for k, e in run["nodes"].items()} == {
-        k: "COMPLETE" for k in ("ContractSource", "ContractDouble", "ContractSide", "ContractBoom", "ContractSink")}
+        k: "COMPLETE" for k in ("ContractSource", "ContractSide", "ContractBoom", "ContractSink")}
 
 
 def test_dag_and_components_on_the_portable_runner_offline(tmp_path):

@@ -68,7 +68,7 @@ def test_failure_in_the_middle(scenarios, orch):
     assert "boom asked to fail" in r.error.message
     assert run["status"] == "FAILED"
     nodes = run["nodes"]
-    assert nodes["ContractSource"]["state"] == nodes["ContractDouble"]["state"] == "COMPLETE"
+    assert nodes["ContractSource"]["state"] == "COMPLETE"
     assert nodes["ContractBoom"]["state"] == "FAILED"
     assert "boom asked to fail" in nodes["ContractBoom"]["error"]
     assert "ContractSink" not in nodes  # downstream of the failure: never started
@@ -83,17 +83,18 @@ def test_failure_in_the_middle(scenarios, orch):
 
 
 @pytest.mark.parametrize("orch", ORCHESTRATORS)
-def test_rerun_resumes_from_cache_then_all_cached(scenarios, orch):
+def test_rerun_resumes_from_cache(scenarios, orch):
     s = scenarios(orch)
-    first, again, third = (s.summaries[k] for k in ("contract-1", "contract-2", "contract-3"))
-    assert again["status"] == third["status"] == "COMPLETE"
+    first, again = (s.summaries[k] for k in ("contract-1", "contract-2"))
+    assert again["status"] == "COMPLETE" and s.results["contract-2"].ok
     n = again["nodes"]
-    for node in ("ContractSource", "ContractDouble"):
-        assert n[node]["state"] == "CACHED" and n[node]["cached_from"] == first["nodes"][node]["execution_id"]
+    assert n["ContractSource"]["state"] == "CACHED"
+    assert n["ContractSource"]["cached_from"] == first["nodes"]["ContractSource"]["execution_id"]
     assert n["ContractBoom"]["state"] == n["ContractSink"]["state"] == "COMPLETE"
-    assert n["ContractSide"]["state"] in ("CACHED", "COMPLETE")
-    assert {k: e["state"] for k, e in third["nodes"].items()} == {k: "CACHED" for k in n}
-    # exactly one LIVE output of Boom across the three runs: the successful one
+    # Side is independent of Boom: orchestrators that keep running other branches after a
+    # failure (Airflow, Beam) ran it in the failed run, the others run it now
+    assert n["ContractSide"]["state"] == ("CACHED" if "ContractSide" in first["nodes"] else "COMPLETE")
+    # exactly one LIVE output of Boom across both runs: the successful one
     from pipeline.metadata import MetadataStore
     store = MetadataStore(s.contract_ir["pipeline"]["metadata"])
     live = [a for a in store.list_artifacts("Examples") if a.state == "LIVE" and "/ContractBoom/" in a.uri]

@@ -25,16 +25,16 @@ def spec(tmp_path_factory):
 def test_one_task_per_node_with_ir_dependencies(spec):
     tasks = spec["root"]["dag"]["tasks"]
     assert {k: sorted(v.get("dependentTasks", [])) for k, v in tasks.items()} == {
-        "contractsource": [], "contractdouble": ["contractsource"], "contractside": ["contractsource"],
-        "contractboom": ["contractdouble"], "contractsink": ["contractboom"]}
+        "contractsource": [], "contractside": ["contractsource"],
+        "contractboom": ["contractsource"], "contractsink": ["contractboom"]}
     assert {v["taskInfo"]["name"] for v in tasks.values()} == {
-        "ContractSource", "ContractDouble", "ContractSide", "ContractBoom", "ContractSink"}
+        "ContractSource", "ContractSide", "ContractBoom", "ContractSink"}
     assert all(v["cachingOptions"] == {} or not v["cachingOptions"].get("enableCache") for v in tasks.values())
 
 
 def test_tasks_run_the_launcher_in_the_pipeline_image(spec):
     execs = spec["deploymentSpec"]["executors"]
-    assert len(execs) == 5
+    assert len(execs) == 4
     for e in execs.values():
         c = e["container"]
         assert c["image"] == "registry.example/tfpipe:9"

@@ -1,0 +1,90 @@
+"""The penguin pipeline's wall time under each orchestrator that runs here, as a ratio to
+the local runner (targets: Beam DAG runner <= 1.2x, Airflow <= 1.5x, kfp.local <= 2x).
+
+Each orchestrator runs the whole pipeline from an empty TFPIPE_HOME (nothing cached), then
+once more (everything cached: the orchestration overhead alone). Airflow's one-off setup
+(`airflow db migrate`) is not timed. Environment knobs:
+``TFPIPE_BENCH_TRAIN_STEPS`` (default 100), ``TFPIPE_BENCH_ORCHESTRATORS`` (default
+``local,beam,kfp-local,airflow``), ``TFPIPE_BENCH_PENGUIN=data`` for the data half only.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _ir(home: str) -> dict:
+    from examples.penguin.pipeline import create_pipeline
+    from orchestrators.local.runner import select_nodes
+    from pipeline.compiler import compile_pipeline
+    p = create_pipeline(root=os.path.join(home, "artifacts", "penguin"), metadata=os.path.join(home, "m.sqlite"),
+                        train_steps=int(os.environ.get("TFPIPE_BENCH_TRAIN_STEPS", "100")))
+    ir = compile_pipeline(p)
+    ir["pipeline"]["source"] = os.path.join(REPO, "examples", "penguin", "pipeline.py")
+    if os.environ.get("TFPIPE_BENCH_PENGUIN") == "data":
+        keep = select_nodes(ir, to_node="ExampleValidator")
+        ids = {n["id"] for n in keep}
+        ir["nodes"] = [{**n, "upstream": [u for u in n["upstream"] if u in ids]} for n in keep]
+    return ir
+
+
+def _runner(name: str, tmp: str):
+    if name == "local":
+        from orchestrators.local import LocalRunner
+        return LocalRunner(verbose=False)
+    if name == "beam":
+        from orchestrators.beam import BeamDagRunner
+        return BeamDagRunner(verbose=False)
+    if name == "kfp-local":
+        from orchestrators.kubeflow.local import KfpLocalRunner
+        return KfpLocalRunner(verbose=False, workdir=os.path.join(tmp, "kfp"))
+    if name == "airflow":
+        from orchestrators.airflow.local import AirflowLocalRunner
+        r = AirflowLocalRunner(os.path.join(tmp, "airflow"), python=sys.executable, verbose=False,
+                               airflow_bin=os.path.join(REPO, ".venv-airflow", "bin", "airflow"))
+        r.setup()
+        return r
+    raise KeyError(name)
+
+
+def _blessed(ir: dict, run_id: str) -> float:
+    from pipeline import inspect as insp
+    from pipeline.metadata import MetadataStore
+    info = insp.show_run(MetadataStore(ir["pipeline"]["metadata"]), run_id)
+    pushed = [e for e in info["executions"] if e["node_id"] == "Pusher" and e["state"] in ("COMPLETE", "CACHED")]
+    for e in pushed:
+        for arts in e["outputs"].values():
+            for a in arts:
+                if a["type"] == "PushedModel" and os.path.exists(a["uri"]) and os.listdir(a["uri"]):
+                    return 1.0
+    return 0.0
+
+
+def run(report) -> None:
+    names = os.environ.get("TFPIPE_BENCH_ORCHESTRATORS", "local,beam,kfp-local,airflow").split(",")
+    base = None
+    for name in names:
+        tmp = tempfile.mkdtemp(prefix=f"bench-orch-{name}-")
+        runner = _runner(name, tmp)
+        ir = _ir(os.path.join(tmp, "home"))
+        t0 = time.monotonic()
+        r = runner.run(ir, run_id="bench-1")
+        cold = time.monotonic() - t0
+        if not r.ok:
+            report(f"{name}_failed", 1, "flag", f"{r.error}")
+            continue
+        t0 = time.monotonic()
+        r2 = runner.run(ir, run_id="bench-2")
+        warm = time.monotonic() - t0
+        base = cold if name == "local" else base
+        base_note = f"x local ({len(ir['nodes'])} nodes)"
+        report(f"{name}_wall", cold, "s", f"{len(ir['nodes'])} nodes, nothing cached")
+        report(f"{name}_cached_wall", warm, "s", "second run, all cached" if r2.ok else f"FAILED: {r2.error}")
+        if base:
+            report(f"{name}_ratio", cold / base, "x", base_note)
+        if any(n["id"] == "Pusher" for n in ir["nodes"]):
+            report(f"{name}_model_pushed", _blessed(ir, "bench-1"), "flag", "1 = blessed and pushed")
