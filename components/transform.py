@@ -143,13 +143,13 @@ def Transform(examples: Input[Examples], schema: Input[Schema],
     tmp = ctx.tmp_dir or tempfile.mkdtemp(prefix="tfpipe-transform-")
     ctx.log(f"analyzing {analyze_splits} and transforming {splits} with {what}")
     with ctx.beam_pipeline() as p, tft_beam.Context(temp_dir=os.path.join(tmp, "tft")):
-        analyze_in = [read(p, s) for s in analyze_splits]
-        raw = analyze_in[0] if len(analyze_in) == 1 else analyze_in | "Flatten" >> beam.Flatten()
+        raw_by_split = {s: read(p, s) for s in dict.fromkeys([*analyze_splits, *splits])}
+        analyze_in = [raw_by_split[s] for s in analyze_splits]
+        raw = analyze_in[0] if len(analyze_in) == 1 else tuple(analyze_in) | "Flatten" >> beam.Flatten()
         transform_fn = (raw, adapter_config) | "Analyze" >> tft_beam.AnalyzeDataset(wrapped_fn)
         _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(transform_graph.uri)
         for s in splits:
-            data = read(p, s) if s not in analyze_splits or len(analyze_splits) > 1 else analyze_in[0]
-            batches, _meta = (((data, adapter_config), transform_fn)
+            batches, _meta = (((raw_by_split[s], adapter_config), transform_fn)
                               | f"Transform[{s}]" >> tft_beam.TransformDataset(output_record_batches=True))
             rbs = batches | f"Batches[{s}]" >> beam.Map(lambda t: t[0]).with_output_types(pa.RecordBatch)
             out_dir = transformed_examples.split_uri(s)

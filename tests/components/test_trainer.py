@@ -63,7 +63,8 @@ def test_serving_applies_the_transform_no_skew(penguin_model, served):
     assert rows(trained_on) == rows(served_feats)
     # the Keras model (weights exported beside the SavedModel) on the training-time features
     import sys
-    sys.path.insert(0, PENGUIN)
+    if PENGUIN not in sys.path:
+        sys.path.append(PENGUIN)
     from components.trainer import load_base_weights
     import penguin_utils
     keras_model = penguin_utils._build_keras_model({}, tft_out)
@@ -145,3 +146,26 @@ def test_missing_module_file_via_cli_exits_1(penguin_model, tmp_path):
     trainer_execs = [e for e in store.store.get_executions() if store.props(e).get("node_id") == "Trainer"]
     last = max(trainer_execs, key=lambda e: e.id)
     assert store.state_name(last) == "FAILED" and missing in store.props(last)["error"]
+
+
+def test_data_accessor_reads_raw_parquet_with_the_raw_schema(penguin_model):
+    """Without Transform: ExampleGen's Parquet + the raw schema -> sparse features (missing
+    values are absent entries), batched, label split off; tfx_bsl's options class works."""
+    from tfx_bsl.public import tfxio
+
+    from components.trainer import build_fn_args
+    outs = penguin_model["outputs"]
+    fa = build_fn_args(outs["ExampleGen"]["examples"], outs["SchemaGen"]["schema"])
+    assert fa.examples_format == "parquet" and all(f.endswith(".parquet") for f in fa.train_files)
+    ds = fa.data_accessor.tf_dataset_factory(
+        fa.train_files, tfxio.TensorFlowDatasetOptions(batch_size=500, num_epochs=1, shuffle=False,
+                                                       label_key="species"), fa.schema_path)
+    batches = list(ds)
+    assert len(batches) == 1
+    feats, label = batches[0]
+    n = outs["ExampleGen"]["examples"].row_counts["train"]
+    assert label.dense_shape.numpy()[0] == n
+    sex = feats["sex"]
+    import pyarrow.parquet as pq
+    nulls = pq.read_table(fa.train_files[0]).column("sex").null_count
+    assert sex.dense_shape.numpy()[0] == n and len(sex.values.numpy()) == n - nulls
