@@ -136,6 +136,8 @@ def run_cloudbuild(tmp_path, overrides):
         ran.append((sid, kind, p))
         assert p.returncode == 0, (f"{where} exited {p.returncode}\n$ {' '.join(argv)}\n"
                                    f"stdout:\n{p.stdout[-4000:]}\nstderr:\n{p.stderr[-4000:]}")
+    for rel in (doc.get("artifacts") or {}).get("objects", {}).get("paths", []):
+        assert (work / rel).is_file(), f"cloudbuild.yaml artifacts.objects.paths: no {rel} after the steps"
     calls = [json.loads(line) for line in log.read_text().splitlines()]
     return ran, calls, work
 
