@@ -166,6 +166,12 @@ def Tuner(examples: Input[Examples], best_hyperparameters: Output[HyperParameter
         assigned = _run_parallel(tuner, parallel_trials, module_file, tuner_fn, fn_args, ctx, work)
     else:
         ctx.log(f"searching with {type(tuner).__name__} in this process")
+        on_trial_end = tuner.on_trial_end
+
+        def logged_trial_end(trial):  # progress: one line per finished trial
+            on_trial_end(trial)
+            ctx.log(f"trial {trial.trial_id}: score {trial.score} with {dict(trial.hyperparameters.values)}")
+        tuner.on_trial_end = logged_trial_end
         try:
             tuner.search(**fit_kwargs)
         except Exception as e:

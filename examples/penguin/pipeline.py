@@ -36,7 +36,7 @@ TRAINER_MODULE = os.path.join(HERE, "penguin_utils.py")  # run_fn, tuner_fn
 def create_pipeline(data_root: str = DATA, name: str = "penguin", root: str | None = None,
                     metadata: str | None = None, enable_cache: bool = True,
                     beam_pipeline_args: list[str] | None = None, enable_tuning: bool = False,
-                    train_steps: int = 500, tuning_parallel_trials: int = 1,
+                    train_steps: int = 500, tuning_parallel_trials: int = 1, tuning_trials: int = 4,
                     trainer_module: str = TRAINER_MODULE, transform_module: str = TRANSFORM_MODULE) -> Pipeline:
     example_gen = ExampleGen(input_base=data_root, label_key="species")
     stats = StatisticsGen(examples=example_gen.outputs.examples)
@@ -47,7 +47,7 @@ def create_pipeline(data_root: str = DATA, name: str = "penguin", root: str | No
                           module_file=transform_module)
     tuner = Tuner(examples=transform.outputs.transformed_examples, transform_graph=transform.outputs.transform_graph,
                   module_file=trainer_module, train_steps=20, eval_steps=5,
-                  custom_config={"max_trials": 4, "tuner_epochs": 1},
+                  custom_config={"max_trials": tuning_trials, "tuner_epochs": 1},
                   parallel_trials=tuning_parallel_trials) if enable_tuning else None
     trainer = Trainer(examples=transform.outputs.transformed_examples, transform_graph=transform.outputs.transform_graph,
                       schema=schema.outputs.schema,

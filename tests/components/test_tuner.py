@@ -42,7 +42,7 @@ def run_fn(fn_args):
 
 @pytest.fixture(scope="module")
 def tuned(penguin_model, run_penguin_node):
-    r = run_penguin_node("Tuner", enable_tuning=True, tuning_parallel_trials=2)
+    r = run_penguin_node("Tuner", enable_tuning=True, tuning_parallel_trials=2, tuning_trials=3)
     assert r.ok, r.error
     return r.nodes[0].outputs["best_hyperparameters"][0]
 
@@ -52,11 +52,11 @@ def test_parallel_trials_run_in_two_worker_processes(tuned):
         rec = json.load(f)
     assert rec["parallel_trials"] == 2 and rec["workers"] == ["tuner0", "tuner1"]
     trials = rec["trials"]
-    assert len(trials) == 4  # max_trials of the penguin tuner_fn, counted over both workers
+    assert len(trials) == 3  # max_trials, counted over both workers
     assert all(t["status"] == "COMPLETED" and t["score"] is not None for t in trials)
     assert {t["worker"] for t in trials} <= {"tuner0", "tuner1"}
-    # four distinct points of the search space were tried
-    assert len({json.dumps(t["hyperparameters"], sort_keys=True) for t in trials}) == 4
+    # distinct points of the search space were tried
+    assert len({json.dumps(t["hyperparameters"], sort_keys=True) for t in trials}) == 3
     with open(os.path.join(tuned.uri, "best_hyperparameters.txt")) as f:
         best = json.load(f)
     assert set(best) == {"learning_rate", "num_layers", "units"}
@@ -66,7 +66,7 @@ def test_parallel_trials_run_in_two_worker_processes(tuned):
 
 def test_trainer_gets_best_hyperparameters_and_fn_args(penguin_model, tuned, run_penguin_node, tmp_path):
     mod = bad_module(tmp_path, "recording_trainer.py", RECORDING_RUN_FN)
-    r = run_penguin_node("Trainer", enable_tuning=True, trainer_module=mod)
+    r = run_penguin_node("Trainer", enable_tuning=True, tuning_trials=3, trainer_module=mod)
     assert r.ok, r.error
     outs = r.nodes[0].outputs
     with open(os.path.join(outs["model_run"][0].uri, "fn_args.json")) as f:
@@ -92,3 +92,15 @@ def test_tuner_fn_missing(penguin_model, run_penguin_node, tmp_path):
     assert mod in r.error.message and "tuner_fn" in r.error.message
     store = MetadataStore(penguin_model["kw"]["metadata"])
     assert store.state_name(store.executions([r.error.execution_id])[0]) == "FAILED"
+
+
+def test_serial_search_in_process(penguin_model, run_penguin_node):
+    """parallel_trials=1: the search runs in the Tuner's own process (kept last in this file:
+    it becomes the newest Tuner execution)."""
+    r = run_penguin_node("Tuner", enable_tuning=True, tuning_parallel_trials=1, tuning_trials=2)
+    assert r.ok, r.error
+    hp = r.nodes[0].outputs["best_hyperparameters"][0]
+    with open(os.path.join(hp.uri, "trials.json")) as f:
+        rec = json.load(f)
+    assert rec["workers"] == ["local"] and len(rec["trials"]) == 2
+    assert all(t["worker"] == "local" and t["status"] == "COMPLETED" for t in rec["trials"])
