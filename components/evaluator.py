@@ -38,6 +38,11 @@ def _check_label(cfg: dict, examples, model) -> None:
     """Every label key must be a column of the data or, with a preprocessing function, an
     output of the model's transform signature."""
     columns = sorted(examples.columns or {})
+    if not columns:  # Examples from a producer that records no columns: read the Parquet schema
+        import pyarrow.parquet as pq
+
+        from .examples_io import split_files
+        columns = sorted(pq.read_schema(split_files(examples, examples.split_names[0])[0]).names)
     missing = [k for k in ec.label_keys(cfg) if k not in columns]
     if not missing:
         return
