@@ -1,12 +1,30 @@
 """Run in a separate process by the InfraValidator: load a SavedModel, time the load,
 send the requests, and report what came back as JSON on stdout's last line.
 
-    python -m components._infra_probe MODEL_DIR REQUESTS.tfrecord [SIGNATURE]
+    python -m components._infra_probe MODEL_DIR REQUESTS.bin [SIGNATURE]
+
+REQUESTS.bin: serialized tf.Examples, each preceded by its length (8 bytes, little endian).
 """
 import json
 import os
+import struct
 import sys
 import time
+
+
+def write_requests(path: str, records: list[bytes]) -> None:
+    with open(path, "wb") as f:
+        for r in records:
+            f.write(struct.pack("<Q", len(r)) + r)
+
+
+def read_requests(path: str) -> list[bytes]:
+    out = []
+    with open(path, "rb") as f:
+        while header := f.read(8):
+            (n,) = struct.unpack("<Q", header)
+            out.append(f.read(n))
+    return out
 
 
 def main(argv: list[str]) -> int:
@@ -25,7 +43,7 @@ def main(argv: list[str]) -> int:
         print(json.dumps(report))
         return 0
     fn = loaded.signatures[signature]
-    records = [r.numpy() for r in tf.data.TFRecordDataset(requests)]
+    records = read_requests(requests)
     t2 = time.monotonic()
     out = fn(examples=tf.constant(records))
     report["predict_s"] = time.monotonic() - t2

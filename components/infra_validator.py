@@ -18,6 +18,7 @@ import math
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 from pipeline import Examples, InfraBlessing, Input, Model, Output, component, current
@@ -67,14 +68,12 @@ def InfraValidator(model: Input[Model], examples: Input[Examples], blessing: Out
     if problem not in ("auto", "classification", "regression"):
         raise ValueError(f"problem={problem!r}; expected 'auto', 'classification' or 'regression'")
     ctx = current()
+    from ._infra_probe import write_requests
     from .examples_io import serialized_examples
-    import tensorflow as tf  # only to write the request file as TFRecord
 
     records = serialized_examples(examples, request_split, limit=num_examples, drop_columns=list(drop_columns))
-    req = os.path.join(ctx.tmp_dir, "requests.tfrecord")
-    with tf.io.TFRecordWriter(req) as w:
-        for r in records:
-            w.write(r)
+    req = os.path.join(ctx.tmp_dir or tempfile.mkdtemp(prefix="tfpipe-infra-"), "requests.bin")
+    write_requests(req, records)  # no TensorFlow in this process: only the server process loads it
     model_dir = os.path.join(model.uri, "Format-Serving")
     model_dir = model_dir if os.path.isdir(model_dir) else model.uri
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
