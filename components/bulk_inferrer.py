@@ -15,7 +15,11 @@ import os
 
 from pipeline import Examples, InferenceResult, Input, Model, ModelBlessing, Output, component, current
 
-__all__ = ["BulkInferrer", "SavedModelHandler"]
+__all__ = ["BulkInferrer", "BulkInferrerError", "SavedModelHandler"]
+
+
+class BulkInferrerError(RuntimeError):
+    """Bad BulkInferrer arguments, or predictions that do not cover the split."""
 
 
 def SavedModelHandler(model_dir: str, signature: str = "serving_default", output_key: str = "outputs"):
@@ -90,7 +94,7 @@ def BulkInferrer(examples: Input[Examples], model: Input[Model], inference_resul
     keep = columns if keep_columns is None else list(keep_columns)
     unknown = [c for c in keep if c not in columns]
     if unknown:
-        raise ValueError(f"keep_columns names {unknown}; Examples #{examples.id} has columns {columns}")
+        raise BulkInferrerError(f"BulkInferrer: keep_columns names {unknown}; Examples #{examples.id} has columns {columns}")
     import pyarrow.parquet as pq
     in_schema = pq.read_schema(files[0])
     model_dir = os.path.join(model.uri, "Format-Serving")
@@ -113,7 +117,7 @@ def BulkInferrer(examples: Input[Examples], model: Input[Model], inference_resul
                                 for f in sorted(os.listdir(inference_result.uri)) if f.endswith(".parquet")])
     want = (examples.row_counts or {}).get(data_split)
     if want is not None and written.num_rows != want:
-        raise RuntimeError(f"BulkInferrer wrote {written.num_rows} predictions for {want} examples of "
+        raise BulkInferrerError(f"BulkInferrer wrote {written.num_rows} predictions for {want} examples of "
                            f"{data_split}; the Beam runner dropped data (check beam_pipeline_args)")
     with open(os.path.join(inference_result.uri, "inference.json"), "w") as f:
         json.dump({"model_id": model.id, "split": data_split, "rows": written.num_rows,

@@ -23,7 +23,12 @@ import time
 
 from pipeline import Examples, InfraBlessing, Input, Model, Output, component, current
 
-__all__ = ["InfraValidator", "check_response"]
+__all__ = ["InfraValidator", "InfraValidatorError", "check_response"]
+
+
+class InfraValidatorError(ValueError):
+    """The InfraValidator was configured wrongly (a model that fails to serve is not an
+    error: it is recorded as not infra-blessed)."""
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -66,7 +71,8 @@ def InfraValidator(model: Input[Model], examples: Input[Examples], blessing: Out
     """Load ``model`` in a separate process, send ``num_examples`` requests from
     ``request_split`` (without ``drop_columns``, e.g. the label), check the responses."""
     if problem not in ("auto", "classification", "regression"):
-        raise ValueError(f"problem={problem!r}; expected 'auto', 'classification' or 'regression'")
+        raise InfraValidatorError(f"InfraValidator: problem={problem!r}; expected 'auto', 'classification' "
+                                  f"or 'regression'")
     ctx = current()
     from ._infra_probe import write_requests
     from .examples_io import serialized_examples
