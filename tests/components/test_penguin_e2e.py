@@ -24,11 +24,9 @@ DOWNSTREAM = ["Trainer", "Evaluator", "InfraValidator", "Pusher"]
 
 def _pipeline_file(tmp_path, kw, name, trainer_module=None):
     f = tmp_path / f"{name}.py"
-    extra = f", trainer_module={trainer_module!r}" if trainer_module else ""
+    args = {**kw, **({"trainer_module": trainer_module} if trainer_module else {})}
     f.write_text("from examples.penguin.pipeline import create_pipeline as _c\n\n\n"
-                 "def create_pipeline():\n"
-                 f"    return _c(root={kw['root']!r}, metadata={kw['metadata']!r}, "
-                 f"train_steps={kw['train_steps']!r}{extra})\n")
+                 f"def create_pipeline():\n    return _c(**{args!r})\n")
     return str(f)
 
 
