@@ -1,6 +1,7 @@
 """Trainer: the penguin run_fn through the real Trainer, the Model contract, and bad module files."""
 import json
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -62,7 +63,6 @@ def test_serving_applies_the_transform_no_skew(penguin_model, served):
                       for i in range(len(d[keys[0]])))
     assert rows(trained_on) == rows(served_feats)
     # the Keras model (weights exported beside the SavedModel) on the training-time features
-    import sys
     if PENGUIN not in sys.path:
         sys.path.append(PENGUIN)
     from components.trainer import load_base_weights
@@ -169,3 +169,26 @@ def test_data_accessor_reads_raw_parquet_with_the_raw_schema(penguin_model):
     import pyarrow.parquet as pq
     nulls = pq.read_table(fa.train_files[0]).column("sex").null_count
     assert sex.dense_shape.numpy()[0] == n and len(sex.values.numpy()) == n - nulls
+
+
+def test_warm_start_from_a_base_model(penguin_model):
+    """fn_args.base_model points at the base model's Format-Serving; load_base_weights
+    restores the weights the Trainer exported beside it."""
+    import tensorflow_transform as tft
+
+    from components.trainer import build_fn_args, load_base_weights
+    outs = penguin_model["outputs"]
+    base = outs["Trainer"]["model"]
+    fa = build_fn_args(outs["Transform"]["transformed_examples"], base_model=base)
+    assert fa.base_model == os.path.join(base.uri, "Format-Serving")
+    if PENGUIN not in sys.path:
+        sys.path.append(PENGUIN)
+    import penguin_utils
+    tft_out = tft.TFTransformOutput(outs["Transform"]["transform_graph"].uri)
+    fresh, warm = (penguin_utils._build_keras_model({}, tft_out) for _ in range(2))
+    assert load_base_weights(warm, fa.base_model) and not load_base_weights(fresh, None)
+    w_warm = [w.numpy() for w in warm.weights]
+    w_fresh = [w.numpy() for w in fresh.weights]
+    assert any(not np.allclose(a, b) for a, b in zip(w_warm, w_fresh))
+    with open(os.path.join(base.uri, "Format-Keras", "model.weights.h5"), "rb") as f:
+        assert f.read(8) == b"\x89HDF\r\n\x1a\n"
