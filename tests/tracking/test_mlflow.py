@@ -52,8 +52,10 @@ def test_export_round_trip(penguin, mlflow_uri):
     pushed = os.listdir(penguin.push)
     assert mv.tags["tfpipe.pushed_version"] in pushed
     # exporting again finds the same MLflow run instead of making a second one
-    again = tfpipe("mlflow", "export", run, "--mlflow-uri", mlflow_uri, "--metadata", penguin.metadata, check=0)
-    assert res["mlflow_run_id"] in again.stdout
+    from pipeline.metadata import MetadataStore
+    from pipeline.mlflow_export import export_run
+    again = export_run(MetadataStore(penguin.metadata), run, mlflow_uri)
+    assert again["mlflow_run_id"] == res["mlflow_run_id"] and again["already_exported"]
     assert len(client.search_runs([exp.experiment_id])) == 1
 
 
