@@ -276,6 +276,10 @@ def compare_runs(store: MetadataStore, runs: list[str]) -> dict:
     for i, info in enumerate(infos):
         out["runs"][i]["blessed"] = (info["blessing"] or {}).get("blessed")
         out["runs"][i]["final_history"] = {k: v[-1] for k, v in info["history"].items() if v}
+    out["training"] = [row(metric=k, values=[r["final_history"].get(k) for r in out["runs"]])
+                       for k in sorted({k for r in out["runs"] for k in r["final_history"]})]
+    out["training"].append(row(metric="epochs", values=[max((len(v) for v in i["history"].values()), default=None)
+                                                         for i in infos]))
     out["summary"] = {sec: sum(1 for r in out[sec] if r["differs"]) for sec in
                       ("code", "parameters", "data", "metrics", "artifacts")}
     out["summary"]["runs"] = n
@@ -342,6 +346,8 @@ def format_compare(cmp: dict, color: bool | None = None, all_rows: bool = False)
     lines += _section(st, "data", cmp["data"], lambda r: f"{r['node']}.{r['parameter']}", False, ids)
     lines += _section(st, "metrics per slice", cmp["metrics"], lambda r: f"{r['slice']} / {r['metric']}",
                       False, ids)
+    if any(v is not None for r in cmp.get("training", []) for v in r["values"]):
+        lines += _section(st, "training (last epoch)", cmp["training"], lambda r: r["metric"], False, ids)
     lines += _section(st, "artifacts (fingerprints)", cmp["artifacts"],
                       lambda r: f"{r['node']}.{r['output']} ({r['type']})", False, ids)
     s = cmp["summary"]

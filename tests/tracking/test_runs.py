@@ -75,5 +75,8 @@ def test_compare_penguin_runs_parameters_data_metrics_artifacts(penguin):
     acc = next(r for r in cmp["metrics"] if r["slice"] == "Overall" and r["metric"] == "sparse_categorical_accuracy")
     assert all(isinstance(v, float) for v in acc["values"])
     assert [len(r["final_history"]) > 0 for r in cmp["runs"]] == [True, True]
+    training = {r["metric"]: r for r in cmp["training"]}
+    assert training["epochs"]["values"] == [2, 3] and training["epochs"]["differs"]
     text = tfpipe("runs", "compare", a, b, "--metadata", penguin.metadata, check=0).stdout
     assert "* Trainer.custom_config" in text and "(rows marked * differ" in text
+    assert "training (last epoch)" in text and "* epochs" in text
