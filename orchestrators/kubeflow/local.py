@@ -25,9 +25,9 @@ class KfpLocalError(RuntimeError):
     pass
 
 
-def run_package(package_path: str, arguments: dict | None = None, pipeline_root: str | None = None) -> str:
-    """Run a compiled pipeline YAML with kfp.local; returns the final state name
-    (``SUCCESS`` or ``FAILURE``)."""
+def run_package(package_path: str, arguments: dict | None = None, pipeline_root: str | None = None) -> None:
+    """Run a compiled pipeline YAML with kfp.local. A failing task stops the run (kfp.local
+    logs it); the outcome is in ML Metadata, where the tasks recorded it (``collect_run``)."""
     from kfp import components, local
     root = pipeline_root or tempfile.mkdtemp(prefix="tfpipe-kfp-local-")
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=root, raise_on_error=False)
@@ -39,7 +39,6 @@ def run_package(package_path: str, arguments: dict | None = None, pipeline_root:
             comp(**(arguments or {}))
         except Exception as e:  # kfp.local raises only on unusable input (bad arguments, ...)
             raise KfpLocalError(f"kfp.local could not run {package_path}: {type(e).__name__}: {e}") from e
-    return "done"
 
 
 class KfpLocalRunner:

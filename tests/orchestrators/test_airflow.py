@@ -8,7 +8,7 @@ import pytest
 
 from pipeline.metadata import MetadataStore
 
-from .conftest import FLAKY, compile_file, summary
+from .conftest import compile_file, summary
 
 
 @pytest.fixture(scope="module")
@@ -26,11 +26,8 @@ def test_generated_dag_imports_only_airflow(airflow):
     assert "{{ run_id }}" in text and "dag_run.conf" in text
 
 
-def test_dagbag_has_no_import_errors_and_mirrors_the_ir(airflow, airflow_runner, tmp_path):
-    from orchestrators.airflow import compile_airflow
-    flaky_ir = compile_file(FLAKY, str(tmp_path / "home"), {"FLAKY_MARKER": str(tmp_path / "m")})
-    compile_airflow(flaky_ir, airflow_runner.dags)
-    bag = airflow_runner.inspect_dags()
+def test_dagbag_has_no_import_errors_and_mirrors_the_ir(airflow):
+    bag = airflow.runner.inspect_dags()
     assert bag["errors"] == {}
     assert {"penguin", "contract", "flaky"} <= set(bag["dags"])
     for ir in (airflow.penguin_ir, airflow.contract_ir):
@@ -56,18 +53,17 @@ def test_failed_task_log_shows_the_component_error(airflow):
     assert airflow.results["contract-1"].airflow_state == "failed"
 
 
-def test_retry_succeeds_without_duplicate_live_artifacts_and_conf_parameters(airflow_runner, tmp_path):
-    marker = tmp_path / "first-attempt"
-    ir = compile_file(FLAKY, str(tmp_path / "home"), {"FLAKY_MARKER": str(marker)})
-    r = airflow_runner.run(ir, run_id="flaky-1", parameters={"FlakyStart__message": "from dag_run.conf"})
-    assert r.airflow_state == "success" and r.ok, airflow_runner.last_log[-3000:]
-    assert "flaky: first attempt fails" in airflow_runner.last_log
-    assert marker.exists()
-    store = MetadataStore(ir["pipeline"]["metadata"])
+def test_retry_succeeds_without_duplicate_live_artifacts_and_conf_parameters(airflow):
+    r, log = airflow.results["flaky-1"], airflow.summaries["flaky-1"]["airflow_log"]
+    assert r.airflow_state == "success" and r.ok, log[-3000:]
+    assert "flaky: first attempt fails" in log  # the first attempt's error, in the task log
+    assert os.path.exists(airflow.marker)
+    store = MetadataStore(airflow.flaky_ir["pipeline"]["metadata"])
     run = summary(store, "flaky-1")
-    assert run["status"] == "COMPLETE"
+    assert run["status"] == "COMPLETE"  # the retry that succeeded closed the run
     attempts = [e for e in run["executions"] if e["node_id"] == "Flaky"]
     assert [e["state"] for e in attempts] == ["FAILED", "COMPLETE"]
+    assert [a["state"] for a in attempts[0]["outputs"]["echoed"]] == ["ABANDONED"]
     live = [a for a in store.list_artifacts("String") if a.state == "LIVE" and "/Flaky/" in a.uri]
     assert len(live) == 1
     assert open(os.path.join(live[0].uri, "value")).read() == "from dag_run.conf"
