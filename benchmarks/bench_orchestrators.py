@@ -2,14 +2,17 @@
 the local runner (targets: Beam DAG runner <= 1.2x, Airflow <= 1.5x, kfp.local <= 2x).
 
 Each orchestrator runs the whole pipeline from an empty TFPIPE_HOME (nothing cached), then
-once more (everything cached: the orchestration overhead alone). Airflow's one-off setup
+once more (everything cached: the orchestration overhead alone), in a fresh Python process
+of its own. Airflow's one-off setup
 (`airflow db migrate`) is not timed. Environment knobs:
 ``TFPIPE_BENCH_TRAIN_STEPS`` (default 100), ``TFPIPE_BENCH_ORCHESTRATORS`` (default
 ``local,beam,kfp-local,airflow``), ``TFPIPE_BENCH_PENGUIN=data`` for the data half only.
 """
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -64,27 +67,47 @@ def _blessed(ir: dict, run_id: str) -> float:
     return 0.0
 
 
+def measure(name: str, tmp: str) -> dict:
+    """Cold and cached wall time of the penguin pipeline under ``name`` (in this process)."""
+    runner = _runner(name, tmp)
+    ir = _ir(os.path.join(tmp, "home"))
+    t0 = time.monotonic()
+    r = runner.run(ir, run_id="bench-1")
+    cold = time.monotonic() - t0
+    t0 = time.monotonic()
+    r2 = runner.run(ir, run_id="bench-2")
+    warm = time.monotonic() - t0
+    return {"ok": r.ok and r2.ok, "error": str(r.error or r2.error or ""), "cold": cold, "warm": warm,
+            "nodes": len(ir["nodes"]), "pushed": _blessed(ir, "bench-1") if r.ok else 0.0,
+            "has_pusher": any(n["id"] == "Pusher" for n in ir["nodes"])}
+
+
 def run(report) -> None:
+    """Each orchestrator in a fresh Python process (as `tfpipe run` would be), so every one
+    pays its own imports of TensorFlow/TFDV/Beam."""
     names = os.environ.get("TFPIPE_BENCH_ORCHESTRATORS", "local,beam,kfp-local,airflow").split(",")
     base = None
     for name in names:
         tmp = tempfile.mkdtemp(prefix=f"bench-orch-{name}-")
-        runner = _runner(name, tmp)
-        ir = _ir(os.path.join(tmp, "home"))
-        t0 = time.monotonic()
-        r = runner.run(ir, run_id="bench-1")
-        cold = time.monotonic() - t0
-        if not r.ok:
-            report(f"{name}_failed", 1, "flag", f"{r.error}")
+        p = subprocess.run([sys.executable, "-m", "benchmarks.bench_orchestrators", name, tmp], cwd=REPO,
+                           capture_output=True, text=True)
+        lines = [ln for ln in p.stdout.splitlines() if ln.startswith("@@BENCH ")]
+        if p.returncode != 0 or not lines:
+            report(f"{name}_failed", 1, "flag", (p.stderr or p.stdout)[-300:].replace("\n", " "))
             continue
-        t0 = time.monotonic()
-        r2 = runner.run(ir, run_id="bench-2")
-        warm = time.monotonic() - t0
-        base = cold if name == "local" else base
-        base_note = f"x local ({len(ir['nodes'])} nodes)"
-        report(f"{name}_wall", cold, "s", f"{len(ir['nodes'])} nodes, nothing cached")
-        report(f"{name}_cached_wall", warm, "s", "second run, all cached" if r2.ok else f"FAILED: {r2.error}")
+        m = json.loads(lines[-1][len("@@BENCH "):])
+        if not m["ok"]:
+            report(f"{name}_failed", 1, "flag", m["error"][:300])
+            continue
+        base = m["cold"] if name == "local" else base
+        report(f"{name}_wall", m["cold"], "s", f"{m['nodes']} nodes, nothing cached")
+        report(f"{name}_cached_wall", m["warm"], "s", "second run, all cached")
         if base:
-            report(f"{name}_ratio", cold / base, "x", base_note)
-        if any(n["id"] == "Pusher" for n in ir["nodes"]):
-            report(f"{name}_model_pushed", _blessed(ir, "bench-1"), "flag", "1 = blessed and pushed")
+            report(f"{name}_ratio", m["cold"] / base, "x", "wall time / local runner's")
+        if m["has_pusher"]:
+            report(f"{name}_model_pushed", m["pushed"], "flag", "1 = blessed and pushed")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    print("@@BENCH " + json.dumps(measure(sys.argv[1], sys.argv[2])), flush=True)
