@@ -91,3 +91,18 @@ def test_kubernetes_pod_operator_option_renders_tasks_in_the_image(tmp_path, mon
     ir["pipeline"]["settings"] = {"airflow_operator": "celery"}
     with pytest.raises(AirflowCompileError, match="expected 'bash' or 'kubernetes', found 'celery'"):
         compile_airflow(ir, str(tmp_path / "dags2"))
+
+
+def test_cli_compile_target_airflow_writes_dag_and_ir(tmp_path):
+    import json
+
+    from tests.conftest import tfpipe
+
+    from .conftest import CONTRACT
+    dags = tmp_path / "dags"
+    p = tfpipe("compile", CONTRACT, "--target", "airflow", "-o", str(dags),
+               env={"TFPIPE_HOME": str(tmp_path / "home"), "TFPIPE_PYTHON": "/opt/runtime/bin/python"}, check=0)
+    assert f"wrote {dags / 'contract.py'}" in p.stderr
+    ir = json.loads((dags / "contract.ir.json").read_text())
+    assert sorted(n["id"] for n in ir["nodes"]) == ["ContractBoom", "ContractSide", "ContractSink", "ContractSource"]
+    assert "PYTHON_DEFAULT = '/opt/runtime/bin/python'" in (dags / "contract.py").read_text()

@@ -47,3 +47,16 @@ def test_task_cli_runs_nodes_and_keeps_the_run_status(ir, tmp_path, capsys):
     assert run["nodes"]["ContractSource"]["parameters"]["rows"] == 3
     assert main(["--node", "ContractSource", *common[:-1], '{"ContractSource__rows": 1.5}']) == 1
     assert "expected a int like 5, found float 1.5" in capsys.readouterr().err
+
+
+def test_tfpipe_metadata_env_points_tasks_at_another_store(ir, tmp_path, monkeypatch):
+    """In a cluster, TFPIPE_METADATA (a path or a JSON connection dict) replaces the IR's store."""
+    import json
+    path = tmp_path / "ir.json"
+    path.write_text(json.dumps(ir))
+    shared = tmp_path / "shared" / "mlmd.sqlite"
+    monkeypatch.setenv("TFPIPE_METADATA", json.dumps({"sqlite": str(shared)}))
+    assert main(["--ir", str(path), "--node", "ContractSource", "--run", "m-1", "--orchestrator", "test"]) == 0
+    assert summary(MetadataStore(str(shared)), "m-1")["nodes"]["ContractSource"]["state"] == "COMPLETE"
+    from pipeline import inspect as insp
+    assert insp.list_runs(MetadataStore(ir["pipeline"]["metadata"]), "contract") == []
