@@ -23,7 +23,7 @@ import time
 
 from pipeline import Examples, HyperParameters, Input, ModuleFile, Output, Schema, TransformGraph, component, current
 
-from ._user_code import call_user_fn, check_static, describe, load_user_fn
+from ._user_code import call_user_fn, check_static, describe, helper_code_version, load_user_fn
 from .fn_args import TunerFnResult
 
 __all__ = ["Tuner", "TunerFnResult", "TunerError", "HPARAMS_FILE", "TRIALS_FILE", "run_tuner_fn"]
@@ -41,13 +41,14 @@ def _driver(params: dict) -> dict:
     check_static("Tuner", "tuner_fn", params.get("module_file") or "", params.get("tuner_fn") or "")
     if params.get("parallel_trials", 1) < 1:
         raise TunerError(f"Tuner: parallel_trials={params['parallel_trials']}; expected 1 or more")
+    out = {"helper_code_version": helper_code_version('fn_args', '_tuner_worker', 'trainer', 'transform', 'examples_io')}
     ref = params.get("tuner_fn")
     if ref:
         from pipeline.fingerprint import module_fingerprint
 
         from ._user_code import resolve_source
-        return {"tuner_fn_fingerprint": module_fingerprint(resolve_source(ref))}
-    return {}
+        out["tuner_fn_fingerprint"] = module_fingerprint(resolve_source(ref))
+    return out
 
 
 def run_tuner_fn(fn, what: str, fn_args):
