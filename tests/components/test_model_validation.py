@@ -200,22 +200,20 @@ def _failed_evaluator(root, run_id, expect):
     assert len(versions(os.path.join(root, "serving"))) == 1  # nothing pushed
 
 
-def test_label_missing_from_data_fails_tfpipe_run_with_exit_1(runs, tmp_path):
-    """Through the real CLI: exit 1, the error names the label and the columns there are."""
-    cfg = _bad_config(["model_specs", 0, "label_key"], "specie")
-    p = tfpipe("run", _bad_pipeline_file(tmp_path, runs["root"], cfg), "--run-id", "bad-label", check=1)
-    expect = "label 'specie' is not in the data; columns of Examples"
-    assert expect in p.stderr and "'species'" in p.stderr and "Evaluator" in p.stderr
-    _failed_evaluator(runs["root"], "bad-label", expect)
-
-
-def test_unknown_metric_fails_the_evaluator_before_evaluating(runs):
-    cfg = _bad_config(["metrics_specs", 0, "metrics", 0, "class_name"], "sparse_categorical_acuracy")
-    res = LocalRunner(verbose=False).run(compile_pipeline(build(runs["root"], eval_config=cfg)), run_id="bad-metric")
-    assert not res.ok and res.error.node_id == "Evaluator"
-    expect = ("eval_config.metrics_specs[0].metrics[0]: unknown metric 'sparse_categorical_acuracy'; expected a "
-              "TFMA or Keras metric class name or its snake_case form such as SparseCategoricalAccuracy")
-    assert expect in res.error.message
-    _failed_evaluator(runs["root"], "bad-metric", expect)
-    ran = [n.node_id for n in res.nodes]
-    assert "Pusher" not in ran and "BulkInferrer" not in ran  # nothing after the failure
+@pytest.mark.parametrize("run_id,path,value,expect", [
+    ("bad-label", ["model_specs", 0, "label_key"], "specie",
+     "label 'specie' is not in the data; columns of Examples"),
+    ("bad-metric", ["metrics_specs", 0, "metrics", 0, "class_name"], "sparse_categorical_acuracy",
+     "eval_config.metrics_specs[0].metrics[0]: unknown metric 'sparse_categorical_acuracy'; expected a TFMA "
+     "or Keras metric class name or its snake_case form such as SparseCategoricalAccuracy"),
+])
+def test_bad_eval_config_fails_tfpipe_run_with_exit_1(runs, tmp_path, run_id, path, value, expect):
+    """Through the real CLI: exit 1, the error names the label or metric and what there is,
+    the Evaluator's execution is FAILED, nothing after it runs, nothing is pushed."""
+    cfg = _bad_config(path, value)
+    p = tfpipe("run", _bad_pipeline_file(tmp_path, runs["root"], cfg), "--run-id", run_id, check=1)
+    assert expect in p.stderr and "Evaluator" in p.stderr
+    if run_id == "bad-label":
+        assert "'species'" in p.stderr  # the columns there are
+    assert "[Pusher]" not in p.stderr and "BulkInferrer" not in p.stderr
+    _failed_evaluator(runs["root"], run_id, expect)
