@@ -53,6 +53,17 @@ def penguin_data_half(home: str) -> dict:
     return ir
 
 
+def penguin_full(home: str) -> dict:
+    """The whole penguin pipeline (model half included; 100 training steps)."""
+    from examples.penguin.pipeline import create_pipeline
+    from pipeline.compiler import compile_pipeline
+    p = create_pipeline(name="penguin_full", root=os.path.join(home, "artifacts", "penguin_full"),
+                        metadata=os.path.join(home, "metadata.sqlite"), train_steps=100)
+    ir = compile_pipeline(p)
+    ir["pipeline"]["source"] = PENGUIN
+    return ir
+
+
 def summary(store, run_id: str) -> dict:
     """node_id -> the node's latest execution in the run: state and outputs."""
     from pipeline import inspect as insp
@@ -100,6 +111,8 @@ class Scenario:
         """Compile the IRs (in the main thread: compiling sets environment variables)."""
         self.penguin_ir = penguin_data_half(self.home)
         self.contract_ir = compile_file(CONTRACT, self.home, {"CONTRACT_FAIL_FLAG": self.flag})
+        if self.name == "beam":  # the model half once, under a non-local orchestrator
+            self.full_ir = penguin_full(self.home)
         if self.name == "airflow":
             self.marker = str(self.tmp / "first-attempt")
             self.flaky_ir = compile_file(FLAKY, self.home, {"FLAKY_MARKER": self.marker})
@@ -112,6 +125,8 @@ class Scenario:
         self.run(self.contract_ir, "contract-1")   # Boom fails
         os.remove(self.flag)
         self.run(self.contract_ir, "contract-2")   # resumes: upstream of Boom from cache
+        if self.name == "beam":  # runs while Airflow's scenario (the longest) plays in the background
+            self.run(self.full_ir, "full-1")
         if self.name == "airflow":  # a task that fails once, retried; a parameter from dag_run.conf
             self.run(self.flaky_ir, "flaky-1", parameters={"FlakyStart__message": "from dag_run.conf"})
         return self
