@@ -21,6 +21,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import sys
 import tempfile
 
@@ -123,9 +124,10 @@ def build_pipeline(ir: dict):
     mod.configure = configure
     sys.modules[name] = mod
     try:
-        spec.loader.exec_module(mod)
+        spec.loader.exec_module(mod)  # the KFP decorators capture each component's source here
     finally:
         sys.modules.pop(name, None)
+        shutil.rmtree(tmp, ignore_errors=True)
     return mod.tfpipe_pipeline
 
 
