@@ -6,8 +6,8 @@ import json
 
 from .metadata import MetadataStore
 
-__all__ = ["list_runs", "show_run", "list_artifacts", "lineage", "NotFound",
-           "format_runs", "format_run", "format_artifacts", "format_lineage"]
+__all__ = ["show_run", "list_artifacts", "lineage", "NotFound",
+           "format_run", "format_artifacts", "format_lineage"]
 
 
 class NotFound(LookupError):
@@ -18,20 +18,6 @@ def _ts(t) -> str:
     if not t:
         return "-"
     return _dt.datetime.fromtimestamp(float(t)).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def list_runs(store: MetadataStore, pipeline: str | None = None) -> list[dict]:
-    rows = []
-    for c in store.contexts_of_type("pipeline_run"):
-        p = store.props(c)
-        if pipeline and p.get("pipeline") != pipeline:
-            continue
-        rows.append({"run_id": p.get("run_id"), "pipeline": p.get("pipeline"), "status": p.get("status", "?"),
-                     "started_at": p.get("started_at"), "duration_s": p.get("duration_s"),
-                     "git_commit": p.get("git_commit"), "git_dirty": p.get("git_dirty"),
-                     "orchestrator": p.get("orchestrator"), "context_id": c.id})
-    rows.sort(key=lambda r: (r["started_at"] or 0, r["context_id"]))
-    return rows
 
 
 def _run_context(store: MetadataStore, run: str):
@@ -117,15 +103,6 @@ def _table(rows: list[list], header: list[str]) -> str:
     cols = [header] + [[("" if c is None else str(c)) for c in r] for r in rows]
     w = [max(len(r[i]) for r in cols) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w[i]) for i, c in enumerate(r)).rstrip() for r in cols)
-
-
-def format_runs(rows: list[dict]) -> str:
-    if not rows:
-        return "no runs recorded"
-    return _table([[r["run_id"], r["pipeline"], r["status"], _ts(r["started_at"]),
-                    f"{r['duration_s']:.1f}s" if r["duration_s"] is not None else "-",
-                    (r["git_commit"] or "-")[:10] + ("*" if r["git_dirty"] else "")] for r in rows],
-                  ["RUN", "PIPELINE", "STATUS", "STARTED", "DURATION", "COMMIT"])
 
 
 def format_run(info: dict) -> str:
