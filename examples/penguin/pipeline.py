@@ -1,16 +1,14 @@
 """The penguin pipeline: the Palmer penguins table (344 rows, missing values included)
-from raw CSV to statistics, schema and validated examples, then Transform (TFT), an
-optional Tuner (KerasTuner) and the Trainer (Keras).
+from raw CSV to statistics, schema and validated examples; Transform (TFT), an optional
+Tuner (KerasTuner) and the Trainer (Keras); then the newest blessed model as baseline,
+the Evaluator (TFMA), the InfraValidator and the Pusher.
 
     tfpipe run examples/penguin/pipeline.py
 """
 import os
 
 from components import (Evaluator, ExampleGen, ExampleValidator, InfraValidator, Pusher, Resolver, SchemaGen,
-                        StatisticsGen)
-from components.trainer import Trainer
-from components.transform import Transform
-from components.tuner import Tuner
+                        StatisticsGen, Trainer, Transform, Tuner)
 from pipeline import Model, Pipeline
 from pipeline.graph import default_home
 
@@ -42,7 +40,7 @@ def create_pipeline(data_root: str = DATA, name: str = "penguin", root: str | No
     stats = StatisticsGen(examples=example_gen.outputs.examples)
     schema = SchemaGen(statistics=stats.outputs.statistics)
     validator = ExampleValidator(statistics=stats.outputs.statistics, schema=schema.outputs.schema)
-    # -- model half (A): Transform -> [Tuner] -> Trainer ------------------------------------
+    # model: Transform -> [Tuner] -> Trainer
     transform = Transform(examples=example_gen.outputs.examples, schema=schema.outputs.schema,
                           module_file=transform_module)
     tuner = Tuner(examples=transform.outputs.transformed_examples, transform_graph=transform.outputs.transform_graph,
@@ -54,8 +52,7 @@ def create_pipeline(data_root: str = DATA, name: str = "penguin", root: str | No
                       hyperparameters=tuner.outputs.best_hyperparameters if tuner is not None else None,
                       module_file=trainer_module, train_steps=train_steps, eval_steps=12)
     model_half = [transform, *([tuner] if tuner is not None else []), trainer]
-    # -- end of model half (A) ------------------------------------------------------------
-    # -- model half (B): Resolver(latest blessed) -> Evaluator -> InfraValidator -> Pusher ---
+    # validation: Resolver(latest blessed) -> Evaluator -> InfraValidator -> Pusher
     baseline = Resolver(strategy="latest_blessed_model", model_type=Model, candidate=trainer.outputs.model,
                         id="latest_blessed_model_resolver")
     evaluator = Evaluator(examples=example_gen.outputs.examples, model=trainer.outputs.model,
@@ -67,7 +64,6 @@ def create_pipeline(data_root: str = DATA, name: str = "penguin", root: str | No
                     push_destination=os.path.join(root, "serving_model") if root
                     else os.path.join(default_home(), "serving_model", name))
     model_validation = [baseline, evaluator, infra, pusher]
-    # -- end of model half (B) ------------------------------------------------------------
     return Pipeline(name=name, root=root, metadata=metadata, enable_cache=enable_cache,
                     components=[example_gen, stats, schema, validator, *model_half, *model_validation],
                     beam_pipeline_args=beam_pipeline_args or ["--direct_num_workers=1"])
