@@ -283,5 +283,17 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
 
 
+def console_main() -> None:
+    """The ``tfpipe`` console script. After a run that loaded TensorFlow, it leaves without
+    the interpreter's final garbage collection, where TensorFlow's traced functions print
+    ignored TypeErrors; everything the run wrote is already closed and flushed."""
+    rc = main()
+    if "tensorflow" in sys.modules:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
+    sys.exit(rc)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()
