@@ -20,7 +20,8 @@ Command line (what an Airflow task or a container runs)::
         [--params '{"ExampleGen__label_key": "species"}']
 
 (``tfpipe_run_id`` in ``--params`` replaces the orchestrator's run id, e.g. from Airflow's
-``dag_run.conf``.)
+``dag_run.conf``.) With ``TFPIPE_TASK_HOST=1`` the command hands the task to the warm task
+host (``orchestrators/taskhost.py``), which saves each task the import of TensorFlow.
 """
 from __future__ import annotations
 
@@ -202,6 +203,11 @@ def main(argv=None) -> int:
     ap.add_argument("--params", default="", help="pipeline parameters as a JSON object")
     ap.add_argument("--no-cache", action="store_true")
     a = ap.parse_args(argv)
+    from . import taskhost
+    if taskhost.enabled():  # run in a forked child of the warm task host (see taskhost.py)
+        rc = taskhost.run_via_host(sys.argv[1:] if argv is None else list(argv))
+        if rc is not None:
+            return rc
     from pipeline.compiler import load_ir
     ir = load_ir(a.ir) if a.ir else json.loads(a.ir_json)
     params = json.loads(a.params) if a.params.strip() else {}

@@ -1,3 +1,4 @@
+import contextlib
 import os
 import subprocess
 import sys
@@ -19,6 +20,32 @@ def tfpipe(*args, cwd=None, env=None, timeout=600, check=None):
         raise AssertionError(f"tfpipe {' '.join(args)} exited {p.returncode}, expected {check}\n"
                              f"stdout:\n{p.stdout}\nstderr:\n{p.stderr[-6000:]}")
     return p
+
+
+@contextlib.contextmanager
+def scoped_env(**env: str):
+    """Set environment variables for the ``with`` block, then restore what was there (for
+    session fixtures, which cannot use monkeypatch)."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield os.environ
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture(scope="session", autouse=True)
+def task_host():
+    """Tasks of Airflow and kfp.local fork from the warm task host (orchestrators/taskhost.py);
+    the hosts this session starts stop when it ends, and idle ones sooner."""
+    from orchestrators import taskhost
+    with scoped_env(**{taskhost.IDLE_ENV: os.environ.get(taskhost.IDLE_ENV, "120")}):
+        yield
+        taskhost.stop_host(wait_s=30)
 
 
 @pytest.fixture

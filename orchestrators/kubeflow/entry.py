@@ -8,6 +8,14 @@ __all__ = ["run"]
 
 
 def run(ir_json: str, node_id: str, run_id: str, parameters: dict) -> None:
+    from .. import taskhost
+    if taskhost.enabled():  # kfp.local on this machine: the warm task host forks the task
+        rc = taskhost.run_via_host(["--ir-json", ir_json, "--node", node_id, "--run", run_id,
+                                    "--orchestrator", "kubeflow", "--params", json.dumps(parameters)])
+        if rc == 0:
+            return
+        if rc is not None:  # the task printed the component's error above
+            raise RuntimeError(f"node {node_id} failed (task exit code {rc})")
     from pipeline.cli import quiet_libraries
     from pipeline.launcher import NodeFailed
     from ..task import run_task

@@ -14,6 +14,7 @@ import warnings
 
 from pipeline.metadata import MetadataStore
 
+from .. import taskhost
 from ..local.runner import RunResult, new_run_id
 from ..task import collect_run
 from .compiler import compile_kubeflow
@@ -44,10 +45,11 @@ def run_package(package_path: str, arguments: dict | None = None, pipeline_root:
 class KfpLocalRunner:
     """Compile the IR to a KFP spec and run it with kfp.local; LocalRunner's interface."""
 
-    def __init__(self, out=None, verbose: bool = True, workdir: str | None = None):
+    def __init__(self, out=None, verbose: bool = True, workdir: str | None = None, task_host: bool = True):
         self.out = out or sys.stderr
         self.verbose = verbose
         self.workdir = workdir
+        self.task_host = task_host  # fork tasks from the warm task host (orchestrators/taskhost.py)
 
     def run(self, ir: dict, run_id: str | None = None, from_node: str | None = None,
             to_node: str | None = None, enable_cache: bool | None = None,
@@ -60,7 +62,15 @@ class KfpLocalRunner:
         os.makedirs(work, exist_ok=True)
         t0 = time.monotonic()
         pkg = compile_kubeflow(ir, os.path.join(work, f"{ir['pipeline']['name']}.yaml"))
-        run_package(pkg, {**(parameters or {}), "tfpipe_run_id": run_id}, os.path.join(work, "kfp-root"))
+        saved = os.environ.get(taskhost.ENABLE_ENV)
+        os.environ[taskhost.ENABLE_ENV] = "1" if self.task_host else "0"  # kfp.local's tasks inherit it
+        try:
+            run_package(pkg, {**(parameters or {}), "tfpipe_run_id": run_id}, os.path.join(work, "kfp-root"))
+        finally:
+            if saved is None:
+                os.environ.pop(taskhost.ENABLE_ENV, None)
+            else:
+                os.environ[taskhost.ENABLE_ENV] = saved
         store = MetadataStore(ir["pipeline"]["metadata"])
         result = collect_run(store, ir, run_id, ir["nodes"])
         result.duration_s = time.monotonic() - t0

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, scoped_env
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PENGUIN = os.path.join(REPO, "examples", "penguin", "pipeline.py")
@@ -21,19 +21,11 @@ def compile_file(path: str, home: str, env: dict | None = None) -> dict:
     the pipeline is created."""
     from pipeline.cli import load_pipeline
     from pipeline.compiler import compile_pipeline
-    saved = {k: os.environ.get(k) for k in ["TFPIPE_HOME", *(env or {})]}
-    os.environ.update({"TFPIPE_HOME": home, **(env or {})})
-    try:
+    with scoped_env(TFPIPE_HOME=home, **(env or {})):
         p = load_pipeline(path)
         ir = compile_pipeline(p)
         ir["pipeline"]["source"] = p.source
         return ir
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def penguin_data_half(home: str) -> dict:

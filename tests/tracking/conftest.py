@@ -8,7 +8,7 @@ import types
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, scoped_env
 
 
 @pytest.fixture(scope="session")
@@ -20,22 +20,13 @@ def penguin(tmp_path_factory):
     d = tmp_path_factory.mktemp("tracking")
     env = {"TRACKING_ROOT": str(d / "root"), "TRACKING_METADATA": str(d / "metadata.sqlite"),
            "TRACKING_PUSH": str(d / "serving")}
-    saved = {k: os.environ.get(k) for k in [*env, "TRACKING_EPOCHS"]}
-    os.environ.update(env)
-    try:
-        runs = []
-        for epochs in ("2", "3"):
-            os.environ["TRACKING_EPOCHS"] = epochs
+    runs = []
+    for epochs in ("2", "3"):
+        with scoped_env(**env, TRACKING_EPOCHS=epochs):
             ir = compile_pipeline(penguin_full.create_pipeline())
-            res = LocalRunner(verbose=False).run(ir)
-            assert res.ok, f"penguin run failed: {res.error}"
-            runs.append(res.run_id)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        res = LocalRunner(verbose=False).run(ir)
+        assert res.ok, f"penguin run failed: {res.error}"
+        runs.append(res.run_id)
     return types.SimpleNamespace(dir=d, metadata=env["TRACKING_METADATA"], push=env["TRACKING_PUSH"],
                                  root=env["TRACKING_ROOT"], runs=runs, ir=ir)
 

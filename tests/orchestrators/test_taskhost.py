@@ -1,0 +1,84 @@
+"""The warm task host (orchestrators/taskhost.py): a task handed to it runs in a forked
+child with the caller's streams, environment, working directory and exit code, on the
+caller's current code, and dies with its caller."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import REPO, scoped_env
+
+CLIENT = ("import sys; from orchestrators.taskhost import run_via_host; "
+          "rc = run_via_host(sys.argv[1:], module='probe_task'); sys.exit(99 if rc is None else rc)")
+
+PROBE = '''import os, sys, time
+def main(argv):
+    if argv[0] == "sleep":
+        open(argv[1], "w").write(str(os.getpid()))
+        time.sleep(120)
+    print("{tag}", os.getcwd(), os.environ.get("PROBE_VALUE"), argv, "host", os.getppid())
+    print("probe stderr line", file=sys.stderr)
+    return int(argv[0])
+'''
+
+
+@pytest.fixture
+def host_env(tmp_path):
+    """A host of its own for this test: light preload (so it starts in a blink), stopped after."""
+    from orchestrators import taskhost
+    env = {taskhost.PRELOAD_ENV: f"json,{tmp_path.name}_marker_missing", taskhost.IDLE_ENV: "60",
+           "PYTHONPATH": REPO, "PROBE_VALUE": "from-the-caller"}
+    with scoped_env(**env):
+        yield dict(os.environ)
+        taskhost.stop_host(wait_s=20)
+
+
+def _client(tmp_path, env, *argv, **kw):
+    return subprocess.run([sys.executable, "-c", CLIENT, *argv], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=120, **kw)
+
+
+def test_task_runs_in_the_host_with_the_callers_streams_env_cwd_exit_code_and_code(tmp_path, host_env):
+    (tmp_path / "probe_task.py").write_text(PROBE.format(tag="first version"))
+    p1 = _client(tmp_path, host_env, "3")
+    assert p1.returncode == 3, p1.stderr
+    assert f"first version {tmp_path} from-the-caller ['3'] host" in p1.stdout
+    assert "probe stderr line" in p1.stderr
+    assert "task host: starting one" in p1.stderr
+    host_pid = p1.stdout.split("host")[-1].strip()
+    # the same, warm host serves the next task, and runs the code as it is now
+    (tmp_path / "probe_task.py").write_text(PROBE.format(tag="second version"))
+    p2 = _client(tmp_path, {**host_env, "PROBE_VALUE": "changed"}, "0")
+    assert p2.returncode == 0, p2.stderr
+    assert f"second version {tmp_path} changed ['0'] host {host_pid}" in p2.stdout
+    assert "starting one" not in p2.stderr
+    assert host_pid != str(os.getpid())
+
+
+def test_a_task_whose_caller_is_killed_is_killed_too(tmp_path, host_env):
+    (tmp_path / "probe_task.py").write_text(PROBE.format(tag="sleeper"))
+    pid_file = tmp_path / "task.pid"
+    client = subprocess.Popen([sys.executable, "-c", CLIENT, "sleep", str(pid_file)], cwd=tmp_path, env=host_env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    task_pid = int(pid_file.read_text())
+    assert task_pid != client.pid
+    client.send_signal(signal.SIGKILL)  # as Airflow does when a task overruns its timeout
+    client.wait()
+    deadline = time.monotonic() + 20
+    while os.path.exists(f"/proc/{task_pid}") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not os.path.exists(f"/proc/{task_pid}"), "the task outlived its caller"
+
+
+def test_no_usable_host_means_the_caller_runs_the_task_itself(tmp_path, monkeypatch, capsys):
+    from orchestrators import taskhost
+    (tmp_path / f"tfpipe-{os.getuid()}").write_text("a file where the socket directory should be")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    assert taskhost.run_via_host(["--node", "X"]) is None
+    assert "running the task here" in capsys.readouterr().err
