@@ -4,7 +4,9 @@ the local runner (targets: Beam DAG runner <= 1.2x, Airflow <= 1.5x, kfp.local <
 Each orchestrator runs the whole pipeline from an empty TFPIPE_HOME (nothing cached), then
 once more (everything cached: the orchestration overhead alone), in a fresh Python process
 of its own. Airflow's one-off setup
-(`airflow db migrate`) is not timed. Environment knobs:
+(`airflow db migrate`, starting its execution API server) is not timed; the warm task host
+that Airflow and kfp.local tasks fork from is stopped before each orchestrator, so its
+start-up (the imports of TensorFlow & co.) is part of each cold run. Environment knobs:
 ``TFPIPE_BENCH_TRAIN_STEPS`` (default 100), ``TFPIPE_BENCH_ORCHESTRATORS`` (default
 ``local,beam,kfp-local,airflow``), ``TFPIPE_BENCH_PENGUIN=data`` for the data half only.
 """
@@ -77,6 +79,8 @@ def measure(name: str, tmp: str) -> dict:
     t0 = time.monotonic()
     r2 = runner.run(ir, run_id="bench-2")
     warm = time.monotonic() - t0
+    if hasattr(runner, "close"):
+        runner.close()
     return {"ok": r.ok and r2.ok, "error": str(r.error or r2.error or ""), "cold": cold, "warm": warm,
             "nodes": len(ir["nodes"]), "pushed": _blessed(ir, "bench-1") if r.ok else 0.0,
             "has_pusher": any(n["id"] == "Pusher" for n in ir["nodes"])}
@@ -85,9 +89,11 @@ def measure(name: str, tmp: str) -> dict:
 def run(report) -> None:
     """Each orchestrator in a fresh Python process (as `tfpipe run` would be), so every one
     pays its own imports of TensorFlow/TFDV/Beam."""
+    from orchestrators import taskhost
     names = os.environ.get("TFPIPE_BENCH_ORCHESTRATORS", "local,beam,kfp-local,airflow").split(",")
     base = None
     for name in names:
+        taskhost.stop_host(wait_s=60)  # each orchestrator that uses the warm task host pays its start
         tmp = tempfile.mkdtemp(prefix=f"bench-orch-{name}-")
         p = subprocess.run([sys.executable, "-m", "benchmarks.bench_orchestrators", name, tmp], cwd=REPO,
                            capture_output=True, text=True)

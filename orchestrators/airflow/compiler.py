@@ -11,6 +11,8 @@ docs/orchestrators.md). One task per node, with the IR's dependencies; each task
 - ``settings``: ``retries``, ``retry_delay_s``, ``execution_timeout_s`` (every task),
   ``airflow_operator``: ``"bash"`` (default) or ``"kubernetes"`` (KubernetesPodOperator
   running the pipeline image, ``image`` / ``$TFPIPE_IMAGE``, ``namespace``);
+  ``task_host`` (bash tasks, default true): tasks fork from the warm task host of the
+  worker machine (``orchestrators/taskhost.py``) instead of importing TensorFlow each;
 - the runtime interpreter: ``$TFPIPE_PYTHON`` in the Airflow worker's environment, else
   the one given at generation time (``$TFPIPE_PYTHON`` then, else the interpreter running
   ``tfpipe compile``).
@@ -23,6 +25,7 @@ import re
 import sys
 
 from ..task import METADATA_ENV
+from ..taskhost import ENABLE_ENV
 
 __all__ = ["compile_airflow", "dag_id_of", "AirflowCompileError", "PYTHON_ENV", "IMAGE_ENV"]
 
@@ -74,8 +77,9 @@ def _header(ir: dict) -> list[str]:
 
 
 def _bash_tasks(ir: dict, python: str) -> list[str]:
+    s = ir["pipeline"].get("settings") or {}
     env = {"TFPIPE_RUN_ID": "{{ run_id }}", "TFPIPE_PARAMS": "{{ (dag_run.conf or {}) | tojson }}",
-           "TFPIPE_IR": "__IR_PATH__"}
+           "TFPIPE_IR": "__IR_PATH__", ENABLE_ENV: "1" if s.get("task_host", True) else "0"}
     lines = ["from airflow.providers.standard.operators.bash import BashOperator", "",
              f"PYTHON_DEFAULT = {python!r}  # the runtime venv at generation time; $TFPIPE_PYTHON overrides",
              "COMMAND = ('\"${TFPIPE_PYTHON:-' + PYTHON_DEFAULT + '}\" -m orchestrators.task --ir \"$TFPIPE_IR\" '",

@@ -1,5 +1,14 @@
-"""Run a compiled DAG with real Airflow, offline: ``airflow dags test`` on a SQLite
-metadata database in an ``AIRFLOW_HOME`` of our own.
+"""Run a compiled DAG with real Airflow, offline: ``airflow dags test --use-executor`` on a
+SQLite metadata database in an ``AIRFLOW_HOME`` of our own.
+
+As in a deployment, tasks go through Airflow's LocalExecutor and its task supervisor (a
+process per task, logs in ``$AIRFLOW_HOME/logs``) and talk to Airflow's execution API,
+served by an ``airflow api-server --apps execution`` this runner starts on a free loopback
+port (with a JWT secret generated for this AIRFLOW_HOME) and stops in ``close()``.
+Independent branches of the DAG run at the same time. (Plain ``airflow dags test`` runs
+tasks one by one in its own process and builds the execution API application anew for
+every task, about 2.5 s of CPU each.) Tasks fork from the warm task host
+(``orchestrators/taskhost.py``), as the generated DAG asks by default.
 
 Airflow lives in its own virtualenv (``make airflow`` -> ``.venv-airflow``); this module
 only drives its ``airflow`` command, so it imports nothing from Airflow itself. Used by the
@@ -8,12 +17,17 @@ its scheduler instead.
 """
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
+import secrets
+import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 
 from pipeline.metadata import MetadataStore
 
@@ -46,6 +60,8 @@ class AirflowLocalRunner:
         self.verbose = verbose
         self.timeout_s = timeout_s
         self.last_log = ""
+        self._api: subprocess.Popen | None = None
+        self._api_url = ""
 
     @property
     def dags(self) -> str:
@@ -56,9 +72,82 @@ class AirflowLocalRunner:
         env.update({"AIRFLOW_HOME": self.home, "AIRFLOW__CORE__DAGS_FOLDER": self.dags,
                     "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                     "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{os.path.join(self.home, 'airflow.db')}",
-                    "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO", PYTHON_ENV: self.python})
+                    "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO", PYTHON_ENV: self.python,
+                    "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                    "AIRFLOW__API_AUTH__JWT_SECRET": self._jwt_secret()})
+        if self._api_url:
+            env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = self._api_url
         env.pop("VIRTUAL_ENV", None)
         return env
+
+    def _jwt_secret(self) -> str:
+        """A random secret shared by this home's api-server and executor (made once)."""
+        path = os.path.join(self.home, "jwt_secret")
+        if not os.path.exists(path):
+            os.makedirs(self.home, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
+        with open(path) as f:
+            return f.read().strip()
+
+    def start_api_server(self) -> None:
+        """Start Airflow's execution API on a free loopback port, unless it runs already."""
+        if self._api is not None and self._api.poll() is None:
+            return
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self._api_url = f"http://127.0.0.1:{port}/execution/"
+        log_path = os.path.join(self.home, "api-server.log")
+        with open(log_path, "ab") as log:
+            self._api = subprocess.Popen(
+                [self.airflow, "api-server", "--apps", "execution", "--host", "127.0.0.1", "--port", str(port),
+                 "--workers", "1"], env=self.env(), cwd=self.home, stdin=subprocess.DEVNULL, stdout=log,
+                stderr=log, start_new_session=True)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if self._api.poll() is not None:
+                break
+            try:
+                with urllib.request.urlopen(f"{self._api_url}health", timeout=2) as r:
+                    if r.status < 500:
+                        return
+            except OSError as e:
+                if getattr(e, "code", 0) and e.code < 500:  # an HTTP answer: the server is up
+                    return
+            time.sleep(0.3)
+        tail = open(log_path, errors="replace").read()[-3000:]
+        self.close()
+        raise AirflowRunError(f"airflow api-server (execution API) did not come up on 127.0.0.1:{port}; "
+                              f"its log ({log_path}) ends:\n{tail}")
+
+    def close(self) -> None:
+        """Stop the api-server this runner started."""
+        p, self._api, self._api_url = self._api, None, ""
+        if p is not None and p.poll() is None:
+            os.killpg(p.pid, signal.SIGTERM)
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def task_logs(self, dag_id: str, airflow_run_id: str) -> str:
+        """Every task attempt's log of one DAG run, as Airflow wrote them."""
+        out = []
+        pattern = os.path.join(self.home, "logs", f"dag_id={dag_id}", f"run_id={airflow_run_id}", "task_id=*",
+                               "attempt=*.log")
+        for path in sorted(glob.glob(pattern), key=os.path.getmtime):
+            with open(path, errors="replace") as f:
+                out.append(f"--- {os.path.relpath(path, self.home)}\n{f.read()}")
+        return "\n".join(out)
 
     def airflow_cmd(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         if not os.path.exists(self.airflow):
@@ -76,6 +165,7 @@ class AirflowLocalRunner:
         os.makedirs(self.dags, exist_ok=True)
         if not os.path.exists(os.path.join(self.home, "airflow.db")):
             self.airflow_cmd("db", "migrate")
+        self.start_api_server()
 
     def inspect_dags(self) -> dict:
         """What Airflow's DagBag makes of ``<home>/dags``: ``{"errors": {file: error},
@@ -107,9 +197,11 @@ class AirflowLocalRunner:
         compile_airflow(ir, self.dags, python=self.python)
         conf = {**(parameters or {}), "tfpipe_run_id": run_id}
         t0 = time.monotonic()
-        p = self.airflow_cmd("dags", "test", dag_id_of(ir), "-c", json.dumps(conf), check=False)
+        p = self.airflow_cmd("dags", "test", dag_id_of(ir), "-c", json.dumps(conf), "--use-executor", check=False)
         self.last_log = p.stdout + p.stderr
         m = re.findall(r"DagRun Finished: .*?state=(\w+)", self.last_log)
+        for airflow_run in set(re.findall(r"DagRun Finished: .*?run_id=([^,\s]+)", self.last_log)):
+            self.last_log += "\n" + self.task_logs(dag_id_of(ir), airflow_run)
         if not m:
             raise AirflowRunError(f"`airflow dags test {dag_id_of(ir)}` did not finish a DAG run "
                                   f"(exit {p.returncode}):\n{self.last_log[-4000:]}")
