@@ -28,28 +28,12 @@ def compile_file(path: str, home: str, env: dict | None = None) -> dict:
         return ir
 
 
-def penguin_data_half(home: str) -> dict:
-    """The penguin pipeline's IR, cut after its data half (ExampleGen, StatisticsGen,
-    SchemaGen, ExampleValidator): the model half (Transform, Trainer, Evaluator, ...) takes
-    minutes per run, too long to repeat under four orchestrators in the test budget; the
-    benchmark runs the whole pipeline under each (benchmarks/bench_orchestrators.py)."""
-    from examples.penguin.pipeline import create_pipeline
-    from orchestrators.local.runner import select_nodes
-    from pipeline.compiler import compile_pipeline
-    p = create_pipeline(root=os.path.join(home, "artifacts", "penguin"), metadata=os.path.join(home, "metadata.sqlite"))
-    ir = compile_pipeline(p)
-    ir["pipeline"]["source"] = PENGUIN
-    keep = select_nodes(ir, to_node="ExampleValidator")
-    ids = {n["id"] for n in keep}
-    ir["nodes"] = [{**n, "upstream": [u for u in n["upstream"] if u in ids]} for n in keep]
-    return ir
-
-
 def penguin_full(home: str) -> dict:
-    """The whole penguin pipeline (model half included; 100 training steps)."""
+    """The whole penguin pipeline, ExampleGen to Pusher (100 training steps): what every
+    orchestrator runs in the contract."""
     from examples.penguin.pipeline import create_pipeline
     from pipeline.compiler import compile_pipeline
-    p = create_pipeline(name="penguin_full", root=os.path.join(home, "artifacts", "penguin_full"),
+    p = create_pipeline(root=os.path.join(home, "artifacts", "penguin"),
                         metadata=os.path.join(home, "metadata.sqlite"), train_steps=100)
     ir = compile_pipeline(p)
     ir["pipeline"]["source"] = PENGUIN
@@ -101,10 +85,8 @@ class Scenario:
 
     def prepare(self):
         """Compile the IRs (in the main thread: compiling sets environment variables)."""
-        self.penguin_ir = penguin_data_half(self.home)
+        self.penguin_ir = penguin_full(self.home)
         self.contract_ir = compile_file(CONTRACT, self.home, {"CONTRACT_FAIL_FLAG": self.flag})
-        if self.name == "beam":  # the model half once, under a non-local orchestrator
-            self.full_ir = penguin_full(self.home)
         if self.name == "airflow":
             self.marker = str(self.tmp / "first-attempt")
             self.flaky_ir = compile_file(FLAKY, self.home, {"FLAKY_MARKER": self.marker})
@@ -117,8 +99,6 @@ class Scenario:
         self.run(self.contract_ir, "contract-1")   # Boom fails
         os.remove(self.flag)
         self.run(self.contract_ir, "contract-2")   # resumes: upstream of Boom from cache
-        if self.name == "beam":  # runs while Airflow's scenario (the longest) plays in the background
-            self.run(self.full_ir, "full-1")
         if self.name == "airflow":  # a task that fails once, retried; a parameter from dag_run.conf
             self.run(self.flaky_ir, "flaky-1", parameters={"FlakyStart__message": "from dag_run.conf"})
         return self
