@@ -15,7 +15,7 @@ import inspect
 import os
 
 __all__ = ["UserCodeError", "UserFunctionError", "check_static", "load_user_fn", "describe",
-           "call_user_fn", "resolve_source", "helper_code_version"]
+           "call_user_fn", "resolve_source"]
 
 
 class UserCodeError(ValueError):
@@ -37,14 +37,6 @@ def _one_given(component: str, fn_name: str, module_file: str, ref: str) -> None
         found = "both" if module_file else "neither"
         raise UserCodeError(f"{component}: expected exactly one of module_file=... (a file defining "
                             f"{fn_name}) or {fn_name}='package.module.function', found {found}")
-
-
-def helper_code_version(*modules: str) -> str:
-    """Fingerprint of the helper modules (next to this one) an executor relies on besides
-    its own file, so that editing them misses the cache as editing the executor does."""
-    from pipeline.fingerprint import fingerprint_files
-    here = os.path.dirname(os.path.abspath(__file__))
-    return fingerprint_files([os.path.join(here, m + ".py") for m in ("_user_code", *modules)])
 
 
 def resolve_source(ref: str) -> str | None:

@@ -22,7 +22,7 @@ import os
 from pipeline import (Examples, HyperParameters, Input, Model, ModelRun, ModuleFile, Output, Schema,
                       TransformGraph, component, current)
 
-from ._user_code import call_user_fn, check_static, describe, helper_code_version, load_user_fn
+from ._user_code import call_user_fn, check_static, describe, load_user_fn
 from .fn_args import DataAccessor, FnArgs, TensorFlowDatasetOptions, TunerFnResult
 from .model_export import (SERVING_DIR, ModelContractError, check_serving_model, export_serving_model,
                            load_base_weights)
@@ -41,7 +41,7 @@ class TrainerError(RuntimeError):
 
 def _driver(params: dict) -> dict:
     check_static("Trainer", "run_fn", params.get("module_file") or "", params.get("run_fn") or "")
-    out = {"helper_code_version": helper_code_version('fn_args', 'model_export', 'transform', 'examples_io')}
+    out = {}
     ref = params.get("run_fn")
     if ref:
         from pipeline.fingerprint import module_fingerprint

@@ -29,7 +29,7 @@ import tempfile
 from pipeline import (Examples, ExampleStatistics, Input, ModuleFile, Output, Schema, TransformGraph,
                       component, current)
 
-from ._user_code import call_user_fn, check_static, describe, helper_code_version, load_user_fn
+from ._user_code import call_user_fn, check_static, describe, load_user_fn
 
 __all__ = ["Transform", "TransformError", "TRANSFORMED_PREFIX", "PAYLOAD_FORMAT", "transformed_files",
            "raw_arrow_schema"]
@@ -49,7 +49,7 @@ def transformed_files(examples: Examples, split: str) -> list[str]:
 def _driver(params: dict) -> dict:
     check_static("Transform", "preprocessing_fn", params.get("module_file") or "",
                  params.get("preprocessing_fn") or "")
-    out = {"helper_code_version": helper_code_version('_tabular', 'examples_io', 'statistics_gen')}
+    out = {}
     ref = params.get("preprocessing_fn")
     if ref:  # a Python reference: its source file's content joins the cache key
         from pipeline.fingerprint import module_fingerprint

@@ -23,7 +23,7 @@ import time
 
 from pipeline import Examples, HyperParameters, Input, ModuleFile, Output, Schema, TransformGraph, component, current
 
-from ._user_code import call_user_fn, check_static, describe, helper_code_version, load_user_fn
+from ._user_code import call_user_fn, check_static, describe, load_user_fn
 from .fn_args import TunerFnResult
 
 __all__ = ["Tuner", "TunerFnResult", "TunerError", "HPARAMS_FILE", "TRIALS_FILE", "run_tuner_fn"]
@@ -41,7 +41,7 @@ def _driver(params: dict) -> dict:
     check_static("Tuner", "tuner_fn", params.get("module_file") or "", params.get("tuner_fn") or "")
     if params.get("parallel_trials", 1) < 1:
         raise TunerError(f"Tuner: parallel_trials={params['parallel_trials']}; expected 1 or more")
-    out = {"helper_code_version": helper_code_version('fn_args', '_tuner_worker', 'trainer', 'transform', 'examples_io')}
+    out = {}
     ref = params.get("tuner_fn")
     if ref:
         from pipeline.fingerprint import module_fingerprint
@@ -143,7 +143,7 @@ def _run_parallel(tuner, n: int, module_file: str, ref: str, fn_args, ctx, log_d
     return assigned
 
 
-@component(name="Tuner", driver=_driver)
+@component(name="Tuner", driver=_driver, code_files=("_tuner_worker.py",))
 def Tuner(examples: Input[Examples], best_hyperparameters: Output[HyperParameters],
           transform_graph: Input[TransformGraph] | None = None, schema: Input[Schema] | None = None,
           module_file: ModuleFile = "", tuner_fn: str = "", train_steps: int = 0, eval_steps: int = 0,

@@ -104,12 +104,14 @@ class ComponentSpec:
     """The interface of a component, derived from its executor's signature."""
 
     def __init__(self, fn: Callable, name: str | None = None, driver: Callable | None = None,
-                 version: str | None = None, resolver: Callable | None = None):
+                 version: str | None = None, resolver: Callable | None = None,
+                 code_files: tuple[str, ...] = ()):
         self.fn = fn
         self.name = name or fn.__name__
         self.driver = driver
         self.resolver = resolver  # see pipeline/resolver.py: picks existing artifacts, no executor
         self.version = version
+        self.code_files = tuple(code_files)
         self.inputs: dict[str, InputSpec] = {}
         self.outputs: dict[str, OutputSpec] = {}
         self.parameters: dict[str, ParamSpec] = {}
@@ -164,14 +166,19 @@ class ComponentSpec:
 
     def code_version(self) -> str:
         """A hash of the executor's source file and the local modules it imports (e.g. a
-        component's private helpers), so changed component code misses the cache."""
+        component's private helpers), plus ``code_files`` (files next to it the executor runs
+        without importing them, such as a worker script started as a subprocess), so changed
+        component code misses the cache."""
         if self.version:
             return self.version
         if self._code_version is None:
             from .fingerprint import module_fingerprint
             path = self.source_file
             if path and os.path.isfile(path):
-                self._code_version = module_fingerprint(path)[:16]
+                here = os.path.dirname(path)
+                parts = [module_fingerprint(p) for p in (path, *(os.path.join(here, f) for f in self.code_files))]
+                self._code_version = (parts[0] if len(parts) == 1
+                                      else hashlib.sha256("\0".join(parts).encode()).hexdigest())[:16]
             else:
                 self._code_version = hashlib.sha256(self.fn.__code__.co_code).hexdigest()[:16]
         return self._code_version
@@ -290,7 +297,7 @@ class Node:
 
 
 def component(fn: Callable | None = None, *, name: str | None = None, driver: Callable | None = None,
-              version: str | None = None, resolver: Callable | None = None):
+              version: str | None = None, resolver: Callable | None = None, code_files: tuple[str, ...] = ()):
     """Turn a typed function into a component. Usable bare (``@component``) or with options.
 
     ``driver(parameters) -> dict`` runs before the cache decision (e.g. ExampleGen picking a
@@ -300,9 +307,14 @@ def component(fn: Callable | None = None, *, name: str | None = None, driver: Ca
     ``resolver(query, pipeline_name, params, inputs) -> {output_key: [artifacts]}`` makes a
     resolver component: the launcher calls it instead of the function body, to pick
     existing artifacts of earlier runs from ML Metadata (see ``pipeline/resolver.py``).
+
+    ``code_files``: files (relative to the component's source file) that its executor runs
+    without importing them, e.g. a worker module started with ``python -m``; they join the
+    code version, as the modules it imports do.
     """
     def wrap(f: Callable) -> ComponentSpec:
-        spec = ComponentSpec(f, name=name, driver=driver, version=version, resolver=resolver)
+        spec = ComponentSpec(f, name=name, driver=driver, version=version, resolver=resolver,
+                             code_files=code_files)
         spec._attr_name = f.__name__
         return spec
     return wrap(fn) if fn is not None else wrap

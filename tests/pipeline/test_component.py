@@ -110,3 +110,17 @@ def test_code_version_covers_the_local_modules_a_component_imports(tmp_path):
     (tmp_path / "comp_helper.py").write_text("K = 2\n")
     v2 = load_module_from_file(str(tmp_path / "comp_mod.py"), "comp_mod_b").c.code_version()
     assert v1 != v2 and len(v1) == 16
+
+
+def test_code_version_covers_code_files_the_executor_runs_without_importing(tmp_path):
+    """e.g. the Tuner's worker, started as `python -m components._tuner_worker`."""
+    from pipeline.launcher import load_module_from_file
+    (tmp_path / "worker.py").write_text("print('worker v1')\n")
+    src = ("from pipeline import Output, String, component\n\n"
+           "@component(code_files=('worker.py',))\ndef c(out: Output[String]) -> None:\n    out.write('x')\n")
+    (tmp_path / "comp_cf.py").write_text(src)
+    v1 = load_module_from_file(str(tmp_path / "comp_cf.py"), "comp_cf_a").c.code_version()
+    v1_again = load_module_from_file(str(tmp_path / "comp_cf.py"), "comp_cf_b").c.code_version()
+    (tmp_path / "worker.py").write_text("print('worker v2')\n")
+    v2 = load_module_from_file(str(tmp_path / "comp_cf.py"), "comp_cf_c").c.code_version()
+    assert v1 == v1_again and v1 != v2 and len(v2) == 16
