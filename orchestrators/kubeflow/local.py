@@ -2,7 +2,8 @@
 
 kfp.local runs lightweight Python components in subprocesses of this interpreter (no
 container), in dependency order, and stops at the first failed task. Each task enters
-the launcher, so ML Metadata ends up exactly as under any other orchestrator.
+the launcher, so ML Metadata ends up exactly as under any other orchestrator. Tasks fork
+from the warm task host (``orchestrators/taskhost.py``) unless ``task_host=False``.
 """
 from __future__ import annotations
 
