@@ -253,15 +253,26 @@ class MetadataStore:
                 ev.path.steps.add().key = key
                 ev.path.steps.add().index = i
                 pairs.append((self.to_proto(a), ev))
-        eid, _, _ = self._retry(lambda: self.store.put_execution(
-            e, pairs, list(contexts), reuse_context_if_already_exist=True))
+        eid, aids, _ = self._retry(lambda: self.store.put_execution(e, pairs, []))
         e.id = eid
+        self._link(contexts, eid, aids)
         return e
+
+    def _link(self, contexts, execution_id: int, artifact_ids) -> None:
+        """Associate an execution (and attribute its artifacts) with contexts. Not through
+        put_execution's ``contexts``: that upserts each context with the properties it held
+        when this process read it, undoing what a parallel task recorded on the run since
+        (e.g. its FAILED status)."""
+        pb = self.pb
+        ctx_ids = [c.id for c in contexts]
+        self._retry(lambda: self.store.put_attributions_and_associations(
+            [pb.Attribution(context_id=c, artifact_id=a) for c in ctx_ids for a in artifact_ids],
+            [pb.Association(context_id=c, execution_id=execution_id) for c in ctx_ids]))
 
     def publish_execution(self, execution, state: str, props: dict[str, Any], contexts,
                           outputs: dict[str, list[Artifact]], new_events: bool = True) -> None:
         """Record the execution's final state with its outputs and OUTPUT events, in one
-        transaction."""
+        transaction; then link them to the contexts."""
         pb = self.pb
         execution.last_known_state = getattr(pb.Execution, state)
         self._set_props(execution.custom_properties, props)
@@ -276,11 +287,11 @@ class MetadataStore:
                 ev.path.steps.add().index = i
                 pairs.append((self.to_proto(a), ev))
         _, ids, _ = self._retry(lambda: self.store.put_execution(
-            execution, pairs, list(contexts), reuse_context_if_already_exist=True,
-            reuse_artifact_if_already_exist_by_external_id=False))
+            execution, pairs, [], reuse_artifact_if_already_exist_by_external_id=False))
         flat = [a for arts in outputs.values() for a in arts]
         for a, i in zip(flat, ids):
             a.id = i
+        self._link(contexts, execution.id, list(ids))
 
     def executions_by_context(self, ctx) -> list:
         return list(self._retry(lambda: self.store.get_executions_by_context(ctx.id)))

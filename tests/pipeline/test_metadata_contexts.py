@@ -1,0 +1,19 @@
+"""Parallel tasks of one run share its pipeline_run context: recording an execution must not
+write back the context properties this process read earlier (MLMD's put_execution with
+contexts upserts them), or a parallel task's FAILED status is lost."""
+from pipeline.metadata import MetadataStore
+
+
+def test_publishing_an_execution_keeps_what_a_parallel_task_recorded_on_the_run(tmp_path):
+    store = MetadataStore(str(tmp_path / "m.sqlite"))
+    run = store.context("pipeline_run", "p.r1", {"status": "RUNNING"})
+    node = store.context("node", "p.Side")
+    stale = [store.context("pipeline_run", "p.r1"), node]  # as a task reads them when it starts
+    e = store.new_execution("Side", {"node_id": "Side"}, stale, {})
+    other = MetadataStore(str(tmp_path / "m.sqlite"))  # a parallel task's node fails meanwhile
+    other.update_context(other.context("pipeline_run", "p.r1"), {"status": "FAILED", "error": "boom"})
+    store.publish_execution(e, "COMPLETE", {"node_id": "Side"}, stale, {})
+    props = store.props(store.context("pipeline_run", "p.r1"))
+    assert props["status"] == "FAILED" and props["error"] == "boom"
+    assert [x.id for x in store.executions_by_context(run)] == [e.id]  # still in the run
+    assert [x.id for x in store.executions_by_context(node)] == [e.id]
