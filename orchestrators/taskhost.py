@@ -149,6 +149,13 @@ def _locked(lock_path: str) -> bool:
         return False
 
 
+def _send(s: socket.socket, body: bytes, fds: list[int]) -> None:
+    """One request: its length (with the file descriptors passed along), then the JSON body;
+    ``_recv_request`` reads it."""
+    socket.send_fds(s, [_HDR.pack(len(body))], fds)
+    s.sendall(body)
+
+
 def run_via_host(argv: list[str], module: str = "orchestrators.task") -> int | None:
     """Run ``python -m <module> <argv>`` in a forked child of the task host, with this
     process's streams, environment and working directory; its exit code, or None when no
@@ -175,8 +182,7 @@ def run_via_host(argv: list[str], module: str = "orchestrators.task") -> int | N
     sys.stderr.flush()
     with s:
         try:
-            socket.send_fds(s, [_HDR.pack(len(body))], [0, 1, 2])
-            s.sendall(body)
+            _send(s, body, [0, 1, 2])
             reply = b""
             while not reply.endswith(b"\n"):
                 chunk = s.recv(4096)
@@ -201,9 +207,7 @@ def stop_host(wait_s: float = 0.0) -> bool:
     if s is None:
         return False
     with s:
-        body = json.dumps({"op": "stop"}).encode()
-        socket.send_fds(s, [_HDR.pack(len(body))], [])
-        s.sendall(body)
+        _send(s, json.dumps({"op": "stop"}).encode(), [])
         s.recv(64)
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline and (os.path.exists(path) or _locked(path + ".lock")):
