@@ -26,6 +26,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 
@@ -44,12 +45,30 @@ class AirflowRunError(RuntimeError):
     pass
 
 
+def _end_group(p: subprocess.Popen, wait_s: float = 20) -> None:
+    """SIGTERM a process started with ``start_new_session`` and its group, SIGKILL after ``wait_s``."""
+    try:
+        os.killpg(p.pid, signal.SIGTERM)
+        p.wait(timeout=wait_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+    except ProcessLookupError:
+        p.wait()
+    try:  # workers left in the group after its leader exited
+        os.killpg(p.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def _default_bin() -> str:
     return os.environ.get(AIRFLOW_BIN_ENV) or os.path.join(os.getcwd(), ".venv-airflow", "bin", "airflow")
 
 
 class AirflowLocalRunner:
     """Compile the IR into ``<home>/dags`` and run it with ``airflow dags test``."""
+
+    END_GRACE_S = 30.0  # how long `dags test` may take to exit once its DAG run has finished
 
     def __init__(self, home: str, airflow_bin: str | None = None, python: str | None = None,
                  out=None, verbose: bool = True, timeout_s: float = 1800):
@@ -77,6 +96,9 @@ class AirflowLocalRunner:
                     "AIRFLOW__API_AUTH__JWT_SECRET": self._jwt_secret()})
         if self._api_url:
             env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = self._api_url
+        # the LocalExecutor forks this many workers up front (Airflow's default, 32, is far more
+        # than a local DAG run's widest layer)
+        env.setdefault("AIRFLOW__CORE__PARALLELISM", "8")
         env.pop("VIRTUAL_ENV", None)
         return env
 
@@ -126,12 +148,7 @@ class AirflowLocalRunner:
         """Stop the api-server this runner started."""
         p, self._api, self._api_url = self._api, None, ""
         if p is not None and p.poll() is None:
-            os.killpg(p.pid, signal.SIGTERM)
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
+            _end_group(p)
 
     def __enter__(self):
         return self
@@ -149,16 +166,55 @@ class AirflowLocalRunner:
                 out.append(f"--- {os.path.relpath(path, self.home)}\n{f.read()}")
         return "\n".join(out)
 
-    def airflow_cmd(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    def _check_bin(self) -> None:
         if not os.path.exists(self.airflow):
             raise AirflowRunError(f"no airflow command at {self.airflow}; run `make airflow` (creates "
                                   f".venv-airflow) or set ${AIRFLOW_BIN_ENV}")
+
+    def airflow_cmd(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        self._check_bin()
         p = subprocess.run([self.airflow, *args], env=self.env(), cwd=self.home, capture_output=True,
                            text=True, timeout=self.timeout_s)
         if check and p.returncode != 0:
             raise AirflowRunError(f"`airflow {' '.join(args)}` exited {p.returncode}:\n{p.stdout[-3000:]}\n"
                                   f"{p.stderr[-3000:]}")
         return p
+
+    def _dags_test(self, dag_id: str, conf: dict) -> tuple[int, str]:
+        """``airflow dags test DAG --use-executor``: (exit code, its output). Once the DAG run
+        has finished, the command only shuts its LocalExecutor down; Airflow 3.1's
+        ``LocalExecutor.end()`` can wait forever there for a worker that never got its stop
+        message (apache/airflow#45683), so after ``END_GRACE_S`` the command's process group
+        is ended. The DAG run's outcome is already in the output and in ML Metadata."""
+        self._check_bin()
+        with tempfile.TemporaryFile("w+b") as log:
+            p = subprocess.Popen([self.airflow, "dags", "test", dag_id, "-c", json.dumps(conf), "--use-executor"],
+                                 env=self.env(), cwd=self.home, stdin=subprocess.DEVNULL, stdout=log,
+                                 stderr=subprocess.STDOUT, start_new_session=True)
+            t0, finished_at, seen = time.monotonic(), None, 0
+            marker = b"DagRun Finished:"
+            try:
+                while p.poll() is None:
+                    time.sleep(0.5)
+                    now = time.monotonic()
+                    if finished_at is None:
+                        log.seek(seen)
+                        chunk = log.read()
+                        if marker in chunk:
+                            finished_at = now
+                        seen = max(seen, seen + len(chunk) - len(marker))  # a marker may span two reads
+                    elif now - finished_at > self.END_GRACE_S:
+                        print(f"airflow dags test {dag_id}: the DAG run finished but the command did not exit "
+                              f"within {self.END_GRACE_S:.0f} s (LocalExecutor shutdown); ending it",
+                              file=self.out)
+                        break
+                    if now - t0 > self.timeout_s:
+                        raise AirflowRunError(f"`airflow dags test {dag_id}` ran longer than {self.timeout_s:.0f} s")
+            finally:
+                if p.poll() is None:
+                    _end_group(p)
+            log.seek(0)
+            return p.returncode, log.read().decode(errors="replace")
 
     def setup(self) -> None:
         """Create AIRFLOW_HOME and its SQLite database (``airflow db migrate``) once."""
@@ -197,14 +253,13 @@ class AirflowLocalRunner:
         compile_airflow(ir, self.dags, python=self.python)
         conf = {**(parameters or {}), "tfpipe_run_id": run_id}
         t0 = time.monotonic()
-        p = self.airflow_cmd("dags", "test", dag_id_of(ir), "-c", json.dumps(conf), "--use-executor", check=False)
-        self.last_log = p.stdout + p.stderr
+        returncode, self.last_log = self._dags_test(dag_id_of(ir), conf)
         m = re.findall(r"DagRun Finished: .*?state=(\w+)", self.last_log)
         for airflow_run in set(re.findall(r"DagRun Finished: .*?run_id=([^,\s]+)", self.last_log)):
             self.last_log += "\n" + self.task_logs(dag_id_of(ir), airflow_run)
         if not m:
             raise AirflowRunError(f"`airflow dags test {dag_id_of(ir)}` did not finish a DAG run "
-                                  f"(exit {p.returncode}):\n{self.last_log[-4000:]}")
+                                  f"(exit {returncode}):\n{self.last_log[-4000:]}")
         result = collect_run(MetadataStore(ir["pipeline"]["metadata"]), ir, run_id, ir["nodes"])
         result.duration_s = time.monotonic() - t0
         result.airflow_state = m[-1]

@@ -106,3 +106,38 @@ def test_cli_compile_target_airflow_writes_dag_and_ir(tmp_path):
     ir = json.loads((dags / "contract.ir.json").read_text())
     assert sorted(n["id"] for n in ir["nodes"]) == ["ContractBoom", "ContractSide", "ContractSink", "ContractSource"]
     assert "PYTHON_DEFAULT = '/opt/runtime/bin/python'" in (dags / "contract.py").read_text()
+
+
+def test_dags_test_that_hangs_after_its_dag_run_finished_is_ended(tmp_path):
+    """Airflow 3.1's LocalExecutor.end() can wait forever for a worker that missed its stop
+    message (apache/airflow#45683). The runner supervises `airflow dags test`: once the DAG run
+    has finished it allows END_GRACE_S, then ends the command's whole process group. Here the
+    command is a stand-in script that reports a finished DAG run and then hangs, with a child
+    of its own, as `dags test` did with its workers."""
+    import signal
+    import stat
+    import subprocess
+    import time
+
+    from orchestrators.airflow.local import AirflowLocalRunner
+
+    pidfile = tmp_path / "worker.pid"
+    script = tmp_path / "airflow"
+    script.write_text("#!/bin/sh\n"
+                      f"sleep 600 & echo $! > {pidfile}\n"
+                      "echo 'DagRun Finished: dag_id=p, run_id=manual__1, state=success'\n"
+                      "exec sleep 600\n")
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    runner = AirflowLocalRunner(str(tmp_path / "home"), airflow_bin=str(script), out=open(os.devnull, "w"))
+    runner.END_GRACE_S = 1.0
+    t0 = time.monotonic()
+    code, log = runner._dags_test("p", {})
+    assert time.monotonic() - t0 < 60
+    assert code == -signal.SIGTERM and "DagRun Finished: dag_id=p" in log
+    worker = int(pidfile.read_text())
+    for _ in range(50):  # the stand-in's own child went with its process group
+        if subprocess.run(["ps", "-o", "stat=", "-p", str(worker)], capture_output=True, text=True).stdout.strip() in ("", "Z"):
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"process {worker} of the ended group still runs")
