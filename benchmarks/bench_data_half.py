@@ -6,11 +6,7 @@ Each side is timed as its user runs it, from process start to exit: the data hal
 ``tfpipe run`` (the installed command), the baseline as a Python script calling TFDV. The
 ``tfpipe`` command ends without the interpreter's final collection of TensorFlow objects
 (about 2 s here), a script does not; so the in-process times of both (imports included,
-interpreter start and exit excluded) are reported as a second ratio.
-
-StatisticsGen runs its splits side by side in forked workers when the machine has more
-than one core; the same run with ``--direct_num_workers=1`` (one process) is reported too.
-Peak RSS is that of the largest single process (the parent or a worker), from wait4."""
+interpreter start and exit excluded) are reported as a second ratio."""
 from __future__ import annotations
 
 import os
@@ -28,7 +24,7 @@ def create_pipeline():
     schema = SchemaGen(statistics=stats.outputs.statistics)
     val = ExampleValidator(statistics=stats.outputs.statistics, schema=schema.outputs.schema)
     return Pipeline("bench_{rows}", [gen, stats, schema, val], root={root!r}, metadata={md!r},
-                    beam_pipeline_args={beam_args!r})
+                    beam_pipeline_args=["--direct_num_workers=1"])
 """
 
 NOOP = """
@@ -40,11 +36,11 @@ def create_pipeline():
 """
 
 
-def _pipeline(work: str, rows: int, data_dir: str, beam_args: tuple = (), tag: str = "") -> str:
-    path = os.path.join(work, f"pipe_{rows}{tag}.py")
+def _pipeline(work: str, rows: int, data_dir: str) -> str:
+    path = os.path.join(work, f"pipe_{rows}.py")
     with open(path, "w") as f:
-        f.write(PIPE.format(data=data_dir, rows=rows, root=os.path.join(work, f"root_{rows}{tag}"),
-                            md=os.path.join(work, f"md_{rows}{tag}.sqlite"), beam_args=list(beam_args)))
+        f.write(PIPE.format(data=data_dir, rows=rows, root=os.path.join(work, f"root_{rows}"),
+                            md=os.path.join(work, f"md_{rows}.sqlite")))
     return path
 
 
@@ -74,11 +70,6 @@ def run(report):
     report(f"baseline tfdv.generate_statistics_from_csv {big:,} rows: peak RSS", base["peak_rss_mb"], "MB")
     report("speed-up of the whole data half over that one TFDV call",
            base["process_wall_s"] / results[big]["process_wall_s"], "x", "(target >= 5x)")
-    # the same on one core: --direct_num_workers=1 keeps StatisticsGen's splits in one process
-    serial = tfpipe_cli("run", "-q", _pipeline(work, big, os.path.join(OUT, "data", f"penguins_{big}"),
-                                               ("--direct_num_workers=1",), "_serial"))
-    report(f"data half {big:,} rows, splits in one process (--direct_num_workers=1): wall",
-           serial["process_wall_s"], "s", f"({base['process_wall_s'] / serial['process_wall_s']:.2f}x the TFDV call)")
     inproc = tfpipe_run(_pipeline(work, big, os.path.join(OUT, "data", f"penguins_{big}")), "--no-cache")
     report("same, in-process times of both (interpreter start and exit excluded)",
            base["wall_s"] / inproc["wall_s"], "x", f"({inproc['wall_s']:.1f} s vs {base['wall_s']:.1f} s)")

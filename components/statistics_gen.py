@@ -1,18 +1,14 @@
-"""StatisticsGen: TFDV statistics per split, computed with Apache Beam.
+"""StatisticsGen: TFDV statistics per split, computed as one Apache Beam pipeline.
 
 The pipeline's ``beam_pipeline_args`` choose the runner (DirectRunner by default; Flink,
-Spark or Dataflow by arguments), which gets one Beam pipeline covering every split. On the
-in-process runner with more than one core (or ``--direct_num_workers`` > 1), each split is
-its own Beam pipeline instead, and the splits run side by side in forked workers that start
-with TFDV and Beam already imported; ``--direct_num_workers=1`` keeps them in one process.
-Parquet record batches feed TFDV directly, with no row-wise tf.Example detour.
+Spark or Dataflow by arguments). Parquet record batches feed TFDV directly, with no
+row-wise tf.Example detour.
 """
 from __future__ import annotations
 
 import os
 
 from pipeline import Examples, ExampleStatistics, Input, Output, component, current
-from pipeline.parallel import WorkerError, can_fork, fork_map
 
 __all__ = ["StatisticsGen", "STATS_FILE", "load_statistics"]
 
@@ -44,33 +40,15 @@ def StatisticsGen(examples: Input[Examples], statistics: Output[ExampleStatistic
     ctx = current()
     splits = [s for s in examples.split_names if s not in exclude_splits]
     opts = tfdv.StatsOptions(**(stats_options or {}))
-
-    def add_split(p, s: str) -> None:
-        out = statistics.split_uri(s)
-        os.makedirs(out, exist_ok=True)
-        (p
-         | f"Read[{s}]" >> beam.io.ReadFromParquetBatched(os.path.join(examples.split_uri(s), "*.parquet"))
-         | f"ToLists[{s}]" >> beam.FlatMap(_table_to_list_batches).with_output_types(pa.RecordBatch)
-         | f"Stats[{s}]" >> tfdv.GenerateStatistics(opts)
-         | f"Write[{s}]" >> tfdv.WriteStatisticsToBinaryFile(os.path.join(out, STATS_FILE)))
-
-    def one_split(s: str) -> None:
-        with ctx.beam_pipeline() as p:
-            add_split(p, s)
-
-    workers = min(ctx.beam_local_workers(), len(splits))
-    if workers > 1 and can_fork():
-        # on the in-process runner each split is its own Beam pipeline, run side by side in
-        # forked workers that share this process's imports (--direct_num_workers=1: serial)
-        ctx.log(f"{len(splits)} splits in {workers} parallel Beam pipelines")
-        try:
-            fork_map(one_split, splits, workers)
-        except WorkerError as e:
-            raise StatisticsError(f"split {e.item}: {e}") from e  # the worker's traceback in the cause
-    else:
-        with ctx.beam_pipeline() as p:
-            for s in splits:
-                add_split(p, s)
+    with ctx.beam_pipeline() as p:
+        for s in splits:
+            out = statistics.split_uri(s)
+            os.makedirs(out, exist_ok=True)
+            (p
+             | f"Read[{s}]" >> beam.io.ReadFromParquetBatched(os.path.join(examples.split_uri(s), "*.parquet"))
+             | f"ToLists[{s}]" >> beam.FlatMap(_table_to_list_batches).with_output_types(pa.RecordBatch)
+             | f"Stats[{s}]" >> tfdv.GenerateStatistics(opts)
+             | f"Write[{s}]" >> tfdv.WriteStatisticsToBinaryFile(os.path.join(out, STATS_FILE)))
     # count rows end to end: statistics must cover every example ExampleGen wrote
     for s in splits:
         stats = load_statistics(statistics, s)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextvars
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -52,21 +51,6 @@ class ExecutionContext:
             from apache_beam.runners.portability.fn_api_runner import FnApiRunner
             runner = FnApiRunner()
         return beam.Pipeline(runner=runner, options=options)
-
-    def beam_local_workers(self) -> int:
-        """How many independent Beam pipelines an executor may run side by side: 1 when
-        ``beam_pipeline_args`` name a runner (it schedules the work itself), else
-        ``--direct_num_workers`` when given (0 meaning every core, as in Beam), else the
-        number of cores this process may use."""
-        from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
-        options = PipelineOptions(self.beam_pipeline_args)
-        if options.view_as(StandardOptions).runner:
-            return 1
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        given = options.get_all_options(drop_default=True).get("direct_num_workers")
-        if given is None or int(given) <= 0:
-            return cores
-        return int(given)
 
     def __enter__(self):
         self._token = _CURRENT.set(self)

@@ -57,4 +57,4 @@ def create_pipeline(data_root: str = DATA, name: str = "diabetes", root: str | N
     return Pipeline(name=name, root=root, metadata=metadata, enable_cache=enable_cache,
                     components=[example_gen, stats, schema, transform, trainer, baseline, evaluator, infra,
                                 pusher],
-                    beam_pipeline_args=beam_pipeline_args or [])
+                    beam_pipeline_args=beam_pipeline_args or ["--direct_num_workers=1"])

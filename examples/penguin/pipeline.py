@@ -66,4 +66,4 @@ def create_pipeline(data_root: str = DATA, name: str = "penguin", root: str | No
     model_validation = [baseline, evaluator, infra, pusher]
     return Pipeline(name=name, root=root, metadata=metadata, enable_cache=enable_cache,
                     components=[example_gen, stats, schema, validator, *model_half, *model_validation],
-                    beam_pipeline_args=beam_pipeline_args or [])
+                    beam_pipeline_args=beam_pipeline_args or ["--direct_num_workers=1"])

@@ -72,50 +72,6 @@ def test_statistics_cover_every_row_per_split(penguin):
     assert total_missing == 11
 
 
-def test_parallel_split_statistics_equal_one_process_statistics(penguin, tmp_path):
-    """The example pins no worker count, so on this machine (2 cores) StatisticsGen ran its
-    splits in forked workers; --direct_num_workers=1 runs them in one Beam pipeline here."""
-    _, _, nodes = penguin
-    from components.statistics_gen import load_statistics
-    parallel = nodes["StatisticsGen"].outputs["statistics"][0]
-    gen = ExampleGen(input_base=os.path.dirname(PENGUINS), label_key="species")
-    r = _run(tmp_path, [gen, StatisticsGen(examples=gen.outputs.examples)])
-    assert r.ok, r.error
-    serial = r.nodes[-1].outputs["statistics"][0]
-    for s in ("train", "eval"):
-        assert load_statistics(parallel, s) == load_statistics(serial, s)
-
-
-def test_a_split_failing_in_its_worker_fails_the_node_with_nothing_live(tmp_path):
-    from tests.conftest import tfpipe
-    (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "penguins.csv").write_text(open(PENGUINS).read())
-    src = (tmp_path / "pipe.py")
-    src.write_text(
-        "from components import ExampleGen, StatisticsGen\n"
-        "from pipeline import Pipeline\n"
-        "def create_pipeline():\n"
-        f"    gen = ExampleGen(input_base={str(tmp_path / 'data')!r})\n"
-        f"    return Pipeline('p', [gen, StatisticsGen(examples=gen.outputs.examples)],\n"
-        f"                    root={str(tmp_path / 'root')!r}, metadata={str(tmp_path / 'm.sqlite')!r})\n")
-    assert tfpipe("run", str(src), "--to", "ExampleGen").returncode == 0
-    store = MetadataStore(str(tmp_path / "m.sqlite"))
-    ex = store.list_artifacts("Examples")[0]
-    for f in glob.glob(os.path.join(ex.uri, "Split-eval", "*.parquet")):  # damage one split only
-        open(f, "wb").write(b"this is not a parquet file")
-    proc = tfpipe("run", str(src))
-    assert proc.returncode == 1
-    assert "2 splits in 2 parallel Beam pipelines" in proc.stderr
-    assert "split eval:" in proc.stderr, proc.stderr[-3000:]
-    store = MetadataStore(str(tmp_path / "m.sqlite"))
-    failed = [e for e in store.store.get_executions() if store.state_name(e) == "FAILED"]
-    assert [store.props(e)["node_id"] for e in failed] == ["StatisticsGen"]
-    assert "split eval:" in store.props(failed[0])["error"]
-    assert not [a for a in store.list_artifacts("ExampleStatistics") if a.state == "LIVE"]
-    out = tmp_path / "root" / "StatisticsGen"
-    assert not out.exists() or not [f for _, _, fs in os.walk(out) for f in fs], "no partial statistics remain"
-
-
 def test_schema_inferred_and_no_anomalies(penguin):
     tmp, _, nodes = penguin
     from components.schema_gen import load_schema
