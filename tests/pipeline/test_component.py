@@ -100,27 +100,31 @@ def test_bad_pipeline_name():
         Pipeline("my pipeline", [make_numbers()])
 
 
-def test_code_version_covers_the_local_modules_a_component_imports(tmp_path):
+def _code_version_of_c(module_path, alias: str) -> str:
+    """Load the module file afresh under ``alias`` and return its component ``c``'s code version."""
     from pipeline.launcher import load_module_from_file
+    return load_module_from_file(str(module_path), alias).c.code_version()
+
+
+def test_code_version_covers_the_local_modules_a_component_imports(tmp_path):
     (tmp_path / "comp_helper.py").write_text("K = 1\n")
     src = ("from pipeline import Output, String, component\nimport comp_helper\n\n"
            "@component\ndef c(out: Output[String]) -> None:\n    out.write(str(comp_helper.K))\n")
     (tmp_path / "comp_mod.py").write_text(src)
-    v1 = load_module_from_file(str(tmp_path / "comp_mod.py"), "comp_mod_a").c.code_version()
+    v1 = _code_version_of_c(tmp_path / "comp_mod.py", "comp_mod_a")
     (tmp_path / "comp_helper.py").write_text("K = 2\n")
-    v2 = load_module_from_file(str(tmp_path / "comp_mod.py"), "comp_mod_b").c.code_version()
+    v2 = _code_version_of_c(tmp_path / "comp_mod.py", "comp_mod_b")
     assert v1 != v2 and len(v1) == 16
 
 
 def test_code_version_covers_code_files_the_executor_runs_without_importing(tmp_path):
     """e.g. the Tuner's worker, started as `python -m components._tuner_worker`."""
-    from pipeline.launcher import load_module_from_file
     (tmp_path / "worker.py").write_text("print('worker v1')\n")
     src = ("from pipeline import Output, String, component\n\n"
            "@component(code_files=('worker.py',))\ndef c(out: Output[String]) -> None:\n    out.write('x')\n")
     (tmp_path / "comp_cf.py").write_text(src)
-    v1 = load_module_from_file(str(tmp_path / "comp_cf.py"), "comp_cf_a").c.code_version()
-    v1_again = load_module_from_file(str(tmp_path / "comp_cf.py"), "comp_cf_b").c.code_version()
+    v1 = _code_version_of_c(tmp_path / "comp_cf.py", "comp_cf_a")
+    v1_again = _code_version_of_c(tmp_path / "comp_cf.py", "comp_cf_b")
     (tmp_path / "worker.py").write_text("print('worker v2')\n")
-    v2 = load_module_from_file(str(tmp_path / "comp_cf.py"), "comp_cf_c").c.code_version()
+    v2 = _code_version_of_c(tmp_path / "comp_cf.py", "comp_cf_c")
     assert v1 == v1_again and v1 != v2 and len(v2) == 16
