@@ -1,5 +1,5 @@
 # The pipeline image: what a Kubeflow / Vertex AI task or an Airflow KubernetesPodOperator
-# task runs (`python -m orchestrators.task ...` -> the launcher). Same pinned environment
+# task runs (`python -m tfpipe.orchestrators.task ...` -> the launcher). Same pinned environment
 # as `make install`: Python 3.11 and constraints.txt.
 #
 #   docker build -t tfpipe:0.1.0 .
@@ -13,11 +13,17 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /opt/tfpipe
 
-# Dependencies first (a layer that changes only with the lock file).
+# Dependencies first (a layer that changes only with the lock file). The editable install
+# maps the repository's folders into the one `tfpipe` namespace (pyproject.toml's
+# package-dir); it needs each package's folder, so their __init__.py files come along.
 COPY pyproject.toml constraints.txt README.md ./
 COPY pipeline/__init__.py pipeline/__init__.py
 COPY components/__init__.py components/__init__.py
 COPY orchestrators/__init__.py orchestrators/__init__.py
+COPY orchestrators/local/__init__.py orchestrators/local/__init__.py
+COPY orchestrators/beam/__init__.py orchestrators/beam/__init__.py
+COPY orchestrators/airflow/__init__.py orchestrators/airflow/__init__.py
+COPY orchestrators/kubeflow/__init__.py orchestrators/kubeflow/__init__.py
 RUN python -m pip install -q --upgrade "pip>=24" \
  && python -m pip install -q -c constraints.txt -e . \
  && python -m pip check

@@ -15,8 +15,8 @@ import shutil
 from .common import OUT, REPO, measure_python, scaled_penguins, tfpipe_cli, tfpipe_run
 
 PIPE = """
-from components import ExampleGen, ExampleValidator, SchemaGen, StatisticsGen
-from pipeline import Pipeline
+from tfpipe.components import ExampleGen, ExampleValidator, SchemaGen, StatisticsGen
+from tfpipe import Pipeline
 
 def create_pipeline():
     gen = ExampleGen(input_base={data!r}, label_key="species")
@@ -28,7 +28,7 @@ def create_pipeline():
 """
 
 NOOP = """
-from pipeline import Pipeline
+from tfpipe import Pipeline
 from tests.fixtures.trivial import noop
 
 def create_pipeline():

@@ -10,8 +10,8 @@ import shutil
 from .common import OUT, REPO, measure_python, tfpipe_run
 
 PIPE = """
-from components import Evaluator, ExampleGen, InfraValidator, Pusher
-from pipeline import Pipeline
+from tfpipe.components import Evaluator, ExampleGen, InfraValidator, Pusher
+from tfpipe import Pipeline
 from tests.components.test_model_validation import EVAL_CONFIG
 from tests.fixtures.tiny_model import TinyClassifierTrainer
 
@@ -30,8 +30,8 @@ BARE = r"""
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
 from google.protobuf import json_format
-from components.examples_io import serialized_examples
-from pipeline.metadata import MetadataStore
+from tfpipe.components.examples_io import serialized_examples
+from tfpipe.metadata import MetadataStore
 from tests.components.test_model_validation import EVAL_CONFIG
 st = MetadataStore(MD)
 ex = [a for a in st.list_artifacts("Examples")][0]

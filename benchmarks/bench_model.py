@@ -34,8 +34,8 @@ import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 from tfx_bsl.coders import example_coder
 from tfx_bsl.tfxio import tensor_adapter, tensor_representation_util
-from components._tabular import to_list_batch          # 20 lines of Arrow: plain -> list columns
-from components.model_export import export_serving_model  # tf.saved_model.save of a tf.Module
+from tfpipe.components._tabular import to_list_batch          # 20 lines of Arrow: plain -> list columns
+from tfpipe.components.model_export import export_serving_model  # tf.saved_model.save of a tf.Module
 import penguin_transform, penguin_utils
 
 t = pacsv.read_csv(PENGUINS, convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
@@ -94,7 +94,7 @@ def run(report):
     with open(pfile, "w") as f:
         f.write(PIPE.format(root=os.path.join(work, "root"), md=os.path.join(work, "md.sqlite")))
     from examples.penguin.pipeline import create_pipeline
-    from pipeline import compile_pipeline
+    from tfpipe import compile_pipeline
     ir = compile_pipeline(create_pipeline(root=os.path.join(work, "x"), metadata=os.path.join(work, "x.sqlite")))
     after = [n["id"] for n in ir["nodes"]][[n["id"] for n in ir["nodes"]].index("Trainer") + 1:]
 

@@ -24,8 +24,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _ir(home: str) -> dict:
     from examples.penguin.pipeline import create_pipeline
-    from orchestrators.local.runner import select_nodes
-    from pipeline.compiler import compile_pipeline
+    from tfpipe.orchestrators.local.runner import select_nodes
+    from tfpipe.compiler import compile_pipeline
     p = create_pipeline(root=os.path.join(home, "artifacts", "penguin"), metadata=os.path.join(home, "m.sqlite"),
                         train_steps=int(os.environ.get("TFPIPE_BENCH_TRAIN_STEPS", "100")))
     ir = compile_pipeline(p)
@@ -39,16 +39,16 @@ def _ir(home: str) -> dict:
 
 def _runner(name: str, tmp: str):
     if name == "local":
-        from orchestrators.local import LocalRunner
+        from tfpipe.orchestrators.local import LocalRunner
         return LocalRunner(verbose=False)
     if name == "beam":
-        from orchestrators.beam import BeamDagRunner
+        from tfpipe.orchestrators.beam import BeamDagRunner
         return BeamDagRunner(verbose=False)
     if name == "kfp-local":
-        from orchestrators.kubeflow.local import KfpLocalRunner
+        from tfpipe.orchestrators.kubeflow.local import KfpLocalRunner
         return KfpLocalRunner(verbose=False, workdir=os.path.join(tmp, "kfp"))
     if name == "airflow":
-        from orchestrators.airflow.local import AirflowLocalRunner
+        from tfpipe.orchestrators.airflow.local import AirflowLocalRunner
         r = AirflowLocalRunner(os.path.join(tmp, "airflow"), python=sys.executable, verbose=False,
                                airflow_bin=os.path.join(REPO, ".venv-airflow", "bin", "airflow"))
         r.setup()
@@ -57,8 +57,8 @@ def _runner(name: str, tmp: str):
 
 
 def _blessed(ir: dict, run_id: str) -> float:
-    from pipeline import inspect as insp
-    from pipeline.metadata import MetadataStore
+    from tfpipe import inspect as insp
+    from tfpipe.metadata import MetadataStore
     info = insp.show_run(MetadataStore(ir["pipeline"]["metadata"]), run_id)
     pushed = [e for e in info["executions"] if e["node_id"] == "Pusher" and e["state"] in ("COMPLETE", "CACHED")]
     for e in pushed:
@@ -89,7 +89,7 @@ def measure(name: str, tmp: str) -> dict:
 def run(report) -> None:
     """Each orchestrator in a fresh Python process (as `tfpipe run` would be), so every one
     pays its own imports of TensorFlow/TFDV/Beam."""
-    from orchestrators import taskhost
+    from tfpipe.orchestrators import taskhost
     names = os.environ.get("TFPIPE_BENCH_ORCHESTRATORS", "local,beam,kfp-local,airflow").split(",")
     base = None
     for name in names:

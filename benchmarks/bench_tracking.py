@@ -24,7 +24,7 @@ NODES = [("ExampleGen", "examples", "Examples"), ("StatisticsGen", "statistics",
 
 def generate(store, root: str, n: int, pipeline: str = "bench") -> list[str]:
     """Write ``n`` runs of a five-node pipeline; returns their run ids."""
-    from pipeline.artifacts import artifact_class
+    from tfpipe.artifacts import artifact_class
 
     pb = store.pb
     rng = random.Random(7)
@@ -86,15 +86,15 @@ def generate(store, root: str, n: int, pipeline: str = "bench") -> list[str]:
 
 def _cli_seconds(args: list[str], env: dict) -> tuple[float, str]:
     t = time.perf_counter()
-    p = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True, env=env)
+    p = subprocess.run([sys.executable, "-m", "tfpipe.cli", *args], capture_output=True, text=True, env=env)
     if p.returncode != 0:
         raise RuntimeError(f"tfpipe {' '.join(args)} exited {p.returncode}: {p.stderr[-2000:]}")
     return time.perf_counter() - t, p.stdout
 
 
 def run(report) -> None:
-    from pipeline.metadata import MetadataStore
-    from pipeline.tracking import compare_runs, format_compare, format_runs, list_runs
+    from tfpipe.metadata import MetadataStore
+    from tfpipe.tracking import compare_runs, format_compare, format_runs, list_runs
 
     shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
     with tempfile.TemporaryDirectory(prefix="bench-tracking-", dir=shm) as d:  # tmpfs: generation is I/O bound

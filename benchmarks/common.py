@@ -62,7 +62,7 @@ def tfpipe_cli(*args: str, env: dict | None = None, cwd: str | None = None) -> d
 
 
 def tfpipe_run(pipeline_file: str, *args: str, env: dict | None = None, cwd: str | None = None) -> dict:
-    return measure_python("from pipeline.cli import main\nrc = main(sys.argv[1:])\nif rc: raise SystemExit(rc)",
+    return measure_python("from tfpipe.cli import main\nrc = main(sys.argv[1:])\nif rc: raise SystemExit(rc)",
                           ["tfpipe", "run", "-q", pipeline_file, *args], env=env, cwd=cwd)
 
 

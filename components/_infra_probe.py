@@ -1,7 +1,7 @@
 """Run in a separate process by the InfraValidator: load a SavedModel, time the load,
 send the requests, and report what came back as JSON on stdout's last line.
 
-    python -m components._infra_probe MODEL_DIR REQUESTS.bin [SIGNATURE]
+    python -m tfpipe.components._infra_probe MODEL_DIR REQUESTS.bin [SIGNATURE]
 
 REQUESTS.bin: serialized tf.Examples, each preceded by its length (8 bytes, little endian).
 """

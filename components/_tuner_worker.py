@@ -1,4 +1,4 @@
-"""A Tuner worker process: ``python -m components._tuner_worker SPEC_JSON``.
+"""A Tuner worker process: ``python -m tfpipe.components._tuner_worker SPEC_JSON``.
 
 Builds the tuner from the user's ``tuner_fn`` like the Tuner does; KerasTuner's
 ``KERASTUNER_*`` environment (set by the Tuner) makes it take trials from, and report

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 
-from pipeline import Examples, InferenceResult, Input, Model, ModelBlessing, Output, component, current
+from tfpipe import Examples, InferenceResult, Input, Model, ModelBlessing, Output, component, current
 
 __all__ = ["BulkInferrer", "BulkInferrerError", "SavedModelHandler"]
 

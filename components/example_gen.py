@@ -15,7 +15,7 @@ import glob
 import os
 import re
 
-from pipeline import Examples, Output, component, current
+from tfpipe import Examples, Output, component, current
 
 from ._tabular import (InputDataError, check_span_compatible, hash_split, read_table, table_columns,
                        write_parquet)
@@ -60,7 +60,7 @@ def _matches(input_base: str, pattern: str) -> list[tuple[str, int | None, int |
 
 def resolve_input(params: dict) -> dict:
     """The driver: which files (per split), which span and version, and their fingerprint."""
-    from pipeline.fingerprint import fingerprint_files
+    from tfpipe.fingerprint import fingerprint_files
     base = params["input_base"]
     splits = params.get("input_splits") or {}
     patterns = splits or {"*": params.get("input_pattern") or ""}

@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 
-from pipeline import Examples, InfraBlessing, Input, Model, Output, component, current
+from tfpipe import Examples, InfraBlessing, Input, Model, Output, component, current
 
 __all__ = ["InfraValidator", "InfraValidatorError", "check_response"]
 
@@ -30,7 +30,6 @@ class InfraValidatorError(ValueError):
     """The InfraValidator was configured wrongly (a model that fails to serve is not an
     error: it is recorded as not infra-blessed)."""
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def check_response(report: dict, n_requests: int, problem: str = "auto", output_key: str = "outputs",
@@ -82,13 +81,12 @@ def InfraValidator(model: Input[Model], examples: Input[Examples], blessing: Out
     write_requests(req, records)  # no TensorFlow in this process: only the server process loads it
     model_dir = os.path.join(model.uri, "Format-Serving")
     model_dir = model_dir if os.path.isdir(model_dir) else model.uri
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
-           "PYTHONPATH": _REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     ctx.log(f"loading Model #{model.id} in a separate process, {len(records)} request(s) from {request_split}")
     t0 = time.monotonic()
     report: dict = {}
     try:
-        p = subprocess.run([sys.executable, "-m", "components._infra_probe", model_dir, req, signature_name],
+        p = subprocess.run([sys.executable, "-m", "tfpipe.components._infra_probe", model_dir, req, signature_name],
                            capture_output=True, text=True, timeout=timeout_s, env=env)
         lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
         if p.returncode != 0 or not lines:

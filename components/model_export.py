@@ -137,7 +137,7 @@ def check_serving_model(serving_model_dir: str, where: str) -> list[str]:
         raise ModelContractError(
             f"{where} saved no model: expected a TensorFlow SavedModel at fn_args.serving_model_dir "
             f"({serving_model_dir}), found {found}; export it with "
-            f"components.trainer.export_serving_model(model, tf_transform_output, fn_args.serving_model_dir, label_key)")
+            f"tfpipe.components.trainer.export_serving_model(model, tf_transform_output, fn_args.serving_model_dir, label_key)")
     from tensorflow.core.protobuf import saved_model_pb2
     sm = saved_model_pb2.SavedModel()
     with open(pb, "rb") as f:
@@ -149,11 +149,11 @@ def check_serving_model(serving_model_dir: str, where: str) -> list[str]:
         raise ModelContractError(
             f"{where} saved a SavedModel at {serving_model_dir} without a {SERVING_SIGNATURE!r} signature "
             f"(signatures: {sorted(sigs) or 'none'}); expected {SERVING_SIGNATURE}(examples: tf.string [None]) "
-            f"-> {{'outputs': probabilities}}; export it with components.trainer.export_serving_model(...)")
+            f"-> {{'outputs': probabilities}}; export it with tfpipe.components.trainer.export_serving_model(...)")
     inputs = dict(sigs[SERVING_SIGNATURE].inputs)
     if list(inputs) != [INPUT_NAME]:
         raise ModelContractError(
             f"{where}: the {SERVING_SIGNATURE} signature of {serving_model_dir} takes inputs {sorted(inputs)}; "
             f"expected one input {INPUT_NAME!r} (serialized tf.Example); export it with "
-            f"components.trainer.export_serving_model(...)")
+            f"tfpipe.components.trainer.export_serving_model(...)")
     return sorted(sigs)

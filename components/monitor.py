@@ -13,8 +13,8 @@ import json
 import os
 import sys
 
-from pipeline import inspect as insp
-from pipeline.registry import Registry, RegistryError
+from tfpipe import inspect as insp
+from tfpipe.registry import Registry, RegistryError
 
 __all__ = ["run_monitor", "monitor", "MonitorError", "training_inputs"]
 

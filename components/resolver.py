@@ -24,8 +24,8 @@ from __future__ import annotations
 import os
 import re
 
-from pipeline import Examples, Input, Model, component
-from pipeline.artifacts import Artifact
+from tfpipe import Examples, Input, Model, component
+from tfpipe.artifacts import Artifact
 
 __all__ = ["Resolver", "ResolverSpec", "STRATEGIES", "ResolverDefinitionError"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import shutil
 
-from pipeline import ExampleStatistics, Input, Output, Schema, component, current
+from tfpipe import ExampleStatistics, Input, Output, Schema, component, current
 
 __all__ = ["SchemaGen", "ImportSchemaGen", "SchemaFileError", "load_schema"]
 
@@ -58,7 +58,7 @@ def parse_schema_file(path: str):
 
 
 def _fingerprint_schema_file(params: dict) -> dict:
-    from pipeline.fingerprint import fingerprint_files
+    from tfpipe.fingerprint import fingerprint_files
     parse_schema_file(params["schema_file"])
     return {"schema_fingerprint": fingerprint_files([params["schema_file"]])}
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from pipeline import Examples, ExampleStatistics, Input, Output, component, current
+from tfpipe import Examples, ExampleStatistics, Input, Output, component, current
 
 __all__ = ["StatisticsGen", "STATS_FILE", "load_statistics"]
 

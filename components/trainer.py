@@ -4,10 +4,10 @@
 
 A TFX module file ports by changing imports::
 
-    from tfx.components.trainer.fn_args_utils import FnArgs   ->  from components.trainer import FnArgs
+    from tfx.components.trainer.fn_args_utils import FnArgs   ->  from tfpipe.components.trainer import FnArgs
     from tfx_bsl.public import tfxio                           (unchanged: its TensorFlowDatasetOptions works)
 
-and exporting with ``components.trainer.export_serving_model(...)``.
+and exporting with ``tfpipe.components.trainer.export_serving_model(...)``.
 
 While ``run_fn`` runs, every ``keras.Model.fit`` call gets two callbacks added: one that
 records the per-epoch History (``<model_run.uri>/history.json``) and logs progress, and a
@@ -19,7 +19,7 @@ import contextlib
 import json
 import os
 
-from pipeline import (Examples, HyperParameters, Input, Model, ModelRun, ModuleFile, Output, Schema,
+from tfpipe import (Examples, HyperParameters, Input, Model, ModelRun, ModuleFile, Output, Schema,
                       TransformGraph, component, current)
 
 from ._user_code import call_user_fn, check_static, describe, load_user_fn
@@ -44,7 +44,7 @@ def _driver(params: dict) -> dict:
     out = {}
     ref = params.get("run_fn")
     if ref:
-        from pipeline.fingerprint import module_fingerprint
+        from tfpipe.fingerprint import module_fingerprint
 
         from ._user_code import resolve_source
         out["run_fn_fingerprint"] = module_fingerprint(resolve_source(ref))

@@ -26,7 +26,7 @@ import glob
 import os
 import tempfile
 
-from pipeline import (Examples, ExampleStatistics, Input, ModuleFile, Output, Schema, TransformGraph,
+from tfpipe import (Examples, ExampleStatistics, Input, ModuleFile, Output, Schema, TransformGraph,
                       component, current)
 
 from ._user_code import call_user_fn, check_static, describe, load_user_fn
@@ -52,7 +52,7 @@ def _driver(params: dict) -> dict:
     out = {}
     ref = params.get("preprocessing_fn")
     if ref:  # a Python reference: its source file's content joins the cache key
-        from pipeline.fingerprint import module_fingerprint
+        from tfpipe.fingerprint import module_fingerprint
 
         from ._user_code import resolve_source
         out["preprocessing_fn_fingerprint"] = module_fingerprint(resolve_source(ref))

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 
-from pipeline import Examples, HyperParameters, Input, ModuleFile, Output, Schema, TransformGraph, component, current
+from tfpipe import Examples, HyperParameters, Input, ModuleFile, Output, Schema, TransformGraph, component, current
 
 from ._user_code import call_user_fn, check_static, describe, load_user_fn
 from .fn_args import TunerFnResult
@@ -44,7 +44,7 @@ def _driver(params: dict) -> dict:
     out = {}
     ref = params.get("tuner_fn")
     if ref:
-        from pipeline.fingerprint import module_fingerprint
+        from tfpipe.fingerprint import module_fingerprint
 
         from ._user_code import resolve_source
         out["tuner_fn_fingerprint"] = module_fingerprint(resolve_source(ref))
@@ -59,7 +59,7 @@ def run_tuner_fn(fn, what: str, fn_args):
     if tuner is None or not hasattr(tuner, "search") or not isinstance(fit_kwargs, dict):
         raise TunerError(f"Tuner: {what} returned {type(res).__name__}; expected "
                          f"TunerFnResult(tuner=<a keras_tuner tuner>, fit_kwargs={{...}}) "
-                         f"(from components.tuner import TunerFnResult)")
+                         f"(from tfpipe.components.tuner import TunerFnResult)")
     return tuner, fit_kwargs
 
 
@@ -107,18 +107,16 @@ def _run_parallel(tuner, n: int, module_file: str, ref: str, fn_args, ctx, log_d
     tuner.save()
     assigned: dict = {}
     server, port = _serve_oracle(tuner.oracle, assigned)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     spec = {"module_file": os.path.abspath(module_file) if module_file else "", "ref": ref,
             "fn_args": json.loads(_fn_args_json(fn_args))}
     procs = []
     try:
         for i in range(n):
             env = dict(os.environ, KERASTUNER_TUNER_ID=f"tuner{i}", KERASTUNER_ORACLE_IP="127.0.0.1",
-                       KERASTUNER_ORACLE_PORT=str(port), TF_CPP_MIN_LOG_LEVEL="2",
-                       PYTHONPATH=os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])]))
+                       KERASTUNER_ORACLE_PORT=str(port), TF_CPP_MIN_LOG_LEVEL="2")
             log = open(os.path.join(log_dir, f"worker-{i}.log"), "w")
-            procs.append((subprocess.Popen([sys.executable, "-m", "components._tuner_worker", json.dumps(spec)],
-                                           env=env, stdout=log, stderr=subprocess.STDOUT, cwd=root), log))
+            procs.append((subprocess.Popen([sys.executable, "-m", "tfpipe.components._tuner_worker", json.dumps(spec)],
+                                           env=env, stdout=log, stderr=subprocess.STDOUT), log))
         ctx.log(f"{n} tuner worker processes on oracle 127.0.0.1:{port}")
         shown = -1
         while any(p.poll() is None for p, _ in procs):

@@ -1,3 +1,3 @@
 """Orchestrator adapters. Each consumes only the compiled IR and enters the shared
-launcher (``pipeline.launcher.run_node``) for every node."""
+launcher (``tfpipe.launcher.run_node``) for every node."""
 __all__: list[str] = []

@@ -1,7 +1,7 @@
 """One node as a task of a remote orchestrator (Beam step, Airflow task, KFP task).
 
 Every orchestrator adapter ends up here, and this enters the same launcher as the local
-runner (``pipeline.launcher.run_node``), so lineage, caching and failure handling are the
+runner (``tfpipe.launcher.run_node``), so lineage, caching and failure handling are the
 same wherever a node runs. Around the launcher it does only the run bookkeeping a
 distributed run needs and a single process cannot do at its end:
 
@@ -16,7 +16,7 @@ distributed run needs and a single process cannot do at its end:
 
 Command line (what an Airflow task or a container runs)::
 
-    python -m orchestrators.task --ir IR.json --node N --run RUN --orchestrator airflow \
+    python -m tfpipe.orchestrators.task --ir IR.json --node N --run RUN --orchestrator airflow \
         [--params '{"ExampleGen__label_key": "species"}']
 
 (``tfpipe_run_id`` in ``--params`` replaces the orchestrator's run id, e.g. from Airflow's
@@ -32,8 +32,8 @@ import os
 import sys
 import time
 
-from pipeline.launcher import NodeFailed, NodeResult, run_node
-from pipeline.metadata import MetadataStore
+from tfpipe.launcher import NodeFailed, NodeResult, run_node
+from tfpipe.metadata import MetadataStore
 
 __all__ = ["run_task", "apply_parameters", "pipeline_parameters", "parameter_name",
            "begin_run", "collect_run", "ParameterError", "METADATA_ENV", "main"]
@@ -119,7 +119,7 @@ def begin_run(store: MetadataStore, ir: dict, run_id: str, orchestrator: str,
     ctx = _run_context(store, ir, run_id)
     if "status" in store.props(ctx):
         return
-    from pipeline.provenance import git_info
+    from tfpipe.provenance import git_info
     ids = nodes or [n["id"] for n in ir["nodes"]]
     store.update_context(ctx, {"status": "RUNNING", "started_at": time.time(), "orchestrator": orchestrator,
                                "nodes": ",".join(ids), **git_info(ir["pipeline"].get("source") or ".")})
@@ -192,7 +192,7 @@ def collect_run(store: MetadataStore, ir: dict, run_id: str, nodes: list[dict]):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m orchestrators.task",
+    ap = argparse.ArgumentParser(prog="python -m tfpipe.orchestrators.task",
                                  description="run one pipeline node as an orchestrator task")
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--ir", help="path of the compiled IR (JSON)")
@@ -208,7 +208,7 @@ def main(argv=None) -> int:
         rc = taskhost.run_via_host(sys.argv[1:] if argv is None else list(argv))
         if rc is not None:
             return rc
-    from pipeline.compiler import load_ir
+    from tfpipe.compiler import load_ir
     ir = load_ir(a.ir) if a.ir else json.loads(a.ir_json)
     params = json.loads(a.params) if a.params.strip() else {}
     if not isinstance(params, dict):

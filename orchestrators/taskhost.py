@@ -3,7 +3,7 @@ and Beam once, and forks a fresh child for every orchestrator task.
 
 Orchestrators that start each node as a new process (an Airflow task, a ``kfp.local``
 task) would otherwise pay 5-15 s of imports per node, most of a small pipeline's time.
-With ``TFPIPE_TASK_HOST=1`` in its environment, ``python -m orchestrators.task`` becomes a
+With ``TFPIPE_TASK_HOST=1`` in its environment, ``python -m tfpipe.orchestrators.task`` becomes a
 thin client: it hands its argv, environment, working directory and its own stdin/stdout/
 stderr (as file descriptors, over a Unix socket) to the host, which forks; the child runs
 the task exactly as the command would have, writing straight into the caller's streams (so
@@ -12,8 +12,8 @@ the child's exit code. This is the pre-fork pattern of Airflow 2's task runner a
 gunicorn's ``--preload``.
 
 - Isolation: each task is a forked child in a process group of its own; nothing of one
-  task outlives it, and the host itself never imports tfpipe (``pipeline``/``components``):
-  the child imports them from the caller's working tree, so edited code is always used.
+  task outlives it; the child drops every ``tfpipe`` module the host imported (only this
+  one and the core it sits in) and imports tfpipe afresh, so edited code is always used.
 - The caller dying (Airflow's ``execution_timeout``, a SIGKILL) closes the socket; the host
   then kills the child's process group.
 - The host is keyed by the interpreter, the installed packages (site-packages' mtime) and
@@ -110,12 +110,11 @@ def _start_host(path: str) -> subprocess.Popen | None:
     log = open(path + ".log", "ab")
     env = dict(os.environ)
     env.pop(ENABLE_ENV, None)
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     # the lock is inherited by the host, which holds it while it lives
-    p = subprocess.Popen([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
-                          "from orchestrators.taskhost import serve; serve(sys.argv[2], int(sys.argv[3]))",
-                          here, path, str(lock.fileno())],
-                         stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, cwd=here,
+    p = subprocess.Popen([sys.executable, "-c", "import sys; "
+                          "from tfpipe.orchestrators.taskhost import serve; serve(sys.argv[1], int(sys.argv[2]))",
+                          path, str(lock.fileno())],
+                         stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, cwd=os.path.dirname(path),
                          start_new_session=True, pass_fds=(lock.fileno(),))
     lock.close()
     log.close()
@@ -156,7 +155,7 @@ def _send(s: socket.socket, body: bytes, fds: list[int]) -> None:
     s.sendall(body)
 
 
-def run_via_host(argv: list[str], module: str = "orchestrators.task") -> int | None:
+def run_via_host(argv: list[str], module: str = "tfpipe.orchestrators.task") -> int | None:
     """Run ``python -m <module> <argv>`` in a forked child of the task host, with this
     process's streams, environment and working directory; its exit code, or None when no
     host could be reached (the caller then runs the task itself)."""
@@ -255,10 +254,10 @@ def _child(req: dict, fds: list[int], keep_closed: list[int]) -> None:
         os.chdir(req["cwd"])
         os.environ.clear()
         os.environ.update(req["env"])
-        # `python -m` puts the working directory first; tfpipe's own packages are imported
-        # afresh from there (the host only ever imported this module)
+        # `python -m` puts the working directory first; tfpipe is imported afresh (the host
+        # imported only this module and the core package around it)
         sys.path[0:0] = [req["cwd"]] + [p for p in req["env"].get("PYTHONPATH", "").split(os.pathsep) if p]
-        for name in [m for m in sys.modules if m.split(".")[0] in ("orchestrators", "pipeline", "components")]:
+        for name in [m for m in sys.modules if m.split(".")[0] == "tfpipe"]:
             del sys.modules[name]
         sys.argv = [req["module"], *req["argv"]]
         mod = importlib.import_module(req["module"])

@@ -13,10 +13,10 @@ __all__ = ["main"]
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 # Orchestrators are plugins: the core names them, never imports them statically.
-RUNNERS = {"local": "orchestrators.local:LocalRunner", "beam": "orchestrators.beam:BeamDagRunner"}
-COMPILERS: dict[str, str] = {"airflow": "orchestrators.airflow:compile_airflow",
-                             "kubeflow": "orchestrators.kubeflow:compile_kubeflow"}
-SUBMIT = "orchestrators.kubeflow.submit"  # tfpipe submit --target vertex|kubeflow
+RUNNERS = {"local": "tfpipe.orchestrators.local:LocalRunner", "beam": "tfpipe.orchestrators.beam:BeamDagRunner"}
+COMPILERS: dict[str, str] = {"airflow": "tfpipe.orchestrators.airflow:compile_airflow",
+                             "kubeflow": "tfpipe.orchestrators.kubeflow:compile_kubeflow"}
+SUBMIT = "tfpipe.orchestrators.kubeflow.submit"  # tfpipe submit --target vertex|kubeflow
 
 
 class UsageError(Exception):

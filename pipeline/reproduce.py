@@ -29,7 +29,7 @@ from .metadata import MetadataStore
 
 __all__ = ["reproduce", "format_reproduction", "ReproduceError", "check_data", "RUNNER"]
 
-RUNNER = "orchestrators.local:LocalRunner"  # a plugin string: the core never imports orchestrators
+RUNNER = "tfpipe.orchestrators.local:LocalRunner"  # a plugin string: the core never imports orchestrators
 
 _RUN_CODE = """
 import importlib, json, sys

@@ -12,7 +12,7 @@ import sys
 
 __all__ = ["add_commands", "PLUGINS", "mlflow_uri", "post_run_hooks"]
 
-PLUGINS = {"monitor": "components.monitor:run_monitor"}
+PLUGINS = {"monitor": "tfpipe.components.monitor:run_monitor"}
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 

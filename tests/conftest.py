@@ -14,7 +14,7 @@ def tfpipe(*args, cwd=None, env=None, timeout=600, check=None):
     e = dict(os.environ)
     e["PYTHONPATH"] = REPO + os.pathsep + e.get("PYTHONPATH", "")
     e.update(env or {})
-    p = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=cwd, env=e,
+    p = subprocess.run([sys.executable, "-m", "tfpipe.cli", *args], cwd=cwd, env=e,
                        capture_output=True, text=True, timeout=timeout)
     if check is not None and p.returncode != check:
         raise AssertionError(f"tfpipe {' '.join(args)} exited {p.returncode}, expected {check}\n"
@@ -42,7 +42,7 @@ def scoped_env(**env: str):
 def task_host():
     """Tasks of Airflow and kfp.local fork from the warm task host (orchestrators/taskhost.py);
     the hosts this session starts stop when it ends, and idle ones sooner."""
-    from orchestrators import taskhost
+    from tfpipe.orchestrators import taskhost
     with scoped_env(**{taskhost.IDLE_ENV: os.environ.get(taskhost.IDLE_ENV, "120")}):
         yield
         taskhost.stop_host(wait_s=30)

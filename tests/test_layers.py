@@ -21,15 +21,23 @@ def _modules(pkg):
                 yield os.path.join(d, f)
 
 
+def _layer(module: str) -> str:
+    """The layer (repository folder) of an absolute module name; tfpipe.* maps to folders."""
+    parts = module.split(".")
+    if parts[0] != "tfpipe":
+        return parts[0]
+    return parts[1] if len(parts) > 1 and parts[1] in ("components", "orchestrators") else "pipeline"
+
+
 def _imports(path, top_level_only=False):
     tree = ast.parse(open(path).read(), filename=path)
     nodes = tree.body if top_level_only else ast.walk(tree)
     for node in nodes:
         if isinstance(node, ast.Import):
             for a in node.names:
-                yield node.lineno, a.name.split(".")[0]
+                yield node.lineno, _layer(a.name)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            yield node.lineno, node.module.split(".")[0]
+            yield node.lineno, _layer(node.module)
 
 
 @pytest.mark.parametrize("pkg", sorted(FORBIDDEN))

@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow_transform as tft
 from tfx_bsl.public import tfxio
 
-from components.trainer import FnArgs, export_serving_model
+from tfpipe.components.trainer import FnArgs, export_serving_model
 
 from diabetes_transform import FEATURE_KEYS, LABEL_KEY
 

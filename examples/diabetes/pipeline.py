@@ -6,12 +6,12 @@ data/diabetes.csv) through the same components as the penguin example, as a regr
 """
 import os
 
-from components import (Evaluator, ExampleGen, InfraValidator, Pusher, Resolver, SchemaGen,
+from tfpipe.components import (Evaluator, ExampleGen, InfraValidator, Pusher, Resolver, SchemaGen,
                         StatisticsGen)
-from components.trainer import Trainer
-from components.transform import Transform
-from pipeline import Model, Pipeline
-from pipeline.graph import default_home
+from tfpipe.components.trainer import Trainer
+from tfpipe.components.transform import Transform
+from tfpipe import Model, Pipeline
+from tfpipe.graph import default_home
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "data")

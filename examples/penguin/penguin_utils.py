@@ -1,7 +1,7 @@
 """The penguin model: run_fn (Trainer) and tuner_fn (Tuner), a TFX-style module file.
 
 Ported from TFX's penguin example by changing imports: FnArgs / TunerFnResult /
-export_serving_model come from components.trainer; tfx_bsl's TensorFlowDatasetOptions is
+export_serving_model come from tfpipe.components.trainer; tfx_bsl's TensorFlowDatasetOptions is
 used unchanged. The preprocessing_fn lives in penguin_transform.py.
 """
 import keras
@@ -9,7 +9,7 @@ import keras_tuner
 import tensorflow_transform as tft
 from tfx_bsl.public import tfxio
 
-from components.trainer import FnArgs, TunerFnResult, export_serving_model, load_base_weights
+from tfpipe.components.trainer import FnArgs, TunerFnResult, export_serving_model, load_base_weights
 
 from penguin_transform import CATEGORICAL_FEATURES, LABEL_KEY, NUMERIC_FEATURES
 

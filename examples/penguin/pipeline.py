@@ -7,10 +7,10 @@ the Evaluator (TFMA), the InfraValidator and the Pusher.
 """
 import os
 
-from components import (Evaluator, ExampleGen, ExampleValidator, InfraValidator, Pusher, Resolver, SchemaGen,
+from tfpipe.components import (Evaluator, ExampleGen, ExampleValidator, InfraValidator, Pusher, Resolver, SchemaGen,
                         StatisticsGen, Trainer, Transform, Tuner)
-from pipeline import Model, Pipeline
-from pipeline.graph import default_home
+from tfpipe import Model, Pipeline
+from tfpipe.graph import default_home
 
 # TFMA's EvalConfig as a dict: accuracy overall and per island, at least 0.6, and (when a
 # blessed baseline exists) no more than 0.05 below the baseline's.

@@ -4,7 +4,7 @@ Writes ``<dags>/<pipeline>.py`` (the DAG) and ``<dags>/<pipeline>.ir.json`` (the
 runs). The DAG file imports only ``os``, ``datetime`` and Airflow, so parsing it is fast
 and works in Airflow's own virtualenv, which cannot hold TensorFlow or ML Metadata (see
 docs/orchestrators.md). One task per node, with the IR's dependencies; each task runs
-``<runtime python> -m orchestrators.task --node N --run {{ run_id }}`` -> the launcher.
+``<runtime python> -m tfpipe.orchestrators.task --node N --run {{ run_id }}`` -> the launcher.
 
 - run id: the Airflow run's ``run_id``; pipeline parameters: ``dag_run.conf``
   (``{"ExampleGen__label_key": "species"}``);
@@ -82,7 +82,7 @@ def _bash_tasks(ir: dict, python: str) -> list[str]:
            "TFPIPE_IR": "__IR_PATH__", ENABLE_ENV: "1" if s.get("task_host", True) else "0"}
     lines = ["from airflow.providers.standard.operators.bash import BashOperator", "",
              f"PYTHON_DEFAULT = {python!r}  # the runtime venv at generation time; $TFPIPE_PYTHON overrides",
-             "COMMAND = ('\"${TFPIPE_PYTHON:-' + PYTHON_DEFAULT + '}\" -m orchestrators.task --ir \"$TFPIPE_IR\" '",
+             "COMMAND = ('\"${TFPIPE_PYTHON:-' + PYTHON_DEFAULT + '}\" -m tfpipe.orchestrators.task --ir \"$TFPIPE_IR\" '",
              "           '--node \"$TFPIPE_NODE\" --run \"$TFPIPE_RUN_ID\" --orchestrator airflow --params \"$TFPIPE_PARAMS\"')",
              ""]
     lines += _dag_open(ir)
@@ -110,7 +110,7 @@ def _k8s_tasks(ir: dict) -> list[str]:
         tid = _task_id(n["id"])
         lines += [f"    tasks[{tid!r}] = KubernetesPodOperator(",
                   f"        task_id={tid!r}, name={('tfpipe-' + tid.lower().replace('_', '-'))!r}, image=IMAGE,",
-                  "        namespace=NAMESPACE, env_vars=ENV_VARS, cmds=['python', '-m', 'orchestrators.task'],",
+                  "        namespace=NAMESPACE, env_vars=ENV_VARS, cmds=['python', '-m', 'tfpipe.orchestrators.task'],",
                   f"        arguments=['--ir-json', IR_JSON, '--node', {n['id']!r}, '--run', '{{{{ run_id }}}}',",
                   "                   '--orchestrator', 'airflow', '--params', '{{ (dag_run.conf or {}) | tojson }}'],",
                   "        get_logs=True, on_finish_action='delete_succeeded_pod')"]

@@ -30,7 +30,7 @@ import tempfile
 import time
 import urllib.request
 
-from pipeline.metadata import MetadataStore
+from tfpipe.metadata import MetadataStore
 
 from ..local.runner import RunResult, new_run_id
 from ..task import collect_run

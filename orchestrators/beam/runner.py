@@ -1,7 +1,7 @@
 """The Beam DAG runner: the whole pipeline as one Apache Beam pipeline.
 
 Each node is one Beam step (a ``ParDo`` over a single element) that enters the launcher
-through ``orchestrators.task.run_task``; a node's upstream nodes reach it as side inputs,
+through ``tfpipe.orchestrators.task.run_task``; a node's upstream nodes reach it as side inputs,
 so Beam orders the steps by the IR's dependencies and leaves independent branches free to
 run in parallel on a runner that does so. A failed node emits a failure marker instead of
 raising (a raising step would be retried by Beam and abort the others); every step
@@ -20,8 +20,8 @@ import shlex
 import sys
 import time
 
-from pipeline.launcher import NodeFailed
-from pipeline.metadata import MetadataStore
+from tfpipe.launcher import NodeFailed
+from tfpipe.metadata import MetadataStore
 
 from ..local.runner import RunResult, new_run_id, select_nodes
 from ..task import begin_run, collect_run, run_task

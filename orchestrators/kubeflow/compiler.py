@@ -2,7 +2,7 @@
 
 Each IR node becomes one KFP task: a lightweight Python component whose base image is
 the pipeline image (built from the repository's Dockerfile) and whose body only calls
-``orchestrators.kubeflow.entry.run`` -> ``orchestrators.task.run_task`` -> the launcher.
+``tfpipe.orchestrators.kubeflow.entry.run`` -> ``tfpipe.orchestrators.task.run_task`` -> the launcher.
 Being a Python component (not a container component) is what lets ``kfp.local``'s
 SubprocessRunner run the very same compiled spec offline.
 
@@ -70,7 +70,7 @@ def _source(ir: dict, image: str) -> str:
             f"@dsl.component(base_image={image!r}, install_kfp_package=False)",
             f"def {_ident(n['id'])}({args}):",
             f"    \"\"\"tfpipe node {n['id']} ({n['component']}).\"\"\"",
-            "    from orchestrators.kubeflow.entry import run",
+            "    from tfpipe.orchestrators.kubeflow.entry import run",
             f"    run(tfpipe_ir, {n['id']!r}, tfpipe_run_id or tfpipe_job, {{{overrides}}})",
             "", ""]
     sig = ", ".join([f"{name}: {t} = {v!r}" for name, (_, _, v, t) in params.items()] + ["tfpipe_run_id: str = ''"])

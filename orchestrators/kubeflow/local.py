@@ -13,7 +13,7 @@ import tempfile
 import time
 import warnings
 
-from pipeline.metadata import MetadataStore
+from tfpipe.metadata import MetadataStore
 
 from .. import taskhost
 from ..local.runner import RunResult, new_run_id

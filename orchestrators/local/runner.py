@@ -7,9 +7,9 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from pipeline.launcher import NodeFailed, NodeResult, run_node
-from pipeline.metadata import MetadataStore
-from pipeline.provenance import git_info
+from tfpipe.launcher import NodeFailed, NodeResult, run_node
+from tfpipe.metadata import MetadataStore
+from tfpipe.provenance import git_info
 
 __all__ = ["LocalRunner", "RunResult", "select_nodes", "new_run_id"]
 

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from pipeline.metadata import MetadataStore
+from tfpipe.metadata import MetadataStore
 from tests.conftest import tfpipe
 
 HEADER = "species,island,bill_length_mm,bill_depth_mm,flipper_length_mm,body_mass_g,sex,year\n"
@@ -20,8 +20,8 @@ def _pipeline_file(tmp_path, gen_args: str, schema_file: str | None = None) -> s
         extra = f"    imp = ImportSchemaGen(schema_file={schema_file!r})\n"
         nodes = "[gen, stats, imp, ExampleValidator(statistics=stats.outputs.statistics, schema=imp.outputs.schema)]"
     src = "\n".join([
-        "from components import ExampleGen, ExampleValidator, ImportSchemaGen, StatisticsGen",
-        "from pipeline import Pipeline",
+        "from tfpipe.components import ExampleGen, ExampleValidator, ImportSchemaGen, StatisticsGen",
+        "from tfpipe import Pipeline",
         "",
         "def create_pipeline():",
         f"    gen = ExampleGen({gen_args})",

@@ -7,10 +7,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from components import ExampleGen, ExampleValidator, ImportSchemaGen, SchemaGen, StatisticsGen
-from orchestrators.local import LocalRunner
-from pipeline import Pipeline, compile_pipeline
-from pipeline.metadata import MetadataStore
+from tfpipe.components import ExampleGen, ExampleValidator, ImportSchemaGen, SchemaGen, StatisticsGen
+from tfpipe.orchestrators.local import LocalRunner
+from tfpipe import Pipeline, compile_pipeline
+from tfpipe.metadata import MetadataStore
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PENGUINS = os.path.join(REPO, "examples", "penguin", "data", "penguins.csv")
@@ -56,7 +56,7 @@ def test_examplegen_splits_all_rows_two_to_one_deterministically(penguin, tmp_pa
 
 def test_statistics_cover_every_row_per_split(penguin):
     _, _, nodes = penguin
-    from components.statistics_gen import load_statistics
+    from tfpipe.components.statistics_gen import load_statistics
     stats = nodes["StatisticsGen"].outputs["statistics"][0]
     ex = nodes["ExampleGen"].outputs["examples"][0]
     for s in ("train", "eval"):
@@ -74,7 +74,7 @@ def test_statistics_cover_every_row_per_split(penguin):
 
 def test_schema_inferred_and_no_anomalies(penguin):
     tmp, _, nodes = penguin
-    from components.schema_gen import load_schema
+    from tfpipe.components.schema_gen import load_schema
     schema = load_schema(nodes["SchemaGen"].outputs["schema"][0])
     by = {f.name: f for f in schema.feature}
     assert set(by["species"].string_domain.value if by["species"].HasField("string_domain") else
@@ -89,7 +89,7 @@ def test_lineage_and_cached_rerun(penguin):
     tmp, ir, nodes = penguin
     r = LocalRunner(verbose=False).run(ir, to_node="ExampleValidator")
     assert [n.state for n in r.nodes] == ["CACHED"] * 4
-    from pipeline.inspect import lineage
+    from tfpipe.inspect import lineage
     tree = lineage(MetadataStore(ir["pipeline"]["metadata"]), nodes["ExampleValidator"].outputs["anomalies"][0].id)
     chain = []
     t = tree
@@ -228,7 +228,7 @@ def test_drift_against_baseline_statistics(tmp_path):
 
 
 def test_row_hashes_are_stable_across_chunking_and_sensitive_to_values():
-    from components._tabular import read_table, row_hashes
+    from tfpipe.components._tabular import read_table, row_hashes
     t = read_table([PENGUINS])
     h = row_hashes(t)
     assert (h == row_hashes(pa.concat_tables([t.slice(0, 17), t.slice(17)]))).all()

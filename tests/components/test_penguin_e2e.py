@@ -12,10 +12,10 @@ import shutil
 
 import pytest
 
-from components.evaluator import load_metrics
-from components.pusher import versions
-from pipeline.inspect import show_run
-from pipeline.metadata import MetadataStore
+from tfpipe.components.evaluator import load_metrics
+from tfpipe.components.pusher import versions
+from tfpipe.inspect import show_run
+from tfpipe.metadata import MetadataStore
 from tests.conftest import REPO, tfpipe
 
 UPSTREAM = ["ExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform"]

@@ -4,10 +4,10 @@ import os
 
 import pytest
 
-from components import ExampleGen, Resolver
-from components.resolver import ResolverDefinitionError
-from orchestrators.local import LocalRunner
-from pipeline import Examples, Input, JsonValue, Output, Pipeline, component, compile_pipeline
+from tfpipe.components import ExampleGen, Resolver
+from tfpipe.components.resolver import ResolverDefinitionError
+from tfpipe.orchestrators.local import LocalRunner
+from tfpipe import Examples, Input, JsonValue, Output, Pipeline, component, compile_pipeline
 
 
 @component(name="RecordSpans")

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from pipeline.metadata import MetadataStore
+from tfpipe.metadata import MetadataStore
 from tests.components.conftest import bad_module, tfpipe_cli
 
 PENGUIN = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
@@ -16,7 +16,7 @@ PENGUIN = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.a
 @pytest.fixture(scope="module")
 def served(penguin_model):
     import tensorflow as tf
-    from components.examples_io import serialized_examples
+    from tfpipe.components.examples_io import serialized_examples
     outs = penguin_model["outputs"]
     model = outs["Trainer"]["model"]
     loaded = tf.saved_model.load(os.path.join(model.uri, "Format-Serving"))
@@ -65,7 +65,7 @@ def test_serving_applies_the_transform_no_skew(penguin_model, served):
     # the Keras model (weights exported beside the SavedModel) on the training-time features
     if PENGUIN not in sys.path:
         sys.path.append(PENGUIN)
-    from components.trainer import load_base_weights
+    from tfpipe.components.trainer import load_base_weights
     import penguin_utils
     keras_model = penguin_utils._build_keras_model({}, tft_out)
     assert load_base_weights(keras_model, os.path.join(outs["Trainer"]["model"].uri, "Format-Serving"))
@@ -153,7 +153,7 @@ def test_data_accessor_reads_raw_parquet_with_the_raw_schema(penguin_model):
     values are absent entries), batched, label split off; tfx_bsl's options class works."""
     from tfx_bsl.public import tfxio
 
-    from components.trainer import build_fn_args
+    from tfpipe.components.trainer import build_fn_args
     outs = penguin_model["outputs"]
     fa = build_fn_args(outs["ExampleGen"]["examples"], outs["SchemaGen"]["schema"])
     assert fa.examples_format == "parquet" and all(f.endswith(".parquet") for f in fa.train_files)
@@ -176,7 +176,7 @@ def test_warm_start_from_a_base_model(penguin_model):
     restores the weights the Trainer exported beside it."""
     import tensorflow_transform as tft
 
-    from components.trainer import build_fn_args, load_base_weights
+    from tfpipe.components.trainer import build_fn_args, load_base_weights
     outs = penguin_model["outputs"]
     base = outs["Trainer"]["model"]
     fa = build_fn_args(outs["Transform"]["transformed_examples"], base_model=base)

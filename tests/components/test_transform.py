@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pyarrow.parquet as pq
 
-from pipeline.metadata import MetadataStore
+from tfpipe.metadata import MetadataStore
 from tests.components.conftest import bad_module
 
 
@@ -58,7 +58,7 @@ def test_transformed_examples_z_scored_on_train_with_missing_values_imputed(peng
 
 
 def test_post_transform_statistics_per_split(penguin_model):
-    from components.statistics_gen import load_statistics
+    from tfpipe.components.statistics_gen import load_statistics
     st = penguin_model["outputs"]["Transform"]["post_transform_statistics"]
     assert st.split_names == ["train", "eval"]
     stats = load_statistics(st, "train")

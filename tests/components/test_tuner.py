@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from pipeline.metadata import MetadataStore
+from tfpipe.metadata import MetadataStore
 from tests.components.conftest import bad_module
 
 RECORDING_RUN_FN = '''
@@ -13,7 +13,7 @@ import json, os
 import keras
 from tfx_bsl.public import tfxio
 import tensorflow_transform as tft
-from components.trainer import export_serving_model
+from tfpipe.components.trainer import export_serving_model
 
 
 def run_fn(fn_args):

@@ -6,11 +6,11 @@ import os
 
 import pytest
 
-from components.evaluator import load_metrics
-from components.pusher import RECORD, versions
+from tfpipe.components.evaluator import load_metrics
+from tfpipe.components.pusher import RECORD, versions
 from examples.diabetes.pipeline import create_pipeline
-from orchestrators.local import LocalRunner
-from pipeline import compile_pipeline
+from tfpipe.orchestrators.local import LocalRunner
+from tfpipe import compile_pipeline
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def test_infra_validator_checks_a_regression_response(diabetes):
 def test_pushed_model_serves_raw_examples_without_the_label(diabetes):
     import tensorflow as tf
 
-    from components.examples_io import serialized_examples
+    from tfpipe.components.examples_io import serialized_examples
     nodes, serving = diabetes
     [v] = versions(serving)
     loaded = tf.saved_model.load(os.path.join(serving, str(v)))

@@ -3,7 +3,7 @@
 import json
 import os
 
-from pipeline import Examples, Input, JsonValue, Output, Pipeline, component, current
+from tfpipe import Examples, Input, JsonValue, Output, Pipeline, component, current
 
 PORTABLE = ["--runner=PortableRunner", "--job_endpoint=embed", "--environment_type=LOOPBACK"]
 

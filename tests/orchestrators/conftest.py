@@ -19,8 +19,8 @@ ORCHESTRATORS = ["local", "beam", "kfp-local", "airflow"]
 def compile_file(path: str, home: str, env: dict | None = None) -> dict:
     """Compile a pipeline file to its IR with TFPIPE_HOME=home (and ``env``) set while
     the pipeline is created."""
-    from pipeline.cli import load_pipeline
-    from pipeline.compiler import compile_pipeline
+    from tfpipe.cli import load_pipeline
+    from tfpipe.compiler import compile_pipeline
     with scoped_env(TFPIPE_HOME=home, **(env or {})):
         p = load_pipeline(path)
         ir = compile_pipeline(p)
@@ -32,7 +32,7 @@ def penguin_full(home: str) -> dict:
     """The whole penguin pipeline, ExampleGen to Pusher (100 training steps): what every
     orchestrator runs in the contract."""
     from examples.penguin.pipeline import create_pipeline
-    from pipeline.compiler import compile_pipeline
+    from tfpipe.compiler import compile_pipeline
     p = create_pipeline(root=os.path.join(home, "artifacts", "penguin"),
                         metadata=os.path.join(home, "metadata.sqlite"), train_steps=100)
     ir = compile_pipeline(p)
@@ -42,7 +42,7 @@ def penguin_full(home: str) -> dict:
 
 def summary(store, run_id: str) -> dict:
     """node_id -> the node's latest execution in the run: state and outputs."""
-    from pipeline import inspect as insp
+    from tfpipe import inspect as insp
     info = insp.show_run(store, run_id)
     out = {}
     for e in info["executions"]:
@@ -62,20 +62,20 @@ class Scenario:
 
     def _runner(self, airflow_factory):
         if self.name == "local":
-            from orchestrators.local import LocalRunner
+            from tfpipe.orchestrators.local import LocalRunner
             return LocalRunner(verbose=False)
         if self.name == "beam":
-            from orchestrators.beam import BeamDagRunner
+            from tfpipe.orchestrators.beam import BeamDagRunner
             return BeamDagRunner(verbose=False)
         if self.name == "kfp-local":
-            from orchestrators.kubeflow.local import KfpLocalRunner
+            from tfpipe.orchestrators.kubeflow.local import KfpLocalRunner
             return KfpLocalRunner(verbose=False, workdir=str(self.tmp / "kfp"))
         if self.name == "airflow":
             return airflow_factory()
         raise KeyError(self.name)
 
     def run(self, ir: dict, run_id: str, **kw):
-        from pipeline.metadata import MetadataStore
+        from tfpipe.metadata import MetadataStore
         r = self.runner.run(ir, run_id=run_id, **kw)
         self.results[run_id] = r
         self.summaries[run_id] = summary(MetadataStore(ir["pipeline"]["metadata"]), run_id)
@@ -107,7 +107,7 @@ class Scenario:
 @pytest.fixture(scope="session")
 def airflow_runner(tmp_path_factory):
     """An AIRFLOW_HOME in tmp with a migrated SQLite database (airflow db migrate)."""
-    from orchestrators.airflow.local import AirflowLocalRunner
+    from tfpipe.orchestrators.airflow.local import AirflowLocalRunner
     if not os.path.exists(AIRFLOW_BIN):
         pytest.fail(f"{AIRFLOW_BIN} is missing: `make airflow` creates the Airflow virtualenv "
                     f"(make test depends on it)")

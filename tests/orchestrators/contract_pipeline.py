@@ -8,7 +8,7 @@ Configured by environment variables read when the pipeline is created (compile t
 """
 import os
 
-from pipeline import Examples, Input, Output, Pipeline, String, component
+from tfpipe import Examples, Input, Output, Pipeline, String, component
 
 
 @component(name="ContractSource")

@@ -4,7 +4,7 @@
 """
 import os
 
-from pipeline import Input, Output, Pipeline, String, component
+from tfpipe import Input, Output, Pipeline, String, component
 
 
 @component(name="FlakyStart")

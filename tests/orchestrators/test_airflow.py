@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from pipeline.metadata import MetadataStore
+from tfpipe.metadata import MetadataStore
 
 from .conftest import compile_file, summary
 
@@ -40,7 +40,7 @@ def test_dagbag_has_no_import_errors_and_mirrors_the_ir(airflow):
 
 
 def test_run_records_airflow_as_orchestrator(airflow):
-    from pipeline import tracking as insp
+    from tfpipe import tracking as insp
     store = MetadataStore(airflow.penguin_ir["pipeline"]["metadata"])
     rows = {r["run_id"]: r for r in insp.list_runs(store, "penguin")}
     assert rows["penguin-1"]["orchestrator"] == "airflow" and rows["penguin-1"]["status"] == "COMPLETE"
@@ -72,7 +72,7 @@ def test_retry_succeeds_without_duplicate_live_artifacts_and_conf_parameters(air
 
 
 def test_kubernetes_pod_operator_option_renders_tasks_in_the_image(tmp_path, monkeypatch):
-    from orchestrators.airflow import AirflowCompileError, compile_airflow
+    from tfpipe.orchestrators.airflow import AirflowCompileError, compile_airflow
     from .conftest import CONTRACT
     ir = compile_file(CONTRACT, str(tmp_path / "home"))
     ir["pipeline"]["settings"] = {"airflow_operator": "kubernetes", "image": "registry.example/tfpipe:1",
@@ -85,7 +85,7 @@ def test_kubernetes_pod_operator_option_renders_tasks_in_the_image(tmp_path, mon
     assert len(calls) == len(ir["nodes"])
     assert "IMAGE = 'registry.example/tfpipe:1'" in text and "NAMESPACE = 'pipelines'" in text
     assert "'TFPIPE_METADATA': '{\"grpc\"" in text
-    assert "cmds=['python', '-m', 'orchestrators.task']" in text and "'--ir-json', IR_JSON" in text
+    assert "cmds=['python', '-m', 'tfpipe.orchestrators.task']" in text and "'--ir-json', IR_JSON" in text
     assert '"retries": 2' in text
     assert "tasks['ContractBoom'] >> tasks['ContractSink']" in text
     ir["pipeline"]["settings"] = {"airflow_operator": "celery"}
@@ -119,7 +119,7 @@ def test_dags_test_that_hangs_after_its_dag_run_finished_is_ended(tmp_path):
     import subprocess
     import time
 
-    from orchestrators.airflow.local import AirflowLocalRunner
+    from tfpipe.orchestrators.airflow.local import AirflowLocalRunner
 
     pidfile = tmp_path / "worker.pid"
     script = tmp_path / "airflow"

@@ -1,7 +1,7 @@
 """Beam DAG runner specifics (the contract is in test_contract.py): `tfpipe run --target
 beam`, and the pipeline's beam_pipeline_args reaching the Beam-based components while the
 DAG itself runs on a runner of its own."""
-from pipeline.metadata import MetadataStore
+from tfpipe.metadata import MetadataStore
 
 from tests.conftest import tfpipe
 
@@ -24,7 +24,7 @@ def test_dag_and_components_on_the_portable_runner_offline(tmp_path):
     import json
     import os
 
-    from orchestrators.beam import BeamDagRunner
+    from tfpipe.orchestrators.beam import BeamDagRunner
 
     from .conftest import HERE, compile_file
     ir = compile_file(os.path.join(HERE, "beam_portable_pipeline.py"), str(tmp_path / "home"))

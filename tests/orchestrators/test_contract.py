@@ -17,7 +17,7 @@ def _outputs(execution: dict) -> dict:
 
 
 def _fingerprints(store_path, execution):
-    from pipeline.metadata import MetadataStore
+    from tfpipe.metadata import MetadataStore
     store = MetadataStore(store_path)
     return {k: [a.fingerprint for a in v] for k, v in store.io_of(execution["execution_id"])[1].items()}
 
@@ -51,7 +51,7 @@ def test_penguin_same_nodes_artifacts_and_fingerprints(scenarios, reference, orc
 def test_penguin_model_blessed_and_pushed(scenarios, orch):
     """The model half (Transform -> Trainer -> resolver -> Evaluator, InfraValidator ->
     Pusher) ran under this orchestrator: the model blessed, validated and pushed."""
-    from pipeline.metadata import MetadataStore
+    from tfpipe.metadata import MetadataStore
     s = scenarios(orch)
     run = s.summaries["penguin-1"]
     store = MetadataStore(s.penguin_ir["pipeline"]["metadata"])
@@ -116,7 +116,7 @@ def test_rerun_resumes_from_cache(scenarios, orch):
     # failure (Airflow, Beam) ran it in the failed run, the others run it now
     assert n["ContractSide"]["state"] == ("CACHED" if "ContractSide" in first["nodes"] else "COMPLETE")
     # exactly one LIVE output of Boom across both runs: the successful one
-    from pipeline.metadata import MetadataStore
+    from tfpipe.metadata import MetadataStore
     store = MetadataStore(s.contract_ir["pipeline"]["metadata"])
     live = [a for a in store.list_artifacts("Examples") if a.state == "LIVE" and "/ContractBoom/" in a.uri]
     assert len(live) == 1

@@ -42,6 +42,16 @@ def _pip_installs(commands):
     return found
 
 
+def _package_folder(pkg: str, package_dir: dict) -> str:
+    """The repository folder of an import package under setuptools' package-dir mapping."""
+    parts = pkg.split(".")
+    for i in range(len(parts), 0, -1):
+        head = ".".join(parts[:i])
+        if head in package_dir:
+            return "/".join([package_dir[head], *parts[i:]])
+    return "/".join(parts)
+
+
 def test_dockerfile_installs_the_package_like_the_makefile():
     docker = _instructions(_read("Dockerfile"))
     make = _read("Makefile")
@@ -61,8 +71,13 @@ def test_dockerfile_python_and_packages_match_the_project():
     project = tomllib.loads(_read("pyproject.toml"))
     assert project["project"]["requires-python"].startswith(">=3.11")
     copied = [a.split()[0].rstrip("/") for k, a in docker if k == "COPY"]
-    for pattern in project["tool"]["setuptools"]["packages"]["find"]["include"]:
-        pkg = pattern.rstrip("*")
-        assert pkg in copied, f"package {pkg} (pyproject include {pattern!r}) is not copied into the image"
+    st = project["tool"]["setuptools"]
+    install = next(i for i, (k, a) in enumerate(docker) if k == "RUN" and " -e ." in a)
+    before = [a.split()[0] for k, a in docker[:install] if k == "COPY"]
+    for pkg in st["packages"]:
+        folder = _package_folder(pkg, st["package-dir"])
+        # the editable install needs every package folder; the code itself comes after it
+        assert f"{folder}/__init__.py" in before, f"{folder}/__init__.py ({pkg}) is not copied before the install"
+        assert folder.split("/")[0] in copied, f"folder {folder} ({pkg}) is not copied into the image"
     ignored = _read(".dockerignore").split()
     assert ".venv/" in ignored and ".venv-airflow/" in ignored  # never ship a local venv

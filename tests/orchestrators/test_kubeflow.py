@@ -39,7 +39,7 @@ def test_tasks_run_the_launcher_in_the_pipeline_image(spec):
         c = e["container"]
         assert c["image"] == "registry.example/tfpipe:9"
         src = c["command"][-1]
-        assert "from orchestrators.kubeflow.entry import run" in src
+        assert "from tfpipe.orchestrators.kubeflow.entry import run" in src
         assert "pip install" not in " ".join(c["command"])  # the image already holds the pinned env
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import REPO, scoped_env
 
-CLIENT = ("import sys; from orchestrators.taskhost import run_via_host; "
+CLIENT = ("import sys; from tfpipe.orchestrators.taskhost import run_via_host; "
           "rc = run_via_host(sys.argv[1:], module='probe_task'); sys.exit(99 if rc is None else rc)")
 
 PROBE = '''import os, sys, time
@@ -28,7 +28,7 @@ def main(argv):
 @pytest.fixture
 def host_env(tmp_path):
     """A host of its own for this test: light preload (so it starts in a blink), stopped after."""
-    from orchestrators import taskhost
+    from tfpipe.orchestrators import taskhost
     env = {taskhost.PRELOAD_ENV: f"json,{tmp_path.name}_marker_missing", taskhost.IDLE_ENV: "60",
            "PYTHONPATH": REPO, "PROBE_VALUE": "from-the-caller"}
     with scoped_env(**env):
@@ -77,7 +77,7 @@ def test_a_task_whose_caller_is_killed_is_killed_too(tmp_path, host_env):
 
 
 def test_no_usable_host_means_the_caller_runs_the_task_itself(tmp_path, monkeypatch, capsys):
-    from orchestrators import taskhost
+    from tfpipe.orchestrators import taskhost
     (tmp_path / f"tfpipe-{os.getuid()}").write_text("a file where the socket directory should be")
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
     assert taskhost.run_via_host(["--node", "X"]) is None

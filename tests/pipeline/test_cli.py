@@ -9,11 +9,11 @@ import time
 
 import pytest
 
-from pipeline.metadata import MetadataStore
+from tfpipe.metadata import MetadataStore
 from tests.conftest import REPO, tfpipe
 
 TRIVIAL = """
-from pipeline import Pipeline
+from tfpipe import Pipeline
 from tests.fixtures.trivial import describe, make_numbers, slow, total
 
 def create_pipeline():
@@ -32,7 +32,7 @@ def _file(tmp_path, n=3, slow=0):
 
 
 def test_help_is_fast_because_nothing_heavy_is_imported():
-    code = ("import sys, pipeline.cli as c\n"
+    code = ("import sys, tfpipe.cli as c\n"
             "try:\n    c.main(['--help'])\nexcept SystemExit:\n    pass\n"
             "heavy = [m for m in ('tensorflow', 'tensorflow_data_validation', 'apache_beam', 'ml_metadata',"
             " 'pyarrow', 'pandas') if m in sys.modules]\n"
@@ -43,7 +43,7 @@ def test_help_is_fast_because_nothing_heavy_is_imported():
 
 
 def test_compiling_imports_no_tensorflow_or_beam(tmp_path):
-    code = ("import sys\nfrom pipeline.cli import main\n"
+    code = ("import sys\nfrom tfpipe.cli import main\n"
             f"rc = main(['compile', {os.path.join(REPO, 'examples', 'penguin', 'pipeline.py')!r}, '-o', {str(tmp_path / 'ir.json')!r}])\n"
             "print('RC', rc, [m for m in ('tensorflow', 'tensorflow_data_validation', 'apache_beam') if m in sys.modules])")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
@@ -97,7 +97,7 @@ def test_run_shows_progress_and_inspection_commands(tmp_path):
 def test_run_killed_mid_node_leaves_nothing_live_and_next_run_recomputes(tmp_path):
     f = _file(tmp_path, slow=120)
     env = dict(os.environ, PYTHONPATH=REPO)
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", f], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "tfpipe.cli", "run", f], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 120
     staging = None
@@ -125,7 +125,7 @@ def test_run_killed_mid_node_leaves_nothing_live_and_next_run_recomputes(tmp_pat
 def test_two_runs_at_once_against_one_sqlite_store(tmp_path):
     env = dict(os.environ, PYTHONPATH=REPO)
     files = [_file(tmp_path, n=5), _file(tmp_path, n=6)]
-    procs = [subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", f], env=env,
+    procs = [subprocess.Popen([sys.executable, "-m", "tfpipe.cli", "run", f], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for f in files]
     outs = [p.communicate(timeout=300) for p in procs]
     for p, (o, e) in zip(procs, outs):

@@ -3,16 +3,16 @@ import os
 
 import pytest
 
-from pipeline import IR_VERSION, compile_pipeline
-from pipeline.compiler import IRError, dump_ir, load_ir
+from tfpipe import IR_VERSION, compile_pipeline
+from tfpipe.compiler import IRError, dump_ir, load_ir
 
 GOLDEN = os.path.join(os.path.dirname(os.path.dirname(__file__)), "golden")
 
 
 def _penguin_ir():
     """The data half of a TFX-style pipeline, as a user would write it."""
-    from components import ExampleGen, ExampleValidator, SchemaGen, StatisticsGen
-    from pipeline import Pipeline
+    from tfpipe.components import ExampleGen, ExampleValidator, SchemaGen, StatisticsGen
+    from tfpipe import Pipeline
     gen = ExampleGen(input_base="data/penguin", input_pattern="span-{SPAN}/*.csv", label_key="species")
     stats = StatisticsGen(examples=gen.outputs.examples)
     schema = SchemaGen(statistics=stats.outputs.statistics)
@@ -23,7 +23,7 @@ def _penguin_ir():
 
 
 def _trivial_ir():
-    from pipeline import Pipeline
+    from tfpipe import Pipeline
     from tests.fixtures.trivial import describe, make_numbers, total
     nums = make_numbers(n=4)
     t = total(numbers=nums.outputs.numbers, offset=10)

@@ -1,8 +1,8 @@
 import pytest
 
-from pipeline import (Examples, Input, Integer, Model, Output, Pipeline, PipelineDefinitionError, Schema,
+from tfpipe import (Examples, Input, Integer, Model, Output, Pipeline, PipelineDefinitionError, Schema,
                       WiringError, component)
-from pipeline.component import ComponentDefinitionError
+from tfpipe.component import ComponentDefinitionError
 from tests.fixtures.trivial import describe, make_numbers, total
 
 
@@ -102,13 +102,13 @@ def test_bad_pipeline_name():
 
 def _code_version_of_c(module_path, alias: str) -> str:
     """Load the module file afresh under ``alias`` and return its component ``c``'s code version."""
-    from pipeline.launcher import load_module_from_file
+    from tfpipe.launcher import load_module_from_file
     return load_module_from_file(str(module_path), alias).c.code_version()
 
 
 def test_code_version_covers_the_local_modules_a_component_imports(tmp_path):
     (tmp_path / "comp_helper.py").write_text("K = 1\n")
-    src = ("from pipeline import Output, String, component\nimport comp_helper\n\n"
+    src = ("from tfpipe import Output, String, component\nimport comp_helper\n\n"
            "@component\ndef c(out: Output[String]) -> None:\n    out.write(str(comp_helper.K))\n")
     (tmp_path / "comp_mod.py").write_text(src)
     v1 = _code_version_of_c(tmp_path / "comp_mod.py", "comp_mod_a")
@@ -118,9 +118,9 @@ def test_code_version_covers_the_local_modules_a_component_imports(tmp_path):
 
 
 def test_code_version_covers_code_files_the_executor_runs_without_importing(tmp_path):
-    """e.g. the Tuner's worker, started as `python -m components._tuner_worker`."""
+    """e.g. the Tuner's worker, started as `python -m tfpipe.components._tuner_worker`."""
     (tmp_path / "worker.py").write_text("print('worker v1')\n")
-    src = ("from pipeline import Output, String, component\n\n"
+    src = ("from tfpipe import Output, String, component\n\n"
            "@component(code_files=('worker.py',))\ndef c(out: Output[String]) -> None:\n    out.write('x')\n")
     (tmp_path / "comp_cf.py").write_text(src)
     v1 = _code_version_of_c(tmp_path / "comp_cf.py", "comp_cf_a")

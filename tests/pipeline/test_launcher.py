@@ -5,10 +5,10 @@ import subprocess
 
 import pytest
 
-from orchestrators.local import LocalRunner
-from pipeline import Pipeline, compile_pipeline
-from pipeline.inspect import show_run
-from pipeline.metadata import MetadataStore
+from tfpipe.orchestrators.local import LocalRunner
+from tfpipe import Pipeline, compile_pipeline
+from tfpipe.inspect import show_run
+from tfpipe.metadata import MetadataStore
 from tests.fixtures.trivial import describe, explode, make_numbers, total, with_module
 
 
@@ -125,7 +125,7 @@ def test_partial_runs_from_and_to(tmp_path):
     r2 = _run(ir, from_node="describe", enable_cache=False)
     # describe's inputs come from the newest successful executions of earlier runs
     assert [n.node_id for n in r2.nodes] == ["describe"] and r2.ok
-    from orchestrators.local.runner import SelectionError
+    from tfpipe.orchestrators.local.runner import SelectionError
     with pytest.raises(SelectionError, match=r"--from 'nope': no such node; nodes are \['make_numbers'"):
         _run(ir, from_node="nope")
 
@@ -171,7 +171,7 @@ def test_git_commit_and_dirty_flag_are_recorded(tmp_path):
     e = _execs(ir, r.run_id)[0]
     assert e["git_commit"] == sha and e["git_dirty"] is False
     (repo / "f.txt").write_text("b")
-    from pipeline.provenance import git_info
+    from tfpipe.provenance import git_info
     git_info.cache_clear()
     r2 = _run(ir, enable_cache=False)
     assert _execs(ir, r2.run_id)[0]["git_dirty"] is True

@@ -1,7 +1,7 @@
 """Parallel tasks of one run share its pipeline_run context: recording an execution must not
 write back the context properties this process read earlier (MLMD's put_execution with
 contexts upserts them), or a parallel task's FAILED status is lost."""
-from pipeline.metadata import MetadataStore
+from tfpipe.metadata import MetadataStore
 
 
 def test_publishing_an_execution_keeps_what_a_parallel_task_recorded_on_the_run(tmp_path):

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from orchestrators.local import LocalRunner
-from pipeline import Input, Integer, JsonValue, Output, Pipeline, String, WiringError, component
-from pipeline.compiler import compile_pipeline
-from pipeline.metadata import MetadataStore
+from tfpipe.orchestrators.local import LocalRunner
+from tfpipe import Input, Integer, JsonValue, Output, Pipeline, String, WiringError, component
+from tfpipe.compiler import compile_pipeline
+from tfpipe.metadata import MetadataStore
 
 
 def pick_latest(query, pipeline_name, params, inputs):

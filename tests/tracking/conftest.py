@@ -13,8 +13,8 @@ from tests.conftest import REPO, scoped_env
 
 @pytest.fixture(scope="session")
 def penguin(tmp_path_factory):
-    from orchestrators.local import LocalRunner
-    from pipeline import compile_pipeline
+    from tfpipe.orchestrators.local import LocalRunner
+    from tfpipe import compile_pipeline
     from tests.tracking import penguin_full
 
     d = tmp_path_factory.mktemp("tracking")

@@ -4,16 +4,16 @@ Evaluator -> Pusher. Parameters come from the environment so a test can run it t
 with a changed Trainer setting (TRACKING_EPOCHS)."""
 import os
 
-from components.evaluator import Evaluator
-from components.example_gen import ExampleGen
-from components.example_validator import ExampleValidator
-from components.pusher import Pusher
-from components.schema_gen import SchemaGen
-from components.statistics_gen import StatisticsGen
-from components.trainer import Trainer
-from components.transform import Transform
-from components.tuner import Tuner
-from pipeline import Pipeline
+from tfpipe.components.evaluator import Evaluator
+from tfpipe.components.example_gen import ExampleGen
+from tfpipe.components.example_validator import ExampleValidator
+from tfpipe.components.pusher import Pusher
+from tfpipe.components.schema_gen import SchemaGen
+from tfpipe.components.statistics_gen import StatisticsGen
+from tfpipe.components.trainer import Trainer
+from tfpipe.components.transform import Transform
+from tfpipe.components.tuner import Tuner
+from tfpipe import Pipeline
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PENGUIN = os.path.join(REPO, "examples", "penguin")

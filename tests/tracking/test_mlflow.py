@@ -52,8 +52,8 @@ def test_export_round_trip(penguin, mlflow_uri):
     pushed = os.listdir(penguin.push)
     assert mv.tags["tfpipe.pushed_version"] in pushed
     # exporting again finds the same MLflow run instead of making a second one
-    from pipeline.metadata import MetadataStore
-    from pipeline.mlflow_export import export_run
+    from tfpipe.metadata import MetadataStore
+    from tfpipe.mlflow_export import export_run
     again = export_run(MetadataStore(penguin.metadata), run, mlflow_uri)
     assert again["mlflow_run_id"] == res["mlflow_run_id"] and again["already_exported"]
     assert len(client.search_runs([exp.experiment_id])) == 1
@@ -65,7 +65,7 @@ def test_run_hook_exports_when_configured(tmp_path, mlflow_uri):
 
     pl = tmp_path / "pl.py"
     pl.write_text(
-        "from pipeline import Pipeline\nfrom tests.fixtures.trivial import make_numbers, total\n"
+        "from tfpipe import Pipeline\nfrom tests.fixtures.trivial import make_numbers, total\n"
         "def create_pipeline():\n"
         "    n = make_numbers(n=5)\n"
         f"    return Pipeline('hooked', [total(numbers=n.outputs.numbers)], root={str(tmp_path / 'root')!r},\n"

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from pipeline.metadata import MetadataStore
-from pipeline.registry import Registry
+from tfpipe.metadata import MetadataStore
+from tfpipe.registry import Registry
 from tests.conftest import REPO
 
 PENGUINS = os.path.join(REPO, "examples", "penguin", "data", "penguins.csv")
@@ -35,7 +35,7 @@ def _version(penguin):
 
 
 def test_monitor_exit_codes(penguin, shifted, tmp_path):
-    from components.monitor import monitor, run_monitor
+    from tfpipe.components.monitor import monitor, run_monitor
     store = MetadataStore(penguin.metadata)
     v = _version(penguin)
     # the training data itself: nothing exceeds the thresholds
@@ -53,7 +53,7 @@ def test_monitor_exit_codes(penguin, shifted, tmp_path):
 
 
 def test_monitor_cli_flags_drift(penguin, shifted, tmp_path, capsys):
-    from pipeline.cli import main  # the CLI in this process: TFDV is imported once for the module
+    from tfpipe.cli import main  # the CLI in this process: TFDV is imported once for the module
     v = _version(penguin)
     out = tmp_path / "monitor.json"
     code = main(["monitor", "--data", str(shifted), "--model", v, "--threshold", "bill_length_mm=0.9",

@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from pipeline.metadata import MetadataStore
-from pipeline.registry import Registry, RegistryError, switch_serving
+from tfpipe.metadata import MetadataStore
+from tfpipe.registry import Registry, RegistryError, switch_serving
 from tests.conftest import tfpipe
 
 

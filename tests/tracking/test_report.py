@@ -10,7 +10,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from pipeline import Input, Output, String, component
+from tfpipe import Input, Output, String, component
 from tests.conftest import tfpipe
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -103,10 +103,10 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
 
 
 def test_report_of_a_failed_run_shows_the_error_and_nodes_not_run(tmp_path):
-    from orchestrators.local import LocalRunner
-    from pipeline import Pipeline, compile_pipeline
-    from pipeline.metadata import MetadataStore
-    from pipeline.report import write_report
+    from tfpipe.orchestrators.local import LocalRunner
+    from tfpipe import Pipeline, compile_pipeline
+    from tfpipe.metadata import MetadataStore
+    from tfpipe.report import write_report
     from tests.fixtures.trivial import explode, make_numbers
 
     nums = make_numbers(n=3)

@@ -11,8 +11,8 @@ from tests.tracking.conftest import git
 
 PIPELINE = '''
 import os
-from components.example_gen import ExampleGen
-from pipeline import Examples, Input, Integer, Output, Pipeline, component
+from tfpipe.components.example_gen import ExampleGen
+from tfpipe import Examples, Input, Integer, Output, Pipeline, component
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

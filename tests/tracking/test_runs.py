@@ -1,10 +1,10 @@
 """runs list (data, code, metrics) and runs compare (differences, highlighting, --json)."""
 import json
 
-from orchestrators.local import LocalRunner
-from pipeline import Pipeline, compile_pipeline
-from pipeline.metadata import MetadataStore
-from pipeline.tracking import SUMMARY, compare_runs, format_compare, list_runs
+from tfpipe.orchestrators.local import LocalRunner
+from tfpipe import Pipeline, compile_pipeline
+from tfpipe.metadata import MetadataStore
+from tfpipe.tracking import SUMMARY, compare_runs, format_compare, list_runs
 from tests.conftest import tfpipe
 from tests.fixtures.trivial import make_numbers, total
 
