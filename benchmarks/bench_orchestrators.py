@@ -57,7 +57,7 @@ def _runner(name: str, tmp: str):
 
 
 def _blessed(ir: dict, run_id: str) -> float:
-    from tfpipe import inspect as insp
+    from tfpipe.tracking import inspect as insp
     from tfpipe.metadata import MetadataStore
     info = insp.show_run(MetadataStore(ir["pipeline"]["metadata"]), run_id)
     pushed = [e for e in info["executions"] if e["node_id"] == "Pusher" and e["state"] in ("COMPLETE", "CACHED")]

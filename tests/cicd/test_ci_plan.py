@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from tfpipe.ci_plan import CiPlanError, glob_to_regex, make_plan, module_overrides
+from tfpipe.tracking.ci_plan import CiPlanError, glob_to_regex, make_plan, module_overrides
 from tests.cicd.gitrepo import commit, git, write
 from tests.conftest import REPO, tfpipe
 

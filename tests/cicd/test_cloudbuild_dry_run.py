@@ -18,7 +18,7 @@ import sys
 import pytest
 import yaml
 
-from tfpipe.ci_plan import make_plan
+from tfpipe.tracking.ci_plan import make_plan
 from tests.conftest import REPO
 
 CLOUDBUILD = os.path.join(REPO, "cloudbuild.yaml")

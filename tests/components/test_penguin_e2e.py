@@ -14,7 +14,7 @@ import pytest
 
 from tfpipe.components.evaluator import load_metrics
 from tfpipe.components.pusher import versions
-from tfpipe.inspect import show_run
+from tfpipe.tracking.inspect import show_run
 from tfpipe.metadata import MetadataStore
 from tests.conftest import REPO, tfpipe
 

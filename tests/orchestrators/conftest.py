@@ -42,7 +42,7 @@ def penguin_full(home: str) -> dict:
 
 def summary(store, run_id: str) -> dict:
     """node_id -> the node's latest execution in the run: state and outputs."""
-    from tfpipe import inspect as insp
+    from tfpipe.tracking import inspect as insp
     info = insp.show_run(store, run_id)
     out = {}
     for e in info["executions"]:

@@ -7,7 +7,7 @@ import pytest
 
 from tfpipe.orchestrators.local import LocalRunner
 from tfpipe import Pipeline, compile_pipeline
-from tfpipe.inspect import show_run
+from tfpipe.tracking.inspect import show_run
 from tfpipe.metadata import MetadataStore
 from tests.fixtures.trivial import describe, explode, make_numbers, total, with_module
 

@@ -53,7 +53,7 @@ def test_export_round_trip(penguin, mlflow_uri):
     assert mv.tags["tfpipe.pushed_version"] in pushed
     # exporting again finds the same MLflow run instead of making a second one
     from tfpipe.metadata import MetadataStore
-    from tfpipe.mlflow_export import export_run
+    from tfpipe.tracking.mlflow_export import export_run
     again = export_run(MetadataStore(penguin.metadata), run, mlflow_uri)
     assert again["mlflow_run_id"] == res["mlflow_run_id"] and again["already_exported"]
     assert len(client.search_runs([exp.experiment_id])) == 1

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from tfpipe.metadata import MetadataStore
-from tfpipe.registry import Registry
+from tfpipe.tracking.registry import Registry
 from tests.conftest import REPO
 
 PENGUINS = os.path.join(REPO, "examples", "penguin", "data", "penguins.csv")
@@ -35,7 +35,7 @@ def _version(penguin):
 
 
 def test_monitor_exit_codes(penguin, shifted, tmp_path):
-    from tfpipe.components.monitor import monitor, run_monitor
+    from tfpipe.tracking.monitor import monitor, run_monitor
     store = MetadataStore(penguin.metadata)
     v = _version(penguin)
     # the training data itself: nothing exceeds the thresholds

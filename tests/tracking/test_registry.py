@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from tfpipe.metadata import MetadataStore
-from tfpipe.registry import Registry, RegistryError, switch_serving
+from tfpipe.tracking.registry import Registry, RegistryError, switch_serving
 from tests.conftest import tfpipe
 
 

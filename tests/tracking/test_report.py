@@ -106,7 +106,7 @@ def test_report_of_a_failed_run_shows_the_error_and_nodes_not_run(tmp_path):
     from tfpipe.orchestrators.local import LocalRunner
     from tfpipe import Pipeline, compile_pipeline
     from tfpipe.metadata import MetadataStore
-    from tfpipe.report import write_report
+    from tfpipe.tracking.report import write_report
     from tests.fixtures.trivial import explode, make_numbers
 
     nums = make_numbers(n=3)

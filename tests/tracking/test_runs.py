@@ -4,7 +4,7 @@ import json
 from tfpipe.orchestrators.local import LocalRunner
 from tfpipe import Pipeline, compile_pipeline
 from tfpipe.metadata import MetadataStore
-from tfpipe.tracking import SUMMARY, compare_runs, format_compare, list_runs
+from tfpipe.tracking.runs import SUMMARY, compare_runs, format_compare, list_runs
 from tests.conftest import tfpipe
 from tests.fixtures.trivial import make_numbers, total
 

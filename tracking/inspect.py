@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 
-from .metadata import MetadataStore
+from tfpipe.metadata import MetadataStore
 
 __all__ = ["show_run", "list_artifacts", "lineage", "NotFound",
            "format_run", "format_artifacts", "format_lineage"]

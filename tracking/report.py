@@ -15,9 +15,9 @@ import os
 import string
 
 from . import inspect as insp
-from .metadata import MetadataStore
+from tfpipe.metadata import MetadataStore
 from .report_svg import STATE_COLORS, STATE_STROKE, bars_svg, graph_svg, lines_svg
-from .tracking import run_details
+from .runs import run_details
 
 __all__ = ["write_report", "render_report", "ReportError"]
 

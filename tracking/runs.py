@@ -12,7 +12,7 @@ import os
 import sys
 
 from . import inspect as insp
-from .metadata import MetadataStore
+from tfpipe.metadata import MetadataStore
 from .results import headline_metrics, load_evaluation, load_history, load_trials, thresholds_from_eval_config
 
 __all__ = ["list_runs", "format_runs", "compare_runs", "format_compare", "run_details", "DATA_KEYS"]

@@ -1,5 +1,5 @@
 """The tracking commands of ``tfpipe``: runs compare, models (registry), reproduce, monitor,
-report and mlflow. ``pipeline/cli.py`` registers them with ``add_commands``; each command's
+report and mlflow. ``cli/app.py`` registers them with ``add_commands``; each command's
 work lives in its own module, imported when the command runs.
 
 ``monitor`` needs TFDV and component code, so it is named here as a plugin string (the
@@ -12,13 +12,13 @@ import sys
 
 __all__ = ["add_commands", "PLUGINS", "mlflow_uri", "post_run_hooks"]
 
-PLUGINS = {"monitor": "tfpipe.components.monitor:run_monitor"}
+PLUGINS = {"monitor": "tfpipe.tracking.monitor:run_monitor"}
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def _cli():
-    from . import cli
+    from . import app as cli
     return cli
 
 
@@ -33,8 +33,8 @@ def post_run_hooks(ir: dict, run_id: str, mlflow: str | None = None, out=sys.std
     uri = mlflow_uri(mlflow, ir["pipeline"].get("settings"))
     if not uri:
         return
-    from .metadata import MetadataStore
-    from .mlflow_export import export_run
+    from tfpipe.metadata import MetadataStore
+    from tfpipe.tracking.mlflow_export import export_run
     res = export_run(MetadataStore(ir["pipeline"]["metadata"]), run_id, uri)
     print(f"mlflow: run {run_id} exported as MLflow run {res['mlflow_run_id']} "
           f"(experiment {res['experiment']}) at {uri}"
@@ -44,7 +44,7 @@ def post_run_hooks(ir: dict, run_id: str, mlflow: str | None = None, out=sys.std
 
 # -- commands --------------------------------------------------------------------------------
 def cmd_runs_compare(args) -> int:
-    from .tracking import compare_runs, format_compare
+    from tfpipe.tracking.runs import compare_runs, format_compare
     cmp = compare_runs(_cli()._store(args), args.runs)
     if args.json:
         print(json.dumps(cmp, indent=2, default=str))
@@ -54,14 +54,14 @@ def cmd_runs_compare(args) -> int:
 
 
 def cmd_models_list(args) -> int:
-    from .registry import Registry, format_models
+    from tfpipe.tracking.registry import Registry, format_models
     rows = Registry(_cli()._store(args)).list_versions(args.model)
     print(json.dumps(rows, indent=2, default=str) if args.json else format_models(rows))
     return EXIT_OK
 
 
 def cmd_models_promote(args) -> int:
-    from .registry import Registry
+    from tfpipe.tracking.registry import Registry
     t = Registry(_cli()._store(args)).promote(args.version, args.stage, reason=args.reason, model=args.model)
     print(json.dumps(t, indent=2, default=str) if args.json else
           f"{t['model']} version {t['version']}: {t['from_stage']} -> {t['to_stage']} by {t['user']}"
@@ -70,7 +70,7 @@ def cmd_models_promote(args) -> int:
 
 
 def cmd_models_rollback(args) -> int:
-    from .registry import Registry
+    from tfpipe.tracking.registry import Registry
     t = Registry(_cli()._store(args)).rollback(reason=args.reason, model=args.model)
     print(json.dumps(t, indent=2, default=str) if args.json else
           f"{t['model']}: production rolled back from version {t['previous_production']} to {t['version']} "
@@ -79,14 +79,14 @@ def cmd_models_rollback(args) -> int:
 
 
 def cmd_models_show(args) -> int:
-    from .registry import Registry, format_version
+    from tfpipe.tracking.registry import Registry, format_version
     info = Registry(_cli()._store(args)).show(args.version, model=args.model)
     print(json.dumps(info, indent=2, default=str) if args.json else format_version(info))
     return EXIT_OK
 
 
 def cmd_reproduce(args) -> int:
-    from .reproduce import format_reproduction, reproduce
+    from tfpipe.tracking.reproduce import format_reproduction, reproduce
     res = reproduce(_cli()._store(args), args.run, out_dir=args.output, allow_dirty=args.allow_dirty,
                     verbose=not args.quiet)
     print(json.dumps(res, indent=2, default=str) if args.json else format_reproduction(res))
@@ -101,14 +101,14 @@ def cmd_monitor(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .report import write_report
+    from tfpipe.tracking.report import write_report
     path = write_report(_cli()._store(args), args.run, args.output)
     print(f"wrote {path}", file=sys.stderr)
     return EXIT_OK
 
 
 def cmd_mlflow_export(args) -> int:
-    from .mlflow_export import export_run
+    from tfpipe.tracking.mlflow_export import export_run
     uri = mlflow_uri(args.mlflow_uri)
     if not uri:
         raise _cli().UsageError("no MLflow tracking URI: pass --mlflow-uri (e.g. sqlite:///mlflow.db) or set "

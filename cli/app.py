@@ -30,7 +30,7 @@ def _plugin(ref: str):
 
 def load_pipeline(path: str):
     """Import a pipeline file and call its ``create_pipeline()``."""
-    from .launcher import load_module_from_file
+    from tfpipe.launcher import load_module_from_file
     if not os.path.isfile(path):
         raise UsageError(f"pipeline file {path} does not exist")
     mod = load_module_from_file(path)
@@ -42,7 +42,7 @@ def load_pipeline(path: str):
 
 
 def _compile(path: str) -> dict:
-    from .compiler import compile_pipeline
+    from tfpipe.compiler import compile_pipeline
     p = load_pipeline(path)
     ir = compile_pipeline(p)
     ir["pipeline"]["source"] = p.source
@@ -50,12 +50,12 @@ def _compile(path: str) -> dict:
 
 
 def _metadata(args) -> str:
-    from .graph import default_home
+    from tfpipe.graph import default_home
     return args.metadata or os.path.join(default_home(), "metadata.sqlite")
 
 
 def _store(args):
-    from .metadata import MetadataStore
+    from tfpipe.metadata import MetadataStore
     path = _metadata(args)
     if not os.path.exists(path):
         raise UsageError(f"no metadata store at {path}; run a pipeline first or pass --metadata")
@@ -67,7 +67,7 @@ def cmd_run(args) -> int:
     runner = _plugin(RUNNERS[args.target])(verbose=not args.quiet)
     res = runner.run(ir, run_id=args.run_id, from_node=args.from_node, to_node=args.to_node,
                      enable_cache=False if args.no_cache else None)
-    from .tracking_cli import post_run_hooks  # optional MLflow export (lazy, mlflow only if configured)
+    from .tracking import post_run_hooks  # optional MLflow export (lazy, mlflow only if configured)
     try:
         post_run_hooks(ir, res.run_id, mlflow=args.mlflow_uri)
     except Exception as e:
@@ -80,7 +80,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_compile(args) -> int:
-    from .compiler import dump_ir
+    from tfpipe.compiler import dump_ir
     ir = _compile(args.pipeline)
     if args.target == "ir":
         text = dump_ir(ir, args.output)
@@ -120,7 +120,7 @@ def cmd_submit(args) -> int:
 
 
 def cmd_runs_list(args) -> int:
-    from . import tracking
+    from tfpipe.tracking import runs as tracking
     rows = tracking.list_runs(_store(args), args.pipeline, limit=args.last)
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
@@ -130,28 +130,28 @@ def cmd_runs_list(args) -> int:
 
 
 def cmd_runs_show(args) -> int:
-    from . import inspect as insp
+    from tfpipe.tracking import inspect as insp
     info = insp.show_run(_store(args), args.run)
     print(json.dumps(info, indent=2, default=str) if args.json else insp.format_run(info))
     return EXIT_OK
 
 
 def cmd_artifacts_list(args) -> int:
-    from . import inspect as insp
+    from tfpipe.tracking import inspect as insp
     rows = insp.list_artifacts(_store(args), args.type)
     print(json.dumps(rows, indent=2, default=str) if args.json else insp.format_artifacts(rows))
     return EXIT_OK
 
 
 def cmd_lineage(args) -> int:
-    from . import inspect as insp
+    from tfpipe.tracking import inspect as insp
     tree = insp.lineage(_store(args), args.artifact_id)
     print(json.dumps(tree, indent=2, default=str) if args.json else insp.format_lineage(tree))
     return EXIT_OK
 
 
 def cmd_ci_plan(args) -> int:
-    from .ci_plan import CiPlanError, cli_plan
+    from tfpipe.tracking.ci_plan import CiPlanError, cli_plan
     try:
         return cli_plan(args)
     except CiPlanError as e:
@@ -159,7 +159,7 @@ def cmd_ci_plan(args) -> int:
 
 
 def cmd_ci_module_params(args) -> int:
-    from .ci_plan import module_overrides
+    from tfpipe.tracking.ci_plan import module_overrides
     overrides, unused = module_overrides(_compile(args.pipeline), args.files, args.module_root)
     for f in unused:
         print(f"tfpipe: warning: module file {f} is not a parameter of any node of {args.pipeline} "
@@ -220,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("run")
     add_md(rs)
     rs.set_defaults(fn=cmd_runs_show)
-    from .tracking_cli import add_commands  # runs compare, models, reproduce, monitor, report, mlflow
+    from .tracking import add_commands  # runs compare, models, reproduce, monitor, report, mlflow
     add_commands(sub, add_md, runs)
 
     arts = sub.add_parser("artifacts", help="list artifacts").add_subparsers(dest="sub", required=True)
@@ -273,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tfpipe: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as e:  # a definition error in the user's pipeline, a bad store, ...
-        from .inspect import NotFound
+        from tfpipe.tracking.inspect import NotFound
         if isinstance(e, NotFound):
             print(f"tfpipe: error: {e}", file=sys.stderr)
             return EXIT_USAGE
@@ -294,6 +294,3 @@ def console_main() -> None:
         os._exit(rc)
     sys.exit(rc)
 
-
-if __name__ == "__main__":
-    console_main()

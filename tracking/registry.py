@@ -22,7 +22,7 @@ import time
 import uuid
 
 from . import inspect as insp
-from .metadata import MetadataStore
+from tfpipe.metadata import MetadataStore
 from .results import load_evaluation
 
 __all__ = ["Registry", "RegistryError", "STAGES", "SERVING_LINK", "switch_serving", "format_models",

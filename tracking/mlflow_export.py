@@ -20,8 +20,8 @@ import os
 import re
 import tempfile
 
-from .metadata import MetadataStore
-from .tracking import run_details
+from tfpipe.metadata import MetadataStore
+from .runs import run_details
 
 __all__ = ["export_run", "MlflowExportError", "mlflow_key"]
 

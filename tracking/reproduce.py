@@ -24,8 +24,8 @@ import tempfile
 import uuid
 
 from . import inspect as insp
-from .fingerprint import fingerprint_files
-from .metadata import MetadataStore
+from tfpipe.fingerprint import fingerprint_files
+from tfpipe.metadata import MetadataStore
 
 __all__ = ["reproduce", "format_reproduction", "ReproduceError", "check_data", "RUNNER"]
 

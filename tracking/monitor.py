@@ -13,8 +13,8 @@ import json
 import os
 import sys
 
-from tfpipe import inspect as insp
-from tfpipe.registry import Registry, RegistryError
+from . import inspect as insp
+from .registry import Registry, RegistryError
 
 __all__ = ["run_monitor", "monitor", "MonitorError", "training_inputs"]
 
@@ -80,7 +80,7 @@ def _new_statistics(path: str):
     from tensorflow_data_validation.statistics import stats_impl
     import tensorflow_data_validation as tfdv
 
-    from ._tabular import read_table, to_list_batch
+    from tfpipe.components._tabular import read_table, to_list_batch
     table = read_table(_data_files(path))
     if table.num_rows == 0:
         raise MonitorError(f"--data {path}: no rows")

@@ -1,0 +1,3 @@
+from .app import console_main
+
+console_main()
