@@ -1,51 +1,49 @@
-"""The tracking commands of ``tfpipe``: runs compare, models (registry), reproduce, monitor,
-report and mlflow. ``cli/app.py`` registers them with ``add_commands``; each command's
-work lives in its own module, imported when the command runs.
-
-``monitor`` needs TFDV and component code, so it is named here as a plugin string (the
-core never imports ``components``)."""
+"""The tracking commands of ``tfpipe``: runs (list, show, compare), artifacts, lineage,
+models (registry), reproduce, monitor, report and mlflow. Each command's work lives in
+``tfpipe.tracking``, imported when the command runs."""
 from __future__ import annotations
 
+import argparse
 import json
-import os
 import sys
 
-__all__ = ["add_commands", "PLUGINS", "mlflow_uri", "post_run_hooks"]
+from .common import EXIT_FAILED, EXIT_OK, UsageError, add_metadata_args, open_store
 
-PLUGINS = {"monitor": "tfpipe.tracking.monitor:run_monitor"}
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+__all__ = ["add_commands"]
 
 
-def _cli():
-    from . import app as cli
-    return cli
+def cmd_runs_list(args) -> int:
+    from tfpipe.tracking.runs import format_runs, list_runs
+    rows = list_runs(open_store(args.metadata), args.pipeline, limit=args.last)
+    print(json.dumps(rows, indent=2, default=str) if args.json else format_runs(rows))
+    return EXIT_OK
 
 
-def mlflow_uri(arg: str | None = None, settings: dict | None = None) -> str | None:
-    """The MLflow tracking URI: ``--mlflow-uri``, else ``$TFPIPE_MLFLOW_TRACKING_URI``, else
-    the pipeline setting ``mlflow_tracking_uri``; ``None`` (no export) by default."""
-    return arg or os.environ.get("TFPIPE_MLFLOW_TRACKING_URI") or (settings or {}).get("mlflow_tracking_uri") or None
+def cmd_runs_show(args) -> int:
+    from tfpipe.tracking import inspect as insp
+    info = insp.show_run(open_store(args.metadata), args.run)
+    print(json.dumps(info, indent=2, default=str) if args.json else insp.format_run(info))
+    return EXIT_OK
 
 
-def post_run_hooks(ir: dict, run_id: str, mlflow: str | None = None, out=sys.stderr) -> None:
-    """What ``tfpipe run`` does after a run: the optional MLflow export."""
-    uri = mlflow_uri(mlflow, ir["pipeline"].get("settings"))
-    if not uri:
-        return
-    from tfpipe.metadata import MetadataStore
-    from tfpipe.tracking.mlflow_export import export_run
-    res = export_run(MetadataStore(ir["pipeline"]["metadata"]), run_id, uri)
-    print(f"mlflow: run {run_id} exported as MLflow run {res['mlflow_run_id']} "
-          f"(experiment {res['experiment']}) at {uri}"
-          + (f"; registered model {res['registered_model']} version {res['model_version']}"
-             if res.get("model_version") else ""), file=out)
+def cmd_artifacts_list(args) -> int:
+    from tfpipe.tracking import inspect as insp
+    rows = insp.list_artifacts(open_store(args.metadata), args.type)
+    print(json.dumps(rows, indent=2, default=str) if args.json else insp.format_artifacts(rows))
+    return EXIT_OK
+
+
+def cmd_lineage(args) -> int:
+    from tfpipe.tracking import inspect as insp
+    tree = insp.lineage(open_store(args.metadata), args.artifact_id)
+    print(json.dumps(tree, indent=2, default=str) if args.json else insp.format_lineage(tree))
+    return EXIT_OK
 
 
 # -- commands --------------------------------------------------------------------------------
 def cmd_runs_compare(args) -> int:
     from tfpipe.tracking.runs import compare_runs, format_compare
-    cmp = compare_runs(_cli()._store(args), args.runs)
+    cmp = compare_runs(open_store(args.metadata), args.runs)
     if args.json:
         print(json.dumps(cmp, indent=2, default=str))
     else:
@@ -55,14 +53,14 @@ def cmd_runs_compare(args) -> int:
 
 def cmd_models_list(args) -> int:
     from tfpipe.tracking.registry import Registry, format_models
-    rows = Registry(_cli()._store(args)).list_versions(args.model)
+    rows = Registry(open_store(args.metadata)).list_versions(args.model)
     print(json.dumps(rows, indent=2, default=str) if args.json else format_models(rows))
     return EXIT_OK
 
 
 def cmd_models_promote(args) -> int:
     from tfpipe.tracking.registry import Registry
-    t = Registry(_cli()._store(args)).promote(args.version, args.stage, reason=args.reason, model=args.model)
+    t = Registry(open_store(args.metadata)).promote(args.version, args.stage, reason=args.reason, model=args.model)
     print(json.dumps(t, indent=2, default=str) if args.json else
           f"{t['model']} version {t['version']}: {t['from_stage']} -> {t['to_stage']} by {t['user']}"
           + (f" (serving -> {t['serving']})" if t.get("serving") else ""))
@@ -71,7 +69,7 @@ def cmd_models_promote(args) -> int:
 
 def cmd_models_rollback(args) -> int:
     from tfpipe.tracking.registry import Registry
-    t = Registry(_cli()._store(args)).rollback(reason=args.reason, model=args.model)
+    t = Registry(open_store(args.metadata)).rollback(reason=args.reason, model=args.model)
     print(json.dumps(t, indent=2, default=str) if args.json else
           f"{t['model']}: production rolled back from version {t['previous_production']} to {t['version']} "
           f"by {t['user']}" + (f" (serving -> {t['serving']})" if t.get("serving") else ""))
@@ -80,40 +78,40 @@ def cmd_models_rollback(args) -> int:
 
 def cmd_models_show(args) -> int:
     from tfpipe.tracking.registry import Registry, format_version
-    info = Registry(_cli()._store(args)).show(args.version, model=args.model)
+    info = Registry(open_store(args.metadata)).show(args.version, model=args.model)
     print(json.dumps(info, indent=2, default=str) if args.json else format_version(info))
     return EXIT_OK
 
 
 def cmd_reproduce(args) -> int:
     from tfpipe.tracking.reproduce import format_reproduction, reproduce
-    res = reproduce(_cli()._store(args), args.run, out_dir=args.output, allow_dirty=args.allow_dirty,
+    res = reproduce(open_store(args.metadata), args.run, out_dir=args.output, allow_dirty=args.allow_dirty,
                     verbose=not args.quiet)
     print(json.dumps(res, indent=2, default=str) if args.json else format_reproduction(res))
     return EXIT_OK if res["status"] == "COMPLETE" else EXIT_FAILED
 
 
 def cmd_monitor(args) -> int:
-    fn = _cli()._plugin(PLUGINS["monitor"])
-    return fn(_cli()._store(args), data=args.data, version=args.model, model=args.registered_model,
+    from tfpipe.tracking.monitor import run_monitor
+    return run_monitor(open_store(args.metadata), data=args.data, version=args.model, model=args.registered_model,
               drift_threshold=args.drift_threshold, skew_threshold=args.skew_threshold,
               thresholds=args.threshold, as_json=args.json, output=args.output)
 
 
 def cmd_report(args) -> int:
     from tfpipe.tracking.report import write_report
-    path = write_report(_cli()._store(args), args.run, args.output)
+    path = write_report(open_store(args.metadata), args.run, args.output)
     print(f"wrote {path}", file=sys.stderr)
     return EXIT_OK
 
 
 def cmd_mlflow_export(args) -> int:
-    from tfpipe.tracking.mlflow_export import export_run
-    uri = mlflow_uri(args.mlflow_uri)
+    from tfpipe.tracking.mlflow_export import export_run, tracking_uri
+    uri = tracking_uri(args.mlflow_uri)
     if not uri:
-        raise _cli().UsageError("no MLflow tracking URI: pass --mlflow-uri (e.g. sqlite:///mlflow.db) or set "
+        raise UsageError("no MLflow tracking URI: pass --mlflow-uri (e.g. sqlite:///mlflow.db) or set "
                                 "TFPIPE_MLFLOW_TRACKING_URI")
-    res = export_run(_cli()._store(args), args.run, uri, artifact_location=args.artifact_location)
+    res = export_run(open_store(args.metadata), args.run, uri, artifact_location=args.artifact_location)
     print(json.dumps(res, indent=2, default=str) if args.json else
           f"exported run {args.run} as MLflow run {res['mlflow_run_id']} in experiment {res['experiment']}"
           + (f"; registered model {res['registered_model']} version {res['model_version']}"
@@ -121,9 +119,18 @@ def cmd_mlflow_export(args) -> int:
     return EXIT_OK
 
 
-def add_commands(sub, add_md, runs) -> None:
-    """Register the tracking commands on the ``tfpipe`` parser (``runs`` is the ``runs``
-    sub-command group)."""
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    add_md = add_metadata_args
+    runs = sub.add_parser("runs", help="list, show and compare pipeline runs").add_subparsers(dest="sub", required=True)
+    rl = runs.add_parser("list")
+    rl.add_argument("--pipeline")
+    rl.add_argument("--last", type=int, metavar="N", help="only the N newest runs")
+    add_md(rl)
+    rl.set_defaults(fn=cmd_runs_list)
+    rs = runs.add_parser("show")
+    rs.add_argument("run")
+    add_md(rs)
+    rs.set_defaults(fn=cmd_runs_show)
     rc = runs.add_parser("compare", help="compare runs side by side: parameters, data, code, metrics, artifacts")
     rc.add_argument("runs", nargs="+", metavar="RUN")
     rc.add_argument("--all", action="store_true", help="show identical rows too")
@@ -194,3 +201,14 @@ def add_commands(sub, add_md, runs) -> None:
     me.add_argument("--artifact-location", help="artifact root of a new experiment (default: MLflow's)")
     add_md(me)
     me.set_defaults(fn=cmd_mlflow_export)
+
+    arts = sub.add_parser("artifacts", help="list artifacts").add_subparsers(dest="sub", required=True)
+    al = arts.add_parser("list")
+    al.add_argument("--type")
+    add_md(al)
+    al.set_defaults(fn=cmd_artifacts_list)
+
+    li = sub.add_parser("lineage", help="upstream executions and artifacts of an artifact")
+    li.add_argument("artifact_id", type=int)
+    add_md(li)
+    li.set_defaults(fn=cmd_lineage)

@@ -25,10 +25,9 @@ from .fingerprint import fingerprint_path, module_fingerprint
 from .metadata import MetadataStore
 from .provenance import environment, git_info
 from .runtime import ExecutionContext
+from .version import __version__
 
-__all__ = ["run_node", "NodeFailed", "NodeResult", "load_component", "TFPIPE_VERSION"]
-
-TFPIPE_VERSION = "0.1.0"
+__all__ = ["run_node", "NodeFailed", "NodeResult", "load_component"]
 
 
 class NodeFailed(RuntimeError):
@@ -160,7 +159,7 @@ def _cache_key(spec: ComponentSpec, node: dict, params: dict, inputs: dict[str, 
     material = {
         "component": spec.name,
         "code": spec.code_version(),
-        "tfpipe": TFPIPE_VERSION,
+        "tfpipe": __version__,
         "parameters": params,
         "inputs": {k: [a.fingerprint or a.uri for a in arts] for k, arts in sorted(inputs.items())},
         "modules": mods,

@@ -6,7 +6,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-__all__ = ["ExecutionContext", "current"]
+__all__ = ["ExecutionContext", "current", "quiet_libraries"]
 
 _CURRENT: contextvars.ContextVar["ExecutionContext | None"] = contextvars.ContextVar("tfpipe_ctx", default=None)
 
@@ -65,3 +65,17 @@ def current() -> ExecutionContext:
     if ctx is None:
         return ExecutionContext(pipeline="adhoc", run_id="adhoc", node_id="adhoc", execution_id=0)
     return ctx
+
+
+def quiet_libraries() -> None:
+    """Keep TensorFlow's C++ start-up chatter and vendor deprecation notices out of the
+    user's progress output (set TFPIPE_DEBUG=1 to see everything). Called by every entry
+    point that runs nodes: the CLI and an orchestrator's task."""
+    import os
+    if os.environ.get("TFPIPE_DEBUG"):
+        return
+    import warnings
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=".*is deprecated.*")

@@ -301,10 +301,3 @@ def module_overrides(ir: dict, files: list[str], module_root: str) -> tuple[dict
                     out[f"{node['id']}__{key}"] = module_root.rstrip("/") + "/" + rel
                     used.add(rel)
     return out, [f for f in files if f.strip("/") not in used]
-
-
-def cli_plan(args) -> int:
-    """Entry point for ``tfpipe ci plan`` (argparse namespace: base, head, json, config, repo)."""
-    plan = make_plan(args.repo, args.base, args.head, args.config)
-    print(json.dumps(plan.to_dict(), indent=2) if args.json else format_plan(plan))
-    return 0

@@ -23,7 +23,7 @@ import tempfile
 from tfpipe.metadata import MetadataStore
 from .runs import run_details
 
-__all__ = ["export_run", "MlflowExportError", "mlflow_key"]
+__all__ = ["export_run", "export_after_run", "tracking_uri", "MlflowExportError", "mlflow_key"]
 
 _STATUS = {"COMPLETE": "FINISHED", "FAILED": "FAILED", "RUNNING": "RUNNING"}
 _MAX_PARAM = 6000
@@ -31,6 +31,24 @@ _MAX_PARAM = 6000
 
 class MlflowExportError(RuntimeError):
     pass
+
+
+def tracking_uri(explicit: str | None = None, settings: dict | None = None) -> str | None:
+    """The MLflow tracking URI: ``explicit`` (``--mlflow-uri``), else
+    ``$TFPIPE_MLFLOW_TRACKING_URI``, else the pipeline setting ``mlflow_tracking_uri``;
+    ``None`` (no export) by default."""
+    return (explicit or os.environ.get("TFPIPE_MLFLOW_TRACKING_URI") or (settings or {}).get("mlflow_tracking_uri")
+            or None)
+
+
+def export_after_run(ir: dict, run_id: str, uri: str | None = None) -> dict | None:
+    """What ``tfpipe run`` does after a run: export it when an MLflow URI is configured
+    (``uri``, the environment or the pipeline's settings); the export's summary, or None."""
+    uri = tracking_uri(uri, ir["pipeline"].get("settings"))
+    if not uri:
+        return None
+    res = export_run(MetadataStore(ir["pipeline"]["metadata"]), run_id, uri)
+    return {**res, "uri": uri}
 
 
 def mlflow_key(*parts: str) -> str:

@@ -24,6 +24,8 @@ import os
 import re
 import sys
 
+from tfpipe.version import DEFAULT_IMAGE
+
 from ..task import METADATA_ENV
 from ..taskhost import ENABLE_ENV
 
@@ -31,7 +33,6 @@ __all__ = ["compile_airflow", "dag_id_of", "AirflowCompileError", "PYTHON_ENV", 
 
 PYTHON_ENV = "TFPIPE_PYTHON"
 IMAGE_ENV = "TFPIPE_IMAGE"
-DEFAULT_IMAGE = "tfpipe:0.1.0"
 
 
 class AirflowCompileError(ValueError):

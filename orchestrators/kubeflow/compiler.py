@@ -25,11 +25,12 @@ import shutil
 import sys
 import tempfile
 
+from tfpipe.version import DEFAULT_IMAGE
+
 from ..task import METADATA_ENV, pipeline_parameters
 
 __all__ = ["compile_kubeflow", "build_pipeline", "DEFAULT_IMAGE", "IMAGE_ENV", "KubeflowCompileError"]
 
-DEFAULT_IMAGE = "tfpipe:0.1.0"
 IMAGE_ENV = "TFPIPE_IMAGE"
 _TYPES = {bool: "bool", int: "int", float: "float", str: "str", list: "list", dict: "dict", tuple: "list"}
 _RESERVED = {"tfpipe_ir", "tfpipe_run_id", "tfpipe_job", "tfpipe_params"}

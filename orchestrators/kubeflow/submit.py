@@ -10,14 +10,14 @@ job summary as JSON on stdout, without any network access.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import tempfile
+from dataclasses import dataclass, field
 
 from .compiler import compile_kubeflow
 
-__all__ = ["submit", "SubmitError", "TARGETS"]
+__all__ = ["submit", "SubmitError", "SubmitOptions", "TARGETS"]
 
 TARGETS = ("vertex", "kubeflow")
 _PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
@@ -29,7 +29,23 @@ class SubmitError(ValueError):
     """Bad submit arguments: what was expected and what was found."""
 
 
-def _check(args) -> None:
+@dataclass(frozen=True)
+class SubmitOptions:
+    """Where and how to submit (``tfpipe submit``'s flags)."""
+    target: str
+    project: str | None = None
+    region: str | None = None
+    pipeline_root: str | None = None
+    service_account: str | None = None
+    host: str | None = None
+    params: dict = field(default_factory=dict)
+    run_id: str | None = None
+    display_name: str | None = None
+    output: str | None = None
+    dry_run: bool = False
+
+
+def _check(args: SubmitOptions) -> None:
     if args.target == "vertex":
         for flag, value, rx, what in (("--project", args.project, _PROJECT, "a GCP project id like my-project"),
                                       ("--region", args.region, _REGION, "a region like us-central1")):
@@ -61,7 +77,7 @@ def _warnings(ir: dict, target: str) -> list[str]:
     return out
 
 
-def _summary(ir: dict, pkg: str, args, params: dict) -> dict:
+def _summary(ir: dict, pkg: str, args: SubmitOptions, params: dict) -> dict:
     import yaml
     with open(pkg) as f:
         spec = yaml.safe_load(f)
@@ -75,7 +91,7 @@ def _summary(ir: dict, pkg: str, args, params: dict) -> dict:
             "warnings": _warnings(ir, args.target)}
 
 
-def _vertex_job(pkg: str, args, params: dict, dry_run: bool):
+def _vertex_job(pkg: str, args: SubmitOptions, params: dict, dry_run: bool):
     from google.cloud import aiplatform
     creds = None
     if dry_run:
@@ -87,9 +103,11 @@ def _vertex_job(pkg: str, args, params: dict, dry_run: bool):
                                   enable_caching=False, credentials=creds)
 
 
-def submit(ir: dict, args) -> dict:
-    """Compile ``ir`` and submit it (or, with ``args.dry_run``, only validate); returns the
-    JSON-able summary that ``tfpipe submit`` prints."""
+def submit(ir: dict, **options) -> dict:
+    """Compile ``ir`` and submit it (or, with ``dry_run=True``, only validate); returns the
+    JSON-able summary that ``tfpipe submit`` prints. ``options`` are the fields of
+    :class:`SubmitOptions`."""
+    args = SubmitOptions(**options)
     if args.target not in TARGETS:
         raise SubmitError(f"--target: expected one of {list(TARGETS)}, found {args.target!r}")
     _check(args)
@@ -124,8 +142,3 @@ def submit(ir: dict, args) -> dict:
                                                           enable_caching=False)
             out["job"] = run.run_id
     return out
-
-
-def main_submit(ir: dict, args) -> int:
-    print(json.dumps(submit(ir, args), indent=2, sort_keys=True))
-    return 0

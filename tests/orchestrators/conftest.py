@@ -19,7 +19,7 @@ ORCHESTRATORS = ["local", "beam", "kfp-local", "airflow"]
 def compile_file(path: str, home: str, env: dict | None = None) -> dict:
     """Compile a pipeline file to its IR with TFPIPE_HOME=home (and ``env``) set while
     the pipeline is created."""
-    from tfpipe.cli import load_pipeline
+    from tfpipe.cli.common import load_pipeline
     from tfpipe.compiler import compile_pipeline
     with scoped_env(TFPIPE_HOME=home, **(env or {})):
         p = load_pipeline(path)
