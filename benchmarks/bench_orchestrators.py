@@ -24,7 +24,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _ir(home: str) -> dict:
     from examples.penguin.pipeline import create_pipeline
-    from tfpipe.orchestrators.local.runner import select_nodes
+    from tfpipe.runner import select_nodes
     from tfpipe.compiler import compile_pipeline
     p = create_pipeline(root=os.path.join(home, "artifacts", "penguin"), metadata=os.path.join(home, "m.sqlite"),
                         train_steps=int(os.environ.get("TFPIPE_BENCH_TRAIN_STEPS", "100")))

@@ -17,7 +17,7 @@ class UsageError(Exception):
 
 def load_pipeline(path: str):
     """Import a pipeline file and call its ``create_pipeline()``."""
-    from tfpipe.launcher import load_module_from_file
+    from tfpipe.loader import load_module_from_file
     if not os.path.isfile(path):
         raise UsageError(f"pipeline file {path} does not exist")
     mod = load_module_from_file(path)

@@ -41,7 +41,9 @@ def cmd_run(args) -> int:
     runner = RUN_TARGETS[args.target]()(verbose=not args.quiet)
     res = runner.run(ir, run_id=args.run_id, from_node=args.from_node, to_node=args.to_node,
                      enable_cache=False if args.no_cache else None)
-    from tfpipe.tracking.mlflow_export import export_after_run  # imports mlflow only if configured
+    from tfpipe.tracking.mlflow_export import (
+        export_after_run,  # imports mlflow only if configured
+    )
     try:
         exp = export_after_run(ir, res.run_id, args.mlflow_uri)
     except Exception as e:

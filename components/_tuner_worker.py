@@ -11,9 +11,9 @@ import sys
 
 
 def main(argv: list[str]) -> int:
+    from ._user_code import describe, load_user_fn
     from .fn_args import DataAccessor, FnArgs
     from .tuner import run_tuner_fn
-    from ._user_code import describe, load_user_fn
     spec = json.loads(argv[0])
     fn = load_user_fn("Tuner", "tuner_fn", spec["module_file"], spec["ref"])
     fn_args = FnArgs(**spec["fn_args"], data_accessor=DataAccessor())

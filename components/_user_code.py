@@ -111,7 +111,7 @@ def load_user_fn(component: str, fn_name: str, module_file: str = "", ref: str =
     """Import and return the user's function, checked to be callable with ``nargs`` args."""
     check_static(component, fn_name, module_file, ref, nargs)
     if module_file:
-        from tfpipe.launcher import load_module_from_file
+        from tfpipe.loader import load_module_from_file
         path = os.path.abspath(module_file)
         try:
             mod = load_module_from_file(path)

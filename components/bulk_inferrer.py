@@ -13,7 +13,16 @@ from __future__ import annotations
 import json
 import os
 
-from tfpipe import Examples, InferenceResult, Input, Model, ModelBlessing, Output, component, current
+from tfpipe import (
+    Examples,
+    InferenceResult,
+    Input,
+    Model,
+    ModelBlessing,
+    Output,
+    component,
+    current,
+)
 
 __all__ = ["BulkInferrer", "BulkInferrerError", "SavedModelHandler"]
 

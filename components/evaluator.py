@@ -19,7 +19,16 @@ from __future__ import annotations
 import json
 import os
 
-from tfpipe import Examples, Input, Model, ModelBlessing, ModelEvaluation, Output, component, current
+from tfpipe import (
+    Examples,
+    Input,
+    Model,
+    ModelBlessing,
+    ModelEvaluation,
+    Output,
+    component,
+    current,
+)
 
 from . import _eval_config as ec
 

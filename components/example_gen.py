@@ -17,8 +17,14 @@ import re
 
 from tfpipe import Examples, Output, component, current
 
-from ._tabular import (InputDataError, check_span_compatible, hash_split, read_table, table_columns,
-                       write_parquet)
+from ._tabular import (
+    InputDataError,
+    check_span_compatible,
+    hash_split,
+    read_table,
+    table_columns,
+    write_parquet,
+)
 
 __all__ = ["ExampleGen", "InputDataError"]
 

@@ -9,7 +9,15 @@ from __future__ import annotations
 import json
 import os
 
-from tfpipe import ExampleAnomalies, ExampleStatistics, Input, Output, Schema, component, current
+from tfpipe import (
+    ExampleAnomalies,
+    ExampleStatistics,
+    Input,
+    Output,
+    Schema,
+    component,
+    current,
+)
 
 __all__ = ["ExampleValidator", "AnomaliesFound", "summarize_anomalies"]
 

@@ -27,8 +27,8 @@ def split_files(examples, split: str) -> list[str]:
 
 def read_split(examples, split: str, columns: list[str] | None = None):
     """The split as one Arrow table (plain columns; nulls are missing values)."""
-    import pyarrow.parquet as pq
     import pyarrow as pa
+    import pyarrow.parquet as pq
     return pa.concat_tables([pq.read_table(f, columns=columns) for f in split_files(examples, split)])
 
 

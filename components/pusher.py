@@ -16,7 +16,16 @@ import os
 import shutil
 import time
 
-from tfpipe import InfraBlessing, Input, Model, ModelBlessing, Output, PushedModel, component, current
+from tfpipe import (
+    InfraBlessing,
+    Input,
+    Model,
+    ModelBlessing,
+    Output,
+    PushedModel,
+    component,
+    current,
+)
 
 __all__ = ["Pusher", "PushError", "versions", "RECORD"]
 

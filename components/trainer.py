@@ -19,13 +19,29 @@ import contextlib
 import json
 import os
 
-from tfpipe import (Examples, HyperParameters, Input, Model, ModelRun, ModuleFile, Output, Schema,
-                      TransformGraph, component, current)
+from tfpipe import (
+    Examples,
+    HyperParameters,
+    Input,
+    Model,
+    ModelRun,
+    ModuleFile,
+    Output,
+    Schema,
+    TransformGraph,
+    component,
+    current,
+)
 
 from ._user_code import call_user_fn, check_static, describe, load_user_fn
 from .fn_args import DataAccessor, FnArgs, TensorFlowDatasetOptions, TunerFnResult
-from .model_export import (SERVING_DIR, ModelContractError, check_serving_model, export_serving_model,
-                           load_base_weights)
+from .model_export import (
+    SERVING_DIR,
+    ModelContractError,
+    check_serving_model,
+    export_serving_model,
+    load_base_weights,
+)
 
 __all__ = ["Trainer", "FnArgs", "DataAccessor", "TensorFlowDatasetOptions", "TunerFnResult",
            "export_serving_model", "load_base_weights", "ModelContractError", "TrainerError",

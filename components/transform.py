@@ -26,8 +26,17 @@ import glob
 import os
 import tempfile
 
-from tfpipe import (Examples, ExampleStatistics, Input, ModuleFile, Output, Schema, TransformGraph,
-                      component, current)
+from tfpipe import (
+    Examples,
+    ExampleStatistics,
+    Input,
+    ModuleFile,
+    Output,
+    Schema,
+    TransformGraph,
+    component,
+    current,
+)
 
 from ._user_code import call_user_fn, check_static, describe, load_user_fn
 

@@ -21,7 +21,17 @@ import subprocess
 import sys
 import time
 
-from tfpipe import Examples, HyperParameters, Input, ModuleFile, Output, Schema, TransformGraph, component, current
+from tfpipe import (
+    Examples,
+    HyperParameters,
+    Input,
+    ModuleFile,
+    Output,
+    Schema,
+    TransformGraph,
+    component,
+    current,
+)
 
 from ._user_code import call_user_fn, check_static, describe, load_user_fn
 from .fn_args import TunerFnResult

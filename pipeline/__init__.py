@@ -1,9 +1,27 @@
 """tfpipe core: artifacts, component declaration, Pipeline graph, IR compiler, launcher,
 ML Metadata, cache and CLI. Imports neither ``components`` nor ``orchestrators``."""
-from .artifacts import (Artifact, Boolean, ExampleAnomalies, Examples, ExampleStatistics, Float,
-                        HyperParameters, InferenceResult, InfraBlessing, Integer, JsonValue, Model,
-                        ModelBlessing, ModelEvaluation, ModelRun, PushedModel, Schema, String,
-                        TransformGraph, ValueArtifact)
+from .artifacts import (
+                        Artifact,
+                        Boolean,
+                        ExampleAnomalies,
+                        Examples,
+                        ExampleStatistics,
+                        Float,
+                        HyperParameters,
+                        InferenceResult,
+                        InfraBlessing,
+                        Integer,
+                        JsonValue,
+                        Model,
+                        ModelBlessing,
+                        ModelEvaluation,
+                        ModelRun,
+                        PushedModel,
+                        Schema,
+                        String,
+                        TransformGraph,
+                        ValueArtifact,
+)
 from .compiler import IR_VERSION, compile_pipeline
 from .component import Input, ModuleFile, Output, WiringError, component
 from .graph import Pipeline, PipelineDefinitionError

@@ -17,7 +17,7 @@ import inspect
 import json
 import os
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Generic, TypeVar
 
 from .artifacts import Artifact

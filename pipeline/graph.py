@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from typing import Iterable
 
-from .component import Node, WiringError
+from .component import Node
 
 __all__ = ["Pipeline", "PipelineDefinitionError", "default_home"]
 

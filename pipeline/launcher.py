@@ -1,15 +1,19 @@
 """The launcher: one node, one execution, the same wherever the node runs.
 
-resolve inputs from ML Metadata -> driver (if any) -> cache decision -> PENDING outputs
-in a staging directory -> executor -> publish outputs LIVE and the execution COMPLETE,
-or FAILED with the error recorded, outputs ABANDONED and nothing left where a later run
-could mistake it for good output.
+``run_node`` takes a node through its phases, each a method of :class:`Job`:
+
+    prepare -> resolve inputs -> record the execution (RUNNING) -> driver -> cache decision
+    -> staged outputs (PENDING) -> execute -> publish (outputs LIVE, execution COMPLETE)
+
+A resolver node stops after its inputs (it picks existing artifacts); a cache hit
+publishes the earlier outputs as CACHED. Any failure, wherever it happens (an import, a
+driver, an unwritable artifact root, the executor), ends in ``Job.fail``: the execution
+FAILED with its error, its outputs ABANDONED, staging removed, nothing left where a later
+run could mistake it for good output.
 """
 from __future__ import annotations
 
 import hashlib
-import importlib
-import importlib.util
 import json
 import os
 import shutil
@@ -20,14 +24,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .artifacts import Artifact, artifact_class
+from .cache import cache_key, find_cached, outputs_exist
 from .component import ComponentSpec
-from .fingerprint import fingerprint_path, module_fingerprint
+from .fingerprint import fingerprint_path
+from .loader import load_component
 from .metadata import MetadataStore
 from .provenance import environment, git_info
 from .runtime import ExecutionContext
-from .version import __version__
+from .state import SUCCEEDED, State
 
-__all__ = ["run_node", "NodeFailed", "NodeResult", "load_component"]
+__all__ = ["run_node", "NodeFailed", "NodeResult", "InputResolutionError", "resolve_inputs"]
 
 
 class NodeFailed(RuntimeError):
@@ -46,51 +52,10 @@ class InputResolutionError(RuntimeError):
 class NodeResult:
     node_id: str
     execution_id: int
-    state: str  # COMPLETE or CACHED
+    state: str  # State.COMPLETE or State.CACHED
     duration_s: float
     outputs: dict[str, list[Artifact]] = field(default_factory=dict)
     cached_from: int | None = None
-
-
-def load_component(executor: dict) -> ComponentSpec:
-    """Import a component by its IR reference ``{"ref": "module:attr", "file": ...}``."""
-    mod_name, attr = executor["ref"].split(":")
-    mod = None
-    path = executor.get("file")
-    if path is None or mod_name in sys.modules:
-        try:
-            mod = importlib.import_module(mod_name)
-        except ImportError:
-            if path is None:
-                raise
-    if mod is None or not hasattr(mod, attr):
-        if not path or not os.path.isfile(path):
-            raise ImportError(f"cannot import component {executor['ref']} (file {path!r})")
-        mod = load_module_from_file(path, mod_name)
-    spec = getattr(mod, attr)
-    if not isinstance(spec, ComponentSpec):
-        raise TypeError(f"{executor['ref']} is a {type(spec).__name__}, expected a @component")
-    return spec
-
-
-def load_module_from_file(path: str, name: str | None = None):
-    path = os.path.abspath(path)
-    name = name or "tfpipe_user_" + hashlib.sha1(path.encode()).hexdigest()[:10]
-    if name in sys.modules and getattr(sys.modules[name], "__file__", None) == path:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    mod.__tfpipe_loaded_from_file__ = True
-    sys.modules[name] = mod
-    d = os.path.dirname(path)
-    if d not in sys.path:
-        sys.path.insert(0, d)
-    try:
-        spec.loader.exec_module(mod)
-    except BaseException:
-        sys.modules.pop(name, None)
-        raise
-    return mod
 
 
 def _node(ir: dict, node_id: str) -> dict:
@@ -100,21 +65,14 @@ def _node(ir: dict, node_id: str) -> dict:
     raise KeyError(f"no node {node_id!r} in the IR; nodes: {[n['id'] for n in ir['nodes']]}")
 
 
-_OK = ("COMPLETE", "CACHED")
-
-
-def _outputs_exist(outs: dict[str, list[Artifact]]) -> bool:
-    return all(a.state == "LIVE" and os.path.exists(a.uri) for arts in outs.values() for a in arts)
-
-
 def _latest_ok_execution(store: MetadataStore, ctx) -> tuple[Any, dict] | None:
-    """Newest COMPLETE/CACHED execution in ``ctx`` whose outputs still exist."""
+    """Newest successful execution in ``ctx`` whose outputs still exist."""
     if ctx is None:
         return None
-    execs = [e for e in store.executions_by_context(ctx) if store.state_name(e) in _OK]
+    execs = [e for e in store.executions_by_context(ctx) if store.state_name(e) in SUCCEEDED]
     for e in sorted(execs, key=lambda e: (e.create_time_since_epoch, e.id), reverse=True):
         _, outs = store.io_of(e.id)
-        if _outputs_exist(outs):
+        if outputs_exist(outs):
             return e, outs
     return None
 
@@ -129,11 +87,11 @@ def resolve_inputs(store: MetadataStore, ir: dict, node: dict, run_ctx,
     resolved: dict[str, list[Artifact]] = {}
     for key, src in node["inputs"].items():
         if run_execs is None:
-            run_execs = store.executions_by_context(run_ctx)
+            run_execs = store.executions_by_context(run_ctx) if run_ctx is not None else []
         producer = src["producer"]
         found = None
         mine = [e for e in run_execs if store.props(e).get("node_id") == producer
-                and store.state_name(e) in _OK]
+                and store.state_name(e) in SUCCEEDED]
         if mine:
             e = max(mine, key=lambda e: e.id)
             found = store.io_of(e.id)[1]
@@ -151,185 +109,221 @@ def resolve_inputs(store: MetadataStore, ir: dict, node: dict, run_ctx,
     return resolved
 
 
-def _cache_key(spec: ComponentSpec, node: dict, params: dict, inputs: dict[str, list[Artifact]]) -> str:
-    mods = {}
-    for k, ps in spec.parameters.items():
-        if ps.is_module_file and params.get(k):
-            mods[k] = module_fingerprint(params[k])
-    material = {
-        "component": spec.name,
-        "code": spec.code_version(),
-        "tfpipe": __version__,
-        "parameters": params,
-        "inputs": {k: [a.fingerprint or a.uri for a in arts] for k, arts in sorted(inputs.items())},
-        "modules": mods,
-        "outputs": sorted(node["outputs"]),
-    }
-    return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _find_cached(store: MetadataStore, cache_key: str):
-    try:
-        cands = store.find_executions(f"custom_properties.cache_key.string_value = '{cache_key}'")
-    except Exception:  # an older store without filter support: scan
-        cands = [e for e in store.store.get_executions() if store.props(e).get("cache_key") == cache_key]
-    cands = [e for e in cands if store.state_name(e) == "COMPLETE"]
-    for e in sorted(cands, key=lambda e: e.id, reverse=True):
-        _, outs = store.io_of(e.id)
-        if _outputs_exist(outs):
-            return e, outs
-    return None
-
-
-def _run_resolver(store: MetadataStore, spec: ComponentSpec, node: dict, pipeline_name: str, run_id: str,
-                  params: dict, inputs: dict, execution, contexts, t0: float, verbose: bool) -> NodeResult:
-    """Call the resolver; record COMPLETE with OUTPUT events on the existing artifacts."""
-    from .resolver import ResolverError, ResolverQuery
-    got = spec.resolver(ResolverQuery(store, pipeline_name, run_id), pipeline_name, dict(params),
-                        {k: list(v) for k, v in inputs.items()}) or {}
-    outs: dict[str, list[Artifact]] = {}
-    for key, arts in got.items():
-        if key not in node["outputs"]:
-            raise ResolverError(f"resolver {spec.name} (node {node['id']}) returned output {key!r}; "
-                                f"the node declares {sorted(node['outputs'])}")
-        want = artifact_class(node["outputs"][key]["type"])
-        arts = [arts] if isinstance(arts, Artifact) else list(arts or [])
-        for a in arts:
-            if not isinstance(a, want) or a.id is None or a.state != "LIVE":
-                raise ResolverError(f"resolver {spec.name} (node {node['id']}) output {key!r}: expected "
-                                    f"LIVE {want.TYPE_NAME} artifacts already in ML Metadata, found {a!r}")
-        if arts:
-            outs[key] = arts
-    summary = {k: [a.id for a in v] for k, v in outs.items()}
-    if verbose:
-        for k in node["outputs"]:
-            found = ", ".join(f"#{a.id} {a.uri}" for a in outs.get(k, [])) or "nothing (downstream gets None)"
-            print(f"  [{node['id']}] resolved {k}: {found}", file=sys.stderr, flush=True)
-    dur = time.monotonic() - t0
-    store.publish_execution(execution, "COMPLETE", {
-        "parameters": json.dumps(params, sort_keys=True, default=str), "resolved": json.dumps(summary),
-        "duration_s": dur}, contexts, outs)
-    return NodeResult(node["id"], execution.id, "COMPLETE", dur, outs)
-
-
 def _one_paragraph(e: BaseException) -> str:
     msg = str(e).strip() or type(e).__name__
     name = type(e).__name__
     return msg if msg.startswith(name) else f"{name}: {msg}"
 
 
-def run_node(ir: dict, node_id: str, run_id: str, store: MetadataStore | None = None,
-             enable_cache: bool | None = None, verbose: bool = True) -> NodeResult:
-    node = _node(ir, node_id)
-    pl = ir["pipeline"]
-    store = store or MetadataStore(pl["metadata"])
-    pctx, rctx, nctx = store.pipeline_contexts(pl["name"], run_id, node_id)
-    if "ir" not in rctx.custom_properties:  # what `tfpipe reproduce` re-runs
-        store.update_context(rctx, {"ir": json.dumps(ir, sort_keys=True),
-                                    "workdir": os.path.dirname(pl["source"]) if pl.get("source") else os.getcwd()})
-    contexts = [pctx, rctx, nctx]
-    started = time.time()
-    t0 = time.monotonic()
-    params = dict(node["parameters"])
-    base_props = {"node_id": node_id, "run_id": run_id, "pipeline": pl["name"],
-                  "started_at": started, **environment(),
-                  **git_info(pl.get("source") or os.getcwd())}
-    execution = None
-    try:
-        spec = load_component(node["executor"])
-        # defaults of parameters not given, so the record and the cache key are complete
-        for k, ps in spec.parameters.items():
-            if k not in params and not ps.required:
-                params[k] = ps.default
-        inputs = resolve_inputs(store, ir, node, rctx,
-                                frozenset(k for k, s in spec.inputs.items() if s.optional))
-        execution = store.new_execution(spec.name, {**base_props, "code_version": spec.code_version()},
-                                        contexts, inputs)
-        if spec.resolver is not None:  # no executor, no cache: pick existing artifacts
-            return _run_resolver(store, spec, node, pl["name"], run_id, params, inputs, execution,
-                                 contexts, t0, verbose)
-        if spec.driver is not None:
-            params.update(spec.driver(dict(params)) or {})
-        cache_key = _cache_key(spec, node, params, inputs)
-        data_fp = params.get("input_fingerprint") or hashlib.sha256(json.dumps(
-            {k: [a.fingerprint for a in v] for k, v in sorted(inputs.items())}).encode()).hexdigest()
-        props = {"cache_key": cache_key, "parameters": json.dumps(params, sort_keys=True, default=str),
-                 "data_fingerprint": data_fp}
-        use_cache = pl.get("enable_cache", True) and node.get("enable_cache", True)
-        if enable_cache is not None:
-            use_cache = use_cache and enable_cache
-        if use_cache:
-            hit = _find_cached(store, cache_key)
-            if hit is not None:
-                src, outs = hit
-                dur = time.monotonic() - t0
-                store.publish_execution(execution, "CACHED", {**props, "cached_from": src.id,
-                                                              "duration_s": dur}, contexts, outs)
-                return NodeResult(node_id, execution.id, "CACHED", dur, outs, src.id)
-        outputs: dict[str, list[Artifact]] = {}
-        for key, o in node["outputs"].items():
-            uri = os.path.join(os.path.abspath(pl["root"]), node_id, key, str(execution.id))
-            outputs[key] = [artifact_class(o["type"])(uri=uri, state="PENDING")]
-        store.publish_execution(execution, "RUNNING", props, contexts, outputs)
-    except BaseException as e:
-        if execution is not None:
-            store.publish_execution(execution, "FAILED", {"error": _one_paragraph(e),
-                                                          "duration_s": time.monotonic() - t0}, contexts, {})
-        if isinstance(e, (KeyboardInterrupt, SystemExit)):
-            raise
-        raise NodeFailed(node_id, _one_paragraph(e), execution.id if execution else None) from e
+@dataclass
+class Job:
+    """One node's execution as it goes through the launcher's phases."""
+    ir: dict
+    node: dict
+    run_id: str
+    store: MetadataStore
+    enable_cache: bool | None = None
+    verbose: bool = True
+    t0: float = field(default_factory=time.monotonic)
+    contexts: list = field(default_factory=list)
+    spec: ComponentSpec | None = None
+    params: dict = field(default_factory=dict)
+    inputs: dict = field(default_factory=dict)
+    execution: Any = None
+    props: dict = field(default_factory=dict)
+    outputs: dict = field(default_factory=dict)
+    final_uris: dict = field(default_factory=dict)
+    staged: dict = field(default_factory=dict)
+    tmp_dir: str = ""
+    executing: bool = False
 
-    # -- execute in staging directories -------------------------------------------------
-    staged: dict[str, str] = {}
-    final_uris = {}
-    for key, arts in outputs.items():
-        a = arts[0]
-        final_uris[key] = a.uri
-        staging = os.path.join(os.path.dirname(a.uri), f".staging-{execution.id}")
-        shutil.rmtree(staging, ignore_errors=True)
-        os.makedirs(staging)
-        staged[key] = staging
-        a.uri = staging
-    tmp_dir = os.path.join(os.path.abspath(pl["root"]), node_id, f".tmp-{execution.id}")
-    os.makedirs(tmp_dir, exist_ok=True)
-    ctx = ExecutionContext(pl["name"], run_id, node_id, execution.id,
-                           list(pl.get("beam_pipeline_args") or []), tmp_dir, verbose)
-    kwargs: dict[str, Any] = {}
-    for k, ins in spec.inputs.items():
-        arts = inputs.get(k)
-        kwargs[k] = (arts[0] if len(arts) == 1 else arts) if arts else None
-    for k in spec.outputs:
-        kwargs[k] = outputs[k][0]
-    exec_params = {k: v for k, v in params.items() if k in spec.parameters}
-    kwargs.update(exec_params)
-    extra = {k: v for k, v in params.items() if k not in spec.parameters}
-    try:
+    @property
+    def node_id(self) -> str:
+        return self.node["id"]
+
+    @property
+    def pipeline(self) -> dict:
+        return self.ir["pipeline"]
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.t0
+
+    # -- phases ----------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """The run's contexts; the first node of a run records the IR on it (what
+        ``tfpipe reproduce`` re-runs); the component and its parameters with defaults."""
+        pl = self.pipeline
+        p, r, n = self.store.pipeline_contexts(pl["name"], self.run_id, self.node_id)
+        self.contexts = [p, r, n]
+        if "ir" not in r.custom_properties:
+            self.store.update_context(r, {"ir": json.dumps(self.ir, sort_keys=True),
+                                          "workdir": os.path.dirname(pl["source"]) if pl.get("source") else os.getcwd()})
+        self.spec = load_component(self.node["executor"])
+        self.params = dict(self.node["parameters"])
+        for k, ps in self.spec.parameters.items():  # the record and the cache key are complete
+            if k not in self.params and not ps.required:
+                self.params[k] = ps.default
+
+    def resolve_inputs(self) -> None:
+        optional = frozenset(k for k, s in self.spec.inputs.items() if s.optional)
+        self.inputs = resolve_inputs(self.store, self.ir, self.node, self.contexts[1], optional)
+
+    def record_start(self) -> None:
+        pl = self.pipeline
+        props = {"node_id": self.node_id, "run_id": self.run_id, "pipeline": pl["name"],
+                 "started_at": time.time(), "code_version": self.spec.code_version(),
+                 **environment(), **git_info(pl.get("source") or os.getcwd())}
+        self.execution = self.store.new_execution(self.spec.name, props, self.contexts, self.inputs)
+
+    def resolve(self) -> NodeResult:
+        """A resolver node: call the resolver; COMPLETE with OUTPUT events on the
+        existing artifacts it picked (nothing is created or copied)."""
+        from .resolver import ResolverError, ResolverQuery
+        node, spec = self.node, self.spec
+        got = spec.resolver(ResolverQuery(self.store, self.pipeline["name"], self.run_id), self.pipeline["name"],
+                            dict(self.params), {k: list(v) for k, v in self.inputs.items()}) or {}
+        outs: dict[str, list[Artifact]] = {}
+        for key, arts in got.items():
+            if key not in node["outputs"]:
+                raise ResolverError(f"resolver {spec.name} (node {self.node_id}) returned output {key!r}; "
+                                    f"the node declares {sorted(node['outputs'])}")
+            want = artifact_class(node["outputs"][key]["type"])
+            arts = [arts] if isinstance(arts, Artifact) else list(arts or [])
+            for a in arts:
+                if not isinstance(a, want) or a.id is None or a.state != "LIVE":
+                    raise ResolverError(f"resolver {spec.name} (node {self.node_id}) output {key!r}: expected "
+                                        f"LIVE {want.TYPE_NAME} artifacts already in ML Metadata, found {a!r}")
+            if arts:
+                outs[key] = arts
+        if self.verbose:
+            for k in node["outputs"]:
+                found = ", ".join(f"#{a.id} {a.uri}" for a in outs.get(k, [])) or "nothing (downstream gets None)"
+                print(f"  [{self.node_id}] resolved {k}: {found}", file=sys.stderr, flush=True)
+        dur = self.elapsed()
+        self.store.publish_execution(self.execution, State.COMPLETE, {
+            "parameters": json.dumps(self.params, sort_keys=True, default=str),
+            "resolved": json.dumps({k: [a.id for a in v] for k, v in outs.items()}), "duration_s": dur},
+            self.contexts, outs)
+        return NodeResult(self.node_id, self.execution.id, State.COMPLETE, dur, outs)
+
+    def run_driver(self) -> None:
+        """The component's driver (e.g. ExampleGen picking a span and fingerprinting its
+        files): what it returns joins the parameters, so the cache key."""
+        if self.spec.driver is not None:
+            self.params.update(self.spec.driver(dict(self.params)) or {})
+        data_fp = self.params.get("input_fingerprint") or hashlib.sha256(json.dumps(
+            {k: [a.fingerprint for a in v] for k, v in sorted(self.inputs.items())}).encode()).hexdigest()
+        self.props = {"cache_key": cache_key(self.spec, self.node, self.params, self.inputs),
+                      "parameters": json.dumps(self.params, sort_keys=True, default=str),
+                      "data_fingerprint": data_fp}
+
+    def cache_lookup(self):
+        use = self.pipeline.get("enable_cache", True) and self.node.get("enable_cache", True)
+        if self.enable_cache is not None:
+            use = use and self.enable_cache
+        return find_cached(self.store, self.props["cache_key"]) if use else None
+
+    def publish_cached(self, hit) -> NodeResult:
+        src, outs = hit
+        dur = self.elapsed()
+        self.store.publish_execution(self.execution, State.CACHED, {**self.props, "cached_from": src.id,
+                                                                    "duration_s": dur}, self.contexts, outs)
+        return NodeResult(self.node_id, self.execution.id, State.CACHED, dur, outs, src.id)
+
+    def stage_outputs(self) -> None:
+        """PENDING output artifacts at their final URIs (recorded with OUTPUT events), the
+        executor writing into a staging directory beside each, and a scratch directory."""
+        root = os.path.abspath(self.pipeline["root"])
+        eid = self.execution.id
+        for key, o in self.node["outputs"].items():
+            uri = os.path.join(root, self.node_id, key, str(eid))
+            self.outputs[key] = [artifact_class(o["type"])(uri=uri, state="PENDING")]
+            self.final_uris[key] = uri
+        self.store.publish_execution(self.execution, State.RUNNING, self.props, self.contexts, self.outputs)
+        for key, arts in self.outputs.items():
+            staging = os.path.join(os.path.dirname(self.final_uris[key]), f".staging-{eid}")
+            shutil.rmtree(staging, ignore_errors=True)
+            os.makedirs(staging)
+            self.staged[key] = staging
+            arts[0].uri = staging
+        self.tmp_dir = os.path.join(root, self.node_id, f".tmp-{eid}")
+        os.makedirs(self.tmp_dir, exist_ok=True)
+
+    def execute(self) -> None:
+        spec, pl = self.spec, self.pipeline
+        ctx = ExecutionContext(pl["name"], self.run_id, self.node_id, self.execution.id,
+                               list(pl.get("beam_pipeline_args") or []), self.tmp_dir, self.verbose)
+        kwargs: dict[str, Any] = {}
+        for k in spec.inputs:
+            arts = self.inputs.get(k)
+            kwargs[k] = (arts[0] if len(arts) == 1 else arts) if arts else None
+        for k in spec.outputs:
+            kwargs[k] = self.outputs[k][0]
+        kwargs.update({k: v for k, v in self.params.items() if k in spec.parameters})
+        extra = {k: v for k, v in self.params.items() if k not in spec.parameters}
+        self.executing = True
         with ctx:
             if extra:
                 ctx.driver_output = extra
             spec.fn(**kwargs)
-        for key, arts in outputs.items():
+        self.executing = False
+
+    def publish(self) -> NodeResult:
+        """Fingerprint each staged output, move it to its final URI, then record the
+        outputs LIVE and the execution COMPLETE."""
+        for key, arts in self.outputs.items():
             a = arts[0]
-            a.fingerprint = fingerprint_path(staged[key])
-            os.makedirs(os.path.dirname(final_uris[key]), exist_ok=True)
-            os.replace(staged[key], final_uris[key])
-            a.uri = final_uris[key]
+            a.fingerprint = fingerprint_path(self.staged[key])
+            os.makedirs(os.path.dirname(self.final_uris[key]), exist_ok=True)
+            os.replace(self.staged[key], self.final_uris[key])
+            a.uri = self.final_uris[key]
             a.state = "LIVE"
-    except BaseException as e:
-        for key, arts in outputs.items():
-            shutil.rmtree(staged[key], ignore_errors=True)
-            shutil.rmtree(final_uris[key], ignore_errors=True)
-            arts[0].uri = final_uris[key]
-            arts[0].state = "ABANDONED"
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+        shutil.rmtree(self.tmp_dir, ignore_errors=True)
+        dur = self.elapsed()
+        self.store.publish_execution(self.execution, State.COMPLETE, {"duration_s": dur}, self.contexts,
+                                     self.outputs, new_events=False)
+        return NodeResult(self.node_id, self.execution.id, State.COMPLETE, dur, self.outputs)
+
+    def fail(self, e: BaseException) -> NodeFailed:
+        """Record the failure and clean up; the NodeFailed to raise (an interrupt or exit
+        is re-raised as it is, after the record)."""
         msg = _one_paragraph(e)
-        store.publish_execution(execution, "FAILED", {"error": msg, "traceback": traceback.format_exc()[-4000:],
-                                                      "duration_s": time.monotonic() - t0}, contexts, outputs,
-                                new_events=False)
+        for key, arts in self.outputs.items():
+            if key in self.staged:
+                shutil.rmtree(self.staged[key], ignore_errors=True)
+            shutil.rmtree(self.final_uris[key], ignore_errors=True)
+            arts[0].uri = self.final_uris[key]
+            arts[0].state = "ABANDONED"
+        if self.tmp_dir:
+            shutil.rmtree(self.tmp_dir, ignore_errors=True)
+        if self.execution is not None:
+            props = {"error": msg, "duration_s": self.elapsed()}
+            if self.executing:
+                props["traceback"] = traceback.format_exc()[-4000:]
+            self.store.publish_execution(self.execution, State.FAILED, props, self.contexts, self.outputs,
+                                         new_events=False)
         if isinstance(e, (KeyboardInterrupt, SystemExit)):
-            raise
-        raise NodeFailed(node_id, msg, execution.id) from e
-    shutil.rmtree(tmp_dir, ignore_errors=True)
-    dur = time.monotonic() - t0
-    store.publish_execution(execution, "COMPLETE", {"duration_s": dur}, contexts, outputs, new_events=False)
-    return NodeResult(node_id, execution.id, "COMPLETE", dur, outputs)
+            raise e
+        return NodeFailed(self.node_id, msg, self.execution.id if self.execution is not None else None)
+
+
+def run_node(ir: dict, node_id: str, run_id: str, store: MetadataStore | None = None,
+             enable_cache: bool | None = None, verbose: bool = True) -> NodeResult:
+    """Run one node of a compiled pipeline through every phase; raises NodeFailed."""
+    job = Job(ir, _node(ir, node_id), run_id, store or MetadataStore(ir["pipeline"]["metadata"]),
+              enable_cache, verbose)
+    try:
+        job.prepare()
+        job.resolve_inputs()
+        job.record_start()
+        if job.spec.resolver is not None:
+            return job.resolve()
+        job.run_driver()
+        hit = job.cache_lookup()
+        if hit is not None:
+            return job.publish_cached(hit)
+        job.stage_outputs()
+        job.execute()
+        return job.publish()
+    except BaseException as e:
+        raise job.fail(e) from e

@@ -13,6 +13,7 @@ import time
 from typing import Any, Iterable
 
 from .artifacts import Artifact, artifact_class
+from .state import State
 
 __all__ = ["MetadataStore", "MetadataError", "connection_config"]
 
@@ -274,7 +275,7 @@ class MetadataStore:
         """Record the execution's final state with its outputs and OUTPUT events, in one
         transaction; then link them to the contexts."""
         pb = self.pb
-        execution.last_known_state = getattr(pb.Execution, state)
+        execution.last_known_state = getattr(pb.Execution, State(state).value)
         self._set_props(execution.custom_properties, props)
         pairs = []
         for key, arts in outputs.items():
@@ -325,16 +326,11 @@ class MetadataStore:
     def props(self, proto) -> dict[str, Any]:
         return {k: _value_to_py(v) for k, v in proto.custom_properties.items()}
 
-    def state_name(self, execution) -> str:
-        return self.pb.Execution.State.Name(execution.last_known_state)
+    def state_name(self, execution) -> State:
+        return State(self.pb.Execution.State.Name(execution.last_known_state))
 
     def contexts_of_type(self, type_name: str) -> list:
         return list(self._retry(lambda: self.store.get_contexts_by_type(type_name)))
 
     def contexts_of_execution(self, eid: int) -> list:
         return list(self._retry(lambda: self.store.get_contexts_by_execution(eid)))
-
-    def mark_artifacts(self, arts: list[Artifact], state: str) -> None:
-        for a in arts:
-            a.state = state
-        self.put_artifacts(arts)

@@ -13,14 +13,11 @@ a resolver node is never served from cache.
 """
 from __future__ import annotations
 
-from typing import Iterable
-
 from .artifacts import Artifact
 from .metadata import MetadataStore
+from .state import SUCCEEDED
 
 __all__ = ["ResolverQuery", "ResolverError"]
-
-_OK = ("COMPLETE", "CACHED")
 
 
 class ResolverError(RuntimeError):
@@ -41,7 +38,7 @@ class ResolverQuery:
         if self._execs is None:
             ctx = self.store.context("pipeline", self.pipeline, create=False)
             execs = self.store.executions_by_context(ctx) if ctx is not None else []
-            self._execs = sorted((e for e in execs if self.store.state_name(e) in _OK),
+            self._execs = sorted((e for e in execs if self.store.state_name(e) in SUCCEEDED),
                                  key=lambda e: e.id, reverse=True)
         if include_current_run or self.run_id is None:
             return list(self._execs)
@@ -84,11 +81,3 @@ class ResolverQuery:
             if ev.artifact_id not in first or ev.execution_id < first[ev.artifact_id][0]:
                 first[ev.artifact_id] = (ev.execution_id, key)
         return [(arts[i], execs[first[i][0]], first[i][1]) for i in sorted(first, reverse=True)]
-
-    def consumers(self, artifact_ids: Iterable[int], include_current_run: bool = True) -> list:
-        """Successful executions of this pipeline that took any of these artifacts as input."""
-        ids = set(artifact_ids)
-        evs = self.store.events_of_artifacts(sorted(ids))
-        eids = {ev.execution_id for ev in evs if ev.type in (self.store.pb.Event.INPUT,
-                                                             self.store.pb.Event.DECLARED_INPUT)}
-        return [e for e in self.executions(include_current_run) if e.id in eids]

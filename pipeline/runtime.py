@@ -44,7 +44,10 @@ class ExecutionContext:
         picks for a batch pipeline after two passes over the graph (about half a second for
         TFDV's statistics graph)."""
         import apache_beam as beam
-        from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+        from apache_beam.options.pipeline_options import (
+            PipelineOptions,
+            StandardOptions,
+        )
         options = PipelineOptions(self.beam_pipeline_args)
         runner = None
         if not options.view_as(StandardOptions).runner:

@@ -17,7 +17,6 @@ Pure standard library: the CI job runs it before anything heavy is installed.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 import subprocess

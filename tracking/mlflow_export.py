@@ -21,6 +21,7 @@ import re
 import tempfile
 
 from tfpipe.metadata import MetadataStore
+
 from .runs import run_details
 
 __all__ = ["export_run", "export_after_run", "tracking_uri", "MlflowExportError", "mlflow_key"]
@@ -127,7 +128,7 @@ def export_run(store: MetadataStore, run: str, tracking_uri: str, artifact_locat
                experiment: str | None = None, with_report: bool = True) -> dict:
     """Export one recorded run; returns ``{"mlflow_run_id", "experiment", "registered_model",
     "model_version"}``. Exporting a run again returns the MLflow run made the first time."""
-    from mlflow.entities import Param, RunTag
+    from mlflow.entities import Param
 
     info = run_details(store, run)
     client = _client(tracking_uri)

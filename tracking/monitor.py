@@ -13,6 +13,8 @@ import json
 import os
 import sys
 
+from tfpipe.state import SUCCEEDED
+
 from . import inspect as insp
 from .registry import Registry, RegistryError
 
@@ -45,7 +47,7 @@ def training_inputs(store, artifact_id: int) -> dict:
         ids = [a["id"] for a in examples]
         evs = [e for e in store.events_of_artifacts(ids) if e.type == store.pb.Event.INPUT]
         for ex in sorted(store.executions({e.execution_id for e in evs}), key=lambda x: -x.id):
-            if store.state_name(ex) not in ("COMPLETE", "CACHED"):
+            if store.state_name(ex) not in SUCCEEDED:
                 continue
             _, outs = store.io_of(ex.id)
             for v in outs.values():
@@ -77,8 +79,8 @@ def _data_files(path: str) -> list[str]:
 
 def _new_statistics(path: str):
     import pyarrow as pa
-    from tensorflow_data_validation.statistics import stats_impl
     import tensorflow_data_validation as tfdv
+    from tensorflow_data_validation.statistics import stats_impl
 
     from tfpipe.components._tabular import read_table, to_list_batch
     table = read_table(_data_files(path))

@@ -21,8 +21,9 @@ import os
 import time
 import uuid
 
-from . import inspect as insp
 from tfpipe.metadata import MetadataStore
+
+from . import inspect as insp
 from .results import load_evaluation
 
 __all__ = ["Registry", "RegistryError", "STAGES", "SERVING_LINK", "switch_serving", "format_models",

@@ -14,8 +14,9 @@ import json
 import os
 import string
 
-from . import inspect as insp
 from tfpipe.metadata import MetadataStore
+
+from . import inspect as insp
 from .report_svg import STATE_COLORS, STATE_STROKE, bars_svg, graph_svg, lines_svg
 from .runs import run_details
 

@@ -10,8 +10,9 @@ execution's parameters. Reproduction refuses, with the reason, when
 - the input data no longer matches the recorded fingerprint (files changed or gone).
 
 The code is the recorded commit exported with ``git archive`` (the user's repository and
-work tree are left untouched); the run happens in a subprocess whose import path puts
-that code first, with a fresh artifact root and metadata store.
+work tree are left untouched); the local runner re-runs the recorded IR in a subprocess
+working in that exported tree (``python -m tfpipe.orchestrators.local``), with a fresh
+artifact root and metadata store and the installed tfpipe.
 """
 from __future__ import annotations
 
@@ -23,23 +24,13 @@ import sys
 import tempfile
 import uuid
 
-from . import inspect as insp
 from tfpipe.fingerprint import fingerprint_files
 from tfpipe.metadata import MetadataStore
+from tfpipe.state import SUCCEEDED
 
-__all__ = ["reproduce", "format_reproduction", "ReproduceError", "check_data", "RUNNER"]
+from . import inspect as insp
 
-RUNNER = "tfpipe.orchestrators.local:LocalRunner"  # a plugin string: the core never imports orchestrators
-
-_RUN_CODE = """
-import importlib, json, sys
-mod, attr = sys.argv[3].split(":")
-runner = getattr(importlib.import_module(mod), attr)(verbose=sys.argv[4] == "1")
-with open(sys.argv[1]) as f:
-    ir = json.load(f)
-res = runner.run(ir, run_id=sys.argv[2])
-sys.exit(0 if res.ok else 1)
-"""
+__all__ = ["reproduce", "format_reproduction", "ReproduceError", "check_data"]
 
 
 class ReproduceError(RuntimeError):
@@ -88,7 +79,7 @@ def check_data(info: dict, remap=lambda p: p) -> list[dict]:
 def _artifacts(store: MetadataStore, run: str, nodes: set[str] | None = None) -> dict[tuple, dict]:
     out = {}
     for ex in insp.show_run(store, run)["executions"]:
-        if ex["state"] not in ("COMPLETE", "CACHED") or (nodes is not None and ex["node_id"] not in nodes):
+        if ex["state"] not in SUCCEEDED or (nodes is not None and ex["node_id"] not in nodes):
             continue
         for key, arts in ex["outputs"].items():
             if arts:
@@ -160,8 +151,6 @@ def reproduce(store: MetadataStore, run: str, out_dir: str | None = None, allow_
         json.dump(new_ir, f, indent=1)
     new_run = f"repro-{run_id}-{uuid.uuid4().hex[:4]}"
     env = dict(os.environ)
-    if os.path.isfile(os.path.join(code, "pipeline", "__init__.py")):  # the commit holds tfpipe itself
-        env["PYTHONPATH"] = code + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env["TFPIPE_HOME"] = out
     if verbose:
         print(f"reproducing run {run_id} from commit {commit[:10]} in {out}", file=sys.stderr, flush=True)
@@ -169,8 +158,10 @@ def reproduce(store: MetadataStore, run: str, out_dir: str | None = None, allow_
         sink = sys.stderr.fileno() if verbose else subprocess.DEVNULL
     except (AttributeError, OSError, ValueError):  # stderr is not a file (captured): keep the output
         sink = subprocess.PIPE
-    proc = subprocess.run([sys.executable, "-c", _RUN_CODE, ir_path, new_run, RUNNER, "1" if verbose else "0"],
-                          cwd=out, env=env, stdout=sink, stderr=sink if verbose else subprocess.PIPE, text=True)
+    # the recorded commit's tree is the working directory, as the user's repository was
+    proc = subprocess.run([sys.executable, "-m", "tfpipe.orchestrators.local", "--ir", ir_path, "--run-id", new_run,
+                           *([] if verbose else ["-q"])], cwd=code, env=env, stdout=sink,
+                          stderr=sink if verbose else subprocess.PIPE, text=True)
     if verbose and sink == subprocess.PIPE:
         sys.stderr.write((proc.stdout or "") + (proc.stderr or ""))
     new_store = MetadataStore(new_ir["pipeline"]["metadata"])

@@ -11,9 +11,17 @@ import json
 import os
 import sys
 
-from . import inspect as insp
 from tfpipe.metadata import MetadataStore
-from .results import headline_metrics, load_evaluation, load_history, load_trials, thresholds_from_eval_config
+from tfpipe.state import State
+
+from . import inspect as insp
+from .results import (
+    headline_metrics,
+    load_evaluation,
+    load_history,
+    load_trials,
+    thresholds_from_eval_config,
+)
 
 __all__ = ["list_runs", "format_runs", "compare_runs", "format_compare", "run_details", "DATA_KEYS"]
 
@@ -70,7 +78,7 @@ def _evaluations_by_run(store: MetadataStore, exec_run: dict[int, tuple]) -> dic
 
 SUMMARY = "tracking_summary"  # a finished run's summary, cached on its run context
 SUMMARY_VERSION = 1
-_FINAL = ("COMPLETE", "FAILED")
+_FINAL = (State.COMPLETE, State.FAILED)  # a run whose summary no longer changes
 
 
 def _summarise(store: MetadataStore, execs: list, exec_run: dict[int, tuple]) -> dict[tuple, dict]:

@@ -30,10 +30,8 @@ import tempfile
 import time
 import urllib.request
 
-from tfpipe.metadata import MetadataStore
+from tfpipe.runner import Runner, RunRecord, RunResult
 
-from ..local.runner import RunResult, new_run_id
-from ..task import collect_run
 from .compiler import PYTHON_ENV, compile_airflow, dag_id_of
 
 __all__ = ["AirflowLocalRunner", "AirflowRunError", "AIRFLOW_BIN_ENV"]
@@ -65,18 +63,19 @@ def _default_bin() -> str:
     return os.environ.get(AIRFLOW_BIN_ENV) or os.path.join(os.getcwd(), ".venv-airflow", "bin", "airflow")
 
 
-class AirflowLocalRunner:
+class AirflowLocalRunner(Runner):
     """Compile the IR into ``<home>/dags`` and run it with ``airflow dags test``."""
 
+    orchestrator = "airflow"
+    runs_parts = False
     END_GRACE_S = 30.0  # how long `dags test` may take to exit once its DAG run has finished
 
     def __init__(self, home: str, airflow_bin: str | None = None, python: str | None = None,
                  out=None, verbose: bool = True, timeout_s: float = 1800):
+        super().__init__(out, verbose)
         self.home = os.path.abspath(home)
         self.airflow = airflow_bin or _default_bin()
         self.python = python or sys.executable
-        self.out = out or sys.stderr
-        self.verbose = verbose
         self.timeout_s = timeout_s
         self.last_log = ""
         self._api: subprocess.Popen | None = None
@@ -242,28 +241,20 @@ class AirflowLocalRunner:
             raise AirflowRunError(f"DagBag of {self.dags} could not be loaded:\n{p.stderr[-3000:]}")
         return json.loads(line[-1][len("TFPIPE_JSON "):])
 
-    def run(self, ir: dict, run_id: str | None = None, from_node: str | None = None,
-            to_node: str | None = None, enable_cache: bool | None = None,
-            parameters: dict | None = None) -> RunResult:
-        if from_node or to_node or enable_cache is not None:
-            raise AirflowRunError("an Airflow DAG run runs the whole pipeline with the launcher's cache; "
-                                  "--from/--to/--no-cache are not available with this target")
+    def _run(self, ir: dict, run_id: str, nodes: list[dict], record: RunRecord,
+             enable_cache: bool | None) -> RunResult:
         self.setup()
-        run_id = run_id or new_run_id()
         compile_airflow(ir, self.dags, python=self.python)
-        conf = {**(parameters or {}), "tfpipe_run_id": run_id}
-        t0 = time.monotonic()
-        returncode, self.last_log = self._dags_test(dag_id_of(ir), conf)
+        returncode, self.last_log = self._dags_test(dag_id_of(ir), {"tfpipe_run_id": run_id})
         m = re.findall(r"DagRun Finished: .*?state=(\w+)", self.last_log)
         for airflow_run in set(re.findall(r"DagRun Finished: .*?run_id=([^,\s]+)", self.last_log)):
             self.last_log += "\n" + self.task_logs(dag_id_of(ir), airflow_run)
         if not m:
             raise AirflowRunError(f"`airflow dags test {dag_id_of(ir)}` did not finish a DAG run "
                                   f"(exit {returncode}):\n{self.last_log[-4000:]}")
-        result = collect_run(MetadataStore(ir["pipeline"]["metadata"]), ir, run_id, ir["nodes"])
-        result.duration_s = time.monotonic() - t0
+        result = record.collect(nodes)
         result.airflow_state = m[-1]
-        if self.verbose:
-            print(f"run {run_id} {result.status} in {result.duration_s:.1f}s (airflow dags test: {m[-1]})",
-                  file=self.out)
         return result
+
+    def summary_suffix(self, result: RunResult) -> str:
+        return f" (airflow dags test: {getattr(result, 'airflow_state', '?')})"

@@ -18,13 +18,11 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-import time
 
 from tfpipe.launcher import NodeFailed
-from tfpipe.metadata import MetadataStore
+from tfpipe.runner import Runner, RunRecord, RunResult
 
-from ..local.runner import RunResult, new_run_id, select_nodes
-from ..task import begin_run, collect_run, run_task
+from ..task import run_task
 
 __all__ = ["BeamDagRunner", "DAG_ARGS_ENV"]
 
@@ -60,17 +58,14 @@ def _node_step(ir, node_id, run_id, enable_cache, verbose, selected):
     return NodeStep()
 
 
-class BeamDagRunner:
-    """Run a compiled pipeline as one Beam pipeline; same interface as LocalRunner."""
+class BeamDagRunner(Runner):
+    """Run a compiled pipeline as one Beam pipeline."""
+
+    orchestrator = "beam"
 
     def __init__(self, out=None, verbose: bool = True, beam_options: list[str] | None = None):
-        self.out = out or sys.stderr
-        self.verbose = verbose
+        super().__init__(out, verbose)
         self.beam_options = beam_options
-
-    def say(self, msg: str) -> None:
-        if self.verbose:
-            print(msg, file=self.out, flush=True)
 
     def dag_args(self, ir: dict) -> list[str]:
         if self.beam_options is not None:
@@ -91,22 +86,14 @@ class BeamDagRunner:
                 _node_step(ir, n["id"], run_id, enable_cache, self.verbose, selected), *sides)
         return steps
 
-    def run(self, ir: dict, run_id: str | None = None, from_node: str | None = None,
-            to_node: str | None = None, enable_cache: bool | None = None) -> RunResult:
+    def _run(self, ir: dict, run_id: str, nodes: list[dict], record: RunRecord,
+             enable_cache: bool | None) -> RunResult:
         import apache_beam as beam
         from apache_beam.options.pipeline_options import PipelineOptions
-        run_id = run_id or new_run_id()
-        nodes = select_nodes(ir, from_node, to_node)
-        store = MetadataStore(ir["pipeline"]["metadata"])
-        begin_run(store, ir, run_id, "beam", [n["id"] for n in nodes])
         args = self.dag_args(ir)
         self.say(f"run {run_id} of pipeline {ir['pipeline']['name']}: {len(nodes)} node(s) "
                  f"as one Beam pipeline ({' '.join(args)})")
-        t0 = time.monotonic()
         p = beam.Pipeline(options=PipelineOptions(args))
         self.build(p, ir, run_id, nodes, enable_cache)
         p.run().wait_until_finish()
-        result = collect_run(store, ir, run_id, nodes)
-        result.duration_s = time.monotonic() - t0
-        self.say(f"run {run_id} {result.status} in {result.duration_s:.1f}s")
-        return result
+        return record.collect(nodes)

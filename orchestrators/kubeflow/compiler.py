@@ -25,9 +25,10 @@ import shutil
 import sys
 import tempfile
 
+from tfpipe.parameters import pipeline_parameters
 from tfpipe.version import DEFAULT_IMAGE
 
-from ..task import METADATA_ENV, pipeline_parameters
+from ..task import METADATA_ENV
 
 __all__ = ["compile_kubeflow", "build_pipeline", "DEFAULT_IMAGE", "IMAGE_ENV", "KubeflowCompileError"]
 

@@ -16,8 +16,9 @@ def run(ir_json: str, node_id: str, run_id: str, parameters: dict) -> None:
             return
         if rc is not None:  # the task printed the component's error above
             raise RuntimeError(f"node {node_id} failed (task exit code {rc})")
-    from tfpipe.runtime import quiet_libraries
     from tfpipe.launcher import NodeFailed
+    from tfpipe.runtime import quiet_libraries
+
     from ..task import run_task
     quiet_libraries()
     try:

@@ -8,16 +8,12 @@ from the warm task host (``orchestrators/taskhost.py``) unless ``task_host=False
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
-import time
 import warnings
 
-from tfpipe.metadata import MetadataStore
+from tfpipe.runner import Runner, RunRecord, RunResult
 
 from .. import taskhost
-from ..local.runner import RunResult, new_run_id
-from ..task import collect_run
 from .compiler import compile_kubeflow
 
 __all__ = ["run_package", "KfpLocalRunner", "KfpLocalError"]
@@ -29,7 +25,7 @@ class KfpLocalError(RuntimeError):
 
 def run_package(package_path: str, arguments: dict | None = None, pipeline_root: str | None = None) -> None:
     """Run a compiled pipeline YAML with kfp.local. A failing task stops the run (kfp.local
-    logs it); the outcome is in ML Metadata, where the tasks recorded it (``collect_run``)."""
+    logs it); the outcome is in ML Metadata, where the tasks recorded it (``RunRecord.collect``)."""
     from kfp import components, local
     root = pipeline_root or tempfile.mkdtemp(prefix="tfpipe-kfp-local-")
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=root, raise_on_error=False)
@@ -43,38 +39,32 @@ def run_package(package_path: str, arguments: dict | None = None, pipeline_root:
             raise KfpLocalError(f"kfp.local could not run {package_path}: {type(e).__name__}: {e}") from e
 
 
-class KfpLocalRunner:
-    """Compile the IR to a KFP spec and run it with kfp.local; LocalRunner's interface."""
+class KfpLocalRunner(Runner):
+    """Compile the IR to a KFP spec and run it with kfp.local."""
+
+    orchestrator = "kubeflow"
+    runs_parts = False
 
     def __init__(self, out=None, verbose: bool = True, workdir: str | None = None, task_host: bool = True):
-        self.out = out or sys.stderr
-        self.verbose = verbose
+        super().__init__(out, verbose)
         self.workdir = workdir
         self.task_host = task_host  # fork tasks from the warm task host (orchestrators/taskhost.py)
 
-    def run(self, ir: dict, run_id: str | None = None, from_node: str | None = None,
-            to_node: str | None = None, enable_cache: bool | None = None,
-            parameters: dict | None = None) -> RunResult:
-        if from_node or to_node or enable_cache is not None:
-            raise KfpLocalError("a KFP run always runs the whole pipeline with the launcher's cache; "
-                                "--from/--to/--no-cache are not available with this target")
-        run_id = run_id or new_run_id()
+    def _run(self, ir: dict, run_id: str, nodes: list[dict], record: RunRecord,
+             enable_cache: bool | None) -> RunResult:
         work = self.workdir or tempfile.mkdtemp(prefix="tfpipe-kfp-")
         os.makedirs(work, exist_ok=True)
-        t0 = time.monotonic()
         pkg = compile_kubeflow(ir, os.path.join(work, f"{ir['pipeline']['name']}.yaml"))
         saved = os.environ.get(taskhost.ENABLE_ENV)
         os.environ[taskhost.ENABLE_ENV] = "1" if self.task_host else "0"  # kfp.local's tasks inherit it
         try:
-            run_package(pkg, {**(parameters or {}), "tfpipe_run_id": run_id}, os.path.join(work, "kfp-root"))
+            run_package(pkg, {"tfpipe_run_id": run_id}, os.path.join(work, "kfp-root"))
         finally:
             if saved is None:
                 os.environ.pop(taskhost.ENABLE_ENV, None)
             else:
                 os.environ[taskhost.ENABLE_ENV] = saved
-        store = MetadataStore(ir["pipeline"]["metadata"])
-        result = collect_run(store, ir, run_id, ir["nodes"])
-        result.duration_s = time.monotonic() - t0
-        if self.verbose:
-            print(f"run {run_id} {result.status} in {result.duration_s:.1f}s (kfp.local)", file=self.out)
-        return result
+        return record.collect(nodes)
+
+    def summary_suffix(self, result: RunResult) -> str:
+        return " (kfp.local)"

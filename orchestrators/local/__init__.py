@@ -1,3 +1,4 @@
-from .runner import LocalRunner, RunResult, select_nodes
+"""The local orchestrator: every node in this process, one after another."""
+from .runner import LocalRunner
 
-__all__ = ["LocalRunner", "RunResult", "select_nodes"]
+__all__ = ["LocalRunner"]

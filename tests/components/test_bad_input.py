@@ -2,7 +2,6 @@
 was found and where; exit 1; a FAILED execution in metadata; nothing LIVE, nothing partial."""
 import os
 
-import pytest
 
 from tfpipe.metadata import MetadataStore
 from tests.conftest import tfpipe

@@ -1,6 +1,5 @@
 """Resolver strategies over ExampleGen spans (no TensorFlow): span_range and
 latest_artifact across earlier runs, and the definition errors."""
-import os
 
 import pytest
 

@@ -40,7 +40,7 @@ def test_dagbag_has_no_import_errors_and_mirrors_the_ir(airflow):
 
 
 def test_run_records_airflow_as_orchestrator(airflow):
-    from tfpipe.tracking import runs as tracking as insp
+    from tfpipe.tracking import runs as insp
     store = MetadataStore(airflow.penguin_ir["pipeline"]["metadata"])
     rows = {r["run_id"]: r for r in insp.list_runs(store, "penguin")}
     assert rows["penguin-1"]["orchestrator"] == "airflow" and rows["penguin-1"]["status"] == "COMPLETE"

@@ -1,7 +1,8 @@
 """The task entry every remote orchestrator uses: pipeline parameters and run bookkeeping."""
 import pytest
 
-from tfpipe.orchestrators.task import ParameterError, apply_parameters, main, pipeline_parameters
+from tfpipe.orchestrators.task import main
+from tfpipe.parameters import ParameterError, apply_parameters, pipeline_parameters
 from tfpipe.metadata import MetadataStore
 
 from .conftest import CONTRACT, compile_file, summary
@@ -58,5 +59,5 @@ def test_tfpipe_metadata_env_points_tasks_at_another_store(ir, tmp_path, monkeyp
     monkeypatch.setenv("TFPIPE_METADATA", json.dumps({"sqlite": str(shared)}))
     assert main(["--ir", str(path), "--node", "ContractSource", "--run", "m-1", "--orchestrator", "test"]) == 0
     assert summary(MetadataStore(str(shared)), "m-1")["nodes"]["ContractSource"]["state"] == "COMPLETE"
-    from tfpipe.tracking import runs as tracking as insp
+    from tfpipe.tracking import runs as insp
     assert insp.list_runs(MetadataStore(ir["pipeline"]["metadata"]), "contract") == []

@@ -7,7 +7,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 
 from tfpipe.metadata import MetadataStore
 from tests.conftest import REPO, tfpipe

@@ -1,6 +1,6 @@
 import pytest
 
-from tfpipe import (Examples, Input, Integer, Model, Output, Pipeline, PipelineDefinitionError, Schema,
+from tfpipe import (Examples, Input, Model, Output, Pipeline, PipelineDefinitionError, Schema,
                       WiringError, component)
 from tfpipe.component import ComponentDefinitionError
 from tests.fixtures.trivial import describe, make_numbers, total
@@ -102,7 +102,7 @@ def test_bad_pipeline_name():
 
 def _code_version_of_c(module_path, alias: str) -> str:
     """Load the module file afresh under ``alias`` and return its component ``c``'s code version."""
-    from tfpipe.launcher import load_module_from_file
+    from tfpipe.loader import load_module_from_file
     return load_module_from_file(str(module_path), alias).c.code_version()
 
 

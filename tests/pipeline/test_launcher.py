@@ -125,7 +125,7 @@ def test_partial_runs_from_and_to(tmp_path):
     r2 = _run(ir, from_node="describe", enable_cache=False)
     # describe's inputs come from the newest successful executions of earlier runs
     assert [n.node_id for n in r2.nodes] == ["describe"] and r2.ok
-    from tfpipe.orchestrators.local.runner import SelectionError
+    from tfpipe.runner import SelectionError
     with pytest.raises(SelectionError, match=r"--from 'nope': no such node; nodes are \['make_numbers'"):
         _run(ir, from_node="nope")
 

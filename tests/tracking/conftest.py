@@ -2,7 +2,6 @@
 components (ExampleGen ... Trainer, Evaluator, Pusher), run twice in one session with a
 changed Trainer setting (the second run re-trains, re-evaluates and pushes a second
 version; everything upstream is a cache hit)."""
-import os
 import subprocess
 import types
 

@@ -1,0 +1,57 @@
+"""The cache: a node's cache key, and the earlier execution whose outputs it may reuse.
+
+The key covers what decides a node's outputs: the component and its code version, tfpipe's
+version, the parameters (after the driver, so ExampleGen's input fingerprint is in it),
+the fingerprints of the input artifacts, the user module files with the local modules they
+import, and the output keys. An execution is reused only if it COMPLETEd and its outputs
+are LIVE and still on disk."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+from .artifacts import Artifact
+from .component import ComponentSpec
+from .fingerprint import module_fingerprint
+from .metadata import MetadataStore
+from .state import State
+from .version import __version__
+
+__all__ = ["cache_key", "find_cached", "outputs_exist"]
+
+
+def cache_key(spec: ComponentSpec, node: dict, params: dict, inputs: dict[str, list[Artifact]]) -> str:
+    mods = {}
+    for k, ps in spec.parameters.items():
+        if ps.is_module_file and params.get(k):
+            mods[k] = module_fingerprint(params[k])
+    material = {
+        "component": spec.name,
+        "code": spec.code_version(),
+        "tfpipe": __version__,
+        "parameters": params,
+        "inputs": {k: [a.fingerprint or a.uri for a in arts] for k, arts in sorted(inputs.items())},
+        "modules": mods,
+        "outputs": sorted(node["outputs"]),
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def outputs_exist(outs: dict[str, list[Artifact]]) -> bool:
+    return all(a.state == "LIVE" and os.path.exists(a.uri) for arts in outs.values() for a in arts)
+
+
+def find_cached(store: MetadataStore, key: str):
+    """``(execution, outputs)`` of the newest COMPLETE execution with this cache key whose
+    outputs still exist, or None."""
+    try:
+        cands = store.find_executions(f"custom_properties.cache_key.string_value = '{key}'")
+    except Exception:  # an older store without filter support: scan
+        cands = [e for e in store.store.get_executions() if store.props(e).get("cache_key") == key]
+    cands = [e for e in cands if store.state_name(e) == State.COMPLETE]
+    for e in sorted(cands, key=lambda e: e.id, reverse=True):
+        _, outs = store.io_of(e.id)
+        if outputs_exist(outs):
+            return e, outs
+    return None
