@@ -97,8 +97,7 @@ def BulkInferrer(examples: Input[Examples], model: Input[Model], inference_resul
     import pyarrow as pa
     from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
-    from .examples_io import split_files
-    files = split_files(examples, data_split)
+    files = examples.parquet_files(data_split)
     columns = sorted((examples.columns or {}).keys())
     keep = columns if keep_columns is None else list(keep_columns)
     unknown = [c for c in keep if c not in columns]
@@ -106,8 +105,7 @@ def BulkInferrer(examples: Input[Examples], model: Input[Model], inference_resul
         raise BulkInferrerError(f"BulkInferrer: keep_columns names {unknown}; Examples #{examples.id} has columns {columns}")
     import pyarrow.parquet as pq
     in_schema = pq.read_schema(files[0])
-    model_dir = os.path.join(model.uri, "Format-Serving")
-    model_dir = model_dir if os.path.isdir(model_dir) else model.uri
+    model_dir = model.saved_model_dir()
     handler = KeyedModelHandler(SavedModelHandler(model_dir))
     fields = [in_schema.field(c) for c in keep] + [pa.field("outputs", pa.list_(pa.float64())),
                                                    pa.field("predicted_class", pa.int64()),
@@ -117,7 +115,7 @@ def BulkInferrer(examples: Input[Examples], model: Input[Model], inference_resul
             f"with Model #{model.id} on Beam")
     with ctx.beam_pipeline() as p:
         (p
-         | "Read" >> beam.io.ReadFromParquetBatched(os.path.join(examples.split_uri(data_split), "*.parquet"))
+         | "Read" >> beam.io.ReadFromParquetBatched(examples.parquet_glob(data_split))
          | "ToExamples" >> beam.FlatMap(_rows_with_examples, keep)
          | "Predict" >> RunInference(handler)
          | "ToRecords" >> beam.Map(_to_record)

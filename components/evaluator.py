@@ -32,15 +32,9 @@ from tfpipe import (
 
 from . import _eval_config as ec
 
-__all__ = ["Evaluator", "EvalConfigError", "load_metrics", "SERVING_DIR"]
+__all__ = ["Evaluator", "EvalConfigError", "load_metrics"]
 
 EvalConfigError = ec.EvalConfigError
-SERVING_DIR = "Format-Serving"
-
-
-def serving_dir(model) -> str:
-    path = os.path.join(model.uri, SERVING_DIR)
-    return path if os.path.isdir(path) else model.uri
 
 
 def _check_label(cfg: dict, examples, model) -> None:
@@ -50,8 +44,7 @@ def _check_label(cfg: dict, examples, model) -> None:
     if not columns:  # Examples from a producer that records no columns: read the Parquet schema
         import pyarrow.parquet as pq
 
-        from .examples_io import split_files
-        columns = sorted(pq.read_schema(split_files(examples, examples.split_names[0])[0]).names)
+        columns = sorted(pq.read_schema(examples.parquet_files(examples.split_names[0])[0]).names)
     missing = [k for k in ec.label_keys(cfg) if k not in columns]
     if not missing:
         return
@@ -59,11 +52,11 @@ def _check_label(cfg: dict, examples, model) -> None:
     produced: list[str] = []
     if fns:
         import tensorflow as tf
-        loaded = tf.saved_model.load(serving_dir(model))
+        loaded = tf.saved_model.load(model.saved_model_dir())
         for fn in fns:
             if fn not in loaded.signatures:
                 raise EvalConfigError(f"eval_config.model_specs[0].preprocessing_function_names names {fn!r}, "
-                                      f"but the model at {serving_dir(model)} has signatures "
+                                      f"but the model at {model.saved_model_dir()} has signatures "
                                       f"{sorted(loaded.signatures)}")
             produced += list(loaded.signatures[fn].structured_outputs)
         missing = [k for k in missing if k not in produced]
@@ -137,7 +130,7 @@ def _metrics_table(output_path: str) -> list[dict]:
 
 def load_metrics(evaluation) -> dict:
     """The readable per-slice metrics an Evaluator wrote."""
-    with open(os.path.join(evaluation.uri, "metrics.json")) as f:
+    with open(evaluation.metrics_path()) as f:
         return json.load(f)
 
 
@@ -189,9 +182,9 @@ def Evaluator(examples: Input[Examples], model: Input[Model], evaluation: Output
                 w.write(rec)
                 n += 1
     ctx.log(f"evaluating on {n:,} examples of {list(example_splits)}")
-    models = [tfma.default_eval_shared_model(serving_dir(model), eval_config=proto, model_name="candidate")]
+    models = [tfma.default_eval_shared_model(model.saved_model_dir(), eval_config=proto, model_name="candidate")]
     if has_baseline:
-        models.append(tfma.default_eval_shared_model(serving_dir(baseline_model), eval_config=proto,
+        models.append(tfma.default_eval_shared_model(baseline_model.saved_model_dir(), eval_config=proto,
                                                      model_name="baseline"))
     os.makedirs(evaluation.uri, exist_ok=True)
     tfma.run_model_analysis(eval_shared_model=models if has_baseline else models[0], eval_config=proto,
@@ -204,7 +197,7 @@ def Evaluator(examples: Input[Examples], model: Input[Model], evaluation: Output
     report = {"blessed": blessed, "reasons": reasons, "notes": notes, "examples": n,
               "splits": list(example_splits), "model": model.id,
               "baseline_model": baseline_model.id if has_baseline else None, "slices": table}
-    with open(os.path.join(evaluation.uri, "metrics.json"), "w") as f:
+    with open(evaluation.metrics_path(), "w") as f:
         json.dump(report, f, indent=2)
     summary = _summary(table, blessed, reasons, notes)
     with open(os.path.join(evaluation.uri, "summary.txt"), "w") as f:

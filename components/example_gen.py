@@ -157,7 +157,7 @@ def ExampleGen(examples: Output[Examples], input_base: str, input_pattern: str =
                                      f"{t.num_rows} rows of split {name}; expected a label on each row")
     counts = {}
     for name, t in parts.items():
-        write_parquet(t, os.path.join(examples.split_uri(name), "data.parquet"))
+        write_parquet(t, examples.parquet_path(name))
         counts[name] = t.num_rows
         ctx.log(f"split {name}: {t.num_rows:,} rows" + ("  WARNING: empty split" if not t.num_rows else ""))
     first = next(iter(parts.values()))

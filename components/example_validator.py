@@ -78,11 +78,9 @@ def ExampleValidator(statistics: Input[ExampleStatistics], schema: Input[Schema]
     ``baseline_statistics``; ``skew_thresholds`` compare ``skew_splits[1]`` with ``[0]``."""
     import tensorflow_data_validation as tfdv
 
-    from .schema_gen import load_schema
-    from .statistics_gen import load_statistics
 
     ctx = current()
-    sch = load_schema(schema)
+    sch = tfdv.load_schema_text(schema.schema_path())
     if drift_thresholds:
         _set_comparators(sch, drift_thresholds, "drift")
     if skew_thresholds:
@@ -90,13 +88,13 @@ def ExampleValidator(statistics: Input[ExampleStatistics], schema: Input[Schema]
     splits = [s for s in statistics.split_names if s not in exclude_splits]
     report, total = {}, 0
     for s in splits:
-        stats = load_statistics(statistics, s)
+        stats = tfdv.load_stats_binary(statistics.stats_path(s))
         kw = {}
         if drift_thresholds and baseline_statistics is not None and s in (baseline_statistics.split_names or []):
-            kw["previous_statistics"] = load_statistics(baseline_statistics, s)
+            kw["previous_statistics"] = tfdv.load_stats_binary(baseline_statistics.stats_path(s))
         if skew_thresholds and len(skew_splits) == 2 and s == skew_splits[1] and skew_splits[0] in splits:
             kw["serving_statistics"] = stats
-            stats = load_statistics(statistics, skew_splits[0])
+            stats = tfdv.load_stats_binary(statistics.stats_path(skew_splits[0]))
         an = tfdv.validate_statistics(stats, sch, **kw)
         out = anomalies.split_uri(s)
         os.makedirs(out, exist_ok=True)

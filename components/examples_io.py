@@ -3,39 +3,16 @@ an Arrow table, TFDV/TFT-ready list-typed record batches, or serialized tf.Examp
 records (what a serving signature takes)."""
 from __future__ import annotations
 
-import glob
-import os
-
 from ._tabular import to_list_batch
 
-__all__ = ["split_files", "read_split", "list_batches", "serialized_examples", "ExamplesError"]
-
-
-class ExamplesError(ValueError):
-    pass
-
-
-def split_files(examples, split: str) -> list[str]:
-    names = examples.split_names or []
-    if split not in names:
-        raise ExamplesError(f"Examples #{examples.id} ({examples.uri}) has no split {split!r}; splits: {names}")
-    files = sorted(glob.glob(os.path.join(examples.split_uri(split), "*.parquet")))
-    if not files:
-        raise ExamplesError(f"split {split!r} of Examples at {examples.uri} holds no Parquet files")
-    return files
+__all__ = ["read_split", "serialized_examples"]
 
 
 def read_split(examples, split: str, columns: list[str] | None = None):
     """The split as one Arrow table (plain columns; nulls are missing values)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-    return pa.concat_tables([pq.read_table(f, columns=columns) for f in split_files(examples, split)])
-
-
-def list_batches(examples, split: str, batch_size: int = 65536):
-    """Record batches with every column list-typed, as TFDV and TFT expect."""
-    for b in read_split(examples, split).to_batches(max_chunksize=batch_size):
-        yield to_list_batch(b)
+    return pa.concat_tables([pq.read_table(f, columns=columns) for f in examples.parquet_files(split)])
 
 
 def serialized_examples(examples, split: str, limit: int | None = None,

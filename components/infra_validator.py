@@ -79,8 +79,7 @@ def InfraValidator(model: Input[Model], examples: Input[Examples], blessing: Out
     records = serialized_examples(examples, request_split, limit=num_examples, drop_columns=list(drop_columns))
     req = os.path.join(ctx.tmp_dir or tempfile.mkdtemp(prefix="tfpipe-infra-"), "requests.bin")
     write_requests(req, records)  # no TensorFlow in this process: only the server process loads it
-    model_dir = os.path.join(model.uri, "Format-Serving")
-    model_dir = model_dir if os.path.isdir(model_dir) else model.uri
+    model_dir = model.saved_model_dir()
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     ctx.log(f"loading Model #{model.id} in a separate process, {len(records)} request(s) from {request_split}")
     t0 = time.monotonic()

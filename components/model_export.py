@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["export_serving_model", "check_serving_model", "load_base_weights", "ModelContractError",
-           "SERVING_DIR", "KERAS_DIR", "SERVING_SIGNATURE", "TRANSFORM_SIGNATURE", "INPUT_NAME", "OUTPUT_NAME"]
+from tfpipe import Model
 
-SERVING_DIR = "Format-Serving"
-KERAS_DIR = "Format-Keras"
+__all__ = ["export_serving_model", "check_serving_model", "load_base_weights", "ModelContractError",
+           "SERVING_SIGNATURE", "TRANSFORM_SIGNATURE", "INPUT_NAME", "OUTPUT_NAME"]
+
 SERVING_SIGNATURE = "serving_default"
 TRANSFORM_SIGNATURE = "transform_features"
 INPUT_NAME = "examples"
@@ -106,7 +106,7 @@ def export_serving_model(model, tf_transform_output, serving_model_dir: str, lab
     signatures = {SERVING_SIGNATURE: module.serve.get_concrete_function(),
                   TRANSFORM_SIGNATURE: module.transform.get_concrete_function()}
     tf.saved_model.save(module, serving_model_dir, signatures=signatures)
-    keras_dir = os.path.join(os.path.dirname(os.path.abspath(serving_model_dir)), KERAS_DIR)
+    keras_dir = os.path.join(os.path.dirname(os.path.abspath(serving_model_dir)), Model.KERAS_DIR)
     os.makedirs(keras_dir, exist_ok=True)
     try:
         model.save_weights(os.path.join(keras_dir, WEIGHTS_FILE))
@@ -120,7 +120,7 @@ def load_base_weights(model, base_model: str | None) -> bool:
     (``fn_args.base_model``, a Format-Serving dir). True if loaded."""
     if not base_model:
         return False
-    path = os.path.join(os.path.dirname(os.path.abspath(base_model)), KERAS_DIR, WEIGHTS_FILE)
+    path = os.path.join(os.path.dirname(os.path.abspath(base_model)), Model.KERAS_DIR, WEIGHTS_FILE)
     if not os.path.isfile(path):
         return False
     model.load_weights(path)

@@ -43,11 +43,6 @@ def versions(base: str) -> list[int]:
     return sorted(int(d) for d in os.listdir(base) if d.isdigit() and os.path.isdir(os.path.join(base, d)))
 
 
-def _model_dir(model) -> str:
-    d = os.path.join(model.uri, "Format-Serving")
-    return d if os.path.isdir(d) else model.uri
-
-
 def _why_not(model_blessing, infra_blessing) -> str | None:
     if model_blessing is not None and not model_blessing.blessed:
         return "not blessed by the Evaluator: " + "; ".join(model_blessing.reasons or ["no reason recorded"])
@@ -107,7 +102,7 @@ def Pusher(model: Input[Model], pushed_model: Output[PushedModel], push_destinat
         pushed_model.reason = why
         ctx.log(f"NOT PUSHED: Model #{model.id} {why}")
     else:
-        src = _model_dir(model)
+        src = model.saved_model_dir()
         if not os.path.isdir(src):
             raise PushError(f"Model #{model.id}: no SavedModel directory at {src}; nothing to push")
         existing = _already_pushed(base, model)

@@ -6,16 +6,11 @@ import shutil
 
 from tfpipe import ExampleStatistics, Input, Output, Schema, component, current
 
-__all__ = ["SchemaGen", "ImportSchemaGen", "SchemaFileError", "load_schema"]
+__all__ = ["SchemaGen", "ImportSchemaGen", "SchemaFileError"]
 
 
 class SchemaFileError(ValueError):
     pass
-
-
-def load_schema(schema: Schema):
-    import tensorflow_data_validation as tfdv
-    return tfdv.load_schema_text(schema.path(Schema.SCHEMA_FILE))
 
 
 @component(name="SchemaGen")
@@ -26,19 +21,18 @@ def SchemaGen(statistics: Input[ExampleStatistics], schema: Output[Schema],
     one split is not an anomaly of that split."""
     import tensorflow_data_validation as tfdv
 
-    from .statistics_gen import load_statistics
     splits = [s for s in statistics.split_names if s not in exclude_splits]
     if not splits:
         raise ValueError(f"exclude_splits {list(exclude_splits)} leaves no split; splits: {statistics.split_names}")
     inferred = None
     for split in splits:
-        stats = load_statistics(statistics, split)
+        stats = tfdv.load_stats_binary(statistics.stats_path(split))
         if inferred is None:
             inferred = tfdv.infer_schema(stats, infer_feature_shape=infer_feature_shape)
         else:
             inferred = tfdv.update_schema(inferred, stats)
     os.makedirs(schema.uri, exist_ok=True)
-    tfdv.write_schema_text(inferred, schema.path(Schema.SCHEMA_FILE))
+    tfdv.write_schema_text(inferred, schema.schema_path())
     current().log(f"schema of {len(inferred.feature)} features inferred from splits {splits}")
 
 
@@ -68,5 +62,5 @@ def ImportSchemaGen(schema: Output[Schema], schema_file: str) -> None:
     """Use a curated schema file, checked to parse, as the pipeline's schema."""
     parsed = parse_schema_file(schema_file)
     os.makedirs(schema.uri, exist_ok=True)
-    shutil.copyfile(schema_file, schema.path(Schema.SCHEMA_FILE))
+    shutil.copyfile(schema_file, schema.schema_path())
     current().log(f"imported schema of {len(parsed.feature)} features from {schema_file}")

@@ -10,9 +10,7 @@ import os
 
 from tfpipe import Examples, ExampleStatistics, Input, Output, component, current
 
-__all__ = ["StatisticsGen", "STATS_FILE", "load_statistics"]
-
-STATS_FILE = "FeatureStats.pb"
+__all__ = ["StatisticsGen", "load_statistics"]
 
 
 class StatisticsError(RuntimeError):
@@ -26,7 +24,7 @@ def _table_to_list_batches(table):
 
 def load_statistics(artifact: ExampleStatistics, split: str):
     import tensorflow_data_validation as tfdv
-    return tfdv.load_stats_binary(os.path.join(artifact.split_uri(split), STATS_FILE))
+    return tfdv.load_stats_binary(artifact.stats_path(split))
 
 
 @component(name="StatisticsGen")
@@ -45,10 +43,10 @@ def StatisticsGen(examples: Input[Examples], statistics: Output[ExampleStatistic
             out = statistics.split_uri(s)
             os.makedirs(out, exist_ok=True)
             (p
-             | f"Read[{s}]" >> beam.io.ReadFromParquetBatched(os.path.join(examples.split_uri(s), "*.parquet"))
+             | f"Read[{s}]" >> beam.io.ReadFromParquetBatched(examples.parquet_glob(s))
              | f"ToLists[{s}]" >> beam.FlatMap(_table_to_list_batches).with_output_types(pa.RecordBatch)
              | f"Stats[{s}]" >> tfdv.GenerateStatistics(opts)
-             | f"Write[{s}]" >> tfdv.WriteStatisticsToBinaryFile(os.path.join(out, STATS_FILE)))
+             | f"Write[{s}]" >> tfdv.WriteStatisticsToBinaryFile(statistics.stats_path(s)))
     # count rows end to end: statistics must cover every example ExampleGen wrote
     for s in splits:
         stats = load_statistics(statistics, s)

@@ -36,7 +36,6 @@ from tfpipe import (
 from ._user_code import call_user_fn, check_static, describe, load_user_fn
 from .fn_args import DataAccessor, FnArgs, TensorFlowDatasetOptions, TunerFnResult
 from .model_export import (
-    SERVING_DIR,
     ModelContractError,
     check_serving_model,
     export_serving_model,
@@ -45,10 +44,7 @@ from .model_export import (
 
 __all__ = ["Trainer", "FnArgs", "DataAccessor", "TensorFlowDatasetOptions", "TunerFnResult",
            "export_serving_model", "load_base_weights", "ModelContractError", "TrainerError",
-           "HISTORY_FILE", "build_fn_args", "example_files"]
-
-HISTORY_FILE = "history.json"
-HPARAMS_FILE = "best_hyperparameters.txt"
+           "build_fn_args"]
 
 
 class TrainerError(RuntimeError):
@@ -67,24 +63,12 @@ def _driver(params: dict) -> dict:
     return out
 
 
-def example_files(examples: Examples, split: str) -> list[str]:
-    """The files of one split: Transform's TFRecords or ExampleGen's Parquet."""
-    from .examples_io import split_files
-    from .transform import PAYLOAD_FORMAT, transformed_files
-    if examples.payload_format == PAYLOAD_FORMAT:
-        files = transformed_files(examples, split)
-        if not files:
-            raise TrainerError(f"split {split!r} of Examples at {examples.uri} holds no TFRecord files")
-        return files
-    return split_files(examples, split)
-
-
 def read_hyperparameters(hp: HyperParameters | None) -> dict | None:
     if hp is None:
         return None
-    path = hp.path(HPARAMS_FILE)
+    path = hp.values_path()
     if not os.path.isfile(path):
-        raise TrainerError(f"HyperParameters artifact at {hp.uri} has no {HPARAMS_FILE}")
+        raise TrainerError(f"HyperParameters artifact at {hp.uri} has no {hp.VALUES_FILE}")
     with open(path) as f:
         return json.load(f)
 
@@ -96,13 +80,13 @@ def build_fn_args(examples, schema=None, transform_graph=None, train_split="trai
         if s not in (examples.split_names or []):
             raise TrainerError(f"split {s!r} is not in the examples at {examples.uri}; splits: {examples.split_names}")
     return FnArgs(
-        train_files=example_files(examples, train_split), eval_files=example_files(examples, eval_split),
+        train_files=examples.files(train_split), eval_files=examples.files(eval_split),
         train_steps=train_steps or None, eval_steps=eval_steps or None,
-        schema_path=schema.path(Schema.SCHEMA_FILE) if schema is not None else None,
+        schema_path=schema.schema_path() if schema is not None else None,
         transform_graph_path=transform_graph.uri if transform_graph is not None else None,
         serving_model_dir=serving_model_dir, model_run_dir=model_run_dir,
         hyperparameters=read_hyperparameters(hyperparameters), custom_config=dict(custom_config or {}),
-        base_model=os.path.join(base_model.uri, SERVING_DIR) if base_model is not None else None,
+        base_model=base_model.serving_dir() if base_model is not None else None,
         data_accessor=DataAccessor(), working_dir=working_dir, examples_format=examples.payload_format or "parquet")
 
 
@@ -151,7 +135,7 @@ def Trainer(examples: Input[Examples], model: Output[Model], model_run: Output[M
     ctx = current()
     what = describe(module_file, run_fn, "run_fn")
     user_fn = load_user_fn("Trainer", "run_fn", module_file, run_fn)
-    serving_dir = model.path(SERVING_DIR)
+    serving_dir = model.serving_dir()
     fn_args = build_fn_args(examples, schema, transform_graph, train_split, eval_split, train_steps, eval_steps,
                             custom_config, hyperparameters, serving_dir, model_run.uri, base_model,
                             working_dir=ctx.tmp_dir or None)
@@ -164,7 +148,7 @@ def Trainer(examples: Input[Examples], model: Output[Model], model_run: Output[M
     with _recording_fit(history, model_run.uri, ctx.log):
         call_user_fn("Trainer", user_fn, what, fn_args)
     sigs = check_serving_model(serving_dir, f"Trainer: {what}")
-    with open(model_run.path(HISTORY_FILE), "w") as f:
+    with open(model_run.history_path(), "w") as f:
         json.dump(history, f, indent=1, sort_keys=True)
     model.framework = "tensorflow"
     final = {k: v[-1] for k, v in history.items() if v}

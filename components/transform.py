@@ -22,7 +22,6 @@ missing. Densify with ``tft.sparse_tensor_to_dense_with_shape(x, [None, 1], defa
 """
 from __future__ import annotations
 
-import glob
 import os
 import tempfile
 
@@ -40,19 +39,11 @@ from tfpipe import (
 
 from ._user_code import call_user_fn, check_static, describe, load_user_fn
 
-__all__ = ["Transform", "TransformError", "TRANSFORMED_PREFIX", "PAYLOAD_FORMAT", "transformed_files",
-           "raw_arrow_schema"]
-
-TRANSFORMED_PREFIX = "transformed_examples"
-PAYLOAD_FORMAT = "FORMAT_TF_EXAMPLE"
+__all__ = ["Transform", "TransformError", "raw_arrow_schema"]
 
 
 class TransformError(RuntimeError):
     pass
-
-
-def transformed_files(examples: Examples, split: str) -> list[str]:
-    return sorted(glob.glob(os.path.join(examples.split_uri(split), f"{TRANSFORMED_PREFIX}-*")))
 
 
 def _driver(params: dict) -> dict:
@@ -97,7 +88,7 @@ def _to_raw_batches(table, arrow_schema):
 def _read_schema(schema: Schema):
     from google.protobuf import text_format
     from tensorflow_metadata.proto.v0 import schema_pb2
-    with open(schema.path(Schema.SCHEMA_FILE)) as f:
+    with open(schema.schema_path()) as f:
         return text_format.Parse(f.read(), schema_pb2.Schema())
 
 
@@ -121,8 +112,6 @@ def Transform(examples: Input[Examples], schema: Input[Schema],
     from tfx_bsl.coders import example_coder
     from tfx_bsl.tfxio import tensor_adapter, tensor_representation_util
 
-    from .statistics_gen import STATS_FILE
-
     ctx = current()
     what = describe(module_file, preprocessing_fn, "preprocessing_fn")
     user_fn = load_user_fn("Transform", "preprocessing_fn", module_file, preprocessing_fn)
@@ -143,10 +132,9 @@ def Transform(examples: Input[Examples], schema: Input[Schema],
         return out
 
     def read(p, split):
-        from .examples_io import split_files
-        files = split_files(examples, split)
+        files = examples.parquet_files(split)
         return (p | f"Read[{split}]" >> beam.io.ReadFromParquetBatched(files[0] if len(files) == 1 else
-                                                                       os.path.join(examples.split_uri(split), "*.parquet"))
+                                                                       examples.parquet_glob(split))
                   | f"ToLists[{split}]" >> beam.FlatMap(_to_raw_batches, arrow_schema)
                   .with_output_types(pa.RecordBatch))
 
@@ -165,14 +153,14 @@ def Transform(examples: Input[Examples], schema: Input[Schema],
             out_dir = transformed_examples.split_uri(s)
             os.makedirs(out_dir, exist_ok=True)
             (rbs | f"Encode[{s}]" >> beam.FlatMap(example_coder.RecordBatchToExamples)
-                 | f"Write[{s}]" >> beam.io.WriteToTFRecord(os.path.join(out_dir, TRANSFORMED_PREFIX),
+                 | f"Write[{s}]" >> beam.io.WriteToTFRecord(transformed_examples.tfrecord_prefix(s),
                                                             file_name_suffix=".tfrecord"))
             if not compute_statistics:
                 continue
             stats_dir = post_transform_statistics.split_uri(s)
             os.makedirs(stats_dir, exist_ok=True)
             (rbs | f"Stats[{s}]" >> tfdv.GenerateStatistics(tfdv.StatsOptions())
-                 | f"WriteStats[{s}]" >> tfdv.WriteStatisticsToBinaryFile(os.path.join(stats_dir, STATS_FILE)))
+                 | f"WriteStats[{s}]" >> tfdv.WriteStatisticsToBinaryFile(post_transform_statistics.stats_path(s)))
 
     # the raw schema beside the graph, as TFX lays it out (raw_feature_spec() reads it)
     from google.protobuf import text_format
@@ -186,10 +174,10 @@ def Transform(examples: Input[Examples], schema: Input[Schema],
     counts = {}
     for s in splits:
         if compute_statistics:
-            stats = tfdv.load_stats_binary(os.path.join(post_transform_statistics.split_uri(s), STATS_FILE))
+            stats = tfdv.load_stats_binary(post_transform_statistics.stats_path(s))
             n = stats.datasets[0].num_examples if stats.datasets else 0
         else:
-            n = sum(1 for f in transformed_files(transformed_examples, s) for _ in tf.data.TFRecordDataset(f))
+            n = sum(1 for f in transformed_examples.tfrecord_files(s) for _ in tf.data.TFRecordDataset(f))
         want = (examples.row_counts or {}).get(s)
         if want is not None and n != want:
             raise TransformError(f"split {s}: {n} transformed examples but the input has {want}; the Beam "
@@ -198,7 +186,7 @@ def Transform(examples: Input[Examples], schema: Input[Schema],
         ctx.log(f"split {s}: {n:,} examples transformed")
     transformed_examples.split_names = splits
     transformed_examples.row_counts = counts
-    transformed_examples.payload_format = PAYLOAD_FORMAT
+    transformed_examples.payload_format = Examples.TF_EXAMPLE_FORMAT
     transformed_examples.span = examples.span
     transformed_examples.columns = {k: getattr(v, "dtype", tf.string).name for k, v in sorted(feature_spec.items())}
     post_transform_statistics.split_names = splits if compute_statistics else []

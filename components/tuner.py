@@ -36,11 +36,7 @@ from tfpipe import (
 from ._user_code import call_user_fn, check_static, describe, load_user_fn
 from .fn_args import TunerFnResult
 
-__all__ = ["Tuner", "TunerFnResult", "TunerError", "HPARAMS_FILE", "TRIALS_FILE", "run_tuner_fn"]
-
-HPARAMS_FILE = "best_hyperparameters.txt"
-HPARAMS_CONFIG_FILE = "best_hyperparameters_config.json"
-TRIALS_FILE = "trials.json"
+__all__ = ["Tuner", "TunerFnResult", "TunerError", "run_tuner_fn"]
 
 
 class TunerError(RuntimeError):
@@ -195,11 +191,11 @@ def Tuner(examples: Input[Examples], best_hyperparameters: Output[HyperParameter
                          f"{[t['status'] for t in trials]})")
     hp = best[0].hyperparameters
     os.makedirs(best_hyperparameters.uri, exist_ok=True)
-    with open(best_hyperparameters.path(HPARAMS_FILE), "w") as f:
+    with open(best_hyperparameters.values_path(), "w") as f:
         json.dump(dict(hp.values), f, indent=1, sort_keys=True)
-    with open(best_hyperparameters.path(HPARAMS_CONFIG_FILE), "w") as f:
+    with open(best_hyperparameters.config_path(), "w") as f:
         json.dump(hp.get_config(), f, indent=1, sort_keys=True)
-    with open(best_hyperparameters.path(TRIALS_FILE), "w") as f:
+    with open(best_hyperparameters.trials_path(), "w") as f:
         json.dump({"parallel_trials": parallel_trials, "workers": sorted(assigned), "trials": trials},
                   f, indent=1, sort_keys=True)
     ctx.log(f"{len(trials)} trials in {time.monotonic() - t0:.1f}s with {parallel_trials} process(es); best "

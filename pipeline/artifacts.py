@@ -3,17 +3,23 @@
 Each class maps 1:1 to an ML Metadata artifact type of the same name. Properties are
 declared once, as ``PROPERTIES = {"name": int | float | str | list | dict | bool}``;
 list and dict values are stored as JSON strings in ML Metadata.
+
+Each class also owns its file layout under ``uri`` (``Examples.parquet_files(split)``,
+``ExampleStatistics.stats_path(split)``, ``Schema.schema_path()``,
+``Model.serving_dir()``, ...): the component that writes an artifact and every reader
+(components downstream, tracking, the report) ask the artifact, not each other.
 """
 from __future__ import annotations
 
+import glob
 import json
 import os
 from typing import Any, ClassVar
 
 __all__ = [
-    "Artifact", "ValueArtifact", "artifact_class", "registered_types",
+    "Artifact", "ValueArtifact", "artifact_class", "registered_types", "ArtifactLayoutError",
     "Examples", "ExampleStatistics", "Schema", "ExampleAnomalies", "TransformGraph",
-    "TransformCache", "Model", "ModelRun", "HyperParameters", "ModelEvaluation",
+    "Model", "ModelRun", "HyperParameters", "ModelEvaluation",
     "ModelBlessing", "InfraBlessing", "PushedModel", "InferenceResult",
     "String", "Integer", "Float", "Boolean", "JsonValue",
 ]
@@ -26,6 +32,10 @@ _COMMON = {"fingerprint": str}
 
 class UnknownArtifactType(KeyError):
     pass
+
+
+class ArtifactLayoutError(ValueError):
+    """An artifact's directory does not hold what its type says it holds."""
 
 
 class Artifact:
@@ -97,16 +107,6 @@ class Artifact:
     def path(self, *parts: str) -> str:
         return os.path.join(self.uri, *parts)
 
-    def to_json(self) -> dict:
-        return {"type": self.TYPE_NAME, "id": self.id, "uri": self.uri, "state": self.state,
-                "properties": dict(self.properties), "custom": dict(self.custom)}
-
-    @classmethod
-    def from_json(cls, d: dict) -> "Artifact":
-        klass = artifact_class(d["type"])
-        return klass(uri=d["uri"], properties=d.get("properties"), id=d.get("id"),
-                     state=d.get("state", "LIVE"), custom=d.get("custom"))
-
     def __repr__(self) -> str:
         return f"{self.TYPE_NAME}(id={self.id}, uri={self.uri!r}, {self.properties})"
 
@@ -124,25 +124,85 @@ def registered_types() -> dict[str, type[Artifact]]:
 
 
 class _Split:
-    """Helpers for artifacts that hold one sub-directory per split."""
+    """Artifacts that hold one sub-directory per split: ``<uri>/Split-<name>/``."""
+
+    SPLIT_PREFIX = "Split-"
 
     def split_uri(self, split: str) -> str:
-        return os.path.join(self.uri, f"Split-{split}")
+        return os.path.join(self.uri, f"{self.SPLIT_PREFIX}{split}")
+
+    def splits_on_disk(self) -> list[str]:
+        """The splits whose directories exist, sorted."""
+        if not os.path.isdir(self.uri):
+            return []
+        return sorted(d[len(self.SPLIT_PREFIX):] for d in os.listdir(self.uri)
+                      if d.startswith(self.SPLIT_PREFIX) and os.path.isdir(os.path.join(self.uri, d)))
 
 
 class Examples(Artifact, _Split):
+    """Examples of each split: Parquet files (ExampleGen), or TFRecord files of tf.Example
+    (``payload_format`` FORMAT_TF_EXAMPLE: what Transform writes)."""
+
     PROPERTIES = {"span": int, "version": int, "split_names": list, "row_counts": dict,
                   "payload_format": str, "input_fingerprint": str, "columns": dict}
+    PARQUET_FILE = "data.parquet"
+    TF_EXAMPLE_FORMAT = "FORMAT_TF_EXAMPLE"
+    TFRECORD_PREFIX = "transformed_examples"
+
+    def _split_files(self, split: str, pattern: str, what: str) -> list[str]:
+        names = self.split_names or []
+        if split not in names:
+            raise ArtifactLayoutError(f"Examples #{self.id} ({self.uri}) has no split {split!r}; splits: {names}")
+        files = sorted(glob.glob(os.path.join(self.split_uri(split), pattern)))
+        if not files:
+            raise ArtifactLayoutError(f"split {split!r} of Examples at {self.uri} holds no {what} files")
+        return files
+
+    def parquet_path(self, split: str) -> str:
+        """Where ExampleGen writes a split."""
+        return os.path.join(self.split_uri(split), self.PARQUET_FILE)
+
+    def parquet_glob(self, split: str) -> str:
+        return os.path.join(self.split_uri(split), "*.parquet")
+
+    def parquet_files(self, split: str) -> list[str]:
+        return self._split_files(split, "*.parquet", "Parquet")
+
+    def tfrecord_prefix(self, split: str) -> str:
+        """The file prefix Transform writes a split's tf.Example TFRecords under."""
+        return os.path.join(self.split_uri(split), self.TFRECORD_PREFIX)
+
+    def tfrecord_files(self, split: str) -> list[str]:
+        return self._split_files(split, f"{self.TFRECORD_PREFIX}-*", "TFRecord")
+
+    def files(self, split: str) -> list[str]:
+        """The data files of a split, whatever its payload format."""
+        if self.payload_format == self.TF_EXAMPLE_FORMAT:
+            return self.tfrecord_files(split)
+        return self.parquet_files(split)
 
 
 class ExampleStatistics(Artifact, _Split):
+    """TFDV statistics of each split: ``Split-<name>/FeatureStats.pb``."""
+
     PROPERTIES = {"span": int, "split_names": list}
+    STATS_FILE = "FeatureStats.pb"
+
+    def stats_path(self, split: str) -> str:
+        return os.path.join(self.split_uri(split), self.STATS_FILE)
+
+    def splits_with_stats(self) -> list[str]:
+        return [s for s in self.splits_on_disk() if os.path.isfile(self.stats_path(s))]
 
 
 class Schema(Artifact):
-    PROPERTIES = {}
+    """A TFDV schema (text proto): ``schema.pbtxt``."""
 
+    PROPERTIES = {}
     SCHEMA_FILE = "schema.pbtxt"
+
+    def schema_path(self) -> str:
+        return self.path(self.SCHEMA_FILE)
 
 
 class ExampleAnomalies(Artifact, _Split):
@@ -150,27 +210,60 @@ class ExampleAnomalies(Artifact, _Split):
 
 
 class TransformGraph(Artifact):
-    pass
-
-
-class TransformCache(Artifact):
-    pass
+    """A ``tft.TFTransformOutput`` directory (``transform_fn/``, ``transformed_metadata/``)."""
 
 
 class Model(Artifact):
+    """A trained model: the serving SavedModel in ``Format-Serving/``."""
+
     PROPERTIES = {"framework": str}
+    SERVING_DIR = "Format-Serving"
+    KERAS_DIR = "Format-Keras"  # the Keras model's weights, for warm starts
+
+    def serving_dir(self) -> str:
+        return self.path(self.SERVING_DIR)
+
+    def saved_model_dir(self) -> str:
+        """The SavedModel to load: ``Format-Serving/``, or the artifact's own directory for
+        a model imported as a bare SavedModel."""
+        d = self.serving_dir()
+        return d if os.path.isdir(d) else self.uri
 
 
 class ModelRun(Artifact):
-    pass
+    """What a training run leaves beside the model: ``history.json`` (per-epoch metrics)
+    and TensorBoard logs."""
+
+    HISTORY_FILE = "history.json"
+
+    def history_path(self) -> str:
+        return self.path(self.HISTORY_FILE)
 
 
 class HyperParameters(Artifact):
-    pass
+    """The Tuner's result: the best values (JSON), the full KerasTuner config, the trials."""
+
+    VALUES_FILE = "best_hyperparameters.txt"
+    CONFIG_FILE = "best_hyperparameters_config.json"
+    TRIALS_FILE = "trials.json"
+
+    def values_path(self) -> str:
+        return self.path(self.VALUES_FILE)
+
+    def config_path(self) -> str:
+        return self.path(self.CONFIG_FILE)
+
+    def trials_path(self) -> str:
+        return self.path(self.TRIALS_FILE)
 
 
 class ModelEvaluation(Artifact):
-    pass
+    """The Evaluator's metrics per slice (``metrics.json``) beside TFMA's own output."""
+
+    METRICS_FILE = "metrics.json"
+
+    def metrics_path(self) -> str:
+        return self.path(self.METRICS_FILE)
 
 
 class ModelBlessing(Artifact):

@@ -13,6 +13,7 @@ import json
 import os
 import sys
 
+from tfpipe.artifacts import ExampleStatistics
 from tfpipe.state import SUCCEEDED
 
 from . import inspect as insp
@@ -20,7 +21,6 @@ from .registry import Registry, RegistryError
 
 __all__ = ["run_monitor", "monitor", "MonitorError", "training_inputs"]
 
-STATS_FILE = "FeatureStats.pb"
 
 
 class MonitorError(ValueError):
@@ -92,7 +92,7 @@ def _new_statistics(path: str):
 
 def _split_stats(stats_uri: str, split: str):
     import tensorflow_data_validation as tfdv
-    p = os.path.join(stats_uri, f"Split-{split}", STATS_FILE)
+    p = ExampleStatistics(uri=stats_uri).stats_path(split)
     if not os.path.isfile(p):
         raise MonitorError(f"training statistics {p} do not exist (artifact removed?)")
     return tfdv.load_stats_binary(p)

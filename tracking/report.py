@@ -14,6 +14,7 @@ import json
 import os
 import string
 
+from tfpipe.artifacts import ExampleStatistics
 from tfpipe.metadata import MetadataStore
 
 from . import inspect as insp
@@ -23,7 +24,6 @@ from .runs import run_details
 __all__ = ["write_report", "render_report", "ReportError"]
 
 TEMPLATE = os.path.join(os.path.dirname(__file__), "templates", "report.html")
-STATS_FILE = "FeatureStats.pb"
 e = html.escape
 
 
@@ -131,12 +131,11 @@ def _statistics(info: dict) -> str:
         return ""
     parts = ['<section id="statistics"><h2>Feature statistics</h2>']
     for a in arts[:2]:
-        splits = sorted(d[len("Split-"):] for d in os.listdir(a["uri"]) if d.startswith("Split-")
-                        and os.path.isfile(os.path.join(a["uri"], d, STATS_FILE)))
-        splits.sort(key=lambda s: (s != "train", s))
+        art = ExampleStatistics(uri=a["uri"])
+        splits = sorted(art.splits_with_stats(), key=lambda s: (s != "train", s))
         per_split = {}
         for s in splits:
-            st = _load_stats(os.path.join(a["uri"], f"Split-{s}", STATS_FILE))
+            st = _load_stats(art.stats_path(s))
             if st.datasets:
                 per_split[s] = st.datasets[0]
         parts.append(f'<h3>{e(a["node"])}.{e(a["key"])}</h3><p class="muted small">ExampleStatistics #{a["id"]} · '

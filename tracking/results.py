@@ -15,6 +15,8 @@ import math
 import os
 from typing import Any
 
+from tfpipe.artifacts import HyperParameters, ModelEvaluation, ModelRun
+
 __all__ = ["load_history", "load_trials", "load_evaluation", "headline_metrics", "OVERALL",
            "ResultFileError", "thresholds_from_eval_config"]
 
@@ -52,7 +54,8 @@ def load_history(uri: str | None) -> dict[str, list[float]]:
     """``{metric: [per-epoch values]}`` from ``history.json`` under ``uri`` (or ``{}``)."""
     if not uri:
         return {}
-    for path in (os.path.join(uri, "history.json"), *sorted(glob.glob(os.path.join(uri, "*", "history.json")))):
+    name = ModelRun.HISTORY_FILE
+    for path in (ModelRun(uri=uri).history_path(), *sorted(glob.glob(os.path.join(uri, "*", name)))):
         if os.path.isfile(path):
             data = _read_json(path)
             if isinstance(data, dict) and "history" in data and isinstance(data["history"], dict):
@@ -69,7 +72,7 @@ def load_trials(uri: str | None) -> list[dict]:
     """Tuner trials: ``[{"trial": i, "hyperparameters": {...}, "score": float|None, ...}]``."""
     if not uri:
         return []
-    path = os.path.join(uri, "trials.json")
+    path = HyperParameters(uri=uri).trials_path()
     if not os.path.isfile(path):
         return []
     data = _read_json(path)
@@ -147,7 +150,7 @@ def _thresholds(data: Any) -> dict[str, dict]:
     return {str(k): (v if isinstance(v, dict) else {"value": v}) for k, v in th.items()}
 
 
-_EVAL_FILES = ("metrics.json", "evaluation.json", "eval_result.json", "metrics_by_slice.json")
+_EVAL_FILES = (ModelEvaluation.METRICS_FILE, "evaluation.json", "eval_result.json", "metrics_by_slice.json")
 
 
 def load_evaluation(uri: str | None) -> dict:
