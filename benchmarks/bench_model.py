@@ -34,7 +34,7 @@ import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 from tfx_bsl.coders import example_coder
 from tfx_bsl.tfxio import tensor_adapter, tensor_representation_util
-from tfpipe.components._tabular import to_list_batch          # 20 lines of Arrow: plain -> list columns
+from tfpipe.tabular import to_list_batch                      # 20 lines of Arrow: plain -> list columns
 from tfpipe.components.model_export import export_serving_model  # tf.saved_model.save of a tf.Module
 import penguin_transform, penguin_utils
 

@@ -24,8 +24,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _ir(home: str) -> dict:
     from examples.penguin.pipeline import create_pipeline
-    from tfpipe.runner import select_nodes
     from tfpipe.compiler import compile_pipeline
+    from tfpipe.runner import select_nodes
     p = create_pipeline(root=os.path.join(home, "artifacts", "penguin"), metadata=os.path.join(home, "m.sqlite"),
                         train_steps=int(os.environ.get("TFPIPE_BENCH_TRAIN_STEPS", "100")))
     ir = compile_pipeline(p)
@@ -57,8 +57,8 @@ def _runner(name: str, tmp: str):
 
 
 def _blessed(ir: dict, run_id: str) -> float:
-    from tfpipe.tracking import inspect as insp
     from tfpipe.metadata import MetadataStore
+    from tfpipe.tracking import inspect as insp
     info = insp.show_run(MetadataStore(ir["pipeline"]["metadata"]), run_id)
     pushed = [e for e in info["executions"] if e["node_id"] == "Pusher" and e["state"] in ("COMPLETE", "CACHED")]
     for e in pushed:

@@ -94,7 +94,12 @@ def _cli_seconds(args: list[str], env: dict) -> tuple[float, str]:
 
 def run(report) -> None:
     from tfpipe.metadata import MetadataStore
-    from tfpipe.tracking.runs import compare_runs, format_compare, format_runs, list_runs
+    from tfpipe.tracking.runs import (
+        compare_runs,
+        format_compare,
+        format_runs,
+        list_runs,
+    )
 
     shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
     with tempfile.TemporaryDirectory(prefix="bench-tracking-", dir=shm) as d:  # tmpfs: generation is I/O bound

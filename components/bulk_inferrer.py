@@ -56,7 +56,7 @@ def _rows_with_examples(batch, keep):
     import pyarrow as pa
     from tfx_bsl.coders import example_coder
 
-    from ._tabular import to_list_batch
+    from tfpipe.tabular import to_list_batch
     t = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
     rows = t.select(keep).to_pylist() if keep else [{}] * t.num_rows
     t = t.cast(pa.schema([pa.field(f.name, pa.float32()) if pa.types.is_floating(f.type) else f

@@ -16,21 +16,11 @@ import os
 import re
 
 from tfpipe import Examples, Output, component, current
+from tfpipe.tabular import InputDataError, read_table, table_columns, write_parquet
 
-from ._tabular import (
-    InputDataError,
-    check_span_compatible,
-    hash_split,
-    read_table,
-    table_columns,
-    write_parquet,
-)
+from ._tabular import check_span_compatible, hash_split
 
 __all__ = ["ExampleGen", "InputDataError"]
-
-FORMATS = {".csv": "csv", ".parquet": "parquet", ".tfrecord": "tfrecord", ".tfrecords": "tfrecord",
-           ".gz": "tfrecord"}
-
 
 def _pattern_regex(pattern: str) -> re.Pattern:
     out, i = "", 0

@@ -3,7 +3,7 @@ an Arrow table, TFDV/TFT-ready list-typed record batches, or serialized tf.Examp
 records (what a serving signature takes)."""
 from __future__ import annotations
 
-from ._tabular import to_list_batch
+from tfpipe.tabular import to_list_batch
 
 __all__ = ["read_split", "serialized_examples"]
 

@@ -70,7 +70,7 @@ def _parquet_records(path: str, spec: dict):
     import pyarrow.parquet as pq
     from tfx_bsl.coders import example_coder
 
-    from ._tabular import to_list_batch
+    from tfpipe.tabular import to_list_batch
     pf = pq.ParquetFile(os.fsdecode(path))
     wanted = {n.decode() if isinstance(n, bytes) else str(n) for n in spec}
     cols = [c for c in pf.schema_arrow.names if c in wanted]

@@ -18,7 +18,7 @@ class StatisticsError(RuntimeError):
 
 
 def _table_to_list_batches(table):
-    from ._tabular import to_list_batch
+    from tfpipe.tabular import to_list_batch
     return [to_list_batch(b) for b in table.to_batches()]
 
 

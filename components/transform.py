@@ -72,7 +72,7 @@ def _to_raw_batches(table, arrow_schema):
     """A Parquet table -> list-typed record batches cast to the schema's types."""
     import pyarrow as pa
 
-    from ._tabular import to_list_batch
+    from tfpipe.tabular import to_list_batch
     missing = [n for n in arrow_schema.names if n not in table.column_names]
     if missing:
         raise TransformError(f"columns {missing} of the schema are not in the examples "

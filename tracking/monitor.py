@@ -82,7 +82,7 @@ def _new_statistics(path: str):
     import tensorflow_data_validation as tfdv
     from tensorflow_data_validation.statistics import stats_impl
 
-    from tfpipe.components._tabular import read_table, to_list_batch
+    from tfpipe.tabular import read_table, to_list_batch
     table = read_table(_data_files(path))
     if table.num_rows == 0:
         raise MonitorError(f"--data {path}: no rows")

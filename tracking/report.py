@@ -21,14 +21,10 @@ from . import inspect as insp
 from .report_svg import STATE_COLORS, STATE_STROKE, bars_svg, graph_svg, lines_svg
 from .runs import run_details
 
-__all__ = ["write_report", "render_report", "ReportError"]
+__all__ = ["write_report", "render_report"]
 
 TEMPLATE = os.path.join(os.path.dirname(__file__), "templates", "report.html")
 e = html.escape
-
-
-class ReportError(RuntimeError):
-    pass
 
 
 def _ts(t) -> str:

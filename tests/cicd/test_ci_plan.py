@@ -6,9 +6,14 @@ import shutil
 
 import pytest
 
-from tfpipe.tracking.ci_plan import CiPlanError, glob_to_regex, make_plan, module_overrides
 from tests.cicd.gitrepo import commit, git, write
 from tests.conftest import REPO, tfpipe
+from tfpipe.tracking.ci_plan import (
+    CiPlanError,
+    glob_to_regex,
+    make_plan,
+    module_overrides,
+)
 
 ZERO = "0" * 40
 

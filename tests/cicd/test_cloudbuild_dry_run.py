@@ -18,8 +18,8 @@ import sys
 import pytest
 import yaml
 
-from tfpipe.tracking.ci_plan import make_plan
 from tests.conftest import REPO
+from tfpipe.tracking.ci_plan import make_plan
 
 CLOUDBUILD = os.path.join(REPO, "cloudbuild.yaml")
 SHA = "0123456789abcdef0123456789abcdef01234567"

@@ -9,8 +9,8 @@ import pytest
 @pytest.fixture(scope="session")
 def penguin_model(tmp_path_factory):
     from examples.penguin.pipeline import create_pipeline
-    from tfpipe.orchestrators.local import LocalRunner
     from tfpipe import compile_pipeline
+    from tfpipe.orchestrators.local import LocalRunner
     tmp = tmp_path_factory.mktemp("penguin_model")
     kw = dict(root=str(tmp / "root"), metadata=str(tmp / "m.sqlite"), train_steps=200)
     ir = compile_pipeline(create_pipeline(**kw))
@@ -36,8 +36,8 @@ def run_penguin_node(penguin_model):
     """Run one node of a variant of the penguin pipeline (same name and store, so the
     upstream outputs resolve from the shared run): returns the RunResult."""
     from examples.penguin.pipeline import create_pipeline
-    from tfpipe.orchestrators.local import LocalRunner
     from tfpipe import compile_pipeline
+    from tfpipe.orchestrators.local import LocalRunner
 
     def run(node: str, **kw):
         ir = compile_pipeline(create_pipeline(**penguin_model["kw"], **kw))

@@ -2,9 +2,8 @@
 was found and where; exit 1; a FAILED execution in metadata; nothing LIVE, nothing partial."""
 import os
 
-
-from tfpipe.metadata import MetadataStore
 from tests.conftest import tfpipe
+from tfpipe.metadata import MetadataStore
 
 HEADER = "species,island,bill_length_mm,bill_depth_mm,flipper_length_mm,body_mass_g,sex,year\n"
 ROWS = ["Adelie,Torgersen,39.1,18.7,181,3750,male,2007\n",

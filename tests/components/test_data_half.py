@@ -7,10 +7,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tfpipe.components import ExampleGen, ExampleValidator, ImportSchemaGen, SchemaGen, StatisticsGen
-from tfpipe.orchestrators.local import LocalRunner
 from tfpipe import Pipeline, compile_pipeline
+from tfpipe.components import (
+    ExampleGen,
+    ExampleValidator,
+    ImportSchemaGen,
+    SchemaGen,
+    StatisticsGen,
+)
 from tfpipe.metadata import MetadataStore
+from tfpipe.orchestrators.local import LocalRunner
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PENGUINS = os.path.join(REPO, "examples", "penguin", "data", "penguins.csv")
@@ -228,7 +234,8 @@ def test_drift_against_baseline_statistics(tmp_path):
 
 
 def test_row_hashes_are_stable_across_chunking_and_sensitive_to_values():
-    from tfpipe.components._tabular import read_table, row_hashes
+    from tfpipe.components._tabular import row_hashes
+    from tfpipe.tabular import read_table
     t = read_table([PENGUINS])
     h = row_hashes(t)
     assert (h == row_hashes(pa.concat_tables([t.slice(0, 17), t.slice(17)]))).all()

@@ -2,11 +2,11 @@
 server process is not infra-blessed (a real subprocess; no model server binary needed)."""
 import os
 
+from tests.conftest import REPO
+from tfpipe import InfraBlessing, Model, Pipeline, compile_pipeline
 from tfpipe.components import ExampleGen, InfraValidator
 from tfpipe.components.infra_validator import check_response
 from tfpipe.orchestrators.local import LocalRunner
-from tfpipe import InfraBlessing, Model, Pipeline, compile_pipeline
-from tests.conftest import REPO
 
 
 def _report(values, key="outputs"):

@@ -16,14 +16,21 @@ import textwrap
 import pyarrow.parquet as pq
 import pytest
 
-from tfpipe.components import BulkInferrer, Evaluator, ExampleGen, InfraValidator, Pusher, Resolver
-from tfpipe.components.evaluator import load_metrics
-from tfpipe.components.pusher import RECORD, push_atomically, versions
-from tfpipe.orchestrators.local import LocalRunner
-from tfpipe import Model, Pipeline, compile_pipeline
-from tfpipe.metadata import MetadataStore
 from tests.conftest import REPO, tfpipe
 from tests.fixtures.tiny_model import TinyClassifierTrainer
+from tfpipe import Model, Pipeline, compile_pipeline
+from tfpipe.components import (
+    BulkInferrer,
+    Evaluator,
+    ExampleGen,
+    InfraValidator,
+    Pusher,
+    Resolver,
+)
+from tfpipe.components.evaluator import load_metrics
+from tfpipe.components.pusher import RECORD, push_atomically, versions
+from tfpipe.metadata import MetadataStore
+from tfpipe.orchestrators.local import LocalRunner
 
 DATA = os.path.join(REPO, "examples", "penguin", "data")
 

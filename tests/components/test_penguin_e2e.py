@@ -12,11 +12,11 @@ import shutil
 
 import pytest
 
+from tests.conftest import REPO, tfpipe
 from tfpipe.components.evaluator import load_metrics
 from tfpipe.components.pusher import versions
-from tfpipe.tracking.inspect import show_run
 from tfpipe.metadata import MetadataStore
-from tests.conftest import REPO, tfpipe
+from tfpipe.tracking.inspect import show_run
 
 UPSTREAM = ["ExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform"]
 DOWNSTREAM = ["Trainer", "Evaluator", "InfraValidator", "Pusher"]

@@ -3,9 +3,9 @@ re-push of the same model, versions."""
 import itertools
 import os
 
+from tfpipe import InfraBlessing, Model, ModelBlessing, PushedModel
 from tfpipe.components import Pusher
 from tfpipe.components.pusher import versions
-from tfpipe import InfraBlessing, Model, ModelBlessing, PushedModel
 
 _N = itertools.count()
 

@@ -3,10 +3,18 @@ latest_artifact across earlier runs, and the definition errors."""
 
 import pytest
 
+from tfpipe import (
+    Examples,
+    Input,
+    JsonValue,
+    Output,
+    Pipeline,
+    compile_pipeline,
+    component,
+)
 from tfpipe.components import ExampleGen, Resolver
 from tfpipe.components.resolver import ResolverDefinitionError
 from tfpipe.orchestrators.local import LocalRunner
-from tfpipe import Examples, Input, JsonValue, Output, Pipeline, component, compile_pipeline
 
 
 @component(name="RecordSpans")

@@ -6,8 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from tfpipe.metadata import MetadataStore
 from tests.components.conftest import bad_module, tfpipe_cli
+from tfpipe.metadata import MetadataStore
 
 PENGUIN = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                        "examples", "penguin")
@@ -16,6 +16,7 @@ PENGUIN = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.a
 @pytest.fixture(scope="module")
 def served(penguin_model):
     import tensorflow as tf
+
     from tfpipe.components.examples_io import serialized_examples
     outs = penguin_model["outputs"]
     model = outs["Trainer"]["model"]
@@ -65,8 +66,9 @@ def test_serving_applies_the_transform_no_skew(penguin_model, served):
     # the Keras model (weights exported beside the SavedModel) on the training-time features
     if PENGUIN not in sys.path:
         sys.path.append(PENGUIN)
-    from tfpipe.components.trainer import load_base_weights
     import penguin_utils
+
+    from tfpipe.components.trainer import load_base_weights
     keras_model = penguin_utils._build_keras_model({}, tft_out)
     assert load_base_weights(keras_model, os.path.join(outs["Trainer"]["model"].uri, "Format-Serving"))
     feats = {k: v for k, v in served_feats.items() if k != "species"}

@@ -5,8 +5,8 @@ import os
 import numpy as np
 import pyarrow.parquet as pq
 
-from tfpipe.metadata import MetadataStore
 from tests.components.conftest import bad_module
+from tfpipe.metadata import MetadataStore
 
 
 def test_transform_graph_loads_and_analyzers_saw_only_train(penguin_model):

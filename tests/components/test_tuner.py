@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from tfpipe.metadata import MetadataStore
 from tests.components.conftest import bad_module
+from tfpipe.metadata import MetadataStore
 
 RECORDING_RUN_FN = '''
 import json, os

@@ -6,11 +6,11 @@ import os
 
 import pytest
 
+from examples.diabetes.pipeline import create_pipeline
+from tfpipe import compile_pipeline
 from tfpipe.components.evaluator import load_metrics
 from tfpipe.components.pusher import RECORD, versions
-from examples.diabetes.pipeline import create_pipeline
 from tfpipe.orchestrators.local import LocalRunner
-from tfpipe import compile_pipeline
 
 
 @pytest.fixture(scope="module")

@@ -73,6 +73,7 @@ def test_retry_succeeds_without_duplicate_live_artifacts_and_conf_parameters(air
 
 def test_kubernetes_pod_operator_option_renders_tasks_in_the_image(tmp_path, monkeypatch):
     from tfpipe.orchestrators.airflow import AirflowCompileError, compile_airflow
+
     from .conftest import CONTRACT
     ir = compile_file(CONTRACT, str(tmp_path / "home"))
     ir["pipeline"]["settings"] = {"airflow_operator": "kubernetes", "image": "registry.example/tfpipe:1",

@@ -1,9 +1,8 @@
 """Beam DAG runner specifics (the contract is in test_contract.py): `tfpipe run --target
 beam`, and the pipeline's beam_pipeline_args reaching the Beam-based components while the
 DAG itself runs on a runner of its own."""
-from tfpipe.metadata import MetadataStore
-
 from tests.conftest import tfpipe
+from tfpipe.metadata import MetadataStore
 
 from .conftest import CONTRACT, summary
 

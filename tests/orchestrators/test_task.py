@@ -1,9 +1,9 @@
 """The task entry every remote orchestrator uses: pipeline parameters and run bookkeeping."""
 import pytest
 
+from tfpipe.metadata import MetadataStore
 from tfpipe.orchestrators.task import main
 from tfpipe.parameters import ParameterError, apply_parameters, pipeline_parameters
-from tfpipe.metadata import MetadataStore
 
 from .conftest import CONTRACT, compile_file, summary
 

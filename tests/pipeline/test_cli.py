@@ -7,9 +7,8 @@ import subprocess
 import sys
 import time
 
-
-from tfpipe.metadata import MetadataStore
 from tests.conftest import REPO, tfpipe
+from tfpipe.metadata import MetadataStore
 
 TRIVIAL = """
 from tfpipe import Pipeline

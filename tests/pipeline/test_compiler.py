@@ -11,8 +11,8 @@ GOLDEN = os.path.join(os.path.dirname(os.path.dirname(__file__)), "golden")
 
 def _penguin_ir():
     """The data half of a TFX-style pipeline, as a user would write it."""
-    from tfpipe.components import ExampleGen, ExampleValidator, SchemaGen, StatisticsGen
     from tfpipe import Pipeline
+    from tfpipe.components import ExampleGen, ExampleValidator, SchemaGen, StatisticsGen
     gen = ExampleGen(input_base="data/penguin", input_pattern="span-{SPAN}/*.csv", label_key="species")
     stats = StatisticsGen(examples=gen.outputs.examples)
     schema = SchemaGen(statistics=stats.outputs.statistics)
@@ -23,8 +23,8 @@ def _penguin_ir():
 
 
 def _trivial_ir():
-    from tfpipe import Pipeline
     from tests.fixtures.trivial import describe, make_numbers, total
+    from tfpipe import Pipeline
     nums = make_numbers(n=4)
     t = total(numbers=nums.outputs.numbers, offset=10)
     d = describe(numbers=nums.outputs.numbers, result=t.outputs.result)

@@ -1,9 +1,18 @@
 import pytest
 
-from tfpipe import (Examples, Input, Model, Output, Pipeline, PipelineDefinitionError, Schema,
-                      WiringError, component)
-from tfpipe.component import ComponentDefinitionError
 from tests.fixtures.trivial import describe, make_numbers, total
+from tfpipe import (
+    Examples,
+    Input,
+    Model,
+    Output,
+    Pipeline,
+    PipelineDefinitionError,
+    Schema,
+    WiringError,
+    component,
+)
+from tfpipe.component import ComponentDefinitionError
 
 
 def test_interface_is_derived_from_the_signature():

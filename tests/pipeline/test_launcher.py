@@ -5,11 +5,11 @@ import subprocess
 
 import pytest
 
-from tfpipe.orchestrators.local import LocalRunner
-from tfpipe import Pipeline, compile_pipeline
-from tfpipe.tracking.inspect import show_run
-from tfpipe.metadata import MetadataStore
 from tests.fixtures.trivial import describe, explode, make_numbers, total, with_module
+from tfpipe import Pipeline, compile_pipeline
+from tfpipe.metadata import MetadataStore
+from tfpipe.orchestrators.local import LocalRunner
+from tfpipe.tracking.inspect import show_run
 
 
 def _ir(tmp_path, n=3, offset=0, fail=False, cache=True, extra=()):

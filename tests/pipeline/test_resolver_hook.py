@@ -4,10 +4,19 @@ import json
 
 import pytest
 
-from tfpipe.orchestrators.local import LocalRunner
-from tfpipe import Input, Integer, JsonValue, Output, Pipeline, String, WiringError, component
+from tfpipe import (
+    Input,
+    Integer,
+    JsonValue,
+    Output,
+    Pipeline,
+    String,
+    WiringError,
+    component,
+)
 from tfpipe.compiler import compile_pipeline
 from tfpipe.metadata import MetadataStore
+from tfpipe.orchestrators.local import LocalRunner
 
 
 def pick_latest(query, pipeline_name, params, inputs):

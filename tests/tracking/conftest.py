@@ -12,9 +12,9 @@ from tests.conftest import REPO, scoped_env
 
 @pytest.fixture(scope="session")
 def penguin(tmp_path_factory):
-    from tfpipe.orchestrators.local import LocalRunner
-    from tfpipe import compile_pipeline
     from tests.tracking import penguin_full
+    from tfpipe import compile_pipeline
+    from tfpipe.orchestrators.local import LocalRunner
 
     d = tmp_path_factory.mktemp("tracking")
     env = {"TRACKING_ROOT": str(d / "root"), "TRACKING_METADATA": str(d / "metadata.sqlite"),

@@ -4,6 +4,7 @@ Evaluator -> Pusher. Parameters come from the environment so a test can run it t
 with a changed Trainer setting (TRACKING_EPOCHS)."""
 import os
 
+from tfpipe import Pipeline
 from tfpipe.components.evaluator import Evaluator
 from tfpipe.components.example_gen import ExampleGen
 from tfpipe.components.example_validator import ExampleValidator
@@ -13,7 +14,6 @@ from tfpipe.components.statistics_gen import StatisticsGen
 from tfpipe.components.trainer import Trainer
 from tfpipe.components.transform import Transform
 from tfpipe.components.tuner import Tuner
-from tfpipe import Pipeline
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PENGUIN = os.path.join(REPO, "examples", "penguin")

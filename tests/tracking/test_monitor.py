@@ -6,9 +6,9 @@ import os
 
 import pytest
 
+from tests.conftest import REPO
 from tfpipe.metadata import MetadataStore
 from tfpipe.tracking.registry import Registry
-from tests.conftest import REPO
 
 PENGUINS = os.path.join(REPO, "examples", "penguin", "data", "penguins.csv")
 
@@ -53,7 +53,9 @@ def test_monitor_exit_codes(penguin, shifted, tmp_path):
 
 
 def test_monitor_cli_flags_drift(penguin, shifted, tmp_path, capsys):
-    from tfpipe.cli import main  # the CLI in this process: TFDV is imported once for the module
+    from tfpipe.cli import (
+        main,  # the CLI in this process: TFDV is imported once for the module
+    )
     v = _version(penguin)
     out = tmp_path / "monitor.json"
     code = main(["monitor", "--data", str(shifted), "--model", v, "--threshold", "bill_length_mm=0.9",

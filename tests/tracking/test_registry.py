@@ -6,9 +6,9 @@ import threading
 
 import pytest
 
+from tests.conftest import tfpipe
 from tfpipe.metadata import MetadataStore
 from tfpipe.tracking.registry import Registry, RegistryError, switch_serving
-from tests.conftest import tfpipe
 
 
 def test_switch_serving_is_atomic_for_a_concurrent_reader(tmp_path):

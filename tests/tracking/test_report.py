@@ -10,8 +10,8 @@ from html.parser import HTMLParser
 
 import pytest
 
-from tfpipe import Input, Output, String, component
 from tests.conftest import tfpipe
+from tfpipe import Input, Output, String, component
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -103,11 +103,11 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
 
 
 def test_report_of_a_failed_run_shows_the_error_and_nodes_not_run(tmp_path):
-    from tfpipe.orchestrators.local import LocalRunner
+    from tests.fixtures.trivial import explode, make_numbers
     from tfpipe import Pipeline, compile_pipeline
     from tfpipe.metadata import MetadataStore
+    from tfpipe.orchestrators.local import LocalRunner
     from tfpipe.tracking.report import write_report
-    from tests.fixtures.trivial import explode, make_numbers
 
     nums = make_numbers(n=3)
     bad = explode(numbers=nums.outputs.numbers, message="the disk is full")

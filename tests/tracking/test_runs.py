@@ -1,12 +1,12 @@
 """runs list (data, code, metrics) and runs compare (differences, highlighting, --json)."""
 import json
 
-from tfpipe.orchestrators.local import LocalRunner
-from tfpipe import Pipeline, compile_pipeline
-from tfpipe.metadata import MetadataStore
-from tfpipe.tracking.runs import SUMMARY, compare_runs, format_compare, list_runs
 from tests.conftest import tfpipe
 from tests.fixtures.trivial import make_numbers, total
+from tfpipe import Pipeline, compile_pipeline
+from tfpipe.metadata import MetadataStore
+from tfpipe.orchestrators.local import LocalRunner
+from tfpipe.tracking.runs import SUMMARY, compare_runs, format_compare, list_runs
 
 
 def _trivial(tmp_path, offset):
