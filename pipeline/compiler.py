@@ -1,11 +1,14 @@
 """Compile a Pipeline to its intermediate representation: plain, versioned JSON data.
 
 Every orchestrator consumes only this IR. A node names its executor by import reference
-(plus the file it came from, for components defined in a user's pipeline file), its
-parameters, and its inputs as (producer node, output key).
+(plus the file it came from, for components defined in a user's pipeline file), the
+parameters set on it, the declared type and default of every parameter the component
+takes (``parameter_specs``, as KFP's inputDefinitions: what an orchestrator exposes and
+converts without guessing from values), and its inputs as (producer node, output key).
 """
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import sys
@@ -14,7 +17,8 @@ from .graph import Pipeline
 
 __all__ = ["IR_VERSION", "compile_pipeline", "dump_ir", "load_ir", "IRError"]
 
-IR_VERSION = "1"
+IR_VERSION = "2"  # 2: parameter_specs on every node
+READABLE_IR_VERSIONS = ("1", IR_VERSION)  # an IR recorded by an earlier tfpipe still runs
 
 
 class IRError(ValueError):
@@ -34,6 +38,20 @@ def _executor(spec) -> dict:
     return ref
 
 
+def _parameter_specs(spec) -> dict:
+    """``{name: {"type": "int"|"float"|"str"|"bool"|"list"|"dict", "default"?: value,
+    "module_file"?: true}}``; no ``default`` means the parameter is required."""
+    out = {}
+    for name, ps in spec.parameters.items():
+        d = {"type": ps.type.__name__}
+        if ps.default is not inspect.Parameter.empty:
+            d["default"] = list(ps.default) if isinstance(ps.default, tuple) else ps.default
+        if ps.is_module_file:
+            d["module_file"] = True
+        out[name] = d
+    return out
+
+
 def compile_pipeline(p: Pipeline) -> dict:
     nodes = []
     for n in p.nodes:
@@ -42,6 +60,7 @@ def compile_pipeline(p: Pipeline) -> dict:
             "component": n.spec.name,
             "executor": _executor(n.spec),
             "parameters": dict(sorted(n.parameters.items())),
+            "parameter_specs": _parameter_specs(n.spec),
             "inputs": {k: {"producer": ch.producer.id, "output": ch.key, "type": ch.type.TYPE_NAME}
                        for k, ch in sorted(n.inputs.items())},
             "outputs": {k: {"type": ch.type.TYPE_NAME} for k, ch in n.outputs.items()},
@@ -78,6 +97,7 @@ def load_ir(path: str) -> dict:
         raise IRError(f"IR file {path} does not exist") from None
     except json.JSONDecodeError as e:
         raise IRError(f"IR file {path} is not JSON: line {e.lineno}, column {e.colno}: {e.msg}") from None
-    if ir.get("ir_version") != IR_VERSION:
-        raise IRError(f"IR file {path}: expected ir_version {IR_VERSION!r}, found {ir.get('ir_version')!r}")
+    if ir.get("ir_version") not in READABLE_IR_VERSIONS:
+        raise IRError(f"IR file {path}: expected ir_version one of {list(READABLE_IR_VERSIONS)}, "
+                      f"found {ir.get('ir_version')!r}")
     return ir

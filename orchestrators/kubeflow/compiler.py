@@ -25,7 +25,7 @@ import shutil
 import sys
 import tempfile
 
-from tfpipe.parameters import pipeline_parameters
+from tfpipe.parameters import check_value, pipeline_parameters
 from tfpipe.version import DEFAULT_IMAGE
 
 from ..task import METADATA_ENV
@@ -33,7 +33,6 @@ from ..task import METADATA_ENV
 __all__ = ["compile_kubeflow", "build_pipeline", "DEFAULT_IMAGE", "IMAGE_ENV", "KubeflowCompileError"]
 
 IMAGE_ENV = "TFPIPE_IMAGE"
-_TYPES = {bool: "bool", int: "int", float: "float", str: "str", list: "list", dict: "dict", tuple: "list"}
 _RESERVED = {"tfpipe_ir", "tfpipe_run_id", "tfpipe_job", "tfpipe_params"}
 
 
@@ -48,15 +47,14 @@ def _ident(node_id: str) -> str:
 
 def _kfp_params(ir: dict) -> dict[str, tuple[str, str, object, str]]:
     out = {}
-    for name, (node, param, value) in pipeline_parameters(ir).items():
-        t = _TYPES.get(type(value))
-        if t is None:  # None or an unusual value: stays compiled into the IR
+    for name, (node, param, value, t) in pipeline_parameters(ir).items():
+        if t is None or value is None:  # no declared type, or None: stays compiled into the IR
             continue
         if not name.isidentifier() or param in _RESERVED:
             raise KubeflowCompileError(
                 f"node {node}, parameter {param}: pipeline parameter {name!r} is not a valid KFP "
                 f"parameter name (expected a Python identifier not in {sorted(_RESERVED)})")
-        out[name] = (node, param, list(value) if isinstance(value, tuple) else value, t)
+        out[name] = (node, param, check_value(t, value), t)
     return out
 
 

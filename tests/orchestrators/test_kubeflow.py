@@ -87,3 +87,35 @@ def test_submit_kubeflow_dry_run(tmp_path):
     job = json.loads(p.stdout)
     assert job["host"] == "http://127.0.0.1:8888" and job["parameters"] == {"ContractSource__rows": 7}
     assert os.path.exists(job["package"])
+
+
+TYPED = '''
+from tfpipe import Integer, Output, Pipeline, component
+
+
+@component
+def scaled(result: Output[Integer], rate: float = 0.5, steps: int = 3, names: list = ()) -> None:
+    result.write(int(rate * steps))
+
+
+def create_pipeline():
+    return Pipeline("typed", [scaled(rate=2, steps=4, names=["a"])])
+'''
+
+
+def test_kfp_parameter_types_are_the_declared_types_not_the_values(tmp_path):
+    """A float parameter given an int (rate=2) is a float pipeline parameter: the type comes
+    from the component's signature, carried by the IR's parameter_specs."""
+    src = tmp_path / "typed.py"
+    src.write_text(TYPED)
+    out = tmp_path / "typed.yaml"
+    tfpipe("compile", str(src), "--target", "kubeflow", "-o", str(out), env={"TFPIPE_HOME": str(tmp_path / "h")},
+           check=0)
+    params = yaml.safe_load(out.read_text())["root"]["inputDefinitions"]["parameters"]
+    assert params["scaled__rate"]["parameterType"] == "NUMBER_DOUBLE" and params["scaled__rate"]["defaultValue"] == 2.0
+    assert params["scaled__steps"]["parameterType"] == "NUMBER_INTEGER"
+    assert params["scaled__names"]["parameterType"] == "LIST"
+    ir = json.loads(tfpipe("compile", str(src), env={"TFPIPE_HOME": str(tmp_path / "h")}, check=0).stdout)
+    assert ir["nodes"][0]["parameter_specs"] == {"rate": {"type": "float", "default": 0.5},
+                                                 "steps": {"type": "int", "default": 3},
+                                                 "names": {"type": "list", "default": []}}

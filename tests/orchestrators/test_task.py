@@ -14,7 +14,7 @@ def ir(tmp_path):
 
 
 def test_parameters_override_node_parameters_in_a_copy(ir):
-    assert pipeline_parameters(ir)["ContractSource__rows"] == ("ContractSource", "rows", 5)
+    assert pipeline_parameters(ir)["ContractSource__rows"] == ("ContractSource", "rows", 5, "int")
     out = apply_parameters(ir, {"ContractSource__rows": 3})
     assert [n["parameters"] for n in out["nodes"] if n["id"] == "ContractSource"] == [{"rows": 3}]
     assert [n["parameters"] for n in ir["nodes"] if n["id"] == "ContractSource"] == [{"rows": 5}]
@@ -22,7 +22,8 @@ def test_parameters_override_node_parameters_in_a_copy(ir):
 
 @pytest.mark.parametrize("values, message", [
     ({"ContractSource__cols": 3}, "pipeline parameter 'ContractSource__cols' of pipeline contract: no such parameter"),
-    ({"ContractSource__rows": "three"}, "(node ContractSource, parameter rows): expected a int like 5, found str 'three'"),
+    ({"ContractSource__rows": "three"}, "(node ContractSource, parameter rows): expected int, found str 'three'"),
+    ({"ContractSource__rows": 2.5}, "(node ContractSource, parameter rows): expected int, found float 2.5"),
 ])
 def test_bad_parameters_are_named(ir, values, message):
     with pytest.raises(ParameterError) as e:
@@ -47,7 +48,7 @@ def test_task_cli_runs_nodes_and_keeps_the_run_status(ir, tmp_path, capsys):
     assert run["status"] == "COMPLETE"  # the task that completed the last node closed the run
     assert run["nodes"]["ContractSource"]["parameters"]["rows"] == 3
     assert main(["--node", "ContractSource", *common[:-1], '{"ContractSource__rows": 1.5}']) == 1
-    assert "expected a int like 5, found float 1.5" in capsys.readouterr().err
+    assert "expected int, found float 1.5" in capsys.readouterr().err
 
 
 def test_tfpipe_metadata_env_points_tasks_at_another_store(ir, tmp_path, monkeypatch):

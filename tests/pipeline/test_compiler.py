@@ -63,7 +63,7 @@ def test_ir_is_plain_json_with_version_and_topological_nodes():
 def test_load_ir_rejects_other_versions(tmp_path):
     p = tmp_path / "ir.json"
     p.write_text(json.dumps({"ir_version": "0", "nodes": []}))
-    with pytest.raises(IRError, match=r"expected ir_version '1', found '0'"):
+    with pytest.raises(IRError, match=r"expected ir_version one of \['1', '2'\], found '0'"):
         load_ir(str(p))
     p.write_text("{not json")
     with pytest.raises(IRError, match="line 1, column 2"):
