@@ -55,7 +55,13 @@ def test_task_runs_in_the_host_with_the_callers_streams_env_cwd_exit_code_and_co
     assert p2.returncode == 0, p2.stderr
     assert f"second version {tmp_path} changed ['0'] host {host_pid}" in p2.stdout
     assert "starting one" not in p2.stderr
-    assert host_pid != str(os.getpid())
+    # the task's parent is the host that announced itself on this socket, a process of its own
+    from tfpipe.orchestrators import taskhost
+    path = taskhost.socket_path()
+    with open(path + ".log") as f:
+        ready = [ln.split() for ln in f if ln.startswith("task host ") and " ready on " in ln]
+    assert ready and ready[-1][2] == host_pid and ready[-1][-1] == path
+    os.kill(int(host_pid), 0)  # alive, waiting for the next task
 
 
 def test_a_task_whose_caller_is_killed_is_killed_too(tmp_path, host_env):
