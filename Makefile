@@ -39,13 +39,14 @@ AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
 $(AIRFLOW_STAMP): constraints-airflow.txt
 	@test -x $(AIRFLOW_VENV)/bin/python || $(PY) -m venv $(AIRFLOW_VENV)
 	$(AIRFLOW_VENV)/bin/python -m pip install -q --upgrade "pip>=24"
-	$(AIRFLOW_VENV)/bin/python -m pip install -q -c constraints-airflow.txt "apache-airflow==3.1.8"
+	$(AIRFLOW_VENV)/bin/python -m pip install -q -c constraints-airflow.txt "apache-airflow==3.1.8" \
+		"apache-airflow-providers-cncf-kubernetes==10.25.0"
 	@touch $(AIRFLOW_STAMP)
 
 airflow: $(AIRFLOW_STAMP)
 
 airflow-lock:
-	(echo "# Airflow's own virtualenv (.venv-airflow): pip freeze after installing apache-airflow==3.1.8 (make airflow-lock)."; \
+	(echo "# Airflow's own virtualenv (.venv-airflow): pip freeze after installing apache-airflow==3.1.8 and its cncf.kubernetes provider (make airflow-lock)."; \
 	 $(AIRFLOW_VENV)/bin/python -m pip freeze) > constraints-airflow.txt
 
 demo: $(STAMP)

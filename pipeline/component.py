@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Generic, TypeVar
 
 from .artifacts import Artifact
+from .names import check_name
 
 __all__ = ["component", "Input", "Output", "ModuleFile", "ComponentSpec", "Node", "Channel",
            "ComponentDefinitionError", "WiringError"]
@@ -107,7 +108,7 @@ class ComponentSpec:
                  version: str | None = None, resolver: Callable | None = None,
                  code_files: tuple[str, ...] = ()):
         self.fn = fn
-        self.name = name or fn.__name__
+        self.name = check_name("component name", fn.__name__ if name is None else name, ComponentDefinitionError)
         self.driver = driver
         self.resolver = resolver  # see pipeline/resolver.py: picks existing artifacts, no executor
         self.version = version
@@ -191,7 +192,7 @@ class ComponentSpec:
         ``{"model": Model}``: what a resolver returns depends on how it is used."""
         if args:
             raise WiringError(f"{self.name}() takes keyword arguments only; got {len(args)} positional")
-        return Node(self, id or self.name, kwargs, enable_cache, output_types)
+        return Node(self, self.name if id is None else id, kwargs, enable_cache, output_types)
 
     def __repr__(self) -> str:
         return f"<component {self.name} inputs={list(self.inputs)} outputs={list(self.outputs)}>"
@@ -221,6 +222,7 @@ class Node:
 
     def __init__(self, spec: ComponentSpec, id: str, kwargs: dict[str, Any], enable_cache: bool = True,
                  output_types: dict[str, type[Artifact]] | None = None):
+        check_name(f"{spec.name}(): node id", id, WiringError)
         self.spec = spec
         self.id = id
         self.enable_cache = enable_cache

@@ -5,6 +5,7 @@ import os
 from typing import Iterable
 
 from .component import Node
+from .names import check_name
 
 __all__ = ["Pipeline", "PipelineDefinitionError", "default_home"]
 
@@ -27,9 +28,7 @@ class Pipeline:
     def __init__(self, name: str, components: Iterable[Node], root: str | None = None,
                  metadata: str | dict | None = None, beam_pipeline_args: list[str] | None = None,
                  enable_cache: bool = True, settings: dict | None = None):
-        if not name or not all(c.isalnum() or c in "-_" for c in name):
-            raise PipelineDefinitionError(
-                f"pipeline name must be letters, digits, '-' or '_'; found {name!r}")
+        check_name("pipeline name", name, PipelineDefinitionError)
         self.name = name
         home = default_home()
         self.root = root or os.path.join(home, "artifacts", name)
