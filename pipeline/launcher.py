@@ -29,7 +29,7 @@ from .component import ComponentSpec
 from .fingerprint import fingerprint_path
 from .loader import load_component
 from .metadata import MetadataStore
-from .provenance import environment, git_info
+from .provenance import environment, git_info, owner
 from .runtime import ExecutionContext
 from .state import SUCCEEDED, State
 
@@ -171,7 +171,7 @@ class Job:
     def record_start(self) -> None:
         pl = self.pipeline
         props = {"node_id": self.node_id, "run_id": self.run_id, "pipeline": pl["name"],
-                 "started_at": time.time(), "code_version": self.spec.code_version(),
+                 "started_at": time.time(), "code_version": self.spec.code_version(), "owner": owner(),
                  **environment(), **git_info(pl.get("source") or os.getcwd())}
         self.execution = self.store.new_execution(self.spec.name, props, self.contexts, self.inputs)
 
@@ -237,6 +237,9 @@ class Job:
         eid = self.execution.id
         for key, o in self.node["outputs"].items():
             uri = os.path.join(root, self.node_id, key, str(eid))
+            if os.path.commonpath([root, os.path.abspath(uri)]) != root:  # names are checked; never trust it
+                raise ValueError(f"output {key!r} of node {self.node_id!r} would be written outside the "
+                                 f"artifact root {root}")
             self.outputs[key] = [artifact_class(o["type"])(uri=uri, state="PENDING")]
             self.final_uris[key] = uri
         self.store.publish_execution(self.execution, State.RUNNING, self.props, self.contexts, self.outputs)
