@@ -86,6 +86,8 @@ def main(argv=None) -> int:
         if rc is not None:
             return rc
     from tfpipe.compiler import check_ir, load_ir
+    from tfpipe.runtime import interrupt_on_signals
+    interrupt_on_signals()  # an orchestrator's timeout or kill (SIGTERM) ends the node FAILED, recorded
     ir = load_ir(a.ir) if a.ir else check_ir(json.loads(a.ir_json), "--ir-json")
     params = json.loads(a.params) if a.params.strip() else {}
     if not isinstance(params, dict):

@@ -30,7 +30,7 @@ from .fingerprint import fingerprint_path
 from .loader import load_component
 from .metadata import MetadataStore
 from .provenance import environment, git_info, owner
-from .runtime import ExecutionContext
+from .runtime import ExecutionContext, Interrupted
 from .state import SUCCEEDED, State
 
 __all__ = ["run_node", "NodeFailed", "NodeResult", "InputResolutionError", "resolve_inputs"]
@@ -110,6 +110,8 @@ def resolve_inputs(store: MetadataStore, ir: dict, node: dict, run_ctx,
 
 
 def _one_paragraph(e: BaseException) -> str:
+    if isinstance(e, KeyboardInterrupt):
+        return str(e) if isinstance(e, Interrupted) else "interrupted (KeyboardInterrupt)"
     msg = str(e).strip() or type(e).__name__
     name = type(e).__name__
     return msg if msg.startswith(name) else f"{name}: {msg}"
