@@ -14,7 +14,7 @@ import os
 import sys
 
 from .credentials import check_env_secrets, check_no_inline_secrets
-from .graph import Pipeline
+from .graph import Pipeline, PipelineDefinitionError
 from .names import check_name
 
 __all__ = ["IR_VERSION", "compile_pipeline", "dump_ir", "load_ir", "check_ir", "IRError"]
@@ -63,6 +63,12 @@ def compile_pipeline(p: Pipeline) -> dict:
     check_env_secrets((p.settings or {}).get("env") or {}, f"Pipeline {p.name!r}: settings['env']")
     for n in p.nodes:
         check_no_inline_secrets(n.parameters, f"node {n.id}: parameters")
+        if n.spec.check is not None:
+            params = {k: ps.default for k, ps in n.spec.parameters.items() if not ps.required}
+            try:
+                n.spec.check({**params, **n.parameters})
+            except Exception as e:
+                raise PipelineDefinitionError(f"node {n.id} ({n.spec.name}): {e}") from None
     nodes = []
     for n in p.nodes:
         nodes.append({

@@ -106,8 +106,9 @@ class ComponentSpec:
 
     def __init__(self, fn: Callable, name: str | None = None, driver: Callable | None = None,
                  version: str | None = None, resolver: Callable | None = None,
-                 code_files: tuple[str, ...] = ()):
+                 code_files: tuple[str, ...] = (), check: Callable | None = None):
         self.fn = fn
+        self.check = check  # check(parameters) when the pipeline is compiled, before any node runs
         self.name = check_name("component name", fn.__name__ if name is None else name, ComponentDefinitionError)
         self.driver = driver
         self.resolver = resolver  # see pipeline/resolver.py: picks existing artifacts, no executor
@@ -299,7 +300,8 @@ class Node:
 
 
 def component(fn: Callable | None = None, *, name: str | None = None, driver: Callable | None = None,
-              version: str | None = None, resolver: Callable | None = None, code_files: tuple[str, ...] = ()):
+              version: str | None = None, resolver: Callable | None = None, code_files: tuple[str, ...] = (),
+              check: Callable | None = None):
     """Turn a typed function into a component. Usable bare (``@component``) or with options.
 
     ``driver(parameters) -> dict`` runs before the cache decision (e.g. ExampleGen picking a
@@ -313,10 +315,15 @@ def component(fn: Callable | None = None, *, name: str | None = None, driver: Ca
     ``code_files``: files (relative to the component's source file) that its executor runs
     without importing them, e.g. a worker module started with ``python -m``; they join the
     code version, as the modules it imports do.
+
+    ``check(parameters)`` runs when the pipeline is compiled, before any node runs, with the
+    node's parameters (defaults included): what can be known wrong from them alone (a
+    module file that does not exist, does not parse, or lacks the function the component
+    calls) fails there, not after the upstream nodes' work. It raises with a message.
     """
     def wrap(f: Callable) -> ComponentSpec:
         spec = ComponentSpec(f, name=name, driver=driver, version=version, resolver=resolver,
-                             code_files=code_files)
+                             code_files=code_files, check=check)
         spec._attr_name = f.__name__
         return spec
     return wrap(fn) if fn is not None else wrap
