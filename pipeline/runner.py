@@ -22,7 +22,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from .launcher import NodeFailed, NodeResult
-from .metadata import MetadataStore
+from .metadata import MetadataError, MetadataStore
 from .parameters import apply_parameters
 from .provenance import git_info, owner
 from .recovery import recover
@@ -212,7 +212,8 @@ class Runner:
         try:
             result = self._run(ir, run_id, nodes, record, enable_cache)
         except BaseException as e:
-            record.abort(e)
+            if not isinstance(e, MetadataError):  # a lost store records nothing more (recovered later)
+                record.abort(e)
             if isinstance(e, KeyboardInterrupt):
                 e.run_id = run_id
             raise
