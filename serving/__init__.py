@@ -6,8 +6,9 @@ Each module is imported by what needs it:
 - ``config``: TF Serving's ``models.config`` (written by the registry, polled by servers)
 - ``servable``: one loaded version and its batching queue
 - ``manager``: which versions are served, kept in step with their sources
-- ``app``: the REST API (Starlette); ``server``: the process (uvicorn), ``python -m tfpipe.serving``
+- ``app``: the REST API (Starlette); ``server``: the process (uvicorn), ``python -m tfpipe.serving``;
+  ``options``: its command-line flags
 - ``request_log``: sampled requests to Parquet (by day) or BigQuery, off the request path
 - ``client``: start a server process and talk to it
 """
-__all__ = ["features", "config", "servable", "manager", "app", "server", "request_log", "client"]
+__all__ = ["features", "config", "servable", "manager", "app", "server", "options", "request_log", "client"]
