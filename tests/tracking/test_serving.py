@@ -259,7 +259,7 @@ def _spec(penguin):
     return read_model_info(os.path.join(penguin.push, v)).parse_specs["serving_default"]
 
 
-def test_mlflow_aliases_and_pyfunc_load(penguin, versions, tmp_path):
+def test_mlflow_aliases_and_pyfunc_load(penguin, versions, tmp_path, monkeypatch):
     import numpy as np
     from mlflow.tracking import MlflowClient
     v1, v2 = versions
@@ -274,16 +274,11 @@ def test_mlflow_aliases_and_pyfunc_load(penguin, versions, tmp_path):
     mv = client.get_model_version_by_alias(MODEL, "production")
     assert mv.tags["tfpipe.pushed_version"] == v2
     assert set(client.get_registered_model(MODEL).aliases) == {"production"}  # staging went with the promotion
-    import mlflow
     import mlflow.pyfunc
     from tensorflow.core.example import example_pb2
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    try:
-        model = mlflow.pyfunc.load_model(f"models:/{MODEL}@production")
-    finally:
-        mlflow.set_tracking_uri(None)
-        mlflow.set_registry_uri(None)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # how a user points MLflow at the store
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
+    model = mlflow.pyfunc.load_model(f"models:/{MODEL}@production")
     records = []
     for r in _rows()[:4]:
         ex = example_pb2.Example()
