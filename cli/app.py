@@ -44,8 +44,8 @@ def _usage_errors() -> tuple:
     from tfpipe.parameters import ParameterError
     from tfpipe.runner import RunIdInUse, SelectionError
     from tfpipe.tracking.inspect import NotFound
-    from tfpipe.tracking.registry import RegistryError
-    return UsageError, NotFound, SelectionError, RunIdInUse, ParameterError, RegistryError
+    from tfpipe.tracking.registry import RegistryUsageError
+    return UsageError, NotFound, SelectionError, RunIdInUse, ParameterError, RegistryUsageError
 
 
 def main(argv: list[str] | None = None) -> int:

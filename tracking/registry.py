@@ -34,7 +34,7 @@ from tfpipe.metadata import MetadataStore
 from . import inspect as insp
 from .results import load_evaluation
 
-__all__ = ["Registry", "RegistryError", "STAGES", "SERVING_LINK", "switch_serving", "format_models",
+__all__ = ["Registry", "RegistryError", "RegistryUsageError", "STAGES", "SERVING_LINK", "switch_serving", "format_models",
            "format_version", "current_user", "parse_model_alias", "check_alias"]
 
 STAGES = ("none", "staging", "production", "archived")
@@ -49,12 +49,17 @@ class RegistryError(ValueError):
     pass
 
 
+class RegistryUsageError(RegistryError):
+    """A version, model or alias the command names does not exist, or a choice is ambiguous
+    (several registered models, no --model): a usage error, exit 2."""
+
+
 def check_alias(alias: str) -> str:
     """An alias MLflow and TF Serving both accept: a letter, then letters, digits, ``_`` or
     ``-``; not ``latest`` nor ``v<number>`` (MLflow reserves them)."""
     if not isinstance(alias, str) or not _ALIAS.match(alias) or alias.lower() == "latest" or re.match(
             r"^[vV]\d+$", alias):
-        raise RegistryError(f"alias {alias!r}: expected a letter followed by letters, digits, '_' or '-' "
+        raise RegistryUsageError(f"alias {alias!r}: expected a letter followed by letters, digits, '_' or '-' "
                             f"(at most 63), not 'latest' or 'v<number>' (reserved by MLflow)")
     return alias
 
@@ -63,7 +68,7 @@ def parse_model_alias(text: str) -> tuple[str, str]:
     """``NAME@ALIAS`` -> (NAME, ALIAS)."""
     name, sep, alias = str(text).rpartition("@")
     if not sep or not name:
-        raise RegistryError(f"{text!r}: expected NAME@ALIAS, e.g. penguin@production")
+        raise RegistryUsageError(f"{text!r}: expected NAME@ALIAS, e.g. penguin@production")
     return name, check_alias(alias)
 
 
@@ -164,9 +169,9 @@ class Registry:
                     hit.append(held[alias])
         models = sorted({v["model"] for v in hit})
         if len(models) > 1:
-            raise RegistryError(f"version {version} exists for several models {models}; pass --model")
+            raise RegistryUsageError(f"version {version} exists for several models {models}; pass --model")
         if not hit:
-            raise RegistryError(f"no model version {version!r}" + (f" of {model!r}" if model else "")
+            raise RegistryUsageError(f"no model version {version!r}" + (f" of {model!r}" if model else "")
                                 + f"; versions: {[v['version'] for v in cands]} (see 'tfpipe models list')")
         return hit[-1]
 
@@ -174,7 +179,7 @@ class Registry:
         names = sorted({v["model"] for v in self._pushed()})
         if model:
             if model not in names:
-                raise RegistryError(f"no registered model {model!r}; models: {names}")
+                raise RegistryUsageError(f"no registered model {model!r}; models: {names}")
             return [model]
         return names
 
@@ -315,7 +320,7 @@ class Registry:
         self._models(model)
         held = self.aliases(model)
         if alias not in held:
-            raise RegistryError(f"{model} has no alias {alias!r}; aliases: {sorted(held) or 'none'}")
+            raise RegistryUsageError(f"{model} has no alias {alias!r}; aliases: {sorted(held) or 'none'}")
         if alias == "production":
             raise RegistryError(f"{model}@production cannot be deleted: production is a stack; use "
                                 f"'tfpipe models rollback' to return to the previous production version or set "
@@ -331,7 +336,7 @@ class Registry:
                 mlflow_uri: str | None = None) -> dict:
         """``--stage staging|production``: set that alias; ``archived``: drop the version's aliases."""
         if stage not in STAGES or stage == "none":
-            raise RegistryError(f"stage {stage!r}: expected one of staging, production, archived")
+            raise RegistryUsageError(f"stage {stage!r}: expected one of staging, production, archived")
         v = self._resolve(version, model)
         if stage in STAGE_ALIASES:
             return self.set_alias(v["model"], stage, v["version"], reason=reason, mlflow_uri=mlflow_uri,
@@ -353,7 +358,7 @@ class Registry:
             raise RegistryError(f"no pushed model versions in the metadata store ({self.store.where}); nothing "
                                 f"to roll back")
         if len(names) != 1:
-            raise RegistryError(f"several registered models {names}; pass --model")
+            raise RegistryUsageError(f"several registered models {names}; pass --model")
         name = names[0]
         _, stack = self._state(self.transitions(name))
         if not stack:

@@ -103,9 +103,9 @@ def test_models_config_follows_aliases_and_parses_with_tf_serving_protos(penguin
     p = tfpipe("models", "alias", "delete", f"{MODEL}@production", "--metadata", md)
     assert p.returncode == 1 and "production is a stack" in p.stderr
     p = tfpipe("models", "alias", "set", f"{MODEL}@latest", v1, "--metadata", md)
-    assert p.returncode == 1 and "reserved by MLflow" in p.stderr
+    assert p.returncode == 2 and "reserved by MLflow" in p.stderr
     p = tfpipe("models", "alias", "set", "no-at-sign", v1, "--metadata", md)
-    assert p.returncode == 1 and "expected NAME@ALIAS" in p.stderr
+    assert p.returncode == 2 and "expected NAME@ALIAS" in p.stderr
     assert len(Registry(MetadataStore(md)).transitions(MODEL)) == n
 
 
