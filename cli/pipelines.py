@@ -36,7 +36,36 @@ RUN_TARGETS = {"local": _local_runner, "beam": _beam_runner}
 COMPILE_TARGETS = {"airflow": _airflow_compiler, "kubeflow": _kubeflow_compiler}
 
 
+def _plan(ir: dict, args) -> list:
+    import os
+
+    from tfpipe.metadata import MetadataStore, describe_location, parse_location
+    from tfpipe.plan import NodePlan, plan_run
+    from tfpipe.runner import select_nodes
+    nodes = select_nodes(ir, args.from_node, args.to_node)
+    loc = parse_location(ir["pipeline"]["metadata"])
+    if "sqlite" in loc and not os.path.exists(loc["sqlite"]):  # nothing recorded yet: create nothing
+        return [NodePlan(n["id"], n["component"], "run",
+                         [f"it never ran before (no metadata store yet at {describe_location(loc)})"]) for n in nodes]
+    return plan_run(ir, MetadataStore(ir["pipeline"]["metadata"]), nodes, False if args.no_cache else None)
+
+
+def cmd_plan(args) -> int:
+    """Which nodes a run would take from the cache, and why the others would run; runs nothing."""
+    from tfpipe.metadata import describe_location
+    from tfpipe.plan import format_plan
+    ir = compile_file(args.pipeline)
+    plans = _plan(ir, args)
+    if args.json:
+        print(json.dumps([p.to_dict() for p in plans], indent=2))
+    else:
+        print(format_plan(plans, ir["pipeline"]["name"], describe_location(ir["pipeline"]["metadata"])))
+    return EXIT_OK
+
+
 def cmd_run(args) -> int:
+    if args.explain:
+        return cmd_plan(args)
     ir = compile_file(args.pipeline)
     runner = RUN_TARGETS[args.target]()(verbose=not args.quiet)
     res = runner.run(ir, run_id=args.run_id, from_node=args.from_node, to_node=args.to_node,
@@ -117,7 +146,19 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     r.add_argument("-q", "--quiet", action="store_true")
     r.add_argument("--mlflow-uri", help="export the run to this MLflow tracking URI "
                                         "(default: $TFPIPE_MLFLOW_TRACKING_URI, else none)")
+    r.add_argument("--explain", action="store_true",
+                   help="print which nodes would be taken from the cache and why the others would run; run nothing")
+    r.add_argument("--json", action="store_true", help="with --explain: the plan as JSON")
     r.set_defaults(fn=cmd_run)
+
+    pl = sub.add_parser("plan", help="the cache plan of a run (tfpipe run --explain): for each node, cached or "
+                                     "why it would run; runs nothing")
+    pl.add_argument("pipeline")
+    pl.add_argument("--from", dest="from_node", metavar="NODE")
+    pl.add_argument("--to", dest="to_node", metavar="NODE")
+    pl.add_argument("--no-cache", action="store_true")
+    pl.add_argument("--json", action="store_true")
+    pl.set_defaults(fn=cmd_plan)
 
     c = sub.add_parser("compile", help="compile a pipeline file to its IR (or an orchestrator's format)")
     c.add_argument("pipeline")

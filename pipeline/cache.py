@@ -13,20 +13,23 @@ import os
 
 from .artifacts import Artifact
 from .component import ComponentSpec
-from .fingerprint import module_fingerprint
+from .fingerprint import module_files
 from .metadata import MetadataStore
 from .state import State
 from .version import __version__
 
-__all__ = ["cache_key", "find_cached", "outputs_exist"]
+__all__ = ["cache_key", "cache_material", "material_key", "find_cached", "outputs_exist"]
 
 
-def cache_key(spec: ComponentSpec, node: dict, params: dict, inputs: dict[str, list[Artifact]]) -> str:
+def cache_material(spec: ComponentSpec, node: dict, params: dict, inputs: dict[str, list[Artifact]]) -> dict:
+    """What decides a node's outputs, as JSON data: recorded on every execution, so that a
+    plan can say which part changed (``tfpipe.plan``). Module files are listed file by
+    file (the module and each local module it imports, with fingerprints)."""
     mods = {}
     for k, ps in spec.parameters.items():
         if ps.is_module_file and params.get(k):
-            mods[k] = module_fingerprint(params[k])
-    material = {
+            mods[k] = module_files(params[k])
+    return json.loads(json.dumps({
         "component": spec.name,
         "code": spec.code_version(),
         "tfpipe": __version__,
@@ -34,8 +37,15 @@ def cache_key(spec: ComponentSpec, node: dict, params: dict, inputs: dict[str, l
         "inputs": {k: [a.fingerprint or a.uri for a in arts] for k, arts in sorted(inputs.items())},
         "modules": mods,
         "outputs": sorted(node["outputs"]),
-    }
+    }, sort_keys=True, default=str))
+
+
+def material_key(material: dict) -> str:
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def cache_key(spec: ComponentSpec, node: dict, params: dict, inputs: dict[str, list[Artifact]]) -> str:
+    return material_key(cache_material(spec, node, params, inputs))
 
 
 def outputs_exist(outs: dict[str, list[Artifact]]) -> bool:

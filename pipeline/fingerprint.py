@@ -6,7 +6,7 @@ import ast
 import hashlib
 import os
 
-__all__ = ["fingerprint_path", "fingerprint_files", "module_fingerprint", "ModuleFileError"]
+__all__ = ["fingerprint_path", "fingerprint_files", "module_fingerprint", "module_files", "ModuleFileError"]
 
 _CHUNK = 1 << 20
 
@@ -81,9 +81,7 @@ def _local_imports(path: str, search: list[str]) -> list[str]:
     return found
 
 
-def module_fingerprint(path: str) -> str:
-    """Fingerprint of a user module file and of every module it imports from its own
-    directory tree (recursively), so editing a helper next to the module misses the cache."""
+def _module_closure(path: str) -> list[str]:
     path = os.path.abspath(path)
     if not os.path.isfile(path):
         raise ModuleFileError(f"module file {path} does not exist")
@@ -95,4 +93,20 @@ def module_fingerprint(path: str) -> str:
             continue
         seen.add(p)
         todo.extend(_local_imports(p, search))
-    return fingerprint_files(sorted(seen), root=os.path.dirname(path))
+    return sorted(seen)
+
+
+def module_fingerprint(path: str) -> str:
+    """Fingerprint of a user module file and of every module it imports from its own
+    directory tree (recursively), so editing a helper next to the module misses the cache."""
+    return fingerprint_files(_module_closure(path), root=os.path.dirname(os.path.abspath(path)))
+
+
+def module_files(path: str) -> dict[str, str]:
+    """The same files, each with its own fingerprint, by path relative to the module's
+    folder; ``"__main__"`` names the module file itself. What a cache plan and a run
+    comparison show as "this helper module changed"."""
+    root = os.path.dirname(os.path.abspath(path))
+    out = {os.path.relpath(p, root): fingerprint_files([p]) for p in _module_closure(path)}
+    out["__main__"] = os.path.basename(path)
+    return out

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .artifacts import Artifact, artifact_class
-from .cache import cache_key, find_cached, outputs_exist
+from .cache import cache_material, find_cached, material_key, outputs_exist
 from .component import ComponentSpec
 from .fingerprint import fingerprint_path
 from .loader import load_component
@@ -215,7 +215,8 @@ class Job:
             self.params.update(self.spec.driver(dict(self.params)) or {})
         data_fp = self.params.get("input_fingerprint") or hashlib.sha256(json.dumps(
             {k: [a.fingerprint for a in v] for k, v in sorted(self.inputs.items())}).encode()).hexdigest()
-        self.props = {"cache_key": cache_key(self.spec, self.node, self.params, self.inputs),
+        material = cache_material(self.spec, self.node, self.params, self.inputs)
+        self.props = {"cache_key": material_key(material), "cache_material": json.dumps(material, sort_keys=True),
                       "parameters": json.dumps(self.params, sort_keys=True, default=str),
                       "data_fingerprint": data_fp}
 
