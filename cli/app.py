@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         from tfpipe.credentials import CredentialError
         from tfpipe.metadata import MetadataError
+
         from .common import PipelineFileError
         if isinstance(e, _usage_errors()):
             print(f"tfpipe: error: {e}", file=sys.stderr)

@@ -23,9 +23,10 @@ class PipelineFileError(Exception):
 def _ours(filename: str) -> bool:
     """A frame of tfpipe, the standard library or an installed package (not the user's)."""
     import sysconfig
+
     import tfpipe
     here = os.path.dirname(os.path.dirname(os.path.abspath(tfpipe.__file__)))  # the folders of tfpipe's layers
-    ours = [os.path.join(here, d) for d in ("pipeline", "components", "orchestrators", "tracking", "cli")]
+    ours = [os.path.join(here, d) for d in ("pipeline", "components", "orchestrators", "tracking", "cli", "serving")]
     ours += [os.path.dirname(os.path.abspath(tfpipe.__file__))]
     ours += [sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")]
     f = os.path.abspath(filename)

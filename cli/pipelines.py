@@ -63,11 +63,27 @@ def cmd_plan(args) -> int:
     return EXIT_OK
 
 
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, found {text!r}")
+    return n
+
+
 def cmd_run(args) -> int:
     if args.explain:
         return cmd_plan(args)
+    if args.parallel is None:
+        from tfpipe.orchestrators.local.runner import default_parallel
+        args.parallel = default_parallel()
     ir = compile_file(args.pipeline)
-    runner = RUN_TARGETS[args.target]()(verbose=not args.quiet)
+    if args.target == "local":
+        runner = RUN_TARGETS[args.target]()(verbose=not args.quiet, parallel=args.parallel)
+    else:
+        runner = RUN_TARGETS[args.target]()(verbose=not args.quiet)
     res = runner.run(ir, run_id=args.run_id, from_node=args.from_node, to_node=args.to_node,
                      enable_cache=False if args.no_cache else None)
     from tfpipe.tracking.mlflow_export import (
@@ -144,6 +160,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--to", dest="to_node", metavar="NODE", help="run up to and including this node")
     r.add_argument("--no-cache", action="store_true", help="re-execute every node")
     r.add_argument("-q", "--quiet", action="store_true")
+    r.add_argument("--parallel", type=_positive, default=None, metavar="N",
+                   help="run up to N ready nodes at once, in processes forked from the warm task host "
+                        "(default: the machine's cores, at most 4; 1 runs every node in this process)")
     r.add_argument("--mlflow-uri", help="export the run to this MLflow tracking URI "
                                         "(default: $TFPIPE_MLFLOW_TRACKING_URI, else none)")
     r.add_argument("--explain", action="store_true",

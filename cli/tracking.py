@@ -145,8 +145,8 @@ def cmd_models_sync(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from tfpipe.serving.request_log import LogError
     from tfpipe.serving.options import server_kwargs
+    from tfpipe.serving.request_log import LogError
     from tfpipe.serving.server import ServeError
     from tfpipe.tracking.serve import run_serve
     try:

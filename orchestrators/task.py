@@ -79,6 +79,7 @@ def main(argv=None) -> int:
     ap.add_argument("--orchestrator", default="task")
     ap.add_argument("--params", default="", help="pipeline parameters as a JSON object")
     ap.add_argument("--no-cache", action="store_true")
+    ap.add_argument("-q", "--quiet", action="store_true", help="no progress lines (errors still)")
     a = ap.parse_args(argv)
     from . import taskhost
     if taskhost.enabled():  # run in a forked child of the warm task host (see taskhost.py)
@@ -86,7 +87,8 @@ def main(argv=None) -> int:
         if rc is not None:
             return rc
     from tfpipe.compiler import check_ir, load_ir
-    from tfpipe.runtime import interrupt_on_signals
+    from tfpipe.runtime import interrupt_on_signals, quiet_libraries
+    quiet_libraries()
     interrupt_on_signals()  # an orchestrator's timeout or kill (SIGTERM) ends the node FAILED, recorded
     ir = load_ir(a.ir) if a.ir else check_ir(json.loads(a.ir_json), "--ir-json")
     params = json.loads(a.params) if a.params.strip() else {}
@@ -95,11 +97,16 @@ def main(argv=None) -> int:
         return 2
     run_id = params.pop("tfpipe_run_id", None) or a.run  # a run id chosen by whoever started the run
     try:
-        r = run_task(ir, a.node, run_id, a.orchestrator, params, enable_cache=False if a.no_cache else None)
+        r = run_task(ir, a.node, run_id, a.orchestrator, params, enable_cache=False if a.no_cache else None,
+                     verbose=not a.quiet)
     except (NodeFailed, ParameterError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"{a.node}: {r.state} in {r.duration_s:.2f}s (execution {r.execution_id})", file=sys.stderr)
+    except KeyboardInterrupt as e:  # SIGTERM/SIGINT: the node is recorded FAILED ("interrupted")
+        print(f"{a.node}: {str(e) or 'interrupted'}", file=sys.stderr, flush=True)
+        return getattr(e, "exit_code", 130)
+    if not a.quiet and a.orchestrator != "local":  # the local runner prints its own progress line
+        print(f"{a.node}: {r.state} in {r.duration_s:.2f}s (execution {r.execution_id})", file=sys.stderr)
     return 0
 
 

@@ -155,16 +155,20 @@ def _send(s: socket.socket, body: bytes, fds: list[int]) -> None:
     s.sendall(body)
 
 
-def run_via_host(argv: list[str], module: str = "tfpipe.orchestrators.task") -> int | None:
+def run_via_host(argv: list[str], module: str = "tfpipe.orchestrators.task", on_connect=None,
+                 quiet_start: bool = False) -> int | None:
     """Run ``python -m <module> <argv>`` in a forked child of the task host, with this
     process's streams, environment and working directory; its exit code, or None when no
-    host could be reached (the caller then runs the task itself)."""
+    host could be reached (the caller then runs the task itself). ``on_connect(socket)``
+    receives the connection to the host: shutting it down ends the task (the host kills
+    the child's process group, as when the caller dies)."""
     try:
         path = socket_path()
         s = _connect(path)
         if s is None:
-            print("task host: starting one (imports TensorFlow and friends once for every task)",
-                  file=sys.stderr, flush=True)
+            if not quiet_start:
+                print("task host: starting one (imports TensorFlow and friends once for every task)",
+                      file=sys.stderr, flush=True)
             s = _wait_for_host(path, _start_host(path))
         if s is None:
             print(f"task host: none could be started (see {path}.log); running the task here",
@@ -179,6 +183,8 @@ def run_via_host(argv: list[str], module: str = "tfpipe.orchestrators.task") -> 
                        "cwd": os.getcwd()}).encode()
     sys.stdout.flush()
     sys.stderr.flush()
+    if on_connect is not None:
+        on_connect(s)
     with s:
         try:
             _send(s, body, [0, 1, 2])

@@ -77,11 +77,20 @@ def quiet_libraries() -> None:
     import os
     if os.environ.get("TFPIPE_DEBUG"):
         return
+    import logging
     import warnings
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message=".*is deprecated.*")
+    warnings.filterwarnings("ignore", message=".*shuffle=True. was passed.*")  # Keras on a tf.data input
+    for name in ("tensorflow", "absl"):  # TF's and TFMA's Python-side notices (errors still show)
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:  # absl keeps its own verbosity (TFT's and TFMA's notices go through it)
+        from absl import logging as absl_logging
+        absl_logging.set_verbosity(absl_logging.ERROR)
+    except ImportError:
+        pass
 
 
 class Interrupted(KeyboardInterrupt):

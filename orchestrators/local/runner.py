@@ -1,22 +1,55 @@
-"""The local runner: a short loop over the selected nodes of the IR, in topological order,
-in this process, each through the launcher."""
+"""The local runner: the selected nodes of the IR, each through the launcher.
+
+``parallel=1``: a short loop in topological order, in this process. ``parallel=N``: every
+node whose upstream nodes have succeeded starts at once, up to N at a time, each in a
+process forked from the warm task host (``orchestrators/taskhost.py``: one process per
+machine that imported TensorFlow, TFDV, TFT, TFMA and Beam once; it outlives the command,
+so the next run does not pay those imports again). A node that fails stops new nodes from
+starting; the running ones finish and record their outcome. An interrupt ends the running
+nodes FAILED ("interrupted") before the run is recorded FAILED.
+"""
 from __future__ import annotations
 
-from tfpipe.launcher import NodeFailed, run_node
-from tfpipe.runner import Runner, RunRecord, RunResult
-from tfpipe.state import State
+import json
+import os
+import queue
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
 
-__all__ = ["LocalRunner"]
+from tfpipe.launcher import NodeFailed, NodeResult, run_node
+from tfpipe.runner import Runner, RunRecord, RunResult
+from tfpipe.state import SUCCEEDED, State
+
+from .. import taskhost
+
+__all__ = ["LocalRunner", "default_parallel"]
+
+
+def default_parallel() -> int:
+    """Nodes at once by default: the machine's cores, at most 4."""
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 class LocalRunner(Runner):
-    """Runs every selected node through the launcher, one after another; stops at the
-    first failure (downstream nodes are not run)."""
+    """Runs every selected node through the launcher; stops at the first failure
+    (downstream nodes are not run)."""
 
     orchestrator = "local"
 
+    def __init__(self, out=None, verbose: bool = True, parallel: int = 1):
+        super().__init__(out, verbose)
+        if parallel < 1:
+            raise ValueError(f"parallel={parallel}: expected 1 or more nodes at once")
+        self.parallel = parallel
+
     def _run(self, ir: dict, run_id: str, nodes: list[dict], record: RunRecord,
              enable_cache: bool | None) -> RunResult:
+        if self.parallel > 1 and len(nodes) > 1:
+            return self._run_parallel(ir, run_id, nodes, record, enable_cache)
         self.say(f"run {run_id} of pipeline {ir['pipeline']['name']}: {len(nodes)} node(s)")
         result = RunResult(run_id, State.COMPLETE)
         for i, n in enumerate(nodes, 1):
@@ -32,3 +65,117 @@ class LocalRunner(Runner):
             tag = "cached" if r.state == State.CACHED else "done"
             self.say(f"[{i}/{len(nodes)}] {n['id']} {tag} in {r.duration_s:.2f}s")
         return result
+
+    # -- parallel ---------------------------------------------------------------------------
+    def _run_parallel(self, ir: dict, run_id: str, nodes: list[dict], record: RunRecord,
+                      enable_cache: bool | None) -> RunResult:
+        self.say(f"run {run_id} of pipeline {ir['pipeline']['name']}: {len(nodes)} node(s), "
+                 f"up to {self.parallel} at once")
+        fd, ir_path = tempfile.mkstemp(prefix="tfpipe-ir-", suffix=".json")
+        with os.fdopen(fd, "w") as f:
+            json.dump(ir, f)
+        base = ["--ir", ir_path, "--run", run_id, "--orchestrator", self.orchestrator,
+                *(["--no-cache"] if enable_cache is False else []), *([] if self.verbose else ["--quiet"])]
+        order = {n["id"]: i for i, n in enumerate(nodes, 1)}
+        selected = set(order)
+        waiting = {n["id"]: {u for u in n["upstream"] if u in selected} for n in nodes}
+        component = {n["id"]: n["component"] for n in nodes}
+        done: dict[str, NodeResult] = {}
+        running: dict[str, list] = {}  # node id -> [socket or process] to end it on an interrupt
+        finished: queue.Queue = queue.Queue()
+        result = RunResult(run_id, State.COMPLETE)
+        tag = f"/{len(nodes)}]"
+        try:
+            while waiting or running:
+                if result.error is None and running:  # what has finished meanwhile decides first
+                    while True:
+                        try:
+                            self._collect(*finished.get_nowait(), record, running, done, result, order, tag)
+                        except queue.Empty:
+                            break
+                if result.error is None:
+                    for nid in [n for n, ups in waiting.items() if ups <= set(done)]:
+                        if len(running) >= self.parallel:
+                            break
+                        del waiting[nid]
+                        running[nid] = []
+                        self.say(f"[{order[nid]}{tag} {nid} ({component[nid]}) running")
+                        threading.Thread(target=self._task, args=(nid, base, running[nid], finished),
+                                         daemon=True).start()
+                if not running:
+                    break  # a failure left the rest waiting: they will not start
+                self._collect(*finished.get(), record, running, done, result, order, tag)
+        except BaseException:
+            self._end_running(record, running, finished)
+            raise
+        finally:
+            os.unlink(ir_path)
+        result.nodes.sort(key=lambda r: order[r.node_id])
+        return result
+
+    def _collect(self, nid: str, rc: int, record: RunRecord, running: dict, done: dict, result: RunResult,
+                 order: dict, tag: str) -> None:
+        """A node's task has ended: its outcome, as recorded, joins the result."""
+        del running[nid]
+        r = self._outcome(record, nid, rc)
+        if isinstance(r, NodeFailed):
+            self.say(f"[{order[nid]}{tag} {nid} FAILED: {r.message}")
+            if result.error is None:
+                result.status, result.error = State.FAILED, r
+            return
+        done[nid] = r
+        result.nodes.append(r)
+        self.say(f"[{order[nid]}{tag} {nid} {'cached' if r.state == State.CACHED else 'done'} in {r.duration_s:.2f}s")
+
+    def _task(self, nid: str, base: list[str], handles: list, finished: queue.Queue) -> None:
+        """One node in a child of the warm task host (or, without a host, a process of its own)."""
+        argv = ["--node", nid, *base]
+        try:
+            rc = taskhost.run_via_host(argv, on_connect=handles.append, quiet_start=not self.verbose)
+            if rc is None:
+                p = subprocess.Popen([sys.executable, "-m", "tfpipe.orchestrators.task", *argv])
+                handles.append(p)
+                rc = p.wait()
+        except Exception as e:  # the host connection broke: the node's record says what it did
+            print(f"[{nid}] task host: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+            rc = 1
+        finished.put((nid, rc))
+
+    def _outcome(self, record: RunRecord, nid: str, rc: int) -> NodeResult | NodeFailed:
+        """The node's newest execution in this run, as the child recorded it."""
+        store = record.store
+        ctx = record.context(create=False)
+        mine = [e for e in store.executions_by_context(ctx) if store.props(e).get("node_id") == nid]
+        if not mine:
+            return NodeFailed(nid, f"its task exited {rc} without recording an execution")
+        e = max(mine, key=lambda e: e.id)
+        props, state = store.props(e), store.state_name(e)
+        if state in SUCCEEDED and rc == 0:
+            _, outs = store.io_of(e.id)
+            return NodeResult(nid, e.id, state, float(props.get("duration_s") or 0.0), outs, props.get("cached_from"))
+        return NodeFailed(nid, props.get("error") or f"execution {e.id} is {state} (task exit {rc})", e.id)
+
+    def _end_running(self, record: RunRecord, running: dict, finished: queue.Queue) -> None:
+        """An interrupt: end every running node's task (its process records FAILED,
+        'interrupted') and wait until they have gone, so the record is complete."""
+        for handles in running.values():
+            for h in handles:
+                try:
+                    if isinstance(h, socket.socket):
+                        h.shutdown(socket.SHUT_RDWR)
+                    else:
+                        h.terminate()
+                except OSError:
+                    pass
+        deadline = time.monotonic() + 20
+        while running and time.monotonic() < deadline:
+            try:
+                nid, _ = finished.get(timeout=0.5)
+                running.pop(nid, None)
+            except queue.Empty:
+                pass
+        # the host ends a child with SIGTERM and waits for it: give the records a moment
+        ctx = record.context(create=False)
+        while time.monotonic() < deadline and any(
+                record.store.state_name(e) == State.RUNNING for e in record.store.executions_by_context(ctx)):
+            time.sleep(0.2)

@@ -47,9 +47,11 @@ def crash(tmp_path_factory):
     return d, str(path)
 
 
-def _start(pipeline: str, run_id: str):
+def _start(pipeline: str, run_id: str, parallel: int = 1):
+    """``tfpipe run``; parallel=1 runs the nodes in that process, so a SIGKILL kills them too."""
     env = dict(os.environ, PYTHONPATH=REPO)
-    return subprocess.Popen([sys.executable, "-m", "tfpipe.cli", "run", pipeline, "--run-id", run_id],
+    return subprocess.Popen([sys.executable, "-m", "tfpipe.cli", "run", pipeline, "--run-id", run_id,
+                             "--parallel", str(parallel)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             start_new_session=True)
 
@@ -145,6 +147,34 @@ def test_sigint_ends_the_run_failed_with_exit_130(killed_in_beam, crash):
     assert insp.show_run(MetadataStore(str(d / "m.sqlite")), "k-int")["status"] == "FAILED"
 
 
+def test_parallel_runs_killed_or_terminated_end_their_nodes_failed(killed_in_beam, crash):
+    """With nodes in processes forked from the warm task host: a SIGKILL of `tfpipe run`
+    makes the host end the node (it records FAILED, interrupted) and the next command
+    recovers the run; a SIGTERM ends the node and the run FAILED in one line, exit 143."""
+    d, path = crash
+    p = _start(path, "kp-kill", parallel=2)
+    _signal_during(p, "Trainer", signal.SIGKILL, 3.0)
+    assert p.returncode == -signal.SIGKILL
+    store = MetadataStore(str(d / "m.sqlite"))
+    from tfpipe.tracking import inspect as insp
+    deadline = time.monotonic() + 30  # the host ends the node's process once its caller is gone
+    while time.monotonic() < deadline and _execs(store, "kp-kill")["Trainer"]["state"] == "RUNNING":
+        time.sleep(0.5)
+    trainer = _execs(store, "kp-kill")["Trainer"]
+    assert trainer["state"] == "FAILED" and trainer["error"] == "interrupted by SIGTERM"
+    r = tfpipe("runs", "show", "kp-kill", "--json", "--metadata", str(d / "m.sqlite"), check=0)
+    assert "run kp-kill marked FAILED (killed)" in r.stderr
+    assert _leftovers(d / "root") == []
+    p = _start(path, "kp-term", parallel=2)
+    err = _signal_during(p, "Trainer", signal.SIGTERM, 3.0)
+    assert p.returncode == 143, err[-3000:]
+    assert err.strip().splitlines()[-1] == "tfpipe: interrupted by SIGTERM; run kp-term marked FAILED, its staging removed"
+    assert "Traceback" not in err
+    info = insp.show_run(store, "kp-term")
+    assert info["status"] == "FAILED" and {e["node_id"]: e["state"] for e in info["executions"]}["Trainer"] == "FAILED"
+    assert _leftovers(d / "root") == []
+
+
 def test_sigkill_in_the_trainer_then_the_next_run_completes_from_cache(killed_in_beam, crash):
     d, path = crash
     p = _start(path, "k-train")
@@ -153,7 +183,7 @@ def test_sigkill_in_the_trainer_then_the_next_run_completes_from_cache(killed_in
     p = tfpipe("runs", "show", "k-train", "--json", "--metadata", str(d / "m.sqlite"), check=0)
     assert "run k-train marked FAILED (killed)" in p.stderr
     assert json.loads(p.stdout)["status"] == "FAILED"
-    p = tfpipe("run", path, "--run-id", "k-done", check=0)
+    p = tfpipe("run", path, "--run-id", "k-done", "--parallel", "1", check=0)
     store = MetadataStore(str(d / "m.sqlite"))
     ex = _execs(store, "k-done")
     assert {n: e["state"] for n, e in ex.items()} == {"ExampleGen": "CACHED", "StatisticsGen": "CACHED",
