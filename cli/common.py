@@ -6,7 +6,7 @@ import argparse
 import os
 
 __all__ = ["EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "UsageError", "load_pipeline", "compile_file",
-           "metadata_location", "open_store", "add_metadata_args"]
+           "pipeline_function", "metadata_location", "open_store", "add_metadata_args"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -15,23 +15,28 @@ class UsageError(Exception):
     """A command was called wrongly (exit 2): what was expected, what was found."""
 
 
-def load_pipeline(path: str):
-    """Import a pipeline file and call its ``create_pipeline()``."""
+def pipeline_function(path: str):
+    """A pipeline file's ``create_pipeline`` function (the file imported once)."""
     from tfpipe.loader import load_module_from_file
     if not os.path.isfile(path):
         raise UsageError(f"pipeline file {path} does not exist")
     mod = load_module_from_file(path)
     if not hasattr(mod, "create_pipeline"):
         raise UsageError(f"pipeline file {path} defines no create_pipeline() function")
-    p = mod.create_pipeline()
+    return mod.create_pipeline
+
+
+def load_pipeline(path: str, keywords: dict | None = None):
+    """Import a pipeline file and call its ``create_pipeline(**keywords)``."""
+    p = pipeline_function(path)(**(keywords or {}))
     p.source = os.path.abspath(path)
     return p
 
 
-def compile_file(path: str) -> dict:
+def compile_file(path: str, keywords: dict | None = None) -> dict:
     """The IR of a pipeline file, with the file it came from."""
     from tfpipe.compiler import compile_pipeline
-    p = load_pipeline(path)
+    p = load_pipeline(path, keywords)
     ir = compile_pipeline(p)
     ir["pipeline"]["source"] = p.source
     return ir

@@ -16,6 +16,7 @@ COMPLETE.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import sys
 import time
 import uuid
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 
 from .launcher import NodeFailed, NodeResult
 from .metadata import MetadataStore
-from .parameters import apply_parameters
+from .parameters import apply_parameters, recorded_parameters
 from .provenance import git_info
 from .state import SUCCEEDED, State
 
@@ -92,9 +93,14 @@ class RunRecord:
         if "status" in self.store.props(ctx):
             return
         ids = nodes or [n["id"] for n in self.ir["nodes"]]
+        pl = self.ir["pipeline"]
+        extra = {"params": json.dumps(recorded_parameters(self.ir), sort_keys=True)}
+        if pl.get("sweep"):  # one run of a sweep: {"id", "index", "of", "role"}
+            extra["sweep"] = pl["sweep"]["id"]
+            extra["sweep_info"] = json.dumps(pl["sweep"], sort_keys=True)
         self.store.update_context(ctx, {"status": State.RUNNING.value, "started_at": time.time(),
                                         "orchestrator": orchestrator, "nodes": ",".join(ids),
-                                        **git_info(self.ir["pipeline"].get("source") or ".")})
+                                        **git_info(pl.get("source") or "."), **extra})
 
     def _end(self, status: State, error: str | None = None) -> None:
         ctx = self.context()

@@ -58,6 +58,9 @@ def show_run(store: MetadataStore, run: str) -> dict:
     return {"run_id": p.get("run_id"), "pipeline": p.get("pipeline"), "status": p.get("status"),
             "started_at": p.get("started_at"), "duration_s": p.get("duration_s"),
             "git_commit": p.get("git_commit"), "git_dirty": p.get("git_dirty"), "error": p.get("error"),
+            "params": json.loads(p["params"]) if p.get("params") else {}, "sweep": p.get("sweep"),
+            "sweep_info": json.loads(p["sweep_info"]) if p.get("sweep_info") else None,
+            "environment_hash": p.get("environment_hash"),
             "executions": [_exec_row(store, e) for e in execs]}
 
 
@@ -113,6 +116,13 @@ def format_run(info: dict) -> str:
         outs = ", ".join(f"{k}=#{v[0]['id']}" for k, v in e["outputs"].items() if v)
         rows.append([e["node_id"], e["component"], e["state"], f"{e['duration_s'] or 0:.2f}s",
                      f"#{e['cached_from']}" if e["cached_from"] else "", outs])
+    if info.get("params"):
+        head += "\nparameters: " + " ".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}"
+                                            for k, v in info["params"].items())
+    if info.get("sweep"):
+        si = info.get("sweep_info") or {}
+        head += f"\nsweep: {info['sweep']}" + (f" (combination {si['index']} of {si['of']})" if si.get("index")
+                                               else " (the nodes shared by every combination)")
     text = head + "\n" + _table(rows, ["NODE", "COMPONENT", "STATE", "TIME", "CACHED FROM", "OUTPUTS"])
     errs = [f"  {e['node_id']}: {e['error']}" for e in info["executions"] if e["error"]]
     return text + ("\nerrors:\n" + "\n".join(errs) if errs else "")
