@@ -6,7 +6,8 @@ import ast
 import hashlib
 import os
 
-__all__ = ["fingerprint_path", "fingerprint_files", "module_fingerprint", "ModuleFileError"]
+__all__ = ["fingerprint_path", "fingerprint_files", "module_fingerprint", "module_files", "file_sha256",
+           "ModuleFileError"]
 
 _CHUNK = 1 << 20
 
@@ -81,9 +82,9 @@ def _local_imports(path: str, search: list[str]) -> list[str]:
     return found
 
 
-def module_fingerprint(path: str) -> str:
-    """Fingerprint of a user module file and of every module it imports from its own
-    directory tree (recursively), so editing a helper next to the module misses the cache."""
+def module_files(path: str) -> list[str]:
+    """A user module file and every module it imports from its own directory tree
+    (recursively), as sorted absolute paths."""
     path = os.path.abspath(path)
     if not os.path.isfile(path):
         raise ModuleFileError(f"module file {path} does not exist")
@@ -95,4 +96,17 @@ def module_fingerprint(path: str) -> str:
             continue
         seen.add(p)
         todo.extend(_local_imports(p, search))
-    return fingerprint_files(sorted(seen), root=os.path.dirname(path))
+    return sorted(seen)
+
+
+def module_fingerprint(path: str) -> str:
+    """Fingerprint of a user module file and of every module it imports from its own
+    directory tree (recursively), so editing a helper next to the module misses the cache."""
+    return fingerprint_files(module_files(path), root=os.path.dirname(os.path.abspath(path)))
+
+
+def file_sha256(path: str) -> str:
+    """sha256 of a file's bytes (what ``git hash-object`` is not: plain content)."""
+    h = hashlib.sha256()
+    _hash_file(h, path)
+    return h.hexdigest()

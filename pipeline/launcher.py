@@ -26,10 +26,10 @@ from typing import Any
 from .artifacts import Artifact, artifact_class
 from .cache import cache_key, find_cached, outputs_exist
 from .component import ComponentSpec
-from .fingerprint import fingerprint_path
+from .fingerprint import ModuleFileError, file_sha256, fingerprint_path, module_files
 from .loader import load_component
 from .metadata import MetadataStore
-from .provenance import environment, git_info
+from .provenance import environment, environment_record, git_info
 from .runtime import ExecutionContext
 from .state import SUCCEEDED, State
 
@@ -168,11 +168,32 @@ class Job:
         optional = frozenset(k for k, s in self.spec.inputs.items() if s.optional)
         self.inputs = resolve_inputs(self.store, self.ir, self.node, self.contexts[1], optional)
 
+    def code_files(self) -> dict[str, str]:
+        """The user code this execution runs, file by file (``{absolute path: sha256}``):
+        each module file with the local modules it imports, and the file of a component
+        defined in the user's pipeline file. A missing module file is left to the cache
+        key, which fails the node naming it."""
+        paths = []
+        for k, ps in self.spec.parameters.items():
+            if ps.is_module_file and self.params.get(k):
+                try:
+                    paths += module_files(str(self.params[k]))
+                except ModuleFileError:
+                    pass
+        if self.node["executor"].get("file"):
+            try:
+                paths += module_files(self.node["executor"]["file"])
+            except ModuleFileError:
+                pass
+        return {p: file_sha256(p) for p in sorted(set(paths))}
+
     def record_start(self) -> None:
         pl = self.pipeline
         props = {"node_id": self.node_id, "run_id": self.run_id, "pipeline": pl["name"],
                  "started_at": time.time(), "code_version": self.spec.code_version(),
-                 **environment(), **git_info(pl.get("source") or os.getcwd())}
+                 "code_files": json.dumps(self.code_files(), sort_keys=True),
+                 **environment(), **git_info(pl.get("source") or os.getcwd()),
+                 **environment_record(self.store, pl["root"])}
         self.execution = self.store.new_execution(self.spec.name, props, self.contexts, self.inputs)
 
     def resolve(self) -> NodeResult:

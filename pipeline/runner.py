@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from .launcher import NodeFailed, NodeResult
 from .metadata import MetadataStore
 from .parameters import apply_parameters, recorded_parameters
-from .provenance import git_info
+from .provenance import environment_record, git_info
 from .state import SUCCEEDED, State
 
 __all__ = ["Runner", "RunResult", "RunRecord", "SelectionError", "select_nodes", "new_run_id"]
@@ -100,7 +100,8 @@ class RunRecord:
             extra["sweep_info"] = json.dumps(pl["sweep"], sort_keys=True)
         self.store.update_context(ctx, {"status": State.RUNNING.value, "started_at": time.time(),
                                         "orchestrator": orchestrator, "nodes": ",".join(ids),
-                                        **git_info(pl.get("source") or "."), **extra})
+                                        **git_info(pl.get("source") or "."), **extra,
+                                        **environment_record(self.store, pl["root"])})
 
     def _end(self, status: State, error: str | None = None) -> None:
         ctx = self.context()
