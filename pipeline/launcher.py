@@ -201,8 +201,11 @@ class Job:
         existing artifacts it picked (nothing is created or copied)."""
         from .resolver import ResolverError, ResolverQuery
         node, spec = self.node, self.spec
-        got = spec.resolver(ResolverQuery(self.store, self.pipeline["name"], self.run_id), self.pipeline["name"],
-                            dict(self.params), {k: list(v) for k, v in self.inputs.items()}) or {}
+        if node.get("pinned") is not None:  # a re-run of a recorded run: what the resolver picked then
+            got = {k: [self._pinned(d) for d in descs] for k, descs in node["pinned"].items()}
+        else:
+            got = spec.resolver(ResolverQuery(self.store, self.pipeline["name"], self.run_id), self.pipeline["name"],
+                                dict(self.params), {k: list(v) for k, v in self.inputs.items()}) or {}
         outs: dict[str, list[Artifact]] = {}
         for key, arts in got.items():
             if key not in node["outputs"]:
@@ -226,6 +229,20 @@ class Job:
             "resolved": json.dumps({k: [a.id for a in v] for k, v in outs.items()}), "duration_s": dur},
             self.contexts, outs)
         return NodeResult(self.node_id, self.execution.id, State.COMPLETE, dur, outs)
+
+    def _pinned(self, d: dict) -> Artifact:
+        """An artifact of another store (``{"type", "uri", "fingerprint", "properties"}``),
+        recorded in this one LIVE at its own URI (read, never copied or written)."""
+        cls = artifact_class(d["type"])
+        for p in self.store._retry(lambda: self.store.store.get_artifacts_by_uri(d["uri"])):
+            a = self.store.from_proto(p)
+            if isinstance(a, cls) and a.state == "LIVE":
+                return a
+        a = cls(uri=d["uri"], state="LIVE", properties={k: v for k, v in (d.get("properties") or {}).items()
+                                                        if k in cls.property_types()})
+        a.fingerprint = d.get("fingerprint")
+        self.store.put_artifacts([a])
+        return a
 
     def run_driver(self) -> None:
         """The component's driver (e.g. ExampleGen picking a span and fingerprinting its

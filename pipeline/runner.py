@@ -94,7 +94,7 @@ class RunRecord:
             return
         ids = nodes or [n["id"] for n in self.ir["nodes"]]
         pl = self.ir["pipeline"]
-        extra = {"params": json.dumps(recorded_parameters(self.ir), sort_keys=True)}
+        extra = {"params": json.dumps(recorded_parameters(self.ir))}  # in the order given
         if pl.get("sweep"):  # one run of a sweep: {"id", "index", "of", "role"}
             extra["sweep"] = pl["sweep"]["id"]
             extra["sweep_info"] = json.dumps(pl["sweep"], sort_keys=True)
