@@ -219,16 +219,13 @@ _MISSING = object()
 
 def _split_values(type_name: str | None, text: str) -> list[str]:
     """The alternatives of a sweep axis: ``0.001,0.01`` -> two values. A list or dict value
-    is one JSON value (never split); a str value in JSON quotes (``'"a,b"'``) is one value
-    holding a comma."""
+    is one JSON value (never split); a str value in double quotes (``a,"b,c"``, as in CSV)
+    is one value holding a comma."""
     if type_name in ("list", "dict"):
         return [text]
-    if type_name in (None, "str") and len(text) >= 2 and text[0] == text[-1] == '"':
-        import json
-        try:
-            return [json.loads(text)]
-        except json.JSONDecodeError:
-            pass
+    if type_name in (None, "str") and '"' in text:  # CSV quoting: a,"b,c" -> a | b,c
+        import csv
+        return next(csv.reader([text]))
     return text.split(",") if "," in text else [text]
 
 
@@ -266,9 +263,6 @@ def parse_assignments(pairs: list[str], keywords: dict[str, tuple[str | None, ob
             raise ParameterError(f"-P {name}: given twice; give a sweep as one comma list ({name}=A,B)")
         values = []
         for t in _split_values(type_name, text):
-            if not isinstance(t, str):  # a JSON-quoted str
-                values.append(t)
-                continue
             try:
                 values.append(parse_text(type_name, t))
             except ValueError as e:
