@@ -9,19 +9,18 @@ from __future__ import annotations
 import datetime as _dt
 import html
 import json
-import os
 import string
 
 from tfpipe.metadata import MetadataStore
 
 from .codefiles import display_paths
+from .report import TEMPLATE, _table, write_page
 from .report_svg import lines_svg, scatter_svg
 from .results import OVERALL
 from .runs import compare_runs, ordered_metrics, run_details
 
 __all__ = ["render_compare", "write_compare", "varied_parameters"]
 
-TEMPLATE = os.path.join(os.path.dirname(__file__), "templates", "report.html")
 e = html.escape
 
 
@@ -40,12 +39,6 @@ def varied_parameters(cmp: dict) -> dict[str, list]:
     if not out:
         out = {f"{r['node']}.{r['parameter']}": r["values"] for r in cmp["parameters"] if r["differs"]}
     return out
-
-
-def _table(header: list[str], rows: list[list[str]], cls: str = "") -> str:
-    h = "".join(f"<th>{c}</th>" for c in header)
-    body = "".join("<tr>" + "".join(c if c.startswith("<td") else f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
-    return f'<table class="{cls}"><thead><tr>{h}</tr></thead><tbody>{body}</tbody></table>'
 
 
 def render_compare(store: MetadataStore, runs: list[str], title: str | None = None, max_metrics: int = 4) -> str:
@@ -141,11 +134,4 @@ def render_compare(store: MetadataStore, runs: list[str], title: str | None = No
 
 
 def write_compare(store: MetadataStore, runs: list[str], output: str) -> str:
-    text = render_compare(store, runs)
-    out = os.path.abspath(output)
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    tmp = out + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, out)
-    return out
+    return write_page(render_compare(store, runs), output)

@@ -210,6 +210,22 @@ def bars_svg(bars: list[tuple[str, float]], title: str = "", width: int = 300, h
     return "".join(out)
 
 
+def _plot_frame(kind: str, title: str, legend: str, width: int, height: float, left: float, top: float,
+                w: float, h: float, lo: float, hi: float) -> list[str]:
+    """The opening of a chart: the svg element, title, legend, plot area and y grid."""
+    out = [f'<svg class="chart {kind}" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'viewBox="0 0 {width} {height}" role="img" aria-label="{e(title)}">',
+           f'<text x="{left}" y="14" font-size="12" font-weight="bold">{e(title)}</text>', legend,
+           f'<rect x="{left}" y="{top}" width="{w}" height="{h}" fill="#fafafa" stroke="#ccc"/>']
+    for k in range(5):
+        v = lo + (hi - lo) * k / 4
+        y = top + h - h * (v - lo) / (hi - lo)
+        out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + w}" y2="{y:.1f}" stroke="#e5e5e5"/>'
+                   f'<text x="{left - 4}" y="{y + 3:.1f}" font-size="9" text-anchor="end" fill="#555">'
+                   f'{_fmt(v)}</text>')
+    return out
+
+
 def lines_svg(series: dict[str, list[float]], title: str = "", width: int = 420, height: int = 220,
               xlabel: str = "epoch") -> str:
     """A line chart of one or more series over steps (0, 1, 2, ...)."""
@@ -232,16 +248,7 @@ def lines_svg(series: dict[str, list[float]], title: str = "", width: int = 420,
         x = left + (w * i / (n - 1) if n > 1 else w / 2)
         return x, top + h - h * (v - lo) / (hi - lo)
 
-    out = [f'<svg class="chart curve" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           f'viewBox="0 0 {width} {height}" role="img" aria-label="{e(title)}">',
-           f'<text x="{left}" y="14" font-size="12" font-weight="bold">{e(title)}</text>', legend,
-           f'<rect x="{left}" y="{top}" width="{w}" height="{h}" fill="#fafafa" stroke="#ccc"/>']
-    for k in range(5):
-        v = lo + (hi - lo) * k / 4
-        _, y = xy(0, v)
-        out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + w}" y2="{y:.1f}" stroke="#e5e5e5"/>'
-                   f'<text x="{left - 4}" y="{y + 3:.1f}" font-size="9" text-anchor="end" fill="#555">'
-                   f'{_fmt(v)}</text>')
+    out = _plot_frame("curve", title, legend, width, height, left, top, w, h, lo, hi)
     for i in range(n):
         if n <= 12 or i % max(1, n // 10) == 0 or i == n - 1:
             x, _ = xy(i, lo)
@@ -300,15 +307,7 @@ def scatter_svg(series: dict[str, list[tuple[object, float]]], title: str = "", 
     def fy(y):
         return top + h - h * (y - lo) / (hi - lo)
 
-    out = [f'<svg class="chart scatter" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           f'viewBox="0 0 {width} {height}" role="img" aria-label="{e(title)}">',
-           f'<text x="{left}" y="14" font-size="12" font-weight="bold">{e(title)}</text>', legend,
-           f'<rect x="{left}" y="{top}" width="{w}" height="{h}" fill="#fafafa" stroke="#ccc"/>']
-    for k in range(5):
-        v = lo + (hi - lo) * k / 4
-        out.append(f'<line x1="{left}" y1="{fy(v):.1f}" x2="{left + w}" y2="{fy(v):.1f}" stroke="#e5e5e5"/>'
-                   f'<text x="{left - 4}" y="{fy(v) + 3:.1f}" font-size="9" text-anchor="end" fill="#555">'
-                   f'{_fmt(v)}</text>')
+    out = _plot_frame("scatter", title, legend, width, height, left, top, w, h, lo, hi)
     for c in cats:
         label = _fmt(c) if numeric else str(c)
         out.append(f'<text x="{fx(c):.1f}" y="{top + h + 12}" font-size="9" text-anchor="middle" fill="#555">'

@@ -26,7 +26,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 EVAL_CONFIG = {"model_specs": [{"label_key": "species", "prediction_key": "outputs",
                                 "preprocessing_function_names": ["transform_features"]}],
                "slicing_specs": [{}],
-               "metrics_specs": [{"metrics": [{"class_name": "SparseCategoricalAccuracy"},
+               "metrics_specs": [{"metrics": [{"class_name": "SparseCategoricalAccuracy",
+                                               "threshold": {"value_threshold": {"lower_bound": 0.0}}},
                                               {"class_name": "ExampleCount"}]}]}
 
 
@@ -44,8 +45,8 @@ def create_pipeline():
                         id="latest_blessed_model_resolver")
     evaluator = Evaluator(examples=eg.outputs.examples, model=trainer.outputs.model,
                           baseline_model=baseline.outputs.model, eval_config=EVAL_CONFIG)
-    return Pipeline("modrepo", [evaluator], root=os.path.join(home, "root"), metadata=os.path.join(home, "m.sqlite"),
-                    beam_pipeline_args=["--direct_num_workers=1"])
+    return Pipeline("modrepo", [evaluator], root=os.path.join(home, "root"),
+                    metadata=os.path.join(home, "metadata.sqlite"), beam_pipeline_args=["--direct_num_workers=1"])
 '''
 
 UNITS_BEFORE = 'd = keras.layers.Dense(int(hp.get("units", 8)), activation="relu")(d)'
@@ -74,7 +75,7 @@ def modrepo(tmp_path_factory):
     util.write_text(util.read_text().replace(UNITS_BEFORE, UNITS_AFTER))
     git(repo, "commit", "-qam", "fewer units")
     tfpipe("run", str(repo / "pipeline.py"), "-q", "--run-id", "r2", cwd=str(tmp), env=env, check=0)
-    return types.SimpleNamespace(tmp=tmp, repo=repo, env=env, metadata=str(tmp / "home" / "m.sqlite"))
+    return types.SimpleNamespace(tmp=tmp, repo=repo, env=env, metadata=str(tmp / "home" / "metadata.sqlite"))
 
 
 def test_a_trainer_module_change_is_visible_in_compare(modrepo):
@@ -91,7 +92,7 @@ def test_a_trainer_module_change_is_visible_in_compare(modrepo):
     text = tfpipe("runs", "compare", "r1", "r2", "--diff", "--metadata", md, check=0).stdout
     line = next(x for x in text.splitlines() if "Trainer: penguin_utils.py" in x)
     assert line.startswith("* ")
-    assert f"-    {UNITS_BEFORE}" in text and f"+    {UNITS_AFTER}" in text
+    assert f"    -        {UNITS_BEFORE}" in text and f"    +        {UNITS_AFTER}" in text
     assert "diff of penguin_utils.py (Trainer), to r2:" in text
     # lineage of r2's model names the files and their hashes
     cmp_arts = {(r["node"], r["output"]): r for r in cmp["artifacts"]}
