@@ -226,7 +226,7 @@ def reproduce(store: MetadataStore, run: str, out_dir: str | None = None, allow_
     before = _artifacts(store, run, nodes)
     after = _artifacts(new_store, new_run, nodes) if status != "FAILED" or proc.returncode == 0 else {}
     rows = []
-    pinned_ids = {d["uri"] for descs in baseline.get("pinned", {}).values() for d in descs}
+    pinned_ids = {d["uri"] for keys in baseline.get("pinned", {}).values() for descs in keys.values() for d in descs}
     for (node, key), a in before.items():
         b = after.get((node, key))
         row = {"node": node, "output": key, "type": a["type"], "original": a["fingerprint"],
