@@ -260,8 +260,9 @@ def select_runs(store: MetadataStore, last: int | None = None, sweep: str | None
             raise insp.NotFound(f"no runs of sweep {sweep!r} in {store.where}; sweeps are listed by "
                                 f"'tfpipe runs list' (column SWEEP)")
         return [r for _, r in sorted(ids)]
-    rows = list_runs(store, pipeline, limit=last)
-    return [r["run_id"] for r in rows if not (r.get("sweep_role") == "shared")]
+    # a sweep's shared run holds no model to compare; at most one in three runs is one
+    rows = [r for r in list_runs(store, pipeline, limit=2 * last if last else None) if r.get("sweep_role") != "shared"]
+    return [r["run_id"] for r in (rows[-last:] if last else rows)]
 
 
 def compare_runs(store: MetadataStore, runs: list[str], diff: bool = False) -> dict:

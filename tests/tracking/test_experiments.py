@@ -189,7 +189,7 @@ def test_environment_differences_are_listed(modrepo):
 
 
 @pytest.mark.slow
-def test_reproduce_env_builds_the_virtualenv_from_the_recorded_lock(modrepo, tmp_path):
+def test_reproduce_env_builds_the_virtualenv_from_the_recorded_lock(modrepo, tmp_path, monkeypatch):
     """The slow one: a virtualenv with every recorded distribution at its recorded version
     (pip, from the package registry and its local cache), tfpipe from its recorded commit,
     and the run re-made in it."""
@@ -197,6 +197,7 @@ def test_reproduce_env_builds_the_virtualenv_from_the_recorded_lock(modrepo, tmp
     from tfpipe.tracking.envs import build_environment, run_lock
     from tfpipe.tracking.inspect import show_run
     cache = tmp_path / "envs"
+    monkeypatch.setenv("TFPIPE_ENV_CACHE", str(cache))
     env = {**modrepo.env, "TFPIPE_ENV_CACHE": str(cache)}
     out = tmp_path / "again"
     p = tfpipe("reproduce", "r1", "--env", "-o", str(out), "--json", "-q", cwd=str(modrepo.tmp), env=env,

@@ -50,6 +50,9 @@ def test_trivial_sweep_runs_the_grid_with_the_shared_nodes_once(tmp_path):
         (("total.offset", o), ("prefix", x)) for o in (1, 2, 3) for x in ("a", "b,c")}  # "b,c": one value
     info = show_run(store, trials[0]["run_id"])
     assert info["sweep"] == sweep and info["sweep_info"]["of"] == 6
+    from tfpipe.tracking.runs import select_runs
+    assert select_runs(store, sweep=sweep) == [f"{sweep}-{i}" for i in range(1, 7)]  # the shared run left out
+    assert len(select_runs(store, last=6)) == 6 and f"{sweep}-shared" not in select_runs(store, last=7)
     # progress on stderr, the summary table on stdout
     assert f"[sweep] shared by every combination, run once as {sweep}-shared: make_numbers" in p.stderr
     assert re.search(r"\[6/6\] total.offset=3 prefix=b,c: COMPLETE in", p.stderr)
