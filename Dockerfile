@@ -24,16 +24,19 @@ COPY orchestrators/local/__init__.py orchestrators/local/__init__.py
 COPY orchestrators/beam/__init__.py orchestrators/beam/__init__.py
 COPY orchestrators/airflow/__init__.py orchestrators/airflow/__init__.py
 COPY orchestrators/kubeflow/__init__.py orchestrators/kubeflow/__init__.py
+COPY serving/__init__.py serving/__init__.py
 COPY tracking/__init__.py tracking/__init__.py
 COPY cli/__init__.py cli/__init__.py
 RUN python -m pip install -q --upgrade "pip>=24" \
  && python -m pip install -q -c constraints.txt -e . \
  && python -m pip check
 
-# The code: the core, the components, the orchestrator adapters, tracking, the CLI and the examples.
+# The code: the core, the model server, the components, the orchestrator adapters, tracking, the CLI
+# and the examples.
 COPY pipeline/ pipeline/
 COPY components/ components/
 COPY orchestrators/ orchestrators/
+COPY serving/ serving/
 COPY tracking/ tracking/
 COPY cli/ cli/
 COPY examples/ examples/

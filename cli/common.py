@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
-__all__ = ["EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "UsageError", "load_pipeline", "compile_file",
-           "pipeline_function", "metadata_location", "open_store", "add_metadata_args"]
+__all__ = ["EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "UsageError", "PipelineFileError", "load_pipeline",
+           "compile_file", "pipeline_function", "metadata_location", "open_store", "add_metadata_args"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -15,20 +15,60 @@ class UsageError(Exception):
     """A command was called wrongly (exit 2): what was expected, what was found."""
 
 
+class PipelineFileError(Exception):
+    """The user's pipeline file failed while it was imported or its create_pipeline() ran;
+    the message names the user's file and line (the innermost frame in their code)."""
+
+
+def _ours(filename: str) -> bool:
+    """A frame of tfpipe, the standard library or an installed package (not the user's)."""
+    import sysconfig
+    import tfpipe
+    here = os.path.dirname(os.path.dirname(os.path.abspath(tfpipe.__file__)))  # the folders of tfpipe's layers
+    ours = [os.path.join(here, d) for d in ("pipeline", "components", "orchestrators", "tracking", "cli")]
+    ours += [os.path.dirname(os.path.abspath(tfpipe.__file__))]
+    ours += [sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")]
+    f = os.path.abspath(filename)
+    return filename.startswith("<") or any(f == d or f.startswith(d + os.sep) for d in ours)
+
+
+def _user_error(path: str, what: str, e: BaseException) -> PipelineFileError:
+    import linecache
+    import traceback
+    frames = [f for f in traceback.extract_tb(e.__traceback__) if not _ours(f.filename)]
+    where = ""
+    if frames:
+        f = frames[-1]
+        line = (linecache.getline(f.filename, f.lineno) or "").strip()
+        where = f" at {f.filename}, line {f.lineno}" + (f" (in {f.name}): {line}" if line else f" (in {f.name})")
+    msg = str(e).strip()
+    return PipelineFileError(f"pipeline file {path}: {what} failed{where}: {type(e).__name__}"
+                             + (f": {msg}" if msg else ""))
+
+
 def pipeline_function(path: str):
-    """A pipeline file's ``create_pipeline`` function (the file imported once)."""
+    """A pipeline file's ``create_pipeline`` function (the file imported once); an error
+    while importing it names the user's file and line."""
     from tfpipe.loader import load_module_from_file
     if not os.path.isfile(path):
         raise UsageError(f"pipeline file {path} does not exist")
-    mod = load_module_from_file(path)
+    try:
+        mod = load_module_from_file(path)
+    except Exception as e:
+        raise _user_error(path, "importing it", e) from None
     if not hasattr(mod, "create_pipeline"):
         raise UsageError(f"pipeline file {path} defines no create_pipeline() function")
     return mod.create_pipeline
 
 
 def load_pipeline(path: str, keywords: dict | None = None):
-    """Import a pipeline file and call its ``create_pipeline(**keywords)``."""
-    p = pipeline_function(path)(**(keywords or {}))
+    """Import a pipeline file and call its ``create_pipeline(**keywords)``; an error in
+    either names the user's file and line."""
+    fn = pipeline_function(path)
+    try:
+        p = fn(**(keywords or {}))
+    except Exception as e:
+        raise _user_error(path, "create_pipeline()", e) from None
     p.source = os.path.abspath(path)
     return p
 
@@ -47,15 +87,28 @@ def metadata_location(given: str | None) -> str:
     return given or os.path.join(default_home(), "metadata.sqlite")
 
 
-def open_store(given: str | None):
-    """The ML Metadata store a tracking command reads (``--metadata`` or the default)."""
-    from tfpipe.metadata import MetadataStore
-    path = metadata_location(given)
-    if not os.path.exists(path):
-        raise UsageError(f"no metadata store at {path}; run a pipeline first or pass --metadata")
-    return MetadataStore(path)
+def open_store(given: str | None, recover: bool = True):
+    """The ML Metadata store a tracking command reads (``--metadata``, ``$TFPIPE_METADATA``
+    or the default SQLite file). Runs and executions a killed process left RUNNING are
+    recovered first (one line says so)."""
+    import sys
+
+    from tfpipe.metadata import MetadataStore, parse_location
+    from tfpipe.recovery import recover as recover_dead
+    where = given or os.environ.get("TFPIPE_METADATA") or metadata_location(None)
+    loc = parse_location(where)
+    if "sqlite" in loc and not os.path.exists(loc["sqlite"]):
+        raise UsageError(f"no metadata store at {loc['sqlite']}; run a pipeline first or pass --metadata")
+    store = MetadataStore(where)
+    if recover:
+        done = recover_dead(store)
+        if done:
+            print(f"tfpipe: {done.line()}", file=sys.stderr, flush=True)
+    return store
 
 
 def add_metadata_args(sp: argparse.ArgumentParser) -> None:
-    sp.add_argument("--metadata", help="SQLite ML Metadata file (default: $TFPIPE_HOME/metadata.sqlite)")
+    sp.add_argument("--metadata", help="ML Metadata store: a SQLite file, or a URL such as "
+                                       "mysql://user@host:3306/db (default: $TFPIPE_METADATA, else "
+                                       "$TFPIPE_HOME/metadata.sqlite)")
     sp.add_argument("--json", action="store_true")

@@ -158,7 +158,8 @@ def cmd_submit(args) -> int:
     ir = compile_file(args.pipeline)
     try:
         out = submit(ir, target=args.target, project=args.project, region=args.region,
-                     pipeline_root=args.pipeline_root, service_account=args.service_account, host=args.host,
+                     pipeline_root=args.pipeline_root, service_account=args.service_account, network=args.network,
+                     host=args.host,
                      params=params, run_id=args.run_id, display_name=args.display_name, output=args.output,
                      dry_run=args.dry_run)
     except SubmitError as e:
@@ -209,6 +210,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--region", help="GCP region, e.g. us-central1 (vertex)")
     s.add_argument("--pipeline-root", help="gs:// URI for the job's KFP outputs (vertex)")
     s.add_argument("--service-account", help="service account the job runs as (vertex)")
+    s.add_argument("--network", help="VPC network the job's tasks join, projects/NUMBER/global/networks/NAME "
+                                     "(vertex; what reaches a private-IP Cloud SQL metadata store)")
     s.add_argument("--host", help="KFP API URL (kubeflow)")
     s.add_argument("--param", action="append", metavar="NAME=VALUE",
                    help="pipeline parameter NODE.PARAM=VALUE (or NODE__PARAM; repeatable)")

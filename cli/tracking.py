@@ -1,5 +1,5 @@
 """The tracking commands of ``tfpipe``: runs (list, show, compare), artifacts, lineage,
-models (registry), reproduce, monitor, report and mlflow. Each command's work lives in
+models (registry and aliases), serve, reproduce, monitor, report and mlflow. Each command's work lives in
 ``tfpipe.tracking``, imported when the command runs."""
 from __future__ import annotations
 
@@ -70,22 +70,102 @@ def cmd_models_list(args) -> int:
     return EXIT_OK
 
 
+def _mlflow_uri(args) -> str | None:
+    from tfpipe.tracking.mlflow_export import tracking_uri
+    return tracking_uri(getattr(args, "mlflow_uri", None))
+
+
+def _published(args, t: dict) -> int:
+    """Print a registry change and where it was published; exit 1 when the MLflow mirror failed."""
+    for path in t.get("models_config") or []:
+        print(f"  wrote {path}", file=sys.stderr)
+    if t.get("mlflow"):
+        print(f"  MLflow {t['mlflow']['registered_model']}: aliases {t['mlflow']['aliases']}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _registry_change(args, fn) -> int:
+    from tfpipe.tracking.mlflow_export import MlflowExportError
+    try:
+        t = fn()
+    except MlflowExportError as e:
+        print(f"tfpipe: error: the change is recorded and published to the model servers, but {e}", file=sys.stderr)
+        return EXIT_FAILED
+    print(json.dumps(t, indent=2, default=str) if args.json else args.describe(t))
+    return _published(args, t)
+
+
 def cmd_models_promote(args) -> int:
     from tfpipe.tracking.registry import Registry
-    t = Registry(open_store(args.metadata)).promote(args.version, args.stage, reason=args.reason, model=args.model)
-    print(json.dumps(t, indent=2, default=str) if args.json else
-          f"{t['model']} version {t['version']}: {t['from_stage']} -> {t['to_stage']} by {t['user']}"
-          + (f" (serving -> {t['serving']})" if t.get("serving") else ""))
-    return EXIT_OK
+    args.describe = lambda t: (f"{t['model']} version {t['version']}: {t['from_stage']} -> {t['to_stage']} by "
+                               f"{t['user']}" + (f" (serving -> {t['serving']})" if t.get("serving") else ""))
+    reg = Registry(open_store(args.metadata))
+    return _registry_change(args, lambda: reg.promote(args.version, args.stage, reason=args.reason, model=args.model,
+                                                      mlflow_uri=_mlflow_uri(args)))
 
 
 def cmd_models_rollback(args) -> int:
     from tfpipe.tracking.registry import Registry
-    t = Registry(open_store(args.metadata)).rollback(reason=args.reason, model=args.model)
-    print(json.dumps(t, indent=2, default=str) if args.json else
-          f"{t['model']}: production rolled back from version {t['previous_production']} to {t['version']} "
-          f"by {t['user']}" + (f" (serving -> {t['serving']})" if t.get("serving") else ""))
-    return EXIT_OK
+    args.describe = lambda t: (f"{t['model']}: production rolled back from version {t['previous_production']} to "
+                               f"{t['version']} by {t['user']}"
+                               + (f" (serving -> {t['serving']})" if t.get("serving") else ""))
+    reg = Registry(open_store(args.metadata))
+    return _registry_change(args, lambda: reg.rollback(reason=args.reason, model=args.model,
+                                                       mlflow_uri=_mlflow_uri(args)))
+
+
+def cmd_models_alias_set(args) -> int:
+    from tfpipe.tracking.registry import Registry, parse_model_alias
+    name, alias = parse_model_alias(args.model_alias)
+    args.describe = lambda t: (f"{name}@{alias} -> version {t['version']}"
+                               + (f" (was {t['previous_version']})" if t.get("previous_version") else "")
+                               + f" by {t['user']}")
+    reg = Registry(open_store(args.metadata))
+    return _registry_change(args, lambda: reg.set_alias(name, alias, args.version, reason=args.reason,
+                                                        mlflow_uri=_mlflow_uri(args)))
+
+
+def cmd_models_alias_delete(args) -> int:
+    from tfpipe.tracking.registry import Registry, parse_model_alias
+    name, alias = parse_model_alias(args.model_alias)
+    args.describe = lambda t: f"{name}@{alias} deleted (was version {t['version']}) by {t['user']}"
+    reg = Registry(open_store(args.metadata))
+    return _registry_change(args, lambda: reg.delete_alias(name, alias, reason=args.reason,
+                                                           mlflow_uri=_mlflow_uri(args)))
+
+
+def cmd_models_sync(args) -> int:
+    from tfpipe.tracking.registry import Registry
+    reg = Registry(open_store(args.metadata))
+    names = reg._models(args.model)
+    def describe(t):
+        rows = []
+        for n in names:
+            held = ", ".join(f"{a}={v}" for a, v in t[n]["aliases"].items()) or "none"
+            rows.append(f"{n}: aliases {held}")
+        return "\n".join(rows)
+    args.describe = describe
+
+    def sync():
+        out = {}
+        for n in names:
+            out[n] = {"aliases": {a: v["version"] for a, v in reg.aliases(n).items()},
+                      **reg.publish(n, mlflow_uri=_mlflow_uri(args))}
+        out["models_config"] = sorted({p for r in out.values() for p in r["models_config"]})
+        return out
+    return _registry_change(args, sync)
+
+
+def cmd_serve(args) -> int:
+    from tfpipe.serving.request_log import LogError
+    from tfpipe.serving.options import server_kwargs
+    from tfpipe.serving.server import ServeError
+    from tfpipe.tracking.serve import run_serve
+    try:
+        return run_serve(open_store(args.metadata), models=args.model or None, log_requests=args.log_requests,
+                         sample_rate=args.sample_rate, **server_kwargs(args))
+    except (ServeError, LogError) as e:
+        raise UsageError(str(e)) from None
 
 
 def cmd_models_show(args) -> int:
@@ -105,9 +185,10 @@ def cmd_reproduce(args) -> int:
 
 def cmd_monitor(args) -> int:
     from tfpipe.tracking.monitor import run_monitor
-    return run_monitor(open_store(args.metadata), data=args.data, version=args.model, model=args.registered_model,
-              drift_threshold=args.drift_threshold, skew_threshold=args.skew_threshold,
-              thresholds=args.threshold, as_json=args.json, output=args.output)
+    return run_monitor(open_store(args.metadata), data=args.data, previous=args.previous, requests=args.requests,
+                       since=args.since, model=args.model, version=args.version, alias=args.alias,
+                       drift_threshold=args.drift_threshold, skew_threshold=args.skew_threshold,
+                       thresholds=args.threshold, as_json=args.json, output=args.output)
 
 
 def cmd_report(args) -> int:
@@ -129,6 +210,11 @@ def cmd_mlflow_export(args) -> int:
           + (f"; registered model {res['registered_model']} version {res['model_version']}"
              if res.get("model_version") else ""))
     return EXIT_OK
+
+
+def add_mlflow(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--mlflow-uri", help="mirror aliases to this MLflow tracking URI (default: "
+                                         "$TFPIPE_MLFLOW_TRACKING_URI; none: no mirror)")
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -157,24 +243,55 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     add_md(rc)
     rc.set_defaults(fn=cmd_runs_compare)
 
-    models = sub.add_parser("models", help="model registry: versions, stages, promotion, rollback")
+    models = sub.add_parser("models", help="model registry: versions, aliases (stages), promotion, rollback")
     msub = models.add_subparsers(dest="sub", required=True)
     ml = msub.add_parser("list", help="pushed model versions and their stages")
     ml.add_argument("--model", help="registered model name (default: all)")
     add_md(ml)
     ml.set_defaults(fn=cmd_models_list)
-    mp = msub.add_parser("promote", help="move a version to staging or production")
+    mp = msub.add_parser("promote", help="move a version to staging or production (sets that alias)")
     mp.add_argument("version")
     mp.add_argument("--stage", required=True, choices=["staging", "production", "archived"])
     mp.add_argument("--reason", default="")
     mp.add_argument("--model")
     add_md(mp)
+    add_mlflow(mp)
     mp.set_defaults(fn=cmd_models_promote)
     mr = msub.add_parser("rollback", help="production returns to the previous production version")
     mr.add_argument("--reason", default="")
     mr.add_argument("--model")
     add_md(mr)
+    add_mlflow(mr)
     mr.set_defaults(fn=cmd_models_rollback)
+    ma = msub.add_parser("alias", help="set or delete an alias (NAME@ALIAS) of a registered model")
+    masub = ma.add_subparsers(dest="alias_cmd", required=True)
+    mas = masub.add_parser("set", help="point NAME@ALIAS at a version")
+    mas.add_argument("model_alias", metavar="NAME@ALIAS")
+    mas.add_argument("version", help="pushed version, #ARTIFACT_ID, or another alias")
+    mas.add_argument("--reason", default="")
+    add_md(mas)
+    add_mlflow(mas)
+    mas.set_defaults(fn=cmd_models_alias_set)
+    mad = masub.add_parser("delete", help="remove NAME@ALIAS (production cannot be deleted: roll back instead)")
+    mad.add_argument("model_alias", metavar="NAME@ALIAS")
+    mad.add_argument("--reason", default="")
+    add_md(mad)
+    add_mlflow(mad)
+    mad.set_defaults(fn=cmd_models_alias_delete)
+    my = msub.add_parser("sync", help="write models.config, the serving link and MLflow's aliases again from "
+                                      "the records")
+    my.add_argument("--model")
+    add_md(my)
+    add_mlflow(my)
+    my.set_defaults(fn=cmd_models_sync)
+
+    sv = sub.add_parser("serve", help="serve the registry's models over TensorFlow Serving's REST API")
+    sv.add_argument("--model", action="append", default=[], metavar="NAME",
+                    help="a registered model to serve (repeatable; default: every registered model)")
+    from tfpipe.serving.options import add_server_args
+    add_server_args(sv)
+    sv.add_argument("--metadata", help="SQLite ML Metadata file (default: $TFPIPE_HOME/metadata.sqlite)")
+    sv.set_defaults(fn=cmd_serve)
     ms = msub.add_parser("show", help="a version's stage history and lineage (data, schema, transform, code, "
                                       "parameters, evaluation)")
     ms.add_argument("version")
@@ -195,17 +312,25 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     add_md(rp)
     rp.set_defaults(fn=cmd_reproduce)
 
-    mo = sub.add_parser("monitor", help="drift and skew of new data against a model's training data; "
+    mo = sub.add_parser("monitor", help="skew (vs training) and drift (vs the data before) of serving data; "
                                         "exit 1 when a threshold is exceeded")
-    mo.add_argument("--data", required=True, help="CSV/Parquet file or directory of new (serving) data")
-    mo.add_argument("--model", required=True, help="model version (see 'tfpipe models list') or 'production'")
-    mo.add_argument("--registered-model", help="registered model name, when several exist")
+    src = mo.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", help="CSV/Parquet/TFRecord file or directory of serving data")
+    src.add_argument("--requests", metavar="SINK", help="the request log of 'tfpipe serve --log-requests SINK'")
+    mo.add_argument("--previous", metavar="DATA", help="with --data: the previous batch or span (drift baseline)")
+    mo.add_argument("--since", default="24h", help="with --requests: the window, e.g. 30m, 24h, 7d (default 24h); "
+                                                  "drift compares it with the window before")
+    mo.add_argument("--model", metavar="NAME", help="registered model (as in 'tfpipe models'); needed when "
+                                                    "there are several")
+    which = mo.add_mutually_exclusive_group()
+    which.add_argument("--version", help="model version whose training data is the skew baseline")
+    which.add_argument("--alias", help="alias of that version (default: production)")
     mo.add_argument("--drift-threshold", type=float, default=0.3,
                     help="default threshold of every feature (L-infinity for categorical, "
                          "Jensen-Shannon for numeric); default 0.3")
     mo.add_argument("--skew-threshold", type=float, default=None,
-                    help="threshold for training/serving skew (default: the drift threshold)")
-    mo.add_argument("--threshold", action="append", default=[], metavar="FEATURE=VALUE",
+                    help="default skew threshold (default: the drift threshold)")
+    mo.add_argument("--threshold", action="append", default=[], metavar="[skew:|drift:]FEATURE=VALUE",
                     help="a per-feature threshold (repeatable)")
     mo.add_argument("-o", "--output", help="write the monitoring report (JSON) here")
     add_md(mo)

@@ -14,14 +14,22 @@ __all__ = ["check_span_compatible", "hash_split", "row_hashes"]
 
 
 def check_span_compatible(prev_file: str, files: list[str], table, fmt: str, encoding: str,
-                          allow_new_columns: bool, span: int) -> None:
-    """The newest span must keep the previous span's columns and their types."""
-    prev = read_file(prev_file, fmt, encoding)
+                          allow_new_columns: bool, span: int, allow_missing_columns: bool = False,
+                          string_columns=(), prev_span: int | None = None) -> list[str]:
+    """The newest span must keep the previous span's columns and their types. Returns the
+    previous span's columns it lacks (allowed by ``allow_missing_columns``)."""
+    prev = read_file(prev_file, fmt, encoding, string_columns)
+    before = f"span {prev_span}" if prev_span is not None else "the previous span"
     new_cols = [c for c in table.column_names if c not in prev.column_names]
     if new_cols and not allow_new_columns:
         raise InputDataError(f"span {span} ({files[0]}) has unknown column(s) {new_cols} not in the previous "
                              f"span ({prev_file}); expected columns {prev.column_names} "
                              f"(pass allow_new_columns=True to accept)")
+    missing = [c for c in prev.column_names if c not in table.column_names]
+    if missing and not allow_missing_columns:
+        raise InputDataError(f"span {span} ({files[0]}) lacks column(s) {missing} that {before} ({prev_file}) "
+                             f"has; expected columns {prev.column_names} (pass allow_missing_columns=True to "
+                             f"accept a span without them)")
     for name in prev.column_names:
         if name not in table.column_names:
             continue
@@ -34,6 +42,7 @@ def check_span_compatible(prev_file: str, files: list[str], table, fmt: str, enc
                     where = f"; first such value {bad[1]!r} at line {bad[0]}"
             raise InputDataError(f"column {name!r} changed type between spans: {old_t} in the previous span "
                                  f"({prev_file}), {new_t} in span {span} ({files[0]}){where}")
+    return missing
 
 
 def hash_split(table, ratios: dict, partition_feature: str, files: list[str]) -> dict:

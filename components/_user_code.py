@@ -52,6 +52,23 @@ def resolve_source(ref: str) -> str | None:
     return spec.origin if spec and spec.origin and os.path.isfile(spec.origin) else None
 
 
+def _arg_hint(fn_name: str, nargs: int) -> str:
+    """How the user's function is usually written: ``preprocessing_fn(inputs)``, ``run_fn(fn_args)``."""
+    return "inputs" if fn_name == "preprocessing_fn" or nargs != 1 else "fn_args"
+
+
+def compile_check(component: str, fn_name: str, ref_param: str):
+    """A component's ``check``: when the pipeline is compiled, its ``module_file`` must exist,
+    parse and define ``fn_name`` (a ``ref_param`` Python reference may live only where the
+    node runs, e.g. in the pipeline image: it is checked there)."""
+    def check(params: dict) -> None:
+        module_file, ref = params.get("module_file") or "", params.get(ref_param) or ""
+        _one_given(component, fn_name, module_file, ref)
+        if module_file:
+            check_static(component, fn_name, module_file)
+    return check
+
+
 def check_static(component: str, fn_name: str, module_file: str = "", ref: str = "",
                  nargs: int = 1) -> None:
     """Check without importing: the file exists and parses, and defines ``fn_name`` at top
@@ -94,7 +111,7 @@ def check_static(component: str, fn_name: str, module_file: str = "", ref: str =
     if name not in defs:
         have = sorted(n for n, d in defs.items() if d is not None)
         raise UserCodeError(f"{component}: module file {path} defines no function {name}; expected "
-                            f"def {name}({'fn_args' if nargs == 1 else 'inputs'}): ...; functions found: {have}")
+                            f"def {name}({_arg_hint(name, nargs)}): ...; functions found: {have}")
     node = defs[name]
     if node is not None:
         a = node.args
@@ -104,7 +121,7 @@ def check_static(component: str, fn_name: str, module_file: str = "", ref: str =
             raise UserCodeError(
                 f"{component}: {name} in module file {path}, line {node.lineno}: takes {positional} "
                 f"positional parameter(s) ({', '.join(x.arg for x in a.posonlyargs + a.args) or 'none'}); "
-                f"expected exactly {nargs}, e.g. def {name}({'fn_args' if nargs == 1 else 'inputs'})")
+                f"expected exactly {nargs}, e.g. def {name}({_arg_hint(name, nargs)})")
 
 
 def load_user_fn(component: str, fn_name: str, module_file: str = "", ref: str = "", nargs: int = 1):
@@ -138,7 +155,7 @@ def load_user_fn(component: str, fn_name: str, module_file: str = "", ref: str =
         inspect.signature(fn).bind(*([None] * nargs))
     except TypeError:
         raise UserCodeError(f"{component}: {attr}{inspect.signature(fn)} in {where} cannot be called with "
-                            f"{nargs} argument(s); expected def {attr}({'fn_args' if nargs == 1 else 'inputs'})") from None
+                            f"{nargs} argument(s); expected def {attr}({_arg_hint(attr, nargs)})") from None
     except ValueError:
         pass
     return fn

@@ -110,13 +110,20 @@ def resolve_input(params: dict) -> dict:
 def ExampleGen(examples: Output[Examples], input_base: str, input_pattern: str = "",
                input_splits: dict = None, split_ratios: dict = None, partition_feature: str = "",
                format: str = "auto", span: int = -1, span_range: list = (), label_key: str = "",
-               encoding: str = "utf8", allow_new_columns: bool = False) -> None:
+               encoding: str = "utf8", allow_new_columns: bool = False, allow_missing_columns: bool = False,
+               string_columns: list = ()) -> None:
     """Ingest files under ``input_base`` (``input_pattern`` may hold ``{SPAN}``/``{VERSION}``).
 
     ``input_splits`` maps split names to patterns for pre-split data; otherwise rows are
     hashed (on ``partition_feature`` or the whole row) into ``split_ratios`` buckets,
     default ``{"train": 2, "eval": 1}``. ``label_key`` names a column that must exist and
     hold values.
+
+    Data is checked where it enters: a header that repeats a name, a column of numbers with
+    a few other values (unless ``string_columns`` names it: read as strings, and said so in
+    the log), a new span without a column of the previous one (unless
+    ``allow_missing_columns``) or with a new one (unless ``allow_new_columns``) are errors
+    naming the file, line, column and spans.
     """
     ctx = current()
     d = getattr(ctx, "driver_output", None) or resolve_input(
@@ -126,11 +133,17 @@ def ExampleGen(examples: Output[Examples], input_base: str, input_pattern: str =
     tables = {}
     for name, files in files_by_split.items():
         ctx.log(f"reading {len(files)} file(s) for {'all splits' if name == '*' else name}")
-        tables[name] = read_table(files, format=format, encoding=encoding)
+        tables[name] = read_table(files, format=format, encoding=encoding, string_columns=list(string_columns))
     if d.get("previous_span_files"):
         for t_name, t in tables.items():
-            check_span_compatible(d["previous_span_files"][0], files_by_split[t_name], t, format, encoding,
-                                  allow_new_columns, d["resolved_span"])
+            missing = check_span_compatible(d["previous_span_files"][0], files_by_split[t_name], t, format,
+                                            encoding, allow_new_columns, d["resolved_span"], allow_missing_columns,
+                                            list(string_columns))
+            if missing:
+                ctx.log(f"span {d['resolved_span']} lacks column(s) {missing} of the previous span "
+                        f"(allow_missing_columns)")
+    for c in string_columns:
+        ctx.log(f"column {c!r} read as strings (string_columns)")
     if "*" in tables:
         ratios = split_ratios or {"train": 2, "eval": 1}
         parts = hash_split(tables["*"], ratios, partition_feature, files_by_split["*"])

@@ -1,24 +1,25 @@
-"""InfraValidator: can the candidate model be loaded and served by a fresh process?
+"""InfraValidator: can the candidate model be loaded and served by the model server?
 
-The SavedModel is loaded in a SEPARATE process (the runtime's Python, like a model
-server would), timed, and sent a few requests built from an Examples split (serialized
-raw tf.Examples, the serving signature's input). The responses are checked: the
-``outputs`` tensor has one row per request, every value is finite and, for a classifier
-(more than one column), every row of probabilities sums to 1. Output: an InfraBlessing
-(``blessed``, ``reasons``; ``load_time_s`` as a custom property and in
-``infra_validation.json``; TFX's ``INFRA_BLESSED`` / ``INFRA_NOT_BLESSED`` marker file).
+The candidate SavedModel is served by tfpipe's own model server (``tfpipe.serving``, the
+server ``tfpipe serve`` runs) in a SEPARATE process on a free loopback port: the load is
+timed, a few requests built from an Examples split (serialized raw tf.Examples, sent as
+TF Serving REST ``{"b64": ...}`` instances to ``:predict``) are answered, and the server is
+stopped gracefully. The responses are checked: the ``outputs`` tensor has one row per
+request, every value is finite and, for a classifier (more than one column), every row of
+probabilities sums to 1. Output: an InfraBlessing (``blessed``, ``reasons``; ``load_time_s``
+as a custom property and in ``infra_validation.json``; TFX's ``INFRA_BLESSED`` /
+``INFRA_NOT_BLESSED`` marker file).
 
-No TF Serving binary exists here; docs/evaluator_pusher.md shows how the same check runs
-against a ``tensorflow/serving`` container in Kubernetes.
+docs/evaluator_pusher.md shows how the same check runs against a ``tensorflow/serving``
+container in Kubernetes.
 """
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
-import subprocess
 import sys
-import tempfile
 import time
 
 from tfpipe import Examples, InfraBlessing, Input, Model, Output, component, current
@@ -62,6 +63,19 @@ def check_response(report: dict, n_requests: int, problem: str = "auto", output_
     return reasons
 
 
+def _outputs(predictions: list) -> dict:
+    """The REST predictions as the report ``check_response`` reads (one output, ``outputs``)."""
+    if predictions and isinstance(predictions[0], dict):
+        return {k: _tensor([p[k] for p in predictions]) for k in predictions[0]}
+    return {"outputs": _tensor(predictions)}
+
+
+def _tensor(rows: list) -> dict:
+    shape = [len(rows)] + ([len(rows[0])] if rows and isinstance(rows[0], list) else [])
+    floats = all(isinstance(v, (int, float)) for r in rows for v in (r if isinstance(r, list) else [r]))
+    return {"shape": shape, "dtype": "float32" if floats else "object", "values": rows if floats else None}
+
+
 @component(name="InfraValidator")
 def InfraValidator(model: Input[Model], examples: Input[Examples], blessing: Output[InfraBlessing],
                    request_split: str = "eval", num_examples: int = 8, drop_columns: list = (),
@@ -73,32 +87,46 @@ def InfraValidator(model: Input[Model], examples: Input[Examples], blessing: Out
         raise InfraValidatorError(f"InfraValidator: problem={problem!r}; expected 'auto', 'classification' "
                                   f"or 'regression'")
     ctx = current()
-    from ._infra_probe import write_requests
+    from tfpipe.serving.client import ServerProcess, ServerStartError
+
     from .examples_io import serialized_examples
 
     records = serialized_examples(examples, request_split, limit=num_examples, drop_columns=list(drop_columns))
-    req = os.path.join(ctx.tmp_dir or tempfile.mkdtemp(prefix="tfpipe-infra-"), "requests.bin")
-    write_requests(req, records)  # no TensorFlow in this process: only the server process loads it
     model_dir = model.saved_model_dir()
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    ctx.log(f"loading Model #{model.id} in a separate process, {len(records)} request(s) from {request_split}")
+    ctx.log(f"serving Model #{model.id} with tfpipe's model server in a separate process, "
+            f"{len(records)} request(s) from {request_split}")
     t0 = time.monotonic()
     report: dict = {}
+    server = None
     try:
-        p = subprocess.run([sys.executable, "-m", "tfpipe.components._infra_probe", model_dir, req, signature_name],
-                           capture_output=True, text=True, timeout=timeout_s, env=env)
-        lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
-        if p.returncode != 0 or not lines:
-            tail = (p.stderr.strip().splitlines() or ["no output"])[-1]
-            reasons = [f"the model server process exited {p.returncode} while loading {model_dir}: {tail}"]
+        server = ServerProcess.start(["--model-dir", model_dir, "--model-name", "candidate", "--poll", "0"],
+                                     command=[sys.executable, "-m", "tfpipe.serving"], timeout_s=timeout_s)
+        report["load_s"] = server.info["models"]["candidate"]["load_s"]["1"]
+        body = {"signature_name": signature_name,
+                "instances": [{"b64": base64.b64encode(r).decode()} for r in records]}
+        t1 = time.monotonic()
+        status, resp = server.request("POST", "/v1/models/candidate:predict", body, timeout=timeout_s)
+        report["predict_s"] = time.monotonic() - t1
+        if status != 200:
+            report["error"] = f"the model server answered HTTP {status}: {resp.get('error', resp)}"
         else:
-            report = json.loads(lines[-1])
-            reasons = check_response(report, len(records), problem)
-    except subprocess.TimeoutExpired:
-        reasons = [f"the model did not load and answer within {timeout_s:g} s"]
+            report["outputs"] = _outputs(resp["predictions"])
+        reasons = check_response(report, len(records), problem)
+    except ServerStartError as e:
+        reasons = [f"the model server process exited {e.returncode} while loading {model_dir}: {e.stderr}"
+                   if e.returncode is not None else f"the model did not load and answer within {timeout_s:g} s"]
+    except OSError as e:  # the connection failed or timed out
+        reasons = [f"the model server did not answer: {e}"]
+    finally:
+        if server is not None:
+            code = server.stop()
+            if code != 0 and not report.get("error"):
+                report["shutdown"] = f"the server exited {code} on SIGTERM"
     wall = time.monotonic() - t0
     blessed = not reasons
     load_s = report.get("load_s")
+    if blessed and report.get("shutdown"):
+        reasons, blessed = [report["shutdown"] + "; expected a graceful stop (exit 0)"], False
     summary = {"blessed": blessed, "reasons": reasons, "load_time_s": load_s, "process_wall_s": wall,
                "requests": len(records), "report": {k: v for k, v in report.items() if k != "outputs"},
                "output_shapes": {k: v["shape"] for k, v in (report.get("outputs") or {}).items()}}
@@ -108,8 +136,9 @@ def InfraValidator(model: Input[Model], examples: Input[Examples], blessing: Out
     with open(os.path.join(blessing.uri, "INFRA_BLESSED" if blessed else "INFRA_NOT_BLESSED"), "w") as f:
         f.write("\n".join(reasons))
     blessing.blessed = blessed
-    blessing.reasons = reasons or [f"loaded in {load_s:.2f} s in a separate process; {len(records)} "
-                                   f"request(s) answered with well-formed outputs"]
+    blessing.reasons = reasons or [f"loaded in {load_s:.2f} s by the model server in a separate process; "
+                                   f"{len(records)} request(s) answered with well-formed outputs; stopped "
+                                   f"gracefully"]
     if load_s is not None:
         blessing.custom["load_time_s"] = float(load_s)
     ctx.log(("INFRA BLESSED: " if blessed else "INFRA NOT BLESSED: ") + "; ".join(blessing.reasons))

@@ -33,7 +33,7 @@ from tfpipe import (
     current,
 )
 
-from ._user_code import call_user_fn, check_static, describe, load_user_fn
+from ._user_code import call_user_fn, check_static, compile_check, describe, load_user_fn
 from .fn_args import DataAccessor, FnArgs, TensorFlowDatasetOptions, TunerFnResult
 from .model_export import (
     ModelContractError,
@@ -124,7 +124,7 @@ def _recording_fit(history: dict, log_dir: str, log):
         keras.Model.fit = original
 
 
-@component(name="Trainer", driver=_driver)
+@component(name="Trainer", driver=_driver, check=compile_check("Trainer", "run_fn", "run_fn"))
 def Trainer(examples: Input[Examples], model: Output[Model], model_run: Output[ModelRun],
             transform_graph: Input[TransformGraph] | None = None, schema: Input[Schema] | None = None,
             base_model: Input[Model] | None = None, hyperparameters: Input[HyperParameters] | None = None,

@@ -37,7 +37,7 @@ from tfpipe import (
     current,
 )
 
-from ._user_code import call_user_fn, check_static, describe, load_user_fn
+from ._user_code import call_user_fn, check_static, compile_check, describe, load_user_fn
 
 __all__ = ["Transform", "TransformError", "raw_arrow_schema"]
 
@@ -92,7 +92,8 @@ def _read_schema(schema: Schema):
         return text_format.Parse(f.read(), schema_pb2.Schema())
 
 
-@component(name="Transform", driver=_driver)
+@component(name="Transform", driver=_driver,
+           check=compile_check("Transform", "preprocessing_fn", "preprocessing_fn"))
 def Transform(examples: Input[Examples], schema: Input[Schema],
               transform_graph: Output[TransformGraph], transformed_examples: Output[Examples],
               post_transform_statistics: Output[ExampleStatistics],

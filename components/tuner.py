@@ -33,7 +33,7 @@ from tfpipe import (
     current,
 )
 
-from ._user_code import call_user_fn, check_static, describe, load_user_fn
+from ._user_code import call_user_fn, check_static, compile_check, describe, load_user_fn
 from .fn_args import TunerFnResult
 
 __all__ = ["Tuner", "TunerFnResult", "TunerError", "run_tuner_fn"]
@@ -147,7 +147,8 @@ def _run_parallel(tuner, n: int, module_file: str, ref: str, fn_args, ctx, log_d
     return assigned
 
 
-@component(name="Tuner", driver=_driver, code_files=("_tuner_worker.py",))
+@component(name="Tuner", driver=_driver, code_files=("_tuner_worker.py",),
+           check=compile_check("Tuner", "tuner_fn", "tuner_fn"))
 def Tuner(examples: Input[Examples], best_hyperparameters: Output[HyperParameters],
           transform_graph: Input[TransformGraph] | None = None, schema: Input[Schema] | None = None,
           module_file: ModuleFile = "", tuner_fn: str = "", train_steps: int = 0, eval_steps: int = 0,

@@ -41,13 +41,13 @@ METADATA_ENV = "TFPIPE_METADATA"
 
 
 def _metadata_from_env(ir: dict) -> dict:
-    raw = os.environ.get(METADATA_ENV)
+    """``$TFPIPE_METADATA`` (a path, a URL such as ``mysql://user@host:3306/db`` or a JSON
+    connection dict; see ``tfpipe.metadata.parse_location``) replaces the IR's store."""
+    raw = os.environ.get(METADATA_ENV, "").strip()
     if not raw:
         return ir
-    raw = raw.strip()
-    md = json.loads(raw) if raw.startswith("{") else raw
     ir = dict(ir)
-    ir["pipeline"] = {**ir["pipeline"], "metadata": md}
+    ir["pipeline"] = {**ir["pipeline"], "metadata": raw}
     return ir
 
 
@@ -85,8 +85,10 @@ def main(argv=None) -> int:
         rc = taskhost.run_via_host(sys.argv[1:] if argv is None else list(argv))
         if rc is not None:
             return rc
-    from tfpipe.compiler import load_ir
-    ir = load_ir(a.ir) if a.ir else json.loads(a.ir_json)
+    from tfpipe.compiler import check_ir, load_ir
+    from tfpipe.runtime import interrupt_on_signals
+    interrupt_on_signals()  # an orchestrator's timeout or kill (SIGTERM) ends the node FAILED, recorded
+    ir = load_ir(a.ir) if a.ir else check_ir(json.loads(a.ir_json), "--ir-json")
     params = json.loads(a.params) if a.params.strip() else {}
     if not isinstance(params, dict):
         print(f"error: --params: expected a JSON object, found {a.params!r}", file=sys.stderr)

@@ -13,9 +13,11 @@ import json
 import os
 import sys
 
-from .graph import Pipeline
+from .credentials import check_env_secrets, check_no_inline_secrets
+from .graph import Pipeline, PipelineDefinitionError
+from .names import check_name
 
-__all__ = ["IR_VERSION", "compile_pipeline", "dump_ir", "load_ir", "IRError"]
+__all__ = ["IR_VERSION", "compile_pipeline", "dump_ir", "load_ir", "check_ir", "IRError"]
 
 IR_VERSION = "2"  # 2: parameter_specs on every node
 READABLE_IR_VERSIONS = ("1", IR_VERSION)  # an IR recorded by an earlier tfpipe still runs
@@ -53,6 +55,20 @@ def _parameter_specs(spec) -> dict:
 
 
 def compile_pipeline(p: Pipeline) -> dict:
+    """The IR of ``p``. Refuses a secret written into the pipeline (an inline metadata
+    password, a password in a URL, a secret-looking environment variable in the settings):
+    the IR is what orchestrators ship, and it must never hold one."""
+    check_no_inline_secrets(p.metadata, f"Pipeline {p.name!r}: metadata")
+    check_no_inline_secrets(p.settings, f"Pipeline {p.name!r}: settings")
+    check_env_secrets((p.settings or {}).get("env") or {}, f"Pipeline {p.name!r}: settings['env']")
+    for n in p.nodes:
+        check_no_inline_secrets(n.parameters, f"node {n.id}: parameters")
+        if n.spec.check is not None:
+            params = {k: ps.default for k, ps in n.spec.parameters.items() if not ps.required}
+            try:
+                n.spec.check({**params, **n.parameters})
+            except Exception as e:
+                raise PipelineDefinitionError(f"node {n.id} ({n.spec.name}): {e}") from None
     nodes = []
     for n in p.nodes:
         nodes.append({
@@ -81,6 +97,33 @@ def compile_pipeline(p: Pipeline) -> dict:
     }
 
 
+def check_ir(ir: dict, where: str = "IR") -> dict:
+    """The names an IR carries are safe identifiers (what a Pipeline checks when defined;
+    an IR may come from a file): pipeline name, node ids, component names, input, output
+    and parameter keys, and every producer is a node. Returns ``ir``; raises IRError."""
+    def name(kind, value):
+        check_name(f"{where}: {kind}", value, IRError)
+
+    try:
+        name("pipeline name", ir["pipeline"]["name"])
+        ids = set()
+        for n in ir["nodes"]:
+            name("node id", n["id"])
+            name(f"node {n['id']}: component name", n["component"])
+            for kind in ("inputs", "outputs", "parameters"):
+                for k in n.get(kind) or {}:
+                    if not (isinstance(k, str) and k.isidentifier()):
+                        raise IRError(f"{where}: node {n['id']}: {kind[:-1]} name {k!r} is not a Python identifier")
+            for k, src in (n.get("inputs") or {}).items():
+                if src["producer"] not in ids:
+                    raise IRError(f"{where}: node {n['id']}: input {k!r} comes from {src['producer']!r}, "
+                                  f"which is not an earlier node")
+            ids.add(n["id"])
+    except (KeyError, TypeError) as e:
+        raise IRError(f"{where}: not a tfpipe IR (missing or malformed {e})") from None
+    return ir
+
+
 def dump_ir(ir: dict, path: str | None = None) -> str:
     text = json.dumps(ir, indent=2, sort_keys=False) + "\n"
     if path:
@@ -100,4 +143,4 @@ def load_ir(path: str) -> dict:
     if ir.get("ir_version") not in READABLE_IR_VERSIONS:
         raise IRError(f"IR file {path}: expected ir_version one of {list(READABLE_IR_VERSIONS)}, "
                       f"found {ir.get('ir_version')!r}")
-    return ir
+    return check_ir(ir, f"IR file {path}")

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Generic, TypeVar
 
 from .artifacts import Artifact
+from .names import check_name
 
 __all__ = ["component", "Input", "Output", "ModuleFile", "ComponentSpec", "Node", "Channel",
            "ComponentDefinitionError", "WiringError"]
@@ -105,9 +106,10 @@ class ComponentSpec:
 
     def __init__(self, fn: Callable, name: str | None = None, driver: Callable | None = None,
                  version: str | None = None, resolver: Callable | None = None,
-                 code_files: tuple[str, ...] = ()):
+                 code_files: tuple[str, ...] = (), check: Callable | None = None):
         self.fn = fn
-        self.name = name or fn.__name__
+        self.check = check  # check(parameters) when the pipeline is compiled, before any node runs
+        self.name = check_name("component name", fn.__name__ if name is None else name, ComponentDefinitionError)
         self.driver = driver
         self.resolver = resolver  # see pipeline/resolver.py: picks existing artifacts, no executor
         self.version = version
@@ -191,7 +193,7 @@ class ComponentSpec:
         ``{"model": Model}``: what a resolver returns depends on how it is used."""
         if args:
             raise WiringError(f"{self.name}() takes keyword arguments only; got {len(args)} positional")
-        return Node(self, id or self.name, kwargs, enable_cache, output_types)
+        return Node(self, self.name if id is None else id, kwargs, enable_cache, output_types)
 
     def __repr__(self) -> str:
         return f"<component {self.name} inputs={list(self.inputs)} outputs={list(self.outputs)}>"
@@ -221,6 +223,7 @@ class Node:
 
     def __init__(self, spec: ComponentSpec, id: str, kwargs: dict[str, Any], enable_cache: bool = True,
                  output_types: dict[str, type[Artifact]] | None = None):
+        check_name(f"{spec.name}(): node id", id, WiringError)
         self.spec = spec
         self.id = id
         self.enable_cache = enable_cache
@@ -297,7 +300,8 @@ class Node:
 
 
 def component(fn: Callable | None = None, *, name: str | None = None, driver: Callable | None = None,
-              version: str | None = None, resolver: Callable | None = None, code_files: tuple[str, ...] = ()):
+              version: str | None = None, resolver: Callable | None = None, code_files: tuple[str, ...] = (),
+              check: Callable | None = None):
     """Turn a typed function into a component. Usable bare (``@component``) or with options.
 
     ``driver(parameters) -> dict`` runs before the cache decision (e.g. ExampleGen picking a
@@ -311,10 +315,15 @@ def component(fn: Callable | None = None, *, name: str | None = None, driver: Ca
     ``code_files``: files (relative to the component's source file) that its executor runs
     without importing them, e.g. a worker module started with ``python -m``; they join the
     code version, as the modules it imports do.
+
+    ``check(parameters)`` runs when the pipeline is compiled, before any node runs, with the
+    node's parameters (defaults included): what can be known wrong from them alone (a
+    module file that does not exist, does not parse, or lacks the function the component
+    calls) fails there, not after the upstream nodes' work. It raises with a message.
     """
     def wrap(f: Callable) -> ComponentSpec:
         spec = ComponentSpec(f, name=name, driver=driver, version=version, resolver=resolver,
-                             code_files=code_files)
+                             code_files=code_files, check=check)
         spec._attr_name = f.__name__
         return spec
     return wrap(fn) if fn is not None else wrap

@@ -5,6 +5,7 @@ import os
 from typing import Iterable
 
 from .component import Node
+from .names import check_name
 
 __all__ = ["Pipeline", "PipelineDefinitionError", "default_home"]
 
@@ -20,20 +21,22 @@ def default_home() -> str:
 
 
 class Pipeline:
-    """A pipeline: ``name``, ``root`` (artifact root), ``components``, ``metadata`` (path of
-    the SQLite ML Metadata store, or a dict connection config), ``beam_pipeline_args`` and
+    """A pipeline: ``name``, ``root`` (artifact root), ``components``, ``metadata`` (the ML
+    Metadata store: a SQLite path, a URL such as ``mysql://user@host:3306/db`` with the
+    password by reference, or a dict; default ``$TFPIPE_METADATA``, else
+    ``$TFPIPE_HOME/metadata.sqlite``), ``beam_pipeline_args`` and
     ``enable_cache``. Nodes upstream of the listed components are added automatically."""
 
     def __init__(self, name: str, components: Iterable[Node], root: str | None = None,
                  metadata: str | dict | None = None, beam_pipeline_args: list[str] | None = None,
                  enable_cache: bool = True, settings: dict | None = None):
-        if not name or not all(c.isalnum() or c in "-_" for c in name):
-            raise PipelineDefinitionError(
-                f"pipeline name must be letters, digits, '-' or '_'; found {name!r}")
+        check_name("pipeline name", name, PipelineDefinitionError)
         self.name = name
         home = default_home()
         self.root = root or os.path.join(home, "artifacts", name)
-        self.metadata = metadata or os.path.join(home, "metadata.sqlite")
+        # a team's shared store ($TFPIPE_METADATA, e.g. mysql://user@host:3306/db) unless the
+        # pipeline names one; else the SQLite file under TFPIPE_HOME
+        self.metadata = metadata or os.environ.get("TFPIPE_METADATA") or os.path.join(home, "metadata.sqlite")
         self.beam_pipeline_args = list(beam_pipeline_args or [])
         self.enable_cache = enable_cache
         self.settings = dict(settings or {})  # orchestrator settings: retries, timeouts, ...

@@ -28,9 +28,9 @@ from .cache import cache_key, find_cached, outputs_exist
 from .component import ComponentSpec
 from .fingerprint import ModuleFileError, file_sha256, fingerprint_path, module_files
 from .loader import load_component
-from .metadata import MetadataStore
-from .provenance import environment, environment_record, git_info
-from .runtime import ExecutionContext
+from .metadata import MetadataError, MetadataStore
+from .provenance import environment, environment_record, git_info, owner
+from .runtime import ExecutionContext, Interrupted
 from .state import SUCCEEDED, State
 
 __all__ = ["run_node", "NodeFailed", "NodeResult", "InputResolutionError", "resolve_inputs"]
@@ -110,6 +110,8 @@ def resolve_inputs(store: MetadataStore, ir: dict, node: dict, run_ctx,
 
 
 def _one_paragraph(e: BaseException) -> str:
+    if isinstance(e, KeyboardInterrupt):
+        return str(e) if isinstance(e, Interrupted) else "interrupted (KeyboardInterrupt)"
     msg = str(e).strip() or type(e).__name__
     name = type(e).__name__
     return msg if msg.startswith(name) else f"{name}: {msg}"
@@ -190,7 +192,7 @@ class Job:
     def record_start(self) -> None:
         pl = self.pipeline
         props = {"node_id": self.node_id, "run_id": self.run_id, "pipeline": pl["name"],
-                 "started_at": time.time(), "code_version": self.spec.code_version(),
+                 "started_at": time.time(), "code_version": self.spec.code_version(), "owner": owner(),
                  "code_files": json.dumps(self.code_files(), sort_keys=True),
                  **environment(), **git_info(pl.get("source") or os.getcwd()),
                  **environment_record(self.store, pl["root"])}
@@ -275,6 +277,9 @@ class Job:
         eid = self.execution.id
         for key, o in self.node["outputs"].items():
             uri = os.path.join(root, self.node_id, key, str(eid))
+            if os.path.commonpath([root, os.path.abspath(uri)]) != root:  # names are checked; never trust it
+                raise ValueError(f"output {key!r} of node {self.node_id!r} would be written outside the "
+                                 f"artifact root {root}")
             self.outputs[key] = [artifact_class(o["type"])(uri=uri, state="PENDING")]
             self.final_uris[key] = uri
         self.store.publish_execution(self.execution, State.RUNNING, self.props, self.contexts, self.outputs)
@@ -334,6 +339,8 @@ class Job:
             arts[0].state = "ABANDONED"
         if self.tmp_dir:
             shutil.rmtree(self.tmp_dir, ignore_errors=True)
+        if isinstance(e, MetadataError):  # the store is gone: nothing more can be recorded now
+            raise e
         if self.execution is not None:
             props = {"error": msg, "duration_s": self.elapsed()}
             if self.executing:

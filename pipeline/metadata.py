@@ -13,15 +13,16 @@ import time
 from typing import Any, Iterable
 
 from .artifacts import Artifact, artifact_class
+from .credentials import PASSWORD_ENV, check_no_inline_secrets, resolve_password
 from .state import State
 
-__all__ = ["MetadataStore", "MetadataError", "connection_config"]
+__all__ = ["MetadataStore", "MetadataError", "connection_config", "parse_location", "describe_location"]
 
 PIPELINE, RUN, NODE = "pipeline", "pipeline_run", "node"
 
 
 class MetadataError(RuntimeError):
-    pass
+    """The store cannot be reached or used; the message names it and says what to do."""
 
 
 def _mlmd():
@@ -30,41 +31,142 @@ def _mlmd():
     return metadata_store, metadata_store_pb2
 
 
-def connection_config(metadata: str | dict):
-    """A path means SQLite (created if missing); a dict may say
-    ``{"mysql": {"host", "port", "database", "user", "password"}}`` or
-    ``{"grpc": {"host", "port"}}`` (the ML Metadata service of a Kubeflow install)."""
-    ms, pb = _mlmd()
+def parse_location(metadata: str | dict) -> dict:
+    """A metadata location as one of ``{"sqlite": path}``, ``{"mysql": {...}}`` or
+    ``{"grpc": {...}}``. Accepted: a SQLite file path; a URL (``sqlite:///path``,
+    ``mysql://user@host:port/database``, ``grpc://host:port``; query parameters
+    ``password_env``, ``password_file``, ``password_secret``); a dict of those shapes; or
+    either as JSON text (what ``$TFPIPE_METADATA`` may hold). A MySQL URL without a password
+    reference takes the password from ``$TFPIPE_METADATA_PASSWORD`` when it is set."""
     if isinstance(metadata, str):
-        path = os.path.abspath(metadata)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        text = metadata.strip()
+        if text.startswith("{"):
+            try:
+                metadata = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise MetadataError(f"metadata location {text[:80]!r}: not JSON ({e.msg} at column {e.colno})") from None
+        elif "://" in text:
+            return _parse_url(text)
+        else:
+            return {"sqlite": text}
+    if not isinstance(metadata, dict) or not ({"sqlite", "mysql", "grpc"} & set(metadata)):
+        raise MetadataError(f"metadata location: expected a SQLite path, a URL (sqlite:///path, "
+                            f"mysql://user@host:port/db, grpc://host:port) or a dict with 'sqlite', 'mysql' or "
+                            f"'grpc', found {metadata!r}")
+    return metadata
+
+
+def _parse_url(url: str) -> dict:
+    from urllib.parse import parse_qs, unquote, urlsplit
+    u = urlsplit(url)
+    query = {k: v[-1] for k, v in parse_qs(u.query).items()}
+    scheme = u.scheme.lower()
+    if scheme == "sqlite":
+        return {"sqlite": unquote(u.path if not u.netloc else u.netloc + u.path)}
+    if scheme in ("mysql", "mariadb"):
+        if u.password:
+            check_no_inline_secrets(url, "metadata URL")
+        db = u.path.lstrip("/")
+        if not db:
+            raise MetadataError(f"metadata URL {url}: expected mysql://user@host:port/DATABASE, found no database")
+        cfg = {"host": u.hostname or "127.0.0.1", "port": u.port or 3306, "database": unquote(db),
+               "user": unquote(u.username or "root")}
+        refs = {k: query[k] for k in ("password_env", "password_file", "password_secret") if k in query}
+        cfg.update(refs or ({"password_env": PASSWORD_ENV} if PASSWORD_ENV in os.environ else {}))
+        return {"mysql": cfg}
+    if scheme == "grpc":
+        return {"grpc": {"host": u.hostname or "metadata-grpc-service", "port": u.port or 8080}}
+    raise MetadataError(f"metadata URL {url}: expected sqlite://, mysql:// or grpc://, found {scheme}://")
+
+
+def describe_location(metadata: str | dict) -> str:
+    """A location as a user reads it in messages (no secret in it): a path or a URL."""
+    try:
+        loc = parse_location(metadata)
+    except Exception:
+        return str(metadata)[:200]
+    if "sqlite" in loc:
+        return os.path.abspath(loc["sqlite"])
+    if "mysql" in loc:
+        m = loc["mysql"]
+        return f"mysql://{m.get('user', 'root')}@{m.get('host', '127.0.0.1')}:{m.get('port', 3306)}/{m['database']}"
+    g = loc["grpc"]
+    return f"grpc://{g.get('host', 'metadata-grpc-service')}:{g.get('port', 8080)}"
+
+
+def connection_config(metadata: str | dict):
+    """The ML Metadata connection config of a location (see ``parse_location``); the
+    password of a MySQL store is resolved here, from its reference, never stored."""
+    ms, pb = _mlmd()
+    loc = parse_location(metadata)
+    where = describe_location(loc)
+    if "sqlite" in loc:
+        path = os.path.abspath(loc["sqlite"])
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        except OSError as e:
+            raise MetadataError(f"ML Metadata store {path}: cannot create its folder ({e.strerror}); choose a "
+                                f"writable place with --metadata or $TFPIPE_HOME") from None
         cfg = pb.ConnectionConfig()
         cfg.sqlite.filename_uri = path
         cfg.sqlite.connection_mode = pb.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
         return cfg
-    if "mysql" in metadata:
+    if "mysql" in loc:
+        m = loc["mysql"]
+        check_no_inline_secrets(m, f"metadata connection {where}")
         cfg = pb.ConnectionConfig()
-        m = metadata["mysql"]
         cfg.mysql.host = m.get("host", "127.0.0.1")
         cfg.mysql.port = int(m.get("port", 3306))
         cfg.mysql.database = m["database"]
         cfg.mysql.user = m.get("user", "root")
-        cfg.mysql.password = m.get("password", "")
+        cfg.mysql.password = resolve_password(m, f"metadata connection {where}")
         return cfg
-    if "grpc" in metadata:
-        cfg = pb.MetadataStoreClientConfig()
-        cfg.host = metadata["grpc"].get("host", "metadata-grpc-service")
-        cfg.port = int(metadata["grpc"].get("port", 8080))
-        return cfg
-    if "sqlite" in metadata:
-        return connection_config(metadata["sqlite"])
-    raise MetadataError(f"metadata connection: expected a SQLite path or a dict with 'mysql', 'grpc' "
-                        f"or 'sqlite', found {metadata!r}")
+    cfg = pb.MetadataStoreClientConfig()
+    cfg.host = loc["grpc"].get("host", "metadata-grpc-service")
+    cfg.port = int(loc["grpc"].get("port", 8080))
+    return cfg
+
+
+_RECONNECT_S = 5.0
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip() or type(e).__name__
+    return text.splitlines()[0][:300]
+
+
+def _is_connection_lost(e: Exception) -> bool:
+    msg = str(e).lower()
+    return any(w in msg for w in ("gone away", "lost connection", "can't connect", "connection refused",
+                                  "failed to connect", "errno 111", "mysql_real_connect failed",
+                                  "was not initialized"))
+
+
+def _open_error(where: str, e: Exception) -> str:
+    msg = str(e)
+    low = msg.lower()
+    if "file is not a database" in low or "malformed" in low:
+        return (f"ML Metadata store {where} is not an ML Metadata SQLite database (corrupt, or another kind of "
+                f"file); move it aside to start a new store, or pass --metadata / set $TFPIPE_HOME to another one")
+    if "cannot connect sqlite3" in low or "unable to open" in low or "readonly" in low:
+        return (f"ML Metadata store {where}: cannot open it for writing; check that its folder "
+                f"{os.path.dirname(where)} exists and is writable, or pass --metadata / set $TFPIPE_HOME elsewhere")
+    if _is_connection_lost(e) or "access denied" in low or "unknown database" in low:
+        return (f"ML Metadata store {where}: cannot connect ({_first_line(e)}); check that the server runs, the "
+                f"database exists and the user and password reference are right")
+    return f"ML Metadata store {where}: cannot open it: {_first_line(e)}"
 
 
 def _is_transient(e: Exception) -> bool:
     msg = str(e).lower()
     return any(w in msg for w in ("locked", "busy", "aborted", "deadlock"))
+
+
+def _is_schema_race(e: Exception) -> bool:
+    """Another process is creating a new store's schema at this moment (MySQL): retry."""
+    msg = str(e).lower()
+    return any(w in msg for w in ("subset of tables", "missing tables", "already exists", "please retry",
+                                  "concurrent connection"))
 
 
 def _value_to_py(v) -> Any:
@@ -84,20 +186,58 @@ class MetadataStore:
         ms, pb = _mlmd()
         self.pb = pb
         self._ms = ms
-        self.where = metadata if isinstance(metadata, str) else json.dumps(metadata)
-        self.store = self._retry(lambda: ms.MetadataStore(connection_config(metadata)))
+        self.where = describe_location(metadata)
+        cfg = self._cfg = connection_config(metadata)
+        try:
+            self.store = self._open(ms, cfg)
+        except MetadataError:
+            raise
+        except Exception as e:  # ml_metadata's own errors: say which store and what to do
+            raise MetadataError(_open_error(self.where, e)) from None
         self._type_ids: dict[tuple[str, str], int] = {}
         self._names: dict[tuple[str, int], str] = {}
 
     # -- plumbing -------------------------------------------------------------------
+    def _open(self, ms, cfg):
+        for i in range(40):
+            try:
+                return self._retry(lambda: ms.MetadataStore(cfg))
+            except MetadataError:
+                raise
+            except Exception as e:
+                if i == 39 or not _is_schema_race(e):
+                    raise
+                time.sleep(0.1 + 0.2 * random.random())
+
     def _retry(self, fn, attempts: int = 60):
+        """Call ``fn``, retrying what concurrent writers cause (a locked SQLite file, a
+        deadlock). A lost server connection is re-established (a new client: ML Metadata's
+        own one must not be used again after it lost its server) for a few seconds, then
+        reported as a MetadataError naming the store."""
         for i in range(attempts):
             try:
                 return fn()
             except Exception as e:  # ml_metadata raises its own error classes
+                if _is_connection_lost(e):
+                    self._reconnect(e)
+                    continue
                 if i == attempts - 1 or not _is_transient(e):
                     raise
                 time.sleep(min(0.5, 0.01 * (2 ** min(i, 6))) * (0.5 + random.random()))
+
+    def _reconnect(self, cause: Exception) -> None:
+        deadline = time.monotonic() + _RECONNECT_S
+        self.store = None
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            try:
+                self.store = self._ms.MetadataStore(self._cfg)
+                return
+            except Exception:
+                continue
+        raise MetadataError(f"ML Metadata store {self.where}: lost the connection to the server "
+                            f"({_first_line(cause)}); is it running and reachable? Nothing was recorded "
+                            f"after this point") from None
 
     def _set_props(self, target, props: dict[str, Any]) -> None:
         for k, v in props.items():
@@ -164,6 +304,24 @@ class MetadataStore:
                 if c is None:
                     raise
         return c
+
+    def create_context(self, type_name: str, name: str, props: dict[str, Any]) -> bool:
+        """Create a new context; False when one of that type and name exists already (the
+        store's unique index decides, so of several processes creating it at once exactly
+        one gets True)."""
+        c = self.pb.Context(type_id=self.context_type_id(type_name), name=name)
+        self._set_props(c.custom_properties, props)
+        for _ in range(60):
+            try:
+                self.store.put_contexts([c])
+                return True
+            except Exception as e:
+                if "already exists" in str(e).lower():
+                    return False
+                if not _is_transient(e):
+                    raise
+                time.sleep(0.05 + 0.1 * random.random())
+        return self._retry(lambda: self.store.get_context_by_type_and_name(type_name, name)) is None
 
     def update_context(self, ctx, props: dict[str, Any]) -> None:
         """Set ``props`` on the context, keeping properties another process (or a node's

@@ -23,16 +23,21 @@ import uuid
 from dataclasses import dataclass, field
 
 from .launcher import NodeFailed, NodeResult
-from .metadata import MetadataStore
+from .metadata import MetadataError, MetadataStore
 from .parameters import apply_parameters, recorded_parameters
-from .provenance import environment_record, git_info
+from .provenance import environment_record, git_info, owner
+from .recovery import recover
 from .state import SUCCEEDED, State
 
-__all__ = ["Runner", "RunResult", "RunRecord", "SelectionError", "select_nodes", "new_run_id"]
+__all__ = ["Runner", "RunResult", "RunRecord", "SelectionError", "RunIdInUse", "select_nodes", "new_run_id"]
 
 
 class SelectionError(ValueError):
     """``--from`` / ``--to`` name no node, or the orchestrator cannot run a part of a pipeline."""
+
+
+class RunIdInUse(ValueError):
+    """A run id that another run (of any state) already has."""
 
 
 def new_run_id() -> str:
@@ -86,22 +91,38 @@ class RunRecord:
         return self.store.context("pipeline_run", f"{self.pipeline}.{self.run_id}",
                                   {"pipeline": self.pipeline, "run_id": self.run_id}, create=create)
 
-    def begin(self, orchestrator: str, nodes: list[str] | None = None) -> None:
-        """Mark the run RUNNING unless a task of it already did."""
-        self.store.context("pipeline", self.pipeline)
-        ctx = self.context()
-        if "status" in self.store.props(ctx):
-            return
+    def _start_props(self, orchestrator: str, nodes: list[str] | None) -> dict:
         ids = nodes or [n["id"] for n in self.ir["nodes"]]
         pl = self.ir["pipeline"]
         extra = {"params": json.dumps(recorded_parameters(self.ir))}  # in the order given
         if pl.get("sweep"):  # one run of a sweep: {"id", "index", "of", "role"}
             extra["sweep"] = pl["sweep"]["id"]
             extra["sweep_info"] = json.dumps(pl["sweep"], sort_keys=True)
-        self.store.update_context(ctx, {"status": State.RUNNING.value, "started_at": time.time(),
-                                        "orchestrator": orchestrator, "nodes": ",".join(ids),
-                                        **git_info(pl.get("source") or "."), **extra,
-                                        **environment_record(self.store, pl["root"])})
+        return {"pipeline": self.pipeline, "run_id": self.run_id, "status": State.RUNNING.value,
+                "started_at": time.time(), "orchestrator": orchestrator, "nodes": ",".join(ids),
+                **git_info(pl.get("source") or "."), **extra, **environment_record(self.store, pl["root"])}
+
+    def claim(self, orchestrator: str, nodes: list[str] | None = None) -> None:
+        """Start a new run under this id, owned by this process (a later command recognises a
+        killed owner); RunIdInUse when the id is taken, even by a run started at this very
+        moment by another process (the store's unique name decides)."""
+        self.store.context("pipeline", self.pipeline)
+        name = f"{self.pipeline}.{self.run_id}"
+        if not self.store.create_context("pipeline_run", name,
+                                         {**self._start_props(orchestrator, nodes), "owner": owner()}):
+            props = self.store.props(self.context(create=False))
+            raise RunIdInUse(f"run id {self.run_id!r} is already used by a run of pipeline {self.pipeline} "
+                             f"(status {props.get('status', '?')}, orchestrator {props.get('orchestrator', '?')}); "
+                             f"choose another --run-id, or leave it out for a new one")
+
+    def begin(self, orchestrator: str, nodes: list[str] | None = None) -> None:
+        """Mark the run RUNNING unless its runner or a task of it already did (a remote
+        orchestrator's tasks: no process of theirs owns the whole run)."""
+        self.store.context("pipeline", self.pipeline)
+        ctx = self.context()
+        if "status" in self.store.props(ctx):
+            return
+        self.store.update_context(ctx, self._start_props(orchestrator, nodes))
 
     def _end(self, status: State, error: str | None = None) -> None:
         ctx = self.context()
@@ -126,7 +147,10 @@ class RunRecord:
 
     def abort(self, e: BaseException) -> None:
         """The runner itself failed or was interrupted: the run is FAILED, with why."""
-        why = "interrupted" if isinstance(e, KeyboardInterrupt) else f"{type(e).__name__}: {e}"
+        if isinstance(e, KeyboardInterrupt):
+            why = str(e) if str(e) else "interrupted (KeyboardInterrupt)"
+        else:
+            why = f"{type(e).__name__}: {e}"
         self._end(State.FAILED, why)
 
     def finish(self, result: RunResult) -> None:
@@ -184,13 +208,20 @@ class Runner:
         ir = apply_parameters(ir, parameters)
         nodes = self.select(ir, from_node, to_node, enable_cache)
         run_id = run_id or new_run_id()
-        record = RunRecord(MetadataStore(ir["pipeline"]["metadata"]), ir, run_id)
-        record.begin(self.orchestrator, [n["id"] for n in nodes])
+        store = MetadataStore(ir["pipeline"]["metadata"])
+        recovered = recover(store)
+        if recovered:
+            print(f"tfpipe: {recovered.line()}", file=sys.stderr, flush=True)
+        record = RunRecord(store, ir, run_id)
+        record.claim(self.orchestrator, [n["id"] for n in nodes])
         t0 = time.monotonic()
         try:
             result = self._run(ir, run_id, nodes, record, enable_cache)
         except BaseException as e:
-            record.abort(e)
+            if not isinstance(e, MetadataError):  # a lost store records nothing more (recovered later)
+                record.abort(e)
+            if isinstance(e, KeyboardInterrupt):
+                e.run_id = run_id
             raise
         result.duration_s = time.monotonic() - t0
         record.finish(result)

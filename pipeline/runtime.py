@@ -6,7 +6,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-__all__ = ["ExecutionContext", "current", "quiet_libraries"]
+__all__ = ["ExecutionContext", "current", "quiet_libraries", "Interrupted", "interrupt_on_signals"]
 
 _CURRENT: contextvars.ContextVar["ExecutionContext | None"] = contextvars.ContextVar("tfpipe_ctx", default=None)
 
@@ -82,3 +82,30 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message=".*is deprecated.*")
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived: what is running ends FAILED ("interrupted by SIGTERM"),
+    its staging is removed, and the command exits 128 + the signal number."""
+
+    def __init__(self, signum: int):
+        import signal
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+        self.signum = signum
+        self.run_id: str | None = None  # set by the runner whose run it ended
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+def interrupt_on_signals() -> None:
+    """SIGINT and SIGTERM raise ``Interrupted`` in the main thread (a SIGTERM would
+    otherwise kill the process before anything could be recorded)."""
+    import signal
+
+    def handler(signum, frame):
+        raise Interrupted(signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handler)

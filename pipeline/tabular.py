@@ -73,13 +73,56 @@ def find_bad_value(path: str, column: str, type_name: str) -> tuple[int, str] | 
     return None
 
 
-def _read_csv(path: str, encoding: str):
+_NUMBER = r"^\s*[-+]?((\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|inf|infinity|nan)\s*$"
+
+
+def _check_header(path: str, names: list[str]) -> None:
+    seen: dict[str, list[int]] = {}
+    for i, n in enumerate(names, 1):
+        seen.setdefault(n, []).append(i)
+    dups = {n: pos for n, pos in seen.items() if len(pos) > 1}
+    if dups:
+        what = "; ".join(f"{n!r} at columns {', '.join(map(str, pos))}" for n, pos in dups.items())
+        raise InputDataError(f"file {path}: the header repeats column names ({what}); expected each column "
+                             f"name once")
+
+
+def _check_mostly_numeric(path: str, t, string_columns) -> None:
+    """A column pyarrow read as strings because a few of its values are not numbers (one
+    'abc' among thousands of numbers turns the whole column into strings) is an error
+    naming the column, the first such value and its line, unless ``string_columns`` names it."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    for name, col in zip(t.column_names, t.columns):
+        if name in string_columns or not pa.types.is_string(col.type):
+            continue
+        present = col.drop_null()
+        n = len(present)
+        if n == 0:
+            continue
+        head = present.slice(0, 1000)  # a column of words is told from its first values: skip the full scan
+        if (pc.sum(pc.match_substring_regex(head, _NUMBER, ignore_case=True)).as_py() or 0) < 0.5 * len(head):
+            continue
+        numeric = pc.sum(pc.match_substring_regex(present, _NUMBER, ignore_case=True)).as_py() or 0
+        if numeric == n or numeric < 0.9 * n:
+            continue
+        bad = find_bad_value(path, name, "double")
+        where = f", line {bad[0]}" if bad else ""
+        value = f" {bad[1]!r}" if bad else " values that are not numbers"
+        raise InputDataError(
+            f"file {path}{where}, column {name!r}: expected a number (as {numeric:,} of the column's {n:,} values "
+            f"are), found{value}; fix the data, or pass string_columns=[{name!r}] to ExampleGen to keep the "
+            f"column as strings")
+
+
+def _read_csv(path: str, encoding: str, string_columns=()):
     import pyarrow as pa
     from pyarrow import csv as pacsv
     if os.path.getsize(path) == 0:
         raise InputDataError(f"file {path} is empty: expected a CSV header line and at least one data row")
     ropts = pacsv.ReadOptions(encoding=encoding, block_size=1 << 24)
-    copts = pacsv.ConvertOptions(strings_can_be_null=True)
+    copts = pacsv.ConvertOptions(strings_can_be_null=True,
+                                 column_types={c: pa.string() for c in string_columns})
     try:
         t = pacsv.read_csv(path, read_options=ropts, convert_options=copts)
     except (pa.ArrowInvalid, UnicodeDecodeError) as e:
@@ -115,6 +158,7 @@ def _read_csv(path: str, encoding: str):
     if t.num_rows == 0:
         raise InputDataError(f"file {path} has a header ({', '.join(t.column_names)}) but no data rows; "
                              f"expected at least one row")
+    _check_mostly_numeric(path, t, string_columns)
     return t
 
 
@@ -149,11 +193,13 @@ def _read_tfrecord(path: str):
     return pa.table(cols)
 
 
-def read_file(path: str, fmt: str, encoding: str):
+def read_file(path: str, fmt: str, encoding: str, string_columns=()):
+    """One file as an Arrow table. ``string_columns``: columns read as strings whatever
+    they hold (a CSV column of mostly numbers with a few other values is otherwise an error)."""
     f = format_of(path, fmt)
     if f == "csv":
-        return _read_csv(path, encoding)
-    if f == "parquet":
+        t = _read_csv(path, encoding, tuple(string_columns))
+    elif f == "parquet":
         import pyarrow.parquet as pq
         try:
             t = pq.read_table(path)
@@ -161,8 +207,10 @@ def read_file(path: str, fmt: str, encoding: str):
             raise InputDataError(f"file {path}: not a readable Parquet file: {e}") from None
         if t.num_rows == 0:
             raise InputDataError(f"file {path} holds no rows; expected at least one")
-        return t
-    return _read_tfrecord(path)
+    else:
+        t = _read_tfrecord(path)
+    _check_header(path, t.column_names)
+    return t
 
 
 def types_compatible(old, new) -> bool:
@@ -187,8 +235,8 @@ def _unify(tables: list, files: list[str]):
     return pa.concat_tables(tables, promote=True)
 
 
-def read_table(files: list[str], format: str = "auto", encoding: str = "utf8"):
-    tables = [read_file(f, format, encoding) for f in files]
+def read_table(files: list[str], format: str = "auto", encoding: str = "utf8", string_columns=()):
+    tables = [read_file(f, format, encoding, string_columns) for f in files]
     return tables[0] if len(tables) == 1 else _unify(tables, files)
 
 

@@ -54,3 +54,16 @@ def home(tmp_path, monkeypatch):
     h = tmp_path / "home"
     monkeypatch.setenv("TFPIPE_HOME", str(h))
     return h
+
+
+@pytest.fixture(scope="session")
+def mysql(tmp_path_factory):
+    """A MariaDB server of the session's own on a free loopback port (tests/mysql_server.py);
+    ``mysql.create_database(name)`` gives a store URL (password by reference: put
+    ``mysql.env()`` in the environment of whatever connects)."""
+    from tests.mysql_server import MySQLServer
+    server = MySQLServer(str(tmp_path_factory.mktemp("mysql")))
+    server.install()
+    server.start()
+    yield server
+    server.stop()

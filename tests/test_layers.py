@@ -1,6 +1,6 @@
 """The layers, as the folders show them and pyproject.toml maps them into ``tfpipe``:
 
-    pipeline/ (the core, ``tfpipe``)  <-  components/, orchestrators/  <-  tracking/  <-  cli/
+    pipeline/ (the core, ``tfpipe``)  <-  serving/  <-  components/, orchestrators/  <-  tracking/  <-  cli/
 
 Each layer may import only the layers to its left (tracking also the orchestrators, to
 re-run; components and orchestrators never each other); the CLI may import everything.
@@ -24,17 +24,20 @@ FOLDER = {v: k for k, v in PACKAGE_DIR.items()}  # folder -> package
 LAYER_OF_PACKAGE = {pkg: folder for folder, pkg in FOLDER.items()}
 ALLOWED = {  # folder -> the folders it may reference (besides itself)
     "pipeline": set(),
-    "components": {"pipeline"},
+    # the model server: only the core, so both the InfraValidator (a component) and
+    # `tfpipe serve` (tracking) can run the same server without depending on each other
+    "serving": {"pipeline"},
+    "components": {"pipeline", "serving"},
     "orchestrators": {"pipeline"},
-    "tracking": {"pipeline", "orchestrators"},
-    "cli": {"pipeline", "components", "orchestrators", "tracking"},
+    "tracking": {"pipeline", "orchestrators", "serving"},
+    "cli": {"pipeline", "components", "orchestrators", "serving", "tracking"},
 }
-OLD_NAMES = {"pipeline", "components", "orchestrators", "tracking", "cli"}  # never importable at top level
+OLD_NAMES = {"pipeline", "components", "orchestrators", "serving", "tracking", "cli"}  # never importable at top level
 HEAVY = {"tensorflow", "tensorflow_data_validation", "tensorflow_transform", "tensorflow_model_analysis",
          "apache_beam", "tfx_bsl", "keras", "keras_tuner", "mlflow", "kfp", "airflow", "google", "pyarrow",
-         "pandas", "numpy", "ml_metadata", "yaml"}
+         "pandas", "numpy", "ml_metadata", "yaml", "starlette", "uvicorn", "tensorflow_serving"}
 _REF = re.compile(r"\btfpipe(?:\.[A-Za-z_]\w*)*")
-_OLD_REF = re.compile(r"^(pipeline|components|orchestrators|tracking|cli)(\.\w+)*:\w+$")
+_OLD_REF = re.compile(r"^(pipeline|components|orchestrators|serving|tracking|cli)(\.\w+)*:\w+$")
 
 
 def layer_of(module: str) -> str | None:

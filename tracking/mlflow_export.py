@@ -6,7 +6,13 @@ per-epoch history with steps, Tuner trial scores, node durations), tags (pipelin
 id, status, ``mlflow.source.git.commit`` and the dirty flag) and artifacts (schema,
 anomalies, evaluation, the HTML run report). A pushed model is logged as the run's
 ``model`` artifact and registered as a new version of the registered model named after
-the pipeline.
+the pipeline. The model is logged as an MLflow Model with the ``tensorflow`` flavor (an
+``MLmodel`` file, the SavedModel under ``tf2model/`` with its signatures, and a
+``__call__`` that is the serving signature), so ``mlflow.pyfunc.load_model("models:/NAME@production")``
+loads it and ``predict`` takes serialized raw tf.Examples (``np.array([ex.SerializeToString(), ...])``)
+and returns the ``outputs`` tensor. The registry's aliases are mirrored onto the registered
+model (``set_registered_model_alias`` / ``delete_registered_model_alias``) after every alias
+change and after every export.
 
 MLflow is imported only here, only when an export is asked for (``tfpipe run
 --mlflow-uri``, ``$TFPIPE_MLFLOW_TRACKING_URI``, the pipeline setting
@@ -24,7 +30,8 @@ from tfpipe.metadata import MetadataStore
 
 from .runs import run_details
 
-__all__ = ["export_run", "export_after_run", "tracking_uri", "MlflowExportError", "mlflow_key"]
+__all__ = ["export_run", "export_after_run", "tracking_uri", "MlflowExportError", "mlflow_key", "mirror_aliases",
+           "save_mlflow_model"]
 
 _STATUS = {"COMPLETE": "FINISHED", "FAILED": "FAILED", "RUNNING": "RUNNING"}
 _MAX_PARAM = 6000
@@ -175,8 +182,16 @@ def export_run(store: MetadataStore, run: str, tracking_uri: str, artifact_locat
         if pushed and pushed.get("pushed") and pushed.get("destination") and pushed.get("pushed_version"):
             src = os.path.join(pushed["destination"], str(pushed["pushed_version"]))
             if os.path.isdir(src):
-                client.log_artifacts(rid, src, "model")
+                with tempfile.TemporaryDirectory() as d:
+                    client.log_artifacts(rid, save_mlflow_model(src, os.path.join(d, "model")), "model")
                 result.update(_register(client, info, rid, pushed))
+                from .registry import Registry
+                held = Registry(store).aliases(result["registered_model"])
+                if held:
+                    try:
+                        result["aliases"] = mirror_aliases(client, result["registered_model"], held)["aliases"]
+                    except MlflowExportError as e:  # other versions not exported yet: said, not fatal here
+                        result["alias_warning"] = str(e)
         for k, v in (("tfpipe.registered_model", result["registered_model"]),
                      ("tfpipe.model_version", result["model_version"])):
             if v is not None:
@@ -211,3 +226,65 @@ def _register(client, info: dict, rid: str, pushed: dict) -> dict:
                                                 f"{pushed['pushed_version']}")
     return {"registered_model": name, "model_version": v.version}
 
+
+
+def save_mlflow_model(saved_model_dir: str, path: str) -> str:
+    """An MLflow Model (tensorflow flavor) at ``path`` wrapping the pushed SavedModel: its
+    signatures kept, and ``__call__`` = ``serving_default`` (what MLflow's pyfunc calls)."""
+    import mlflow.tensorflow
+    import tensorflow as tf
+
+    inner = tf.saved_model.load(saved_model_dir)
+    serve = inner.signatures["serving_default"]
+    input_name = next(iter(serve.structured_input_signature[1]))
+    output_names = sorted(serve.structured_outputs)
+
+    class PyfuncModule(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = inner
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=input_name)])
+        def __call__(self, examples):
+            out = self.inner.signatures["serving_default"](**{input_name: examples})
+            return out[output_names[0]] if len(output_names) == 1 else out
+
+    module = PyfuncModule()
+    signatures = {k: inner.signatures[k] for k in inner.signatures}
+    mlflow.tensorflow.save_model(module, path, saved_model_kwargs={"signatures": signatures},
+                                 pip_requirements=[f"tensorflow=={tf.__version__}"])
+    return path
+
+
+def mirror_aliases(client_or_uri, name: str, held: dict) -> dict:
+    """Make the MLflow registered model ``name``'s aliases what the registry says
+    (``held``: alias -> version row with ``version`` and ``destination``). MLflow versions
+    are matched by the tags the export set (``tfpipe.pushed_version``, ``tfpipe.destination``).
+    Raises MlflowExportError naming any aliased version that was never exported."""
+    client = _client(client_or_uri) if isinstance(client_or_uri, str) else client_or_uri
+    try:
+        client.get_registered_model(name)
+    except Exception:
+        raise MlflowExportError(f"MLflow has no registered model {name!r}: export a run that pushed a model "
+                                f"first ('tfpipe mlflow export RUN')") from None
+    by_push = {(mv.tags.get("tfpipe.pushed_version"), mv.tags.get("tfpipe.destination")): mv.version
+               for mv in client.search_model_versions(f"name = '{name}'")}
+    want, missing = {}, []
+    for alias, v in held.items():
+        mv = by_push.get((str(v["version"]), v["destination"]))
+        if mv is None:
+            missing.append(f"{alias} -> version {v['version']}")
+        else:
+            want[alias] = str(mv)
+    have = dict(client.get_registered_model(name).aliases or {})
+    for alias in sorted(set(have) - set(want)):
+        if not any(alias == m.split(" ")[0] for m in missing):
+            client.delete_registered_model_alias(name, alias)
+    for alias, mv in sorted(want.items()):
+        if have.get(alias) != mv:
+            client.set_registered_model_alias(name, alias, mv)
+    if missing:
+        raise MlflowExportError(f"MLflow registered model {name}: alias(es) {', '.join(missing)} not mirrored: "
+                                f"those versions were never exported to MLflow ('tfpipe mlflow export RUN' of the "
+                                f"runs that pushed them); the others are mirrored")
+    return {"registered_model": name, "aliases": want}

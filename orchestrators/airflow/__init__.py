@@ -1,4 +1,5 @@
-"""Airflow 3: compile the IR to a DAG file whose tasks run nodes through the launcher."""
-from .compiler import AirflowCompileError, compile_airflow, dag_id_of, render_dag
+"""Airflow 3: the IR as a DAG (a fixed DAG module reading the IR file), and a local runner
+that runs it with real Airflow (``airflow dags test``)."""
+from .compiler import AirflowCompileError, compile_airflow, dag_id_of
 
-__all__ = ["compile_airflow", "render_dag", "dag_id_of", "AirflowCompileError"]
+__all__ = ["compile_airflow", "dag_id_of", "AirflowCompileError"]

@@ -1,39 +1,50 @@
 """Compile the IR to a KFP v2 pipeline spec (through the KFP SDK's own compiler).
 
-Each IR node becomes one KFP task: a lightweight Python component whose base image is
-the pipeline image (built from the repository's Dockerfile) and whose body only calls
-``tfpipe.orchestrators.kubeflow.entry.run`` -> ``tfpipe.orchestrators.task.run_task`` -> the launcher.
-Being a Python component (not a container component) is what lets ``kfp.local``'s
+Each IR node becomes one KFP task: a lightweight Python component whose base image is the
+pipeline image (built from the repository's Dockerfile) and whose body only calls
+``tfpipe.orchestrators.kubeflow.entry.run`` -> ``tfpipe.orchestrators.task.run_task`` -> the
+launcher. Being a Python component (not a container component) is what lets ``kfp.local``'s
 SubprocessRunner run the very same compiled spec offline.
+
+What is generated is only the components' Python signatures: identifiers (the node id made
+an identifier; node ids are safe names, checked when the pipeline was defined) and type
+names. The node id, the IR and every parameter value reach the task as KFP inputs, never
+as code; the IR and any string KFP could expand (``{{$...}}``) travel encoded
+(``values.py``). The pipeline function is built from the IR's data, not from source.
 
 - task dependencies: ``.after()`` from the IR's ``upstream`` lists;
 - pipeline parameters: every parameter set on a node in the IR becomes a KFP pipeline
-  parameter named ``<node>__<param>`` with the compiled value as default, plus
-  ``tfpipe_run_id`` (empty: the KFP job name is the run id);
+  parameter named ``<node>__<param>`` of the parameter's declared type, with the compiled
+  value as default, plus ``tfpipe_run_id`` (empty: the KFP job name is the run id);
 - KFP's own caching is off (the launcher decides cache hits and records them in ML Metadata);
 - ``settings``: ``retries`` -> ``set_retry``; ``image`` (or ``$TFPIPE_IMAGE``) the container image;
   ``cpu`` / ``memory`` limits; ``env`` extra environment variables for every task;
-  ``$TFPIPE_METADATA`` at compile time is passed on to the tasks (the cluster's ML Metadata).
+  ``$TFPIPE_METADATA`` at compile time is passed on to the tasks (a reference to the cluster's
+  ML Metadata, never a password: ``tfpipe.credentials``).
 """
 from __future__ import annotations
 
 import importlib.util
-import json
+import inspect
 import os
 import re
 import shutil
 import sys
 import tempfile
 
+from tfpipe.compiler import check_ir
+from tfpipe.credentials import check_env_secrets, check_no_inline_secrets
 from tfpipe.parameters import check_value, pipeline_parameters
 from tfpipe.version import DEFAULT_IMAGE
 
 from ..task import METADATA_ENV
+from .values import encode, encode_ir
 
 __all__ = ["compile_kubeflow", "build_pipeline", "DEFAULT_IMAGE", "IMAGE_ENV", "KubeflowCompileError"]
 
 IMAGE_ENV = "TFPIPE_IMAGE"
-_RESERVED = {"tfpipe_ir", "tfpipe_run_id", "tfpipe_job", "tfpipe_params"}
+_RESERVED = {"tfpipe_ir", "tfpipe_node", "tfpipe_run_id", "tfpipe_job", "tfpipe_params"}
+_PY_TYPES = {"int": int, "float": float, "str": str, "bool": bool, "list": list, "dict": dict}
 
 
 class KubeflowCompileError(ValueError):
@@ -58,48 +69,63 @@ def _kfp_params(ir: dict) -> dict[str, tuple[str, str, object, str]]:
     return out
 
 
-def _source(ir: dict, image: str) -> str:
-    """Python source of one component function per node plus the pipeline function."""
-    params = _kfp_params(ir)
+def _component_source(ir: dict, params: dict) -> str:
+    """One component function per node: its signature is identifiers and type names only."""
     lines = ["from kfp import dsl", ""]
     for n in ir["nodes"]:
-        mine = [(name, p, t) for name, (node, p, _, t) in params.items() if node == n["id"]]
-        args = ", ".join(["tfpipe_ir: str", "tfpipe_run_id: str", "tfpipe_job: str"] + [f"{p}: {t}" for _, p, t in mine])
-        overrides = ", ".join(f"{name!r}: {p}" for name, p, _ in mine)
-        lines += [
-            f"@dsl.component(base_image={image!r}, install_kfp_package=False)",
-            f"def {_ident(n['id'])}({args}):",
-            f"    \"\"\"tfpipe node {n['id']} ({n['component']}).\"\"\"",
-            "    from tfpipe.orchestrators.kubeflow.entry import run",
-            f"    run(tfpipe_ir, {n['id']!r}, tfpipe_run_id or tfpipe_job, {{{overrides}}})",
-            "", ""]
-    sig = ", ".join([f"{name}: {t} = {v!r}" for name, (_, _, v, t) in params.items()] + ["tfpipe_run_id: str = ''"])
-    lines += [f"@dsl.pipeline(name={ir['pipeline']['name']!r}, "
-              f"description='tfpipe pipeline ' + {ir['pipeline']['name']!r})",
-              f"def tfpipe_pipeline({sig}):", "    tasks = {}"]
-    for n in ir["nodes"]:
-        mine = [(name, p) for name, (node, p, _, _) in params.items() if node == n["id"]]
-        kw = ", ".join(["tfpipe_ir=IR_JSON", "tfpipe_run_id=tfpipe_run_id",
-                        "tfpipe_job=dsl.PIPELINE_JOB_NAME_PLACEHOLDER"] + [f"{p}={name}" for name, p in mine])
-        lines += [f"    t = {_ident(n['id'])}({kw})", f"    t.set_display_name({n['id']!r})",
-                  "    configure(t)"]
-        for u in n["upstream"]:
-            lines.append(f"    t.after(tasks[{u!r}])")
-        lines.append(f"    tasks[{n['id']!r}] = t")
-    return "\n".join(lines) + "\n"
+        mine = [(p, t) for _, (node, p, _, t) in params.items() if node == n["id"]]
+        for p, _ in mine:
+            if not p.isidentifier():
+                raise KubeflowCompileError(f"node {n['id']}: parameter name {p!r} is not an identifier")
+        args = ", ".join(["tfpipe_ir: str", "tfpipe_node: str", "tfpipe_run_id: str", "tfpipe_job: str"]
+                         + [f"{p}: {t}" for p, t in mine])
+        overrides = ", ".join(f"{p!r}: {p}" for p, _ in mine)
+        lines += ["@dsl.component(base_image=IMAGE, install_kfp_package=False)",
+                  f"def {_ident(n['id'])}({args}):",
+                  "    from tfpipe.orchestrators.kubeflow.entry import run",
+                  f"    run(tfpipe_ir, tfpipe_node, tfpipe_run_id or tfpipe_job, {{{overrides}}})",
+                  "", ""]
+    return "\n".join(lines)
+
+
+def _components(ir: dict, params: dict, image: str) -> dict:
+    """node id -> the KFP component of that node (the decorators capture each function's
+    source from a file written for the purpose, then removed)."""
+    tmp = tempfile.mkdtemp(prefix="tfpipe-kfp-")
+    path = os.path.join(tmp, "tfpipe_kfp_components.py")
+    with open(path, "w") as f:
+        f.write(_component_source(ir, params))
+    name = f"_tfpipe_kfp_{abs(hash(path))}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    mod.IMAGE = image
+    sys.modules[name] = mod
+    try:
+        spec.loader.exec_module(mod)
+    finally:
+        sys.modules.pop(name, None)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {n["id"]: getattr(mod, _ident(n["id"])) for n in ir["nodes"]}
 
 
 def build_pipeline(ir: dict):
     """The KFP pipeline object (a GraphComponent) for ``ir``."""
+    from kfp import dsl
+    check_ir(ir)
     settings = ir["pipeline"].get("settings") or {}
     image = settings.get("image") or os.environ.get(IMAGE_ENV) or DEFAULT_IMAGE
     ids = [_ident(n["id"]) for n in ir["nodes"]]
     if len(set(ids)) != len(ids):
         raise KubeflowCompileError(f"node ids {[n['id'] for n in ir['nodes']]} do not map to distinct "
                                    f"KFP component names ({ids})")
-    env = dict(settings.get("env") or {})
+    env = {k: str(v) for k, v in (settings.get("env") or {}).items()}
     if os.environ.get(METADATA_ENV):
         env.setdefault(METADATA_ENV, os.environ[METADATA_ENV])
+    check_no_inline_secrets(env, "the KFP tasks' environment")
+    check_env_secrets(env, "the KFP tasks' environment")
+    params = _kfp_params(ir)
+    comps = _components(ir, params, image)
+    ir_arg = encode_ir(ir)
 
     def configure(task):
         task.set_caching_options(False)
@@ -110,25 +136,30 @@ def build_pipeline(ir: dict):
         if settings.get("memory"):
             task.set_memory_limit(str(settings["memory"]))
         for k, v in env.items():
-            task.set_env_variable(k, str(v))
+            task.set_env_variable(k, encode(v))
 
-    src = _source(ir, image)
-    tmp = tempfile.mkdtemp(prefix="tfpipe-kfp-")
-    path = os.path.join(tmp, f"tfpipe_kfp_{_ident(ir['pipeline']['name'])}.py")
-    with open(path, "w") as f:
-        f.write(src)
-    name = f"_tfpipe_kfp_{abs(hash(path))}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    mod.IR_JSON = json.dumps(ir, sort_keys=True)
-    mod.configure = configure
-    sys.modules[name] = mod
-    try:
-        spec.loader.exec_module(mod)  # the KFP decorators capture each component's source here
-    finally:
-        sys.modules.pop(name, None)
-        shutil.rmtree(tmp, ignore_errors=True)
-    return mod.tfpipe_pipeline
+    names = [*params, "tfpipe_run_id"]
+
+    def tfpipe_pipeline(*args):
+        values = dict(zip(names, args))
+        tasks = {}
+        for n in ir["nodes"]:
+            kw = {p: values[name] for name, (node, p, _, _) in params.items() if node == n["id"]}
+            t = comps[n["id"]](tfpipe_ir=ir_arg, tfpipe_node=n["id"], tfpipe_run_id=values["tfpipe_run_id"],
+                               tfpipe_job=dsl.PIPELINE_JOB_NAME_PLACEHOLDER, **kw)
+            t.set_display_name(n["id"])
+            configure(t)
+            for u in n["upstream"]:
+                t.after(tasks[u])
+            tasks[n["id"]] = t
+
+    P = inspect.Parameter
+    tfpipe_pipeline.__signature__ = inspect.Signature(
+        [P(name, P.POSITIONAL_OR_KEYWORD, default=encode(v), annotation=_PY_TYPES[t])
+         for name, (_, _, v, t) in params.items()]
+        + [P("tfpipe_run_id", P.POSITIONAL_OR_KEYWORD, default="", annotation=str)])
+    name = ir["pipeline"]["name"]
+    return dsl.pipeline(name=name, description="tfpipe pipeline " + name)(tfpipe_pipeline)
 
 
 def compile_kubeflow(ir: dict, output: str | None = None) -> str:

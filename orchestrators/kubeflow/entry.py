@@ -1,13 +1,20 @@
-"""What a KFP task runs (inside the pipeline image, or kfp.local's subprocess)."""
+"""What a KFP task runs (inside the pipeline image, or kfp.local's subprocess): the node of
+the (encoded) IR, with the task's pipeline parameters, through ``tfpipe.orchestrators.task``."""
 from __future__ import annotations
 
 import json
 import sys
 
+from .values import decode, decode_ir
+
 __all__ = ["run"]
 
 
-def run(ir_json: str, node_id: str, run_id: str, parameters: dict) -> None:
+def run(ir: str, node_id: str, run_id: str, parameters: dict) -> None:
+    """``parameters``: the task's own parameters by their names on the node."""
+    from tfpipe.parameters import parameter_name
+    ir_json = json.dumps(decode_ir(ir))
+    parameters = {parameter_name(node_id, k): v for k, v in decode(parameters).items()}
     from .. import taskhost
     if taskhost.enabled():  # kfp.local on this machine: the warm task host forks the task
         rc = taskhost.run_via_host(["--ir-json", ir_json, "--node", node_id, "--run", run_id,
@@ -16,13 +23,14 @@ def run(ir_json: str, node_id: str, run_id: str, parameters: dict) -> None:
             return
         if rc is not None:  # the task printed the component's error above
             raise RuntimeError(f"node {node_id} failed (task exit code {rc})")
+    from tfpipe.compiler import check_ir
     from tfpipe.launcher import NodeFailed
     from tfpipe.runtime import quiet_libraries
 
     from ..task import run_task
     quiet_libraries()
     try:
-        r = run_task(json.loads(ir_json), node_id, run_id, "kubeflow", parameters)
+        r = run_task(check_ir(json.loads(ir_json), "the task's IR"), node_id, run_id, "kubeflow", parameters)
     except NodeFailed as e:
         # the component's error, as the task's last log line; the task fails
         print(f"error: {e}", file=sys.stderr, flush=True)

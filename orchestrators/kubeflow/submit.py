@@ -16,12 +16,14 @@ import tempfile
 from dataclasses import dataclass, field
 
 from .compiler import compile_kubeflow
+from .values import encode
 
 __all__ = ["submit", "SubmitError", "SubmitOptions", "TARGETS"]
 
 TARGETS = ("vertex", "kubeflow")
 _PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 _REGION = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
+_NETWORK = re.compile(r"^projects/[0-9]+/global/networks/[a-z]([-a-z0-9]*[a-z0-9])?$")
 _SA = re.compile(r"^[^@\s]+@[^@\s]+\.iam\.gserviceaccount\.com$")
 
 
@@ -37,6 +39,7 @@ class SubmitOptions:
     region: str | None = None
     pipeline_root: str | None = None
     service_account: str | None = None
+    network: str | None = None
     host: str | None = None
     params: dict = field(default_factory=dict)
     run_id: str | None = None
@@ -55,22 +58,33 @@ def _check(args: SubmitOptions) -> None:
                 raise SubmitError(f"{flag}: expected {what}, found {value!r}")
         if not args.pipeline_root or not args.pipeline_root.startswith("gs://"):
             raise SubmitError(f"--pipeline-root: expected a gs://BUCKET/PATH URI, found {args.pipeline_root!r}")
+        if args.network and not _NETWORK.match(args.network):
+            raise SubmitError(f"--network: expected projects/PROJECT_NUMBER/global/networks/NAME (a VPC peered "
+                              f"with Vertex AI), found {args.network!r}")
         if args.service_account and not _SA.match(args.service_account):
             raise SubmitError(f"--service-account: expected NAME@PROJECT.iam.gserviceaccount.com, "
                               f"found {args.service_account!r}")
         if args.host:
             raise SubmitError("--host is for --target kubeflow; Vertex AI is addressed by --project/--region")
     else:
+        if args.network:
+            raise SubmitError("--network is for --target vertex (a KFP cluster's tasks run in its own network)")
         if not args.host or not re.match(r"^https?://", args.host):
             raise SubmitError(f"--target kubeflow needs --host http(s)://KFP-API-URL, found {args.host!r}")
 
 
-def _warnings(ir: dict, target: str) -> list[str]:
+def _warnings(ir: dict, target: str, network: str | None = None) -> list[str]:
     pl, out = ir["pipeline"], []
+    from tfpipe.metadata import describe_location, parse_location
     md = os.environ.get("TFPIPE_METADATA") or pl["metadata"]
-    if isinstance(md, str) and not md.lstrip().startswith("{"):
-        out.append(f"the tasks' ML Metadata is the SQLite file {md}; in a cluster set TFPIPE_METADATA to a "
-                   f"shared store (ML Metadata gRPC service or MySQL), see docs/orchestrators.md")
+    if "sqlite" in parse_location(md):
+        out.append(f"the tasks' ML Metadata is the SQLite file {describe_location(md)}; in a cluster set "
+                   f"TFPIPE_METADATA to a shared store (mysql://user@host:3306/db, or the ML Metadata gRPC "
+                   f"service), see docs/team_setup.md")
+    elif target == "vertex" and "mysql" in parse_location(md) and not network:
+        out.append(f"the tasks' ML Metadata is the MySQL server {describe_location(md)}; a Vertex AI job reaches a "
+                   f"private-IP Cloud SQL instance only over a peered VPC: pass --network "
+                   f"projects/NUMBER/global/networks/NAME (or use the Cloud SQL Auth Proxy), see docs/team_setup.md")
     if target == "vertex" and not str(pl["root"]).startswith("/gcs/"):
         out.append(f"the artifact root {pl['root']} is not under /gcs/ (Cloud Storage FUSE on Vertex AI); "
                    f"tasks will not share artifacts")
@@ -88,7 +102,7 @@ def _summary(ir: dict, pkg: str, args: SubmitOptions, params: dict) -> dict:
             "tasks": {k: sorted(v.get("dependentTasks", [])) for k, v in tasks.items()},
             "images": sorted(images), "parameters": params,
             "pipeline_parameters": sorted(spec["root"].get("inputDefinitions", {}).get("parameters", {})),
-            "warnings": _warnings(ir, args.target)}
+            "warnings": _warnings(ir, args.target, args.network)}
 
 
 def _vertex_job(pkg: str, args: SubmitOptions, params: dict, dry_run: bool):
@@ -123,21 +137,22 @@ def submit(ir: dict, **options) -> dict:
                           f"{out['pipeline_parameters']}")
     out["dry_run"] = bool(args.dry_run)
     if args.target == "vertex":
-        job = _vertex_job(pkg, args, params, args.dry_run)
+        job = _vertex_job(pkg, args, encode(params), args.dry_run)
         out.update(project=args.project, region=args.region, pipeline_root=args.pipeline_root,
-                   service_account=args.service_account, parent=f"projects/{args.project}/locations/{args.region}")
+                   service_account=args.service_account, network=args.network,
+                   parent=f"projects/{args.project}/locations/{args.region}")
         from google.protobuf import json_format
         body = json_format.MessageToDict(job._gca_resource._pb)
         out["runtime_config"] = body.get("runtimeConfig", {})
         if not args.dry_run:
-            job.submit(service_account=args.service_account)
+            job.submit(service_account=args.service_account, network=args.network)
             out["job"] = job.resource_name
     else:
         out["host"] = args.host
         if not args.dry_run:
             import kfp
             client = kfp.Client(host=args.host)
-            run = client.create_run_from_pipeline_package(pkg, arguments=params,
+            run = client.create_run_from_pipeline_package(pkg, arguments=encode(params),
                                                           run_name=args.display_name or None,
                                                           enable_caching=False)
             out["job"] = run.run_id

@@ -50,7 +50,7 @@ def actionlint(tmp_path_factory):
 
 def test_workflows_exist():
     names = {os.path.basename(f) for f in WORKFLOW_FILES}
-    assert {"ci.yml", "retrain.yml"} <= names
+    assert {"ci.yml", "retrain.yml", "monitor.yml"} <= names
 
 
 def test_workflows_pass_actionlint(actionlint):
@@ -173,3 +173,22 @@ def test_ci_plan_runs_on_the_standard_library_alone(tmp_path):
                                "tfpipe with --no-deps; keep third-party imports out of tfpipe/__init__ and "
                                "the CLI's top level):\n" + p.stderr)
     assert json.loads(p.stdout)["action"] in ("full_rebuild", "modules_only", "data_only", "nothing")
+
+
+def test_monitor_workflow_runs_monitor_and_dispatches_retrain():
+    wf = load(os.path.join(WORKFLOWS, "monitor.yml"))
+    on = wf[True]
+    assert on["schedule"][0]["cron"] and "workflow_dispatch" in on
+    job = wf["jobs"]["monitor"]
+    assert job["permissions"] == {"contents": "read", "id-token": "write", "actions": "write"}
+    steps = {s.get("name") or s.get("uses"): s for s in job["steps"]}
+    script = steps["Monitor"]["run"]
+    assert 'tfpipe monitor --requests "$RUNNER_TEMP/requests" --since "$SINCE" --model "$MODEL"' in script
+    assert 'code="${PIPESTATUS[0]}"' in script and 'exit 2' in script  # bad input fails the job, drift does not
+    dispatch = steps["Dispatch the retrain workflow"]
+    assert dispatch["if"] == "steps.monitor.outputs.exit_code == '1'"
+    assert "gh workflow run retrain.yml" in dispatch["run"]
+    retrain = load(os.path.join(WORKFLOWS, "retrain.yml"))[True]["workflow_dispatch"]["inputs"]
+    assert "data_only" in retrain["action"]["options"]  # the input the dispatch sets exists
+    text = open(os.path.join(WORKFLOWS, "monitor.yml")).read()
+    assert "credentials_json" not in text and "GOOGLE_APPLICATION_CREDENTIALS" not in text

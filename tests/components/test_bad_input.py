@@ -1,5 +1,6 @@
 """Bad input to the data half: a clear one-paragraph error naming what was expected, what
 was found and where; exit 1; a FAILED execution in metadata; nothing LIVE, nothing partial."""
+import glob
 import os
 
 from tests.conftest import tfpipe
@@ -139,3 +140,63 @@ def test_schema_file_that_does_not_parse(tmp_path):
     p = _pipeline_file(tmp_path, f"input_base={str(tmp_path / 'data')!r}", schema_file=bad)
     proc = tfpipe("run", p, "--to", "ImportSchemaGen")
     _assert_failed(tmp_path, proc, "ImportSchemaGen", f"schema file {bad}: 3:9", "NOT_A_TYPE")
+
+
+PENGUINS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                        "examples", "penguin", "data", "penguins.csv")
+
+
+def _penguins_with(line_no: int, column: str, value: str) -> str:
+    """The real penguins table with one value replaced (line numbers count the header as 1)."""
+    lines = open(PENGUINS).read().splitlines(keepends=True)
+    header = lines[0].strip().split(",")
+    cells = lines[line_no - 1].rstrip("\n").split(",")
+    cells[header.index(column)] = value
+    lines[line_no - 1] = ",".join(cells) + "\n"
+    return "".join(lines)
+
+
+def test_duplicated_header_names_are_refused_where_they_enter(tmp_path):
+    f = _write(str(tmp_path / "data" / "a.csv"), HEADER.replace("year", "sex") + "".join(ROWS))
+    p = _pipeline_file(tmp_path, f"input_base={str(tmp_path / 'data')!r}")
+    _assert_failed(tmp_path, tfpipe("run", p), "ExampleGen",
+                   f"file {f}: the header repeats column names ('sex' at columns 7, 8)")
+
+
+def test_one_non_numeric_value_in_a_numeric_column_is_an_error_naming_value_and_line(tmp_path):
+    f = _write(str(tmp_path / "data" / "a.csv"), _penguins_with(101, "body_mass_g", "abc"))
+    p = _pipeline_file(tmp_path, f"input_base={str(tmp_path / 'data')!r}")
+    _assert_failed(tmp_path, tfpipe("run", p), "ExampleGen",
+                   f"file {f}, line 101, column 'body_mass_g': expected a number",
+                   "found 'abc'", "string_columns=['body_mass_g']")
+
+
+def test_string_columns_accepts_such_a_column_as_strings_and_says_so(tmp_path):
+    import pyarrow.parquet as pq
+    _write(str(tmp_path / "data" / "a.csv"), _penguins_with(101, "body_mass_g", "abc"))
+    p = _pipeline_file(tmp_path, f"input_base={str(tmp_path / 'data')!r}, string_columns=['body_mass_g']")
+    proc = tfpipe("run", p, "--to", "ExampleGen")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "column 'body_mass_g' read as strings (string_columns)" in proc.stderr
+    parts = [pq.read_table(f) for f in glob.glob(str(tmp_path / "root" / "ExampleGen" / "examples" / "*" / "*" /
+                                                     "*.parquet"))]
+    assert sum(t.num_rows for t in parts) == 344  # every row kept
+    assert {str(t.schema.field("body_mass_g").type) for t in parts} == {"string"}
+    assert "abc" in {v for t in parts for v in t.column("body_mass_g").to_pylist()}
+
+
+def test_a_span_missing_a_column_of_the_previous_span(tmp_path):
+    _write(str(tmp_path / "data" / "span-1" / "a.csv"), HEADER + "".join(ROWS))
+    drop = HEADER.strip().split(",").index("island")
+    f2 = _write(str(tmp_path / "data" / "span-2" / "a.csv"),
+                "".join(",".join(c for i, c in enumerate(r.strip().split(",")) if i != drop) + "\n"
+                        for r in [HEADER, *ROWS]))
+    args = f"input_base={str(tmp_path / 'data')!r}, input_pattern='span-{{SPAN}}/*.csv'"
+    _assert_failed(tmp_path, tfpipe("run", _pipeline_file(tmp_path, args)), "ExampleGen",
+                   f"span 2 ({f2}) lacks column(s) ['island'] that the previous span",
+                   "pass allow_missing_columns=True")
+    ok = tmp_path / "ok"
+    ok.mkdir()
+    proc = tfpipe("run", _pipeline_file(ok, args + ", allow_missing_columns=True"), "--to", "ExampleGen")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "span 2 lacks column(s) ['island'] of the previous span (allow_missing_columns)" in proc.stderr

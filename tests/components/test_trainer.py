@@ -105,10 +105,26 @@ def _failed(penguin_model, r, *needles):
     return msg
 
 
-BAD = {
+BAD_STATIC = {  # found when the pipeline is compiled, before any node runs
     "syntax": ("import keras\n\ndef run_fn(fn_args)\n    pass\n", ["line 3", "syntax error"]),
     "no_run_fn": ("def train(fn_args):\n    pass\n", ["defines no function run_fn", "train"]),
     "no_args": ("def run_fn():\n    pass\n", ["run_fn", "line 1", "expected exactly 1"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_STATIC))
+def test_bad_run_fn_module_is_refused_when_compiling(penguin_model, tmp_path, case):
+    from examples.penguin.pipeline import create_pipeline
+    from tfpipe import PipelineDefinitionError, compile_pipeline
+    text, needles = BAD_STATIC[case]
+    mod = bad_module(tmp_path, f"bad_{case}.py", text)
+    with pytest.raises(PipelineDefinitionError) as e:
+        compile_pipeline(create_pipeline(**penguin_model["kw"], trainer_module=mod))
+    for n in ["node Trainer (Trainer)", mod, *needles]:
+        assert n in str(e.value)
+
+
+BAD = {
     "raising": ("def run_fn(fn_args):\n    raise ValueError('learning rate must be positive, got -3')\n",
                 ["run_fn", "ValueError", "learning rate must be positive, got -3"]),
     "no_signature": ("import os\n\ndef run_fn(fn_args):\n    os.makedirs(fn_args.serving_model_dir)\n"
@@ -141,13 +157,13 @@ def test_missing_module_file_via_cli_exits_1(penguin_model, tmp_path):
     pfile.write_text("from examples.penguin.pipeline import create_pipeline as _c\n\n"
                      f"def create_pipeline():\n    return _c(root={kw['root']!r}, metadata={kw['metadata']!r}, "
                      f"train_steps=200, trainer_module={missing!r})\n")
-    p = tfpipe_cli("run", str(pfile), "--from", "Trainer", "--to", "Trainer")
+    store = MetadataStore(kw["metadata"])
+    before = len(store.store.get_executions())
+    p = tfpipe_cli("run", str(pfile))
     assert p.returncode == 1, p.stderr[-3000:]
     assert missing in p.stderr and "does not exist" in p.stderr and "run_fn" in p.stderr
-    store = MetadataStore(kw["metadata"])
-    trainer_execs = [e for e in store.store.get_executions() if store.props(e).get("node_id") == "Trainer"]
-    last = max(trainer_execs, key=lambda e: e.id)
-    assert store.state_name(last) == "FAILED" and missing in store.props(last)["error"]
+    assert "node Trainer (Trainer)" in p.stderr
+    assert len(store.store.get_executions()) == before  # found when compiling: no node ran
 
 
 def test_data_accessor_reads_raw_parquet_with_the_raw_schema(penguin_model):

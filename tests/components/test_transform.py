@@ -4,9 +4,9 @@ import os
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 
 from tests.components.conftest import bad_module
-from tfpipe.metadata import MetadataStore
 
 
 def test_transform_graph_loads_and_analyzers_saw_only_train(penguin_model):
@@ -70,17 +70,17 @@ def test_post_transform_statistics_per_split(penguin_model):
     assert abs(mean) < 1e-4
 
 
-def test_preprocessing_fn_missing_fails_naming_file_and_function(penguin_model, run_penguin_node, tmp_path):
+def test_preprocessing_fn_missing_fails_naming_file_and_function(penguin_model, tmp_path):
+    """Found when the pipeline is compiled, before any node runs."""
+    from examples.penguin.pipeline import create_pipeline
+    from tfpipe import PipelineDefinitionError, compile_pipeline
     mod = bad_module(tmp_path, "no_pp.py", "import tensorflow as tf\n\ndef preprocess(inputs):\n    return inputs\n")
-    r = run_penguin_node("Transform", transform_module=mod)
-    assert not r.ok
-    msg = r.error.message
-    assert "preprocessing_fn" in msg and mod in msg and "preprocess" in msg
-    store = MetadataStore(penguin_model["kw"]["metadata"])
-    e = store.executions([r.error.execution_id])[0]
-    assert store.state_name(e) == "FAILED" and "preprocessing_fn" in store.props(e)["error"]
-    assert not os.path.exists(os.path.join(penguin_model["kw"]["root"], "Transform", "transform_graph",
-                                           str(r.error.execution_id)))
+    with pytest.raises(PipelineDefinitionError) as e:
+        compile_pipeline(create_pipeline(**penguin_model["kw"], transform_module=mod))
+    msg = str(e.value)
+    assert "node Transform (Transform)" in msg and mod in msg
+    assert "defines no function preprocessing_fn; expected def preprocessing_fn(inputs)" in msg
+    assert "functions found: ['preprocess']" in msg
 
 
 def test_preprocessing_fn_raising_surfaces_the_users_message(run_penguin_node, tmp_path):

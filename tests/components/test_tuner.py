@@ -6,7 +6,6 @@ import os
 import pytest
 
 from tests.components.conftest import bad_module
-from tfpipe.metadata import MetadataStore
 
 RECORDING_RUN_FN = '''
 import json, os
@@ -37,6 +36,10 @@ def run_fn(fn_args):
     with open(os.path.join(fn_args.model_run_dir, "fn_args.json"), "w") as f:
         json.dump(rec, f)
     export_serving_model(model, tft_out, fn_args.serving_model_dir, label_key="species")
+
+
+def tuner_fn(fn_args):  # the pipeline's Tuner node names this module too; it is not run here
+    raise RuntimeError('not used')
 '''
 
 
@@ -85,13 +88,13 @@ def test_trainer_gets_best_hyperparameters_and_fn_args(penguin_model, tuned, run
         assert len(json.load(f)["loss"]) == 2
 
 
-def test_tuner_fn_missing(penguin_model, run_penguin_node, tmp_path):
+def test_tuner_fn_missing_is_refused_when_compiling(penguin_model, tmp_path):
+    from examples.penguin.pipeline import create_pipeline
+    from tfpipe import PipelineDefinitionError, compile_pipeline
     mod = bad_module(tmp_path, "no_tuner.py", "def run_fn(fn_args):\n    pass\n")
-    r = run_penguin_node("Tuner", enable_tuning=True, trainer_module=mod)
-    assert not r.ok
-    assert mod in r.error.message and "tuner_fn" in r.error.message
-    store = MetadataStore(penguin_model["kw"]["metadata"])
-    assert store.state_name(store.executions([r.error.execution_id])[0]) == "FAILED"
+    with pytest.raises(PipelineDefinitionError) as e:
+        compile_pipeline(create_pipeline(**penguin_model["kw"], enable_tuning=True, trainer_module=mod))
+    assert "node Tuner (Tuner)" in str(e.value) and mod in str(e.value) and "defines no function tuner_fn" in str(e.value)
 
 
 def test_serial_search_in_process(penguin_model, run_penguin_node):

@@ -1,7 +1,8 @@
-"""Airflow 3 adapter: the generated DAG parses light and clean in Airflow's own venv, runs
+"""Airflow 3 adapter: the DAG module parses light and clean in Airflow's own venv, runs
 with real Airflow (`airflow dags test`, SQLite), and leaves the lineage a local run leaves
 (the lineage comparison itself is in test_contract.py, which shares these runs)."""
 import ast
+import json
 import os
 
 import pytest
@@ -16,14 +17,17 @@ def airflow(scenarios):
     return scenarios("airflow")
 
 
-def test_generated_dag_imports_only_airflow(airflow):
+def test_the_dag_file_is_the_fixed_module_and_imports_only_airflow(airflow):
+    from tfpipe.orchestrators.airflow.compiler import DAG_MODULE
     path = os.path.join(airflow.runner.dags, "penguin.py")
-    tree = ast.parse(open(path).read())
-    mods = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    mods |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
-    assert mods == {"datetime", "os", "airflow.sdk", "airflow.providers.standard.operators.bash"}
     text = open(path).read()
-    assert "{{ run_id }}" in text and "dag_run.conf" in text
+    assert text == open(DAG_MODULE).read()  # no value of the pipeline is ever written as code
+    tree = ast.parse(text)
+    top = {a.name for n in tree.body if isinstance(n, ast.Import) for a in n.names}
+    assert top == {"datetime", "json", "os"}
+    mods = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert mods == {"airflow.sdk", "airflow.providers.standard.operators.bash",
+                    "airflow.providers.cncf.kubernetes.operators.pod"}
 
 
 def test_dagbag_has_no_import_errors_and_mirrors_the_ir(airflow):
@@ -73,22 +77,21 @@ def test_retry_succeeds_without_duplicate_live_artifacts_and_conf_parameters(air
 
 def test_kubernetes_pod_operator_option_renders_tasks_in_the_image(tmp_path, monkeypatch):
     from tfpipe.orchestrators.airflow import AirflowCompileError, compile_airflow
+    from tfpipe.orchestrators.airflow.local import AirflowLocalRunner
 
-    from .conftest import CONTRACT
+    from .conftest import AIRFLOW_BIN, CONTRACT
     ir = compile_file(CONTRACT, str(tmp_path / "home"))
     ir["pipeline"]["settings"] = {"airflow_operator": "kubernetes", "image": "registry.example/tfpipe:1",
                                   "namespace": "pipelines", "retries": 2}
     monkeypatch.setenv("TFPIPE_METADATA", '{"grpc": {"host": "metadata-grpc-service", "port": 8080}}')
-    path = compile_airflow(ir, str(tmp_path / "dags"))
-    text = open(path).read()
-    tree = ast.parse(text)
-    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "KubernetesPodOperator"]
-    assert len(calls) == len(ir["nodes"])
-    assert "IMAGE = 'registry.example/tfpipe:1'" in text and "NAMESPACE = 'pipelines'" in text
-    assert "'TFPIPE_METADATA': '{\"grpc\"" in text
-    assert "cmds=['python', '-m', 'tfpipe.orchestrators.task']" in text and "'--ir-json', IR_JSON" in text
-    assert '"retries": 2' in text
-    assert "tasks['ContractBoom'] >> tasks['ContractSink']" in text
+    runner = AirflowLocalRunner(str(tmp_path / "af"), airflow_bin=AIRFLOW_BIN)
+    compile_airflow(ir, runner.dags)
+    data = json.loads(open(os.path.join(runner.dags, "contract.ir.json")).read())
+    assert data["airflow"] == {"operator": "kubernetes", "image": "registry.example/tfpipe:1", "namespace": "pipelines",
+                               "env": {"TFPIPE_METADATA": '{"grpc": {"host": "metadata-grpc-service", "port": 8080}}'}}
+    tasks = runner.inspect_dags()["dags"]["contract"]
+    assert {t: v["operator"] for t, v in tasks.items()} == {n["id"]: "KubernetesPodOperator" for n in ir["nodes"]}
+    assert tasks["ContractSink"]["upstream"] == ["ContractBoom"] and tasks["ContractSink"]["retries"] == 2
     ir["pipeline"]["settings"] = {"airflow_operator": "celery"}
     with pytest.raises(AirflowCompileError, match="expected 'bash' or 'kubernetes', found 'celery'"):
         compile_airflow(ir, str(tmp_path / "dags2"))
@@ -106,7 +109,7 @@ def test_cli_compile_target_airflow_writes_dag_and_ir(tmp_path):
     assert f"wrote {dags / 'contract.py'}" in p.stderr
     ir = json.loads((dags / "contract.ir.json").read_text())
     assert sorted(n["id"] for n in ir["nodes"]) == ["ContractBoom", "ContractSide", "ContractSink", "ContractSource"]
-    assert "PYTHON_DEFAULT = '/opt/runtime/bin/python'" in (dags / "contract.py").read_text()
+    assert ir["airflow"] == {"operator": "bash", "python": "/opt/runtime/bin/python", "task_host": True}
 
 
 def test_dags_test_that_hangs_after_its_dag_run_finished_is_ended(tmp_path):

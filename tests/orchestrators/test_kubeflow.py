@@ -68,11 +68,29 @@ def test_submit_vertex_dry_run_prints_the_job(tmp_path):
     assert any("TFPIPE_METADATA" in w for w in job["warnings"])  # SQLite is no store for a cluster
 
 
+def test_submit_vertex_with_a_mysql_store_passes_the_vpc_network(tmp_path):
+    """A Vertex job reaches a private-IP Cloud SQL store over a peered VPC: --network goes to
+    PipelineJob.submit and into the dry-run summary; without it the summary warns."""
+    env = {"TFPIPE_HOME": str(tmp_path / "home"),
+           "TFPIPE_METADATA": "mysql://ml@10.1.2.3:3306/tfpipe?password_env=DB_PASSWORD"}
+    args = ["submit", CONTRACT, "--target", "vertex", "--project", "my-project", "--region", "us-central1",
+            "--pipeline-root", "gs://my-bucket/root", "--dry-run"]
+    job = json.loads(tfpipe(*args, "--network", "projects/123456/global/networks/ml-vpc", env=env, check=0).stdout)
+    assert job["network"] == "projects/123456/global/networks/ml-vpc"
+    assert not any("--network" in w for w in job["warnings"])
+    job = json.loads(tfpipe(*args, env=env, check=0).stdout)
+    assert job["network"] is None and any("--network" in w and "Cloud SQL" in w for w in job["warnings"])
+
+
 @pytest.mark.parametrize("args, message", [
     (["--target", "vertex", "--project", "my-project", "--region", "us-central1", "--pipeline-root", "/local"],
      "--pipeline-root: expected a gs://BUCKET/PATH URI, found '/local'"),
     (["--target", "vertex", "--region", "us-central1", "--pipeline-root", "gs://b/r"], "needs --project"),
     (["--target", "kubeflow"], "--target kubeflow needs --host"),
+    (["--target", "vertex", "--project", "my-project", "--region", "us-central1", "--pipeline-root", "gs://b/r",
+      "--network", "my-vpc"], "--network: expected projects/PROJECT_NUMBER/global/networks/NAME"),
+    (["--target", "kubeflow", "--host", "http://127.0.0.1:8888", "--network", "projects/1/global/networks/v"],
+     "--network is for --target vertex"),
     (["--target", "kubeflow", "--host", "http://127.0.0.1:8888", "--param", "Nope__x=1"],
      "no pipeline parameter(s) ['Nope__x']"),
 ])

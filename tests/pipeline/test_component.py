@@ -137,3 +137,36 @@ def test_code_version_covers_code_files_the_executor_runs_without_importing(tmp_
     (tmp_path / "worker.py").write_text("print('worker v2')\n")
     v2 = _code_version_of_c(tmp_path / "comp_cf.py", "comp_cf_c")
     assert v1 == v1_again and v1 != v2 and len(v2) == 16
+
+
+@pytest.mark.parametrize("bad", ["../../../../escaped", "/abs/path", 'a"""b', "x{{ 7*7 }}", "a b", "", "a\nb",
+                                 "$(touch x)", "é", "n" * 64, "1starts_with_digit", "a.b"])
+def test_node_ids_component_and_pipeline_names_are_safe_names(bad):
+    """Names that become task ids, KFP names, metadata names and folders under the artifact
+    root are checked when the pipeline is defined, for every orchestrator."""
+    from tfpipe import Pipeline
+    from tfpipe.component import ComponentDefinitionError
+    from tfpipe.graph import PipelineDefinitionError
+    from tests.fixtures.trivial import make_numbers
+    with pytest.raises(WiringError, match="node id .*expected a name of letters, digits"):
+        make_numbers(id=bad)
+
+    def fn(x: int = 1) -> None:
+        pass
+    with pytest.raises(ComponentDefinitionError, match="component name"):
+        component(name=bad)(fn)
+    with pytest.raises(PipelineDefinitionError, match="pipeline name"):
+        Pipeline(bad, [make_numbers()])
+
+
+def test_an_ir_file_with_an_unsafe_node_id_is_refused(tmp_path):
+    import json
+
+    from tfpipe.compiler import IRError, load_ir
+    from tests.fixtures.trivial import make_numbers
+    from tfpipe import Pipeline, compile_pipeline
+    ir = compile_pipeline(Pipeline("p", [make_numbers()], root=str(tmp_path / "r"), metadata=str(tmp_path / "m")))
+    ir["nodes"][0]["id"] = "../../escaped"
+    (tmp_path / "ir.json").write_text(json.dumps(ir))
+    with pytest.raises(IRError, match=r"node id '../../escaped': expected a name"):
+        load_ir(str(tmp_path / "ir.json"))

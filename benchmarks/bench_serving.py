@@ -1,0 +1,214 @@
+"""Serving: ``tfpipe serve`` against calling the same SavedModel signature directly.
+
+Two penguin models are trained and pushed (the penguin pipeline, two Trainer settings),
+production is set, and then, all in one run:
+
+- the baseline: the serving signature called directly in this process, one example per
+  call, back to back (calls/s, p50/p99 latency);
+- ``tfpipe serve`` (a subprocess) under 1, 8 and 32 concurrent keep-alive HTTP clients, one
+  raw-feature JSON instance per ``:predict`` request: p50/p99 latency, throughput and its
+  ratio to the direct calls (goal at 32 clients: at least 0.67x, which batching concurrent
+  requests into one signature call is for);
+- failed requests while production is promoted and rolled back 10 times under 8 clients
+  (goal 0);
+- request logging at sample rate 1.0: throughput without / with (goal at most 1.1x).
+
+``BENCH_SERVING_SECONDS`` (default 10) sets each measurement's length.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+from benchmarks.common import PENGUINS, REPO
+
+SECONDS = float(os.environ.get("BENCH_SERVING_SECONDS", "10"))
+FEATURES = ["island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "sex", "year"]
+
+
+def _instances() -> list[dict]:
+    import csv
+    out = []
+    for r in csv.DictReader(open(PENGUINS)):
+        row = {}
+        for k in FEATURES:
+            v = r[k]
+            row[k] = (None if v in ("", "NA") else v if k in ("island", "sex") else
+                      int(float(v)) if k in ("flipper_length_mm", "body_mass_g", "year") else float(v))
+        out.append(row)
+    return out
+
+
+def _train(home: str) -> tuple[str, str, list[str]]:
+    """Two pushed penguin versions; (metadata, destination, versions)."""
+    sys.path.insert(0, os.path.join(REPO, "examples", "penguin"))
+    from examples.penguin.pipeline import create_pipeline
+    from tfpipe import compile_pipeline
+    from tfpipe.metadata import MetadataStore
+    from tfpipe.orchestrators.local import LocalRunner
+    from tfpipe.tracking.registry import Registry
+    os.environ["TFPIPE_HOME"] = home
+    md = os.path.join(home, "metadata.sqlite")
+    for steps in (300, 500):
+        res = LocalRunner(verbose=False).run(compile_pipeline(create_pipeline(
+            root=os.path.join(home, "root"), metadata=md, train_steps=steps)))
+        if not res.ok:
+            raise RuntimeError(f"penguin run failed: {res.error}")
+    rows = Registry(MetadataStore(md)).list_versions("penguin")
+    if len(rows) < 2:
+        raise RuntimeError(f"expected two pushed versions, found {[r['version'] for r in rows]} (a model not "
+                           f"blessed is not pushed)")
+    return md, rows[0]["destination"], [r["version"] for r in rows[-2:]]
+
+
+def _direct(model_dir: str, instances: list[dict]) -> dict:
+    import tensorflow as tf
+
+    from tfpipe.serving.features import read_model_info, to_examples
+    info = read_model_info(model_dir)
+    fn = tf.saved_model.load(model_dir).signatures["serving_default"]
+    records = to_examples(instances, info.parse_specs["serving_default"], "instances")
+    for r in records[:20]:
+        fn(examples=tf.constant([r]))
+    lat, n, t0 = [], 0, time.perf_counter()
+    while time.perf_counter() - t0 < SECONDS:
+        t = time.perf_counter()
+        fn(examples=tf.constant([records[n % len(records)]]))
+        lat.append(time.perf_counter() - t)
+        n += 1
+    wall = time.perf_counter() - t0
+    return {"throughput": n / wall, "p50": _pct(lat, 50), "p99": _pct(lat, 99)}
+
+
+def _pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(len(xs) * p / 100))] if xs else float("nan")
+
+
+async def _client(port: int, path: str, bodies: list[bytes], stop_at: float, lat: list, errors: list, k: int):
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    i = k
+    try:
+        while time.perf_counter() < stop_at:
+            body = bodies[i % len(bodies)]
+            i += 7
+            t = time.perf_counter()
+            writer.write(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                         f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            status = int((await reader.readline()).split()[1])
+            length = 0
+            while True:
+                line = await reader.readline()
+                if line in (b"\r\n", b""):
+                    break
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            await reader.readexactly(length)
+            lat.append(time.perf_counter() - t)
+            if status != 200:
+                errors.append(status)
+    except (OSError, asyncio.IncompleteReadError) as e:
+        errors.append(repr(e))
+    finally:
+        writer.close()
+
+
+async def _load(port: int, clients: int, seconds: float, bodies: list[bytes], model: str = "penguin") -> dict:
+    lat, errors = [], []
+    stop_at = time.perf_counter() + seconds
+    t0 = time.perf_counter()
+    tasks = [asyncio.create_task(_client(port, f"/v1/models/{model}:predict", bodies, stop_at, lat, errors, k))
+             for k in range(clients)]
+    await asyncio.gather(*tasks)
+    wall = time.perf_counter() - t0
+    return {"throughput": len(lat) / wall, "p50": _pct(lat, 50), "p99": _pct(lat, 99), "errors": errors,
+            "requests": len(lat)}
+
+
+def _serve(md: str, *extra: str):
+    from tfpipe.serving.client import ServerProcess
+    return ServerProcess.start(["--metadata", md, "--poll", "0.1", *extra],
+                               command=[sys.executable, "-m", "tfpipe.cli", "serve"],
+                               env={"PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")})
+
+
+def run(report):
+    from tfpipe.metadata import MetadataStore
+    from tfpipe.tracking.registry import Registry
+    instances = _instances()
+    bodies = [json.dumps({"instances": [r]}).encode() for r in instances]
+    with tempfile.TemporaryDirectory(prefix="bench-serving-") as home:
+        md, dest, (v1, v2) = _train(home)
+        reg = Registry(MetadataStore(md))
+        reg.set_alias("penguin", "production", v1)
+        base = _direct(os.path.join(dest, v1), instances)
+        report("direct signature call (1 example/call): throughput", base["throughput"], "calls/s")
+        report("direct signature call: p50 latency", base["p50"] * 1000, "ms")
+        srv = _serve(md)
+        try:
+            asyncio.run(_load(srv.port, 4, 2.0, bodies))  # warm-up
+            for c in (1, 8, 32):
+                r = asyncio.run(_load(srv.port, c, SECONDS, bodies))
+                report(f"serve, {c} client(s): throughput", r["throughput"], "req/s",
+                       f"x{r['throughput'] / base['throughput']:.2f} of direct; {len(r['errors'])} failed")
+                report(f"serve, {c} client(s): p50 / p99 latency", r["p50"] * 1000, "ms",
+                       f"p99 {r['p99'] * 1000:.1f} ms")
+
+            def swaps():
+                from tfpipe.serving.client import request
+                times = []
+                for _ in range(10):
+                    for target, act in ((v2, lambda: Registry(MetadataStore(md)).promote(v2, "production")),
+                                        (v1, lambda: Registry(MetadataStore(md)).rollback())):
+                        t = time.perf_counter()
+                        act()
+                        while request("127.0.0.1", srv.port, "GET", "/v1/models/penguin/labels/production")[1][
+                                "model_version_status"][0]["version"] != target:
+                            time.sleep(0.01)
+                        times.append(time.perf_counter() - t)
+                return times
+            r = asyncio.run(_swap_load(srv.port, bodies, swaps))
+            report("failed requests in 10 promote/rollback cycles under 8 clients", len(r["errors"]), "requests",
+                   f"of {r['requests']} (goal 0)")
+            report("registry change -> served (median of 20)", statistics.median(r["during"]) * 1000, "ms",
+                   f"max {max(r['during']) * 1000:.0f} ms")
+            plain = asyncio.run(_load(srv.port, 8, SECONDS, bodies))
+        finally:
+            srv.stop()
+        srv = _serve(md, "--log-requests", os.path.join(home, "log"), "--sample-rate", "1.0")
+        try:
+            asyncio.run(_load(srv.port, 4, 2.0, bodies))
+            logged = asyncio.run(_load(srv.port, 8, SECONDS, bodies))
+            stats = srv.request("GET", "/healthz")[1]["request_log"]
+        finally:
+            srv.stop()
+        report("request logging at sample rate 1.0 (8 clients): cost", plain["throughput"] / logged["throughput"],
+               "x", f"throughput {plain['throughput']:.0f} -> {logged['throughput']:.0f} req/s (goal <= 1.1x); "
+                    f"{stats['dropped']} dropped")
+
+
+async def _swap_load(port, bodies, swaps):
+    stop = {"at": None}
+
+    def during():
+        try:
+            return swaps()
+        finally:
+            stop["at"] = time.perf_counter()
+
+    lat, errors = [], []
+    t0 = time.perf_counter()
+    tasks = [asyncio.create_task(_until(port, bodies, stop, lat, errors, k)) for k in range(8)]
+    times = await asyncio.to_thread(during)
+    await asyncio.gather(*tasks)
+    return {"errors": errors, "requests": len(lat), "during": times, "wall": time.perf_counter() - t0}
+
+
+async def _until(port, bodies, stop, lat, errors, k):
+    while stop["at"] is None:
+        await _client(port, "/v1/models/penguin:predict", bodies, time.perf_counter() + 0.5, lat, errors, k)

@@ -1,0 +1,80 @@
+"""Crash recovery: what a killed run left RUNNING is made truthful by the next command.
+
+Every run a runner starts and every execution the launcher records carries its owner (host,
+boot, pid and process start time, ``tfpipe.provenance.owner``). A SIGKILL, an out-of-memory
+kill or a lost machine leaves them RUNNING with outputs PENDING and staging directories on
+disk. ``recover`` finds those whose owner is gone (on this machine) and ends them: the
+execution FAILED ("killed"), its PENDING outputs ABANDONED, its staging and scratch
+directories removed, the run FAILED. The cache never used them (only COMPLETE executions
+with LIVE outputs are reused); this makes the record say what happened."""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+
+from .metadata import MetadataStore
+from .provenance import owner_is_dead
+from .state import State
+
+__all__ = ["recover", "Recovered"]
+
+
+@dataclass
+class Recovered:
+    runs: list[str] = field(default_factory=list)
+    executions: int = 0
+    outputs: int = 0
+    dirs: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.runs or self.executions)
+
+    def line(self) -> str:
+        runs = (f"run {self.runs[0]}" if len(self.runs) == 1 else f"{len(self.runs)} runs ({', '.join(self.runs)})"
+                ) if self.runs else "no run"
+        return (f"recovered after a killed process: {runs} marked FAILED (killed), {self.executions} execution(s) "
+                f"FAILED, {self.outputs} output(s) ABANDONED, {self.dirs} staging folder(s) removed")
+
+
+def _killed(owner: str) -> str:
+    host, _, pid, _ = owner.rsplit(":", 3)
+    return f"killed: its process (pid {pid} on {host}) ended without recording an outcome"
+
+
+def _remove(path: str) -> int:
+    if os.path.lexists(path):
+        shutil.rmtree(path, ignore_errors=True)
+        return 1
+    return 0
+
+
+def recover(store: MetadataStore) -> Recovered:
+    out = Recovered()
+    for e in store.find_executions("last_known_state = RUNNING"):
+        props = store.props(e)
+        if not owner_is_dead(props.get("owner")):
+            continue
+        _, outs = store.io_of(e.id)
+        for arts in outs.values():
+            for a in arts:
+                if a.state == "PENDING":
+                    out.dirs += _remove(os.path.join(os.path.dirname(a.uri), f".staging-{e.id}"))
+                    out.dirs += _remove(os.path.join(os.path.dirname(os.path.dirname(a.uri)), f".tmp-{e.id}"))
+                    _remove(a.uri)  # a move cut short by the kill: not a LIVE artifact
+                    a.state = "ABANDONED"
+                    out.outputs += 1
+        store.publish_execution(e, State.FAILED, {"error": _killed(props["owner"]), "finished_at": time.time()},
+                                [], outs, new_events=False)
+        out.executions += 1
+    opts = store._ms.ListOptions(filter_query="custom_properties.status.string_value = 'RUNNING'")
+    for ctx in store._retry(lambda: store.store.get_contexts(list_options=opts)):
+        props = store.props(ctx)
+        if not owner_is_dead(props.get("owner")):
+            continue
+        now = time.time()
+        store.update_context(ctx, {"status": State.FAILED.value, "finished_at": now, "error": _killed(props["owner"]),
+                                   "duration_s": now - float(props.get("started_at") or now)})
+        out.runs.append(props.get("run_id") or ctx.name)
+    return out

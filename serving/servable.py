@@ -1,0 +1,204 @@
+"""One loaded model version (a *servable*, in TF Serving's words) and the batching queue in
+front of each of its signatures.
+
+Batching: concurrent requests for the same signature wait in an asyncio queue; whenever a
+compute slot is free, everything queued (up to ``max_batch_size`` examples) goes into ONE
+signature call on a worker thread, and each request gets its own rows back. At low load a
+request never waits for company (the model is idle, its batch is itself); under load the
+queue fills while the model computes, so batches grow by themselves. ``batch_timeout_s``
+> 0 additionally holds a partial batch that long for more requests (TF Serving's
+``batch_timeout_micros``). A batch that fails is retried request by request, so one bad
+request fails alone.
+
+In-flight accounting: a request ``acquire()``s the servable it resolved and ``release()``s
+it when done; a retired servable is unloaded only when its last request has finished, so a
+version switch never fails a request in flight.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import time
+
+from .features import ModelInfo, read_model_info
+
+__all__ = ["Servable", "Batcher", "ModelError", "LoadError"]
+
+
+class ModelError(RuntimeError):
+    """The model's signature failed on a request; ``bad_input`` when TensorFlow rejected the
+    input (HTTP 400) rather than failing itself (500)."""
+
+    def __init__(self, message: str, bad_input: bool = False):
+        super().__init__(message)
+        self.bad_input = bad_input
+
+
+class LoadError(RuntimeError):
+    """A model version could not be loaded."""
+
+
+def _outputs(fn, input_name: str, records: list[bytes]) -> dict:
+    import tensorflow as tf
+    try:
+        out = fn(**{input_name: tf.constant(records, dtype=tf.string)})
+    except tf.errors.InvalidArgumentError as e:
+        raise ModelError(e.message.splitlines()[0] if e.message else str(e), bad_input=True) from None
+    except tf.errors.OpError as e:
+        raise ModelError(f"{type(e).__name__}: {e.message.splitlines()[0] if e.message else e}") from None
+    return {k: v.numpy() for k, v in out.items()}
+
+
+class Batcher:
+    def __init__(self, fn, input_name: str, executor, max_batch_size: int = 64, batch_timeout_s: float = 0.0,
+                 threads: int = 1):
+        self.fn, self.input_name, self.executor = fn, input_name, executor
+        self.max_batch_size, self.batch_timeout_s = max(1, int(max_batch_size)), float(batch_timeout_s)
+        self.threads = max(1, int(threads))
+        self._queue: collections.deque = collections.deque()
+        self._rows = 0
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+        self.batches = 0
+        self.examples = 0
+
+    async def submit(self, records: list[bytes]) -> dict:
+        loop = asyncio.get_running_loop()
+        if self._task is None:
+            self._wake = asyncio.Event()
+            self._task = loop.create_task(self._dispatch())
+        fut = loop.create_future()
+        self._queue.append((records, fut))
+        self._rows += len(records)
+        self._wake.set()
+        return await fut
+
+    async def _dispatch(self):
+        slots = asyncio.Semaphore(self.threads)
+        while True:
+            await self._wake.wait()
+            if not self._queue:
+                self._wake.clear()
+                continue
+            await slots.acquire()
+            if self.batch_timeout_s > 0 and self._rows < self.max_batch_size:
+                await asyncio.sleep(self.batch_timeout_s)
+            batch, n = [], 0
+            while self._queue and (not batch or n + len(self._queue[0][0]) <= self.max_batch_size):
+                item = self._queue.popleft()
+                batch.append(item)
+                n += len(item[0])
+            self._rows -= n
+            if not self._queue:
+                self._wake.clear()
+            asyncio.get_running_loop().create_task(self._run(batch, slots))
+
+    async def _run(self, batch, slots):
+        loop = asyncio.get_running_loop()
+        try:
+            records = [r for recs, _ in batch for r in recs]
+            self.batches += 1
+            self.examples += len(records)
+            try:
+                outs = await loop.run_in_executor(self.executor, _outputs, self.fn, self.input_name, records)
+            except ModelError:
+                if len(batch) == 1:
+                    raise
+                for recs, fut in batch:  # one bad request must not fail the others
+                    try:
+                        res = await loop.run_in_executor(self.executor, _outputs, self.fn, self.input_name, recs)
+                        if not fut.done():
+                            fut.set_result(res)
+                    except Exception as e:  # noqa: BLE001 - handed to the request that caused it
+                        if not fut.done():
+                            fut.set_exception(e)
+                return
+            i = 0
+            for recs, fut in batch:
+                if not fut.done():
+                    fut.set_result({k: v[i:i + len(recs)] for k, v in outs.items()})
+                i += len(recs)
+        except BaseException as e:  # noqa: BLE001 - every waiting request learns why
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(e if isinstance(e, Exception) else ModelError("the server is stopping"))
+        finally:
+            slots.release()
+
+    def close(self):
+        if self._task is not None:
+            self._task.cancel()
+        for _, fut in self._queue:
+            if not fut.done():
+                fut.set_exception(ModelError("the model version was unloaded"))
+        self._queue.clear()
+
+
+class Servable:
+    """A loaded SavedModel version with a batcher per signature."""
+
+    def __init__(self, name: str, version: int, path: str, executor, max_batch_size: int = 64,
+                 batch_timeout_s: float = 0.0, batch_threads: int = 1):
+        self.name, self.version, self.path = name, int(version), path
+        self.executor = executor
+        self.opts = {"max_batch_size": max_batch_size, "batch_timeout_s": batch_timeout_s,
+                     "threads": batch_threads}
+        self.info: ModelInfo | None = None
+        self.loaded = None
+        self.batchers: dict[str, Batcher] = {}
+        self.inflight = 0
+        self.retired = False
+        self.load_s: float | None = None
+        self._idle: asyncio.Event | None = None
+
+    def load(self) -> "Servable":
+        """Load the SavedModel (blocking: call it on a worker thread) and warm it up."""
+        import tensorflow as tf  # imported once per process, not part of a version's load time
+        t0 = time.monotonic()
+        try:
+            self.info = read_model_info(self.path)
+            self.loaded = tf.saved_model.load(self.path)
+        except Exception as e:  # noqa: BLE001 - reported as the version's status
+            msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+            raise LoadError(f"model {self.name} version {self.version}: cannot load {self.path}: {msg}") from None
+        self.load_s = time.monotonic() - t0
+        return self
+
+    def signature(self, name: str):
+        return self.loaded.signatures[name]
+
+    async def run(self, signature: str, records: list[bytes]) -> dict:
+        b = self.batchers.get(signature)
+        if b is None:
+            b = self.batchers[signature] = Batcher(self.signature(signature), self.info.input_name(signature),
+                                                   self.executor, **self.opts)
+        return await b.submit(records)
+
+    def acquire(self) -> "Servable":
+        self.inflight += 1
+        return self
+
+    def release(self) -> None:
+        self.inflight -= 1
+        if self.inflight == 0 and self._idle is not None:
+            self._idle.set()
+
+    async def retire(self, grace_s: float = 600.0) -> None:
+        """Unload once every request that resolved this version has finished."""
+        self.retired = True
+        if self.inflight:
+            self._idle = asyncio.Event()
+            try:
+                await asyncio.wait_for(self._idle.wait(), grace_s)
+            except asyncio.TimeoutError:
+                pass
+        for b in self.batchers.values():
+            b.close()
+        self.batchers.clear()
+        self.loaded = None  # the SavedModel's memory goes with the last reference
+
+    def stats(self) -> dict:
+        return {"batches": sum(b.batches for b in self.batchers.values()),
+                "examples": sum(b.examples for b in self.batchers.values()), "inflight": self.inflight,
+                "load_s": self.load_s, "path": os.path.abspath(self.path)}

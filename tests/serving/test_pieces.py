@@ -1,0 +1,114 @@
+"""The model server's parts without a model: TF Serving's models.config written and read
+back (and parsed by TF Serving's own protos), JSON checked against a raw feature spec, the
+request log's bounded queue (drops counted, never blocking) and its day partitions."""
+import datetime as dt
+import os
+import re
+import threading
+
+import pytest
+
+from tfpipe.serving.config import ConfigError, ModelEntry, read_config, resolve_versions, write_config
+from tfpipe.serving.features import FeatureSpec, RequestError, from_examples, to_examples
+from tfpipe.serving.request_log import LogError, ParquetSink, RequestLog, read_log
+
+SPEC = {"island": FeatureSpec("island", "string", "var_len"), "mass": FeatureSpec("mass", "int64", "var_len"),
+        "bill": FeatureSpec("bill", "float", "fixed_len", (1,), None)}
+
+
+def test_models_config_round_trip_and_errors(tmp_path):
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+    for v in ("3", "5", "9"):
+        (tmp_path / v).mkdir()
+    path = str(tmp_path / "models.config")
+    write_config(path, [ModelEntry('pen"guin', str(tmp_path), versions=[5, 3], labels={"production": 5, "staging": 3}),
+                        ModelEntry("other", str(tmp_path))])
+    cfg = text_format.Parse(open(path).read(), model_server_config_pb2.ModelServerConfig())
+    assert [c.name for c in cfg.model_config_list.config] == ['pen"guin', "other"]  # a literal, escaped
+    assert list(cfg.model_config_list.config[0].model_version_policy.specific.versions) == [3, 5]
+    [a, b] = read_config(path)
+    assert a.versions == [3, 5] and a.labels == {"production": 5, "staging": 3} and b.versions is None
+    assert resolve_versions(a) == {3: str(tmp_path / "3"), 5: str(tmp_path / "5")}
+    assert list(resolve_versions(b)) == [9]  # no policy: the latest, as TF Serving
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(".models.config")]
+    with pytest.raises(ConfigError, match="not under"):
+        resolve_versions(ModelEntry("m", str(tmp_path), versions=[4]))
+    (tmp_path / "bad.config").write_text("model_config_list {\n  config { name: 'm' base_pth: '/x' }\n}\n")
+    with pytest.raises(ConfigError, match=r"bad.config:2:\d+: not a ModelServerConfig"):
+        read_config(str(tmp_path / "bad.config"))
+
+
+def test_json_rows_are_checked_against_the_spec():
+    rows: list = []
+    recs = to_examples([{"island": "Dream", "mass": 4000.0, "bill": [39.5], "species": "Adelie"}], SPEC,
+                       "instances", ignore=("species",), rows_out=rows)
+    assert rows == [{"island": [b"Dream"], "mass": [4000], "bill": [39.5]}]
+    back = from_examples(recs, SPEC)[0]
+    assert back["island"] == ["Dream"] and back["mass"] == [4000] and back["bill"] == [39.5]
+    cases = [({"island": 3, "mass": 1, "bill": 1.0}, "instances[0].island: expected a string"),
+             ({"island": "x", "mass": 1.5, "bill": 1.0}, "instances[0].mass: expected a whole number (int64), "
+                                                         "found number 1.5"),
+             ({"island": "x", "mass": True, "bill": 1.0}, "found boolean true"),
+             ({"island": "x", "mass": 1, "bill": None}, "cannot be missing"),
+             ({"island": "x", "mass": 1, "bill": [1.0, 2.0]}, "expected 1 value(s)"),
+             ({"island": "x", "mass": 1}, "missing feature(s) ['bill']"),
+             ({"island": "x", "mass": 1, "bill": 1.0, "islnd": "y"}, "unknown feature(s) ['islnd']"),
+             ("Dream", "expected an object of raw features")]
+    for row, msg in cases:
+        with pytest.raises(RequestError, match=re.escape(msg.replace("instances[0]", "instances[1]"))):
+            to_examples([{"island": "a", "mass": 1, "bill": 2.0}, row], SPEC, "instances")
+
+
+class _BlockedSink:
+    """A sink whose writes wait until released: the writer thread is stuck, the queue fills."""
+
+    def __init__(self):
+        self.release, self.entered, self.rows = threading.Event(), threading.Event(), 0
+
+    def write(self, rows):
+        self.entered.set()
+        self.release.wait(30)
+        self.rows += len(rows)
+        return len(rows)
+
+
+def test_request_log_never_blocks_and_counts_drops():
+    sink = _BlockedSink()
+    log = RequestLog(sink, max_queue=1, flush_rows=1, flush_s=0.0)
+    kw = dict(model="m", version=1, label=None, signature="s", spec=SPEC, rows=[{"island": ["a"], "mass": [1],
+                                                                                 "bill": [2.0]}], records=[b""])
+    assert log.offer(outputs=[[1]], **kw)
+    assert sink.entered.wait(10)  # the writer holds the first row, blocked in the sink
+    assert log.offer(outputs=[[2]], **kw)  # fills the queue (size 1)
+    assert log.offer(outputs=[[3]], **kw) is False  # full: dropped at once (the sink is still blocked)
+    assert log.dropped == 1 and log.offered == 3
+    sink.release.set()
+    st = log.close()
+    assert st["written"] == 2 and st["dropped"] == 1 and sink.rows == 2
+    with pytest.raises(LogError, match="from 0 to 1"):
+        RequestLog(_BlockedSink(), sample_rate=1.5)
+
+
+def test_parquet_sink_partitions_by_day_and_reads_windows(tmp_path):
+    sink = ParquetSink(str(tmp_path / "log"))
+    log = RequestLog(sink, flush_s=0.01)
+    now = dt.datetime.now(dt.timezone.utc)
+    for days_ago, island in ((0, "Dream"), (2, "Biscoe")):
+        log.offer(model="m", version=1, label="production", signature="serving_default", spec=SPEC,
+                  rows=[{"island": [island], "mass": [1], "bill": [2.0]}], records=[b""], outputs=[[0.5]],
+                  when=(now - dt.timedelta(days=days_ago)).timestamp())
+    log.offer(model="other", version=1, label=None, signature="serving_default", spec=SPEC,
+              rows=[{"island": ["X"], "mass": None, "bill": [2.0]}], records=[b""], outputs=[[0.1]])
+    st = log.close()
+    assert st["written"] == 3 and st["dropped"] == 0 and st["errors"] == 0
+    days = sorted(os.listdir(tmp_path / "log"))
+    assert days == sorted({f"day={(now - dt.timedelta(days=d)):%Y-%m-%d}" for d in (0, 2)})
+    t = read_log(str(tmp_path / "log"), "m", now - dt.timedelta(days=1), now + dt.timedelta(seconds=1))
+    assert t.num_rows == 1 and t.column("features").to_pylist()[0]["island"] == ["Dream"]
+    t = read_log(str(tmp_path / "log"), "m", now - dt.timedelta(days=3), now - dt.timedelta(days=1))
+    assert t.column("features").to_pylist()[0]["island"] == ["Biscoe"]
+    assert read_log(str(tmp_path / "log"), "nobody", now - dt.timedelta(days=9), now) is None
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(LogError, match="not a directory"):
+        ParquetSink(str(tmp_path / "file"))
