@@ -200,7 +200,7 @@ def bars_svg(bars: list[tuple[str, float]], title: str = "", width: int = 300, h
                    f'height="{bh:.1f}" fill="{color}"><title>{e(lab)}: {_fmt(v)}</title></rect>')
         if labels_below and len(bars) <= 12:
             out.append(f'<text x="{x + bw / 2:.1f}" y="{top + h + 12}" font-size="9" text-anchor="middle" '
-                       f'fill="#333">{e(lab[:10])}</text>')
+                       f'fill="#333">{e(lab if len(lab) <= 10 else lab[:9] + "…")}<title>{e(lab)}</title></text>')
     out.append(f'<line x1="{left}" y1="{top + h}" x2="{width - left}" y2="{top + h}" stroke="#999"/>')
     if not labels_below:
         out.append(f'<text x="{left}" y="{height - 4}" font-size="9" fill="#666">{e(bars[0][0])}</text>')

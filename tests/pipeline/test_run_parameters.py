@@ -108,3 +108,16 @@ def test_orchestrator_parameters_accept_the_dotted_spelling_and_are_recorded(tmp
                  "--params", json.dumps({"ContractSource.rows": 4})]) == 0
     from tfpipe.tracking.inspect import show_run
     assert show_run(MetadataStore(ir["pipeline"]["metadata"]), "t-1")["params"] == {"ContractSource.rows": 4}
+
+
+def test_submit_takes_the_dotted_spelling(tmp_path):
+    """tfpipe submit --param Node.param: the KFP pipeline parameter Node__param."""
+    import os
+
+    from tests.conftest import REPO
+    penguin = os.path.join(REPO, "examples", "penguin", "pipeline.py")
+    p = tfpipe("submit", penguin, "--target", "vertex", "--project", "my-project", "--region", "us-central1",
+               "--pipeline-root", "gs://my-bucket/root", "--param", "ExampleGen.label_key=species",
+               "--param", "Trainer.train_steps=7", "--dry-run", env={"TFPIPE_HOME": str(tmp_path / "home")}, check=0)
+    job = json.loads(p.stdout)
+    assert job["runtime_config"]["parameterValues"] == {"ExampleGen__label_key": "species", "Trainer__train_steps": 7}
