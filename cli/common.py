@@ -6,7 +6,7 @@ import argparse
 import os
 
 __all__ = ["EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "UsageError", "PipelineFileError", "load_pipeline",
-           "compile_file", "metadata_location", "open_store", "add_metadata_args"]
+           "compile_file", "pipeline_function", "metadata_location", "open_store", "add_metadata_args"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -47,9 +47,9 @@ def _user_error(path: str, what: str, e: BaseException) -> PipelineFileError:
                              + (f": {msg}" if msg else ""))
 
 
-def load_pipeline(path: str):
-    """Import a pipeline file and call its ``create_pipeline()``; an error in either names
-    the user's file and line."""
+def pipeline_function(path: str):
+    """A pipeline file's ``create_pipeline`` function (the file imported once); an error
+    while importing it names the user's file and line."""
     from tfpipe.loader import load_module_from_file
     if not os.path.isfile(path):
         raise UsageError(f"pipeline file {path} does not exist")
@@ -59,18 +59,25 @@ def load_pipeline(path: str):
         raise _user_error(path, "importing it", e) from None
     if not hasattr(mod, "create_pipeline"):
         raise UsageError(f"pipeline file {path} defines no create_pipeline() function")
+    return mod.create_pipeline
+
+
+def load_pipeline(path: str, keywords: dict | None = None):
+    """Import a pipeline file and call its ``create_pipeline(**keywords)``; an error in
+    either names the user's file and line."""
+    fn = pipeline_function(path)
     try:
-        p = mod.create_pipeline()
+        p = fn(**(keywords or {}))
     except Exception as e:
         raise _user_error(path, "create_pipeline()", e) from None
     p.source = os.path.abspath(path)
     return p
 
 
-def compile_file(path: str) -> dict:
+def compile_file(path: str, keywords: dict | None = None) -> dict:
     """The IR of a pipeline file, with the file it came from."""
     from tfpipe.compiler import compile_pipeline
-    p = load_pipeline(path)
+    p = load_pipeline(path, keywords)
     ir = compile_pipeline(p)
     ir["pipeline"]["source"] = p.source
     return ir

@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 
-from .common import EXIT_FAILED, EXIT_OK, UsageError, compile_file
+from .common import EXIT_FAILED, EXIT_OK, UsageError, compile_file, pipeline_function
 
 __all__ = ["add_commands", "RUN_TARGETS", "COMPILE_TARGETS"]
 
@@ -36,6 +36,41 @@ RUN_TARGETS = {"local": _local_runner, "beam": _beam_runner}
 COMPILE_TARGETS = {"airflow": _airflow_compiler, "kubeflow": _kubeflow_compiler}
 
 
+def _with_parameters(path: str, pairs: list[str] | None) -> tuple[list[dict], list[dict]]:
+    """The IRs of a pipeline file for ``-P NAME=VALUE`` pairs: one IR, or one per combination
+    when a value is a comma list (a sweep), each with its node parameters applied and every
+    given value recorded (``pipeline.parameters``); and the swept values of each."""
+    from tfpipe.parameters import ParameterError, apply_parameters, declared_parameters, keyword_types, parse_assignments
+    from tfpipe.tracking.sweep import grid
+    if not pairs:
+        return [compile_file(path)], [{}]
+    fn = pipeline_function(path)
+    keywords = keyword_types(fn)
+    kw_given = [p for p in pairs if p.partition("=")[0].strip() in keywords]
+    try:
+        kw_axes = parse_assignments(kw_given, keywords, {}, where=path)
+        first = compile_file(path, {k: v[0] for k, v in kw_axes.items()})
+        axes = parse_assignments(pairs, keywords, declared_parameters(first), where=path)
+    except ParameterError as e:
+        raise UsageError(str(e)) from None
+    combos = grid(axes)
+    irs, compiled = [], {json.dumps({k: v[0] for k, v in kw_axes.items()}, sort_keys=True): first}
+    for combo in combos:
+        kws = {k: v for k, v in combo.items() if k in kw_axes}
+        key = json.dumps(kws, sort_keys=True)
+        if key not in compiled:
+            compiled[key] = compile_file(path, kws)
+        ir = compiled[key]
+        try:
+            ir = apply_parameters(ir, {k: v for k, v in combo.items() if k not in kws}, record=True)
+        except ParameterError as e:
+            raise UsageError(str(e)) from None
+        ir["pipeline"]["parameters"] = dict(combo)  # as given, in the order given
+        irs.append(ir)
+    swept = [{k: v for k, v in c.items() if len(axes[k]) > 1} for c in combos]
+    return irs, swept
+
+
 def _plan(ir: dict, args) -> list:
     import os
 
@@ -54,7 +89,10 @@ def cmd_plan(args) -> int:
     """Which nodes a run would take from the cache, and why the others would run; runs nothing."""
     from tfpipe.metadata import describe_location
     from tfpipe.plan import format_plan
-    ir = compile_file(args.pipeline)
+    irs, _ = _with_parameters(args.pipeline, args.param)
+    if len(irs) > 1:
+        raise UsageError("the cache plan takes one value per -P parameter (a comma list is a sweep)")
+    ir = irs[0]
     plans = _plan(ir, args)
     if args.json:
         print(json.dumps([p.to_dict() for p in plans], indent=2))
@@ -76,10 +114,15 @@ def _positive(text: str) -> int:
 def cmd_run(args) -> int:
     if args.explain:
         return cmd_plan(args)
+    irs, swept = _with_parameters(args.pipeline, args.param)
+    if len(irs) > 1:
+        return _run_sweep(args, irs, swept)
+    if args.sort_by:
+        raise UsageError("--sort-by is for sweeps (a -P value with several comma-separated values)")
     if args.parallel is None:
         from tfpipe.orchestrators.local.runner import default_parallel
         args.parallel = default_parallel()
-    ir = compile_file(args.pipeline)
+    ir = irs[0]
     if args.target == "local":
         runner = RUN_TARGETS[args.target]()(verbose=not args.quiet, parallel=args.parallel)
     else:
@@ -105,11 +148,32 @@ def cmd_run(args) -> int:
     return EXIT_OK
 
 
+def _run_sweep(args, irs: list[dict], swept: list[dict]) -> int:
+    from tfpipe.tracking.sweep import SweepError, format_sweep, run_sweep
+    if args.target != "local" or args.from_node or args.to_node or args.run_id or args.mlflow_uri:
+        raise UsageError("a sweep (a -P value with several comma-separated values) runs on --target local, the whole "
+                         "pipeline, with run ids of its own; --from/--to/--run-id/--mlflow-uri are not available")
+    if args.parallel is not None and args.parallel < 1:
+        raise UsageError(f"--parallel: expected a number of processes >= 1, found {args.parallel}")
+    try:
+        res = run_sweep(irs, swept, parallel=args.parallel, enable_cache=False if args.no_cache else None,
+                        verbose=not args.quiet, sort_by=args.sort_by)
+    except SweepError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    print(format_sweep(res))
+    print(f"compare: tfpipe runs compare --sweep {res['sweep']} [-o {res['sweep']}.html]", file=sys.stderr)
+    return EXIT_OK if not res["failed"] else EXIT_FAILED
+
+
 def cmd_compile(args) -> int:
     from tfpipe.compiler import dump_ir
     if args.target != "ir" and args.target not in COMPILE_TARGETS:
         raise UsageError(f"--target {args.target}: not available; expected one of {['ir', *COMPILE_TARGETS]}")
-    ir = compile_file(args.pipeline)
+    irs, _ = _with_parameters(args.pipeline, args.param)
+    if len(irs) > 1:
+        raise UsageError("compile takes one value per -P parameter (a comma list is a sweep, for tfpipe run)")
+    ir = irs[0]
     if args.target == "ir":
         text = dump_ir(ir, args.output)
         if not args.output:
@@ -123,15 +187,16 @@ def cmd_compile(args) -> int:
 
 
 def _param_values(pairs: list[str]) -> dict:
+    from tfpipe.parameters import canonical_name
     out = {}
     for pair in pairs or ():
         name, sep, raw = pair.partition("=")
         if not sep or not name:
-            raise UsageError(f"--param: expected NAME=VALUE (e.g. ExampleGen__label_key=species), found {pair!r}")
+            raise UsageError(f"--param: expected NAME=VALUE (e.g. ExampleGen.label_key=species), found {pair!r}")
         try:
-            out[name] = json.loads(raw)
+            out[canonical_name(name)] = json.loads(raw)
         except json.JSONDecodeError:
-            out[name] = raw
+            out[canonical_name(name)] = raw
     return out
 
 
@@ -151,6 +216,16 @@ def cmd_submit(args) -> int:
     return EXIT_OK
 
 
+def _add_param_arg(p: argparse.ArgumentParser, sweep: bool) -> None:
+    p.add_argument("-P", "--param", action="append", metavar="NAME=VALUE",
+                   help="a create_pipeline() keyword (train_steps=1000) or a node parameter "
+                        "(Trainer.train_steps=1000), converted to its declared type; repeatable"
+                        + ("; a comma list (lr=0.001,0.01) makes a sweep: one run per combination "
+                           "(a str value holding a comma goes in double quotes, as in CSV: 'a,\"b,c\"'; list/dict values are "
+                           "JSON, never split)"
+                           if sweep else ""))
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("run", help="run a pipeline file (it defines create_pipeline())")
     r.add_argument("pipeline")
@@ -162,12 +237,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     r.add_argument("-q", "--quiet", action="store_true")
     r.add_argument("--parallel", type=_positive, default=None, metavar="N",
                    help="run up to N ready nodes at once, in processes forked from the warm task host "
-                        "(default: the machine's cores, at most 4; 1 runs every node in this process)")
+                        "(default: the machine's cores, at most 4; 1 runs every node in this process); "
+                        "a sweep runs up to N combinations at once (default: the number of cores)")
     r.add_argument("--mlflow-uri", help="export the run to this MLflow tracking URI "
                                         "(default: $TFPIPE_MLFLOW_TRACKING_URI, else none)")
     r.add_argument("--explain", action="store_true",
                    help="print which nodes would be taken from the cache and why the others would run; run nothing")
     r.add_argument("--json", action="store_true", help="with --explain: the plan as JSON")
+    _add_param_arg(r, sweep=True)
+    r.add_argument("--sort-by", metavar="METRIC",
+                   help="a sweep's summary is sorted by this metric of the overall slice (best first)")
     r.set_defaults(fn=cmd_run)
 
     pl = sub.add_parser("plan", help="the cache plan of a run (tfpipe run --explain): for each node, cached or "
@@ -177,12 +256,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     pl.add_argument("--to", dest="to_node", metavar="NODE")
     pl.add_argument("--no-cache", action="store_true")
     pl.add_argument("--json", action="store_true")
+    _add_param_arg(pl, sweep=False)
     pl.set_defaults(fn=cmd_plan)
 
     c = sub.add_parser("compile", help="compile a pipeline file to its IR (or an orchestrator's format)")
     c.add_argument("pipeline")
     c.add_argument("-o", "--output")
     c.add_argument("--target", default="ir", help=f"one of {['ir', *COMPILE_TARGETS]} (default: ir)")
+    _add_param_arg(c, sweep=False)
     c.set_defaults(fn=cmd_compile)
 
     s = sub.add_parser("submit", help="submit a pipeline to Vertex AI Pipelines or a Kubeflow Pipelines cluster")
@@ -195,7 +276,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--network", help="VPC network the job's tasks join, projects/NUMBER/global/networks/NAME "
                                      "(vertex; what reaches a private-IP Cloud SQL metadata store)")
     s.add_argument("--host", help="KFP API URL (kubeflow)")
-    s.add_argument("--param", action="append", metavar="NAME=VALUE", help="pipeline parameter (repeatable)")
+    s.add_argument("--param", action="append", metavar="NAME=VALUE",
+                   help="pipeline parameter NODE.PARAM=VALUE (or NODE__PARAM; repeatable)")
     s.add_argument("--run-id", help="tfpipe run id (default: the KFP job name)")
     s.add_argument("--display-name")
     s.add_argument("-o", "--output", help="also keep the compiled KFP spec here")

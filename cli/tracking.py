@@ -42,8 +42,20 @@ def cmd_lineage(args) -> int:
 
 # -- commands --------------------------------------------------------------------------------
 def cmd_runs_compare(args) -> int:
-    from tfpipe.tracking.runs import compare_runs, format_compare
-    cmp = compare_runs(open_store(args.metadata), args.runs)
+    from tfpipe.tracking.runs import compare_runs, format_compare, select_runs
+    store = open_store(args.metadata)
+    if sum(map(bool, (args.runs, args.last, args.sweep))) != 1:
+        raise UsageError("runs compare: give the runs (RUN RUN ...), or --last N, or --sweep ID (one of them)")
+    if args.last is not None and args.last < 2:
+        raise UsageError(f"--last: expected a number of runs >= 2, found {args.last}")
+    runs = args.runs or select_runs(store, last=args.last, sweep=args.sweep, pipeline=args.pipeline)
+    if args.output:
+        from tfpipe.tracking.compare_page import write_compare
+        if len(runs) < 2:
+            raise UsageError(f"runs compare needs at least two runs, found {len(runs)}: {runs}")
+        print(f"wrote {write_compare(store, runs, args.output)} ({len(runs)} runs)", file=sys.stderr)
+        return EXIT_OK
+    cmp = compare_runs(store, runs, diff=args.diff)
     if args.json:
         print(json.dumps(cmp, indent=2, default=str))
     else:
@@ -166,7 +178,7 @@ def cmd_models_show(args) -> int:
 def cmd_reproduce(args) -> int:
     from tfpipe.tracking.reproduce import format_reproduction, reproduce
     res = reproduce(open_store(args.metadata), args.run, out_dir=args.output, allow_dirty=args.allow_dirty,
-                    verbose=not args.quiet)
+                    verbose=not args.quiet, env=args.env)
     print(json.dumps(res, indent=2, default=str) if args.json else format_reproduction(res))
     return EXIT_OK if res["status"] == "COMPLETE" else EXIT_FAILED
 
@@ -218,7 +230,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     add_md(rs)
     rs.set_defaults(fn=cmd_runs_show)
     rc = runs.add_parser("compare", help="compare runs side by side: parameters, data, code, metrics, artifacts")
-    rc.add_argument("runs", nargs="+", metavar="RUN")
+    rc.add_argument("runs", nargs="*", metavar="RUN")
+    rc.add_argument("--last", type=int, metavar="N", help="the N newest runs (of --pipeline)")
+    rc.add_argument("--sweep", metavar="ID", help="the runs of a sweep (tfpipe run -P a=1,2)")
+    rc.add_argument("--pipeline", help="with --last: runs of this pipeline only")
+    rc.add_argument("--diff", action="store_true", help="a short unified diff (from git) of each changed code file")
+    rc.add_argument("-o", "--output", metavar="HTML",
+                    help="write a self-contained HTML compare page (table, metrics against the varied parameters, "
+                         "training curves overlaid) instead of the text")
     rc.add_argument("--all", action="store_true", help="show identical rows too")
     rc.add_argument("--no-color", action="store_true")
     add_md(rc)
@@ -285,6 +304,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     rp.add_argument("-o", "--output", help="fresh directory for the re-run (default: a new temporary one)")
     rp.add_argument("--allow-dirty", action="store_true",
                     help="re-run even though the run recorded uncommitted changes (they are not reproduced)")
+    rp.add_argument("--env", action="store_true",
+                    help="re-run in a virtualenv built from the run's recorded environment lock (cached by its hash "
+                         "under $TFPIPE_ENV_CACHE or $XDG_CACHE_HOME/tfpipe/envs); without it, the run's differences "
+                         "from this environment are listed")
     rp.add_argument("-q", "--quiet", action="store_true")
     add_md(rp)
     rp.set_defaults(fn=cmd_reproduce)

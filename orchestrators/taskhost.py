@@ -229,6 +229,8 @@ def _preload() -> None:
             importlib.import_module(name)
         except Exception as e:  # a missing optional library only means a slower child
             print(f"preload {name}: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+    from tfpipe.provenance import environment_lock
+    environment_lock()  # every task records it: read the installed distributions once, here
     print(f"preloaded in {time.monotonic() - t0:.1f}s", file=sys.stderr, flush=True)
 
 

@@ -21,7 +21,7 @@ __all__ = [
     "Examples", "ExampleStatistics", "Schema", "ExampleAnomalies", "TransformGraph",
     "Model", "ModelRun", "HyperParameters", "ModelEvaluation",
     "ModelBlessing", "InfraBlessing", "PushedModel", "InferenceResult",
-    "String", "Integer", "Float", "Boolean", "JsonValue",
+    "String", "Integer", "Float", "Boolean", "JsonValue", "EnvironmentLock",
 ]
 
 _REGISTRY: dict[str, type["Artifact"]] = {}
@@ -280,6 +280,18 @@ class PushedModel(Artifact):
 
 class InferenceResult(Artifact):
     pass
+
+
+class EnvironmentLock(Artifact):
+    """The full environment a run ran in (``environment.json``: the Python version and
+    every installed distribution with its version, and how tfpipe itself was installed),
+    stored once per distinct environment and referenced by its hash."""
+
+    PROPERTIES = {"lock_hash": str, "python": str}
+    LOCK_FILE = "environment.json"
+
+    def lock_path(self) -> str:
+        return self.path(self.LOCK_FILE)
 
 
 class ValueArtifact(Artifact):

@@ -13,7 +13,7 @@ import os
 
 from .artifacts import Artifact
 from .component import ComponentSpec
-from .fingerprint import module_files
+from .fingerprint import module_file_fingerprints
 from .metadata import MetadataStore
 from .state import State
 from .version import __version__
@@ -28,7 +28,7 @@ def cache_material(spec: ComponentSpec, node: dict, params: dict, inputs: dict[s
     mods = {}
     for k, ps in spec.parameters.items():
         if ps.is_module_file and params.get(k):
-            mods[k] = module_files(params[k])
+            mods[k] = module_file_fingerprints(params[k])
     return json.loads(json.dumps({
         "component": spec.name,
         "code": spec.code_version(),

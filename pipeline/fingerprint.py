@@ -6,7 +6,8 @@ import ast
 import hashlib
 import os
 
-__all__ = ["fingerprint_path", "fingerprint_files", "module_fingerprint", "module_files", "ModuleFileError"]
+__all__ = ["fingerprint_path", "fingerprint_files", "module_fingerprint", "module_files", "module_file_fingerprints",
+           "file_sha256", "ModuleFileError"]
 
 _CHUNK = 1 << 20
 
@@ -81,7 +82,9 @@ def _local_imports(path: str, search: list[str]) -> list[str]:
     return found
 
 
-def _module_closure(path: str) -> list[str]:
+def module_files(path: str) -> list[str]:
+    """A user module file and every module it imports from its own directory tree
+    (recursively), as sorted absolute paths."""
     path = os.path.abspath(path)
     if not os.path.isfile(path):
         raise ModuleFileError(f"module file {path} does not exist")
@@ -99,14 +102,21 @@ def _module_closure(path: str) -> list[str]:
 def module_fingerprint(path: str) -> str:
     """Fingerprint of a user module file and of every module it imports from its own
     directory tree (recursively), so editing a helper next to the module misses the cache."""
-    return fingerprint_files(_module_closure(path), root=os.path.dirname(os.path.abspath(path)))
+    return fingerprint_files(module_files(path), root=os.path.dirname(os.path.abspath(path)))
 
 
-def module_files(path: str) -> dict[str, str]:
+def module_file_fingerprints(path: str) -> dict[str, str]:
     """The same files, each with its own fingerprint, by path relative to the module's
-    folder; ``"__main__"`` names the module file itself. What a cache plan and a run
-    comparison show as "this helper module changed"."""
+    folder; ``"__main__"`` names the module file itself. What a cache plan shows as
+    "this helper module changed"."""
     root = os.path.dirname(os.path.abspath(path))
-    out = {os.path.relpath(p, root): fingerprint_files([p]) for p in _module_closure(path)}
+    out = {os.path.relpath(p, root): fingerprint_files([p]) for p in module_files(path)}
     out["__main__"] = os.path.basename(path)
     return out
+
+
+def file_sha256(path: str) -> str:
+    """sha256 of a file's bytes (what ``git hash-object`` is not: plain content)."""
+    h = hashlib.sha256()
+    _hash_file(h, path)
+    return h.hexdigest()

@@ -26,10 +26,10 @@ from typing import Any
 from .artifacts import Artifact, artifact_class
 from .cache import cache_material, find_cached, material_key, outputs_exist
 from .component import ComponentSpec
-from .fingerprint import fingerprint_path
+from .fingerprint import ModuleFileError, file_sha256, fingerprint_path, module_files
 from .loader import load_component
 from .metadata import MetadataError, MetadataStore
-from .provenance import environment, git_info, owner
+from .provenance import environment, environment_record, git_info, owner
 from .runtime import ExecutionContext, Interrupted
 from .state import SUCCEEDED, State
 
@@ -170,11 +170,32 @@ class Job:
         optional = frozenset(k for k, s in self.spec.inputs.items() if s.optional)
         self.inputs = resolve_inputs(self.store, self.ir, self.node, self.contexts[1], optional)
 
+    def code_files(self) -> dict[str, str]:
+        """The user code this execution runs, file by file (``{absolute path: sha256}``):
+        each module file with the local modules it imports, and the file of a component
+        defined in the user's pipeline file. A missing module file is left to the cache
+        key, which fails the node naming it."""
+        paths = []
+        for k, ps in self.spec.parameters.items():
+            if ps.is_module_file and self.params.get(k):
+                try:
+                    paths += module_files(str(self.params[k]))
+                except ModuleFileError:
+                    pass
+        if self.node["executor"].get("file"):
+            try:
+                paths += module_files(self.node["executor"]["file"])
+            except ModuleFileError:
+                pass
+        return {p: file_sha256(p) for p in sorted(set(paths))}
+
     def record_start(self) -> None:
         pl = self.pipeline
         props = {"node_id": self.node_id, "run_id": self.run_id, "pipeline": pl["name"],
                  "started_at": time.time(), "code_version": self.spec.code_version(), "owner": owner(),
-                 **environment(), **git_info(pl.get("source") or os.getcwd())}
+                 "code_files": json.dumps(self.code_files(), sort_keys=True),
+                 **environment(), **git_info(pl.get("source") or os.getcwd()),
+                 **environment_record(self.store, pl["root"])}
         self.execution = self.store.new_execution(self.spec.name, props, self.contexts, self.inputs)
 
     def resolve(self) -> NodeResult:
@@ -182,8 +203,11 @@ class Job:
         existing artifacts it picked (nothing is created or copied)."""
         from .resolver import ResolverError, ResolverQuery
         node, spec = self.node, self.spec
-        got = spec.resolver(ResolverQuery(self.store, self.pipeline["name"], self.run_id), self.pipeline["name"],
-                            dict(self.params), {k: list(v) for k, v in self.inputs.items()}) or {}
+        if node.get("pinned") is not None:  # a re-run of a recorded run: what the resolver picked then
+            got = {k: [self._pinned(d) for d in descs] for k, descs in node["pinned"].items()}
+        else:
+            got = spec.resolver(ResolverQuery(self.store, self.pipeline["name"], self.run_id), self.pipeline["name"],
+                                dict(self.params), {k: list(v) for k, v in self.inputs.items()}) or {}
         outs: dict[str, list[Artifact]] = {}
         for key, arts in got.items():
             if key not in node["outputs"]:
@@ -207,6 +231,20 @@ class Job:
             "resolved": json.dumps({k: [a.id for a in v] for k, v in outs.items()}), "duration_s": dur},
             self.contexts, outs)
         return NodeResult(self.node_id, self.execution.id, State.COMPLETE, dur, outs)
+
+    def _pinned(self, d: dict) -> Artifact:
+        """An artifact of another store (``{"type", "uri", "fingerprint", "properties"}``),
+        recorded in this one LIVE at its own URI (read, never copied or written)."""
+        cls = artifact_class(d["type"])
+        for p in self.store._retry(lambda: self.store.store.get_artifacts_by_uri(d["uri"])):
+            a = self.store.from_proto(p)
+            if isinstance(a, cls) and a.state == "LIVE":
+                return a
+        a = cls(uri=d["uri"], state="LIVE", properties={k: v for k, v in (d.get("properties") or {}).items()
+                                                        if k in cls.property_types()})
+        a.fingerprint = d.get("fingerprint")
+        self.store.put_artifacts([a])
+        return a
 
     def run_driver(self) -> None:
         """The component's driver (e.g. ExampleGen picking a span and fingerprinting its

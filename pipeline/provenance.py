@@ -1,5 +1,8 @@
 """What every execution records so that it can be reproduced: code version (git commit
-and dirty flag), Python and package versions."""
+and dirty flag), Python and package versions, and the full environment: a lock of every
+installed distribution and the Python version (``environment_lock``), stored once per
+distinct environment as an ``EnvironmentLock`` artifact and referenced by its hash from
+each run and execution (``record_environment``)."""
 from __future__ import annotations
 
 import functools
@@ -8,7 +11,10 @@ import os
 import platform
 import subprocess
 
-__all__ = ["git_info", "environment", "PACKAGES", "owner", "owner_is_dead"]
+__all__ = ["git_info", "environment", "PACKAGES", "owner", "owner_is_dead", "environment_lock", "lock_hash",
+           "record_environment", "tfpipe_installation", "normalize_name", "ENVIRONMENTS_DIR", "environment_record"]
+
+ENVIRONMENTS_DIR = "_environments"  # under the pipeline root: <root>/_environments/<hash>/environment.json
 
 PACKAGES = ("tfpipe", "tensorflow", "tensorflow-data-validation", "tensorflow-transform",
             "tfx-bsl", "apache-beam", "ml-metadata", "pyarrow", "numpy", "pandas", "keras")
@@ -88,3 +94,102 @@ def owner_is_dead(recorded: str | None) -> bool:
     except ValueError:
         return False
     return now is None or now != start
+
+
+def normalize_name(name: str) -> str:
+    """A distribution name as pip compares them (PEP 503)."""
+    import re
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def tfpipe_installation() -> dict:
+    """How tfpipe itself is installed: its version, the source tree it runs from when that
+    is a checkout (an editable install: the directory holding pyproject.toml) with its git
+    commit, else the installed distribution."""
+    from .version import __version__
+    here = os.path.dirname(os.path.abspath(__file__))
+    top = os.path.dirname(here)
+    out: dict = {"version": __version__}
+    pyproject = os.path.join(top, "pyproject.toml")
+    if os.path.isfile(pyproject):
+        with open(pyproject, encoding="utf-8") as f:
+            if 'name = "tfpipe"' in f.read():
+                out["source"] = top
+                out.update(git_info(top))
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def environment_lock() -> dict:
+    """Every installed distribution (name -> version; tfpipe apart), where a distribution
+    came from when not from a package index (its PEP 610 ``direct_url.json``), the Python
+    version and platform."""
+    import sys
+    from importlib import metadata
+    packages, sources = {}, {}
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"]
+        if not name:
+            continue
+        key = normalize_name(name)
+        if key in packages or key == "tfpipe":
+            continue
+        packages[key] = dist.version
+        try:
+            direct = dist.read_text("direct_url.json")
+        except Exception:  # unreadable metadata: the version is what matters
+            direct = None
+        if direct:
+            try:
+                sources[key] = json.loads(direct).get("url")
+            except ValueError:
+                pass
+    return {"python": platform.python_version(), "implementation": sys.implementation.name,
+            "platform": f"{sys.platform}-{platform.machine()}",
+            "packages": dict(sorted(packages.items())), "sources": dict(sorted(sources.items())),
+            "tfpipe": tfpipe_installation()}
+
+
+def lock_hash(lock: dict) -> str:
+    import hashlib
+    return hashlib.sha256(json.dumps(lock, sort_keys=True).encode()).hexdigest()
+
+
+_RECORDED: set = set()
+
+
+def record_environment(store, root: str) -> str:
+    """The hash of this process's environment lock, stored once per distinct environment
+    in ``store`` as an EnvironmentLock artifact at ``<root>/_environments/<hash>/``."""
+    from .artifacts import EnvironmentLock
+    from .fingerprint import fingerprint_path
+    lock = environment_lock()
+    h = lock_hash(lock)
+    key = (store.where, h)
+    if key in _RECORDED:
+        return h
+    uri = os.path.join(os.path.abspath(root), ENVIRONMENTS_DIR, h)
+    found = [a for a in store._retry(lambda: store.store.get_artifacts_by_uri(uri))]
+    if not found:
+        art = EnvironmentLock(uri=uri, state="LIVE")
+        path = art.lock_path()
+        if not os.path.isfile(path):
+            os.makedirs(uri, exist_ok=True)
+            tmp = f"{path}.tmp-{os.getpid()}"
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(lock, f, indent=1, sort_keys=True)
+            os.replace(tmp, path)
+        art.lock_hash, art.python = h, lock["python"]
+        art.fingerprint = fingerprint_path(uri)
+        store.put_artifacts([art])
+    _RECORDED.add(key)
+    return h
+
+
+def environment_record(store, root: str) -> dict:
+    """``{"environment_hash": h}`` for a run's or an execution's properties, or
+    ``{"environment_error": why}`` when the lock could not be stored (the run goes on)."""
+    try:
+        return {"environment_hash": record_environment(store, root)}
+    except Exception as e:  # an unwritable root fails the node later, with its own error
+        return {"environment_error": f"{type(e).__name__}: {e}"}

@@ -16,6 +16,7 @@ COMPLETE.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import sys
 import time
 import uuid
@@ -23,8 +24,8 @@ from dataclasses import dataclass, field
 
 from .launcher import NodeFailed, NodeResult
 from .metadata import MetadataError, MetadataStore
-from .parameters import apply_parameters
-from .provenance import git_info, owner
+from .parameters import apply_parameters, recorded_parameters
+from .provenance import environment_record, git_info, owner
 from .recovery import recover
 from .state import SUCCEEDED, State
 
@@ -92,9 +93,14 @@ class RunRecord:
 
     def _start_props(self, orchestrator: str, nodes: list[str] | None) -> dict:
         ids = nodes or [n["id"] for n in self.ir["nodes"]]
+        pl = self.ir["pipeline"]
+        extra = {"params": json.dumps(recorded_parameters(self.ir))}  # in the order given
+        if pl.get("sweep"):  # one run of a sweep: {"id", "index", "of", "role"}
+            extra["sweep"] = pl["sweep"]["id"]
+            extra["sweep_info"] = json.dumps(pl["sweep"], sort_keys=True)
         return {"pipeline": self.pipeline, "run_id": self.run_id, "status": State.RUNNING.value,
                 "started_at": time.time(), "orchestrator": orchestrator, "nodes": ",".join(ids),
-                **git_info(self.ir["pipeline"].get("source") or ".")}
+                **git_info(pl.get("source") or "."), **extra, **environment_record(self.store, pl["root"])}
 
     def claim(self, orchestrator: str, nodes: list[str] | None = None) -> None:
         """Start a new run under this id, owned by this process (a later command recognises a

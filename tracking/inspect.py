@@ -45,6 +45,8 @@ def _exec_row(store: MetadataStore, e) -> dict:
             "error": p.get("error"), "cache_key": p.get("cache_key"), "code_version": p.get("code_version"),
             "git_commit": p.get("git_commit"), "git_dirty": p.get("git_dirty"),
             "data_fingerprint": p.get("data_fingerprint"),
+            "code_files": json.loads(p["code_files"]) if p.get("code_files") else {},
+            "environment_hash": p.get("environment_hash"),
             "parameters": json.loads(p["parameters"]) if p.get("parameters") else {},
             "inputs": {k: [a.id for a in v] for k, v in ins.items()},
             "outputs": {k: [{"id": a.id, "type": a.type_name, "uri": a.uri, "state": a.state} for a in v]
@@ -58,6 +60,9 @@ def show_run(store: MetadataStore, run: str) -> dict:
     return {"run_id": p.get("run_id"), "pipeline": p.get("pipeline"), "status": p.get("status"),
             "started_at": p.get("started_at"), "duration_s": p.get("duration_s"),
             "git_commit": p.get("git_commit"), "git_dirty": p.get("git_dirty"), "error": p.get("error"),
+            "params": json.loads(p["params"]) if p.get("params") else {}, "sweep": p.get("sweep"),
+            "sweep_info": json.loads(p["sweep_info"]) if p.get("sweep_info") else None,
+            "environment_hash": p.get("environment_hash"),
             "executions": [_exec_row(store, e) for e in execs]}
 
 
@@ -93,7 +98,8 @@ def lineage(store: MetadataStore, artifact_id: int, _seen=None) -> dict:
     row = _exec_row(store, producer)
     ins, _ = store.io_of(producer.id)
     node["produced_by"] = {k: row[k] for k in ("execution_id", "node_id", "component", "state", "code_version",
-                                               "git_commit", "git_dirty", "data_fingerprint", "parameters")}
+                                               "git_commit", "git_dirty", "data_fingerprint", "parameters",
+                                               "code_files")}
     node["produced_by"]["run_id"] = store.props(producer).get("run_id")
     node["inputs"] = {k: [lineage(store, x.id, _seen) for x in v] for k, v in ins.items()}
     return node
@@ -113,6 +119,13 @@ def format_run(info: dict) -> str:
         outs = ", ".join(f"{k}=#{v[0]['id']}" for k, v in e["outputs"].items() if v)
         rows.append([e["node_id"], e["component"], e["state"], f"{e['duration_s'] or 0:.2f}s",
                      f"#{e['cached_from']}" if e["cached_from"] else "", outs])
+    if info.get("params"):
+        head += "\nparameters: " + " ".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}"
+                                            for k, v in info["params"].items())
+    if info.get("sweep"):
+        si = info.get("sweep_info") or {}
+        head += f"\nsweep: {info['sweep']}" + (f" (combination {si['index']} of {si['of']})" if si.get("index")
+                                               else " (the nodes shared by every combination)")
     text = head + "\n" + _table(rows, ["NODE", "COMPONENT", "STATE", "TIME", "CACHED FROM", "OUTPUTS"])
     errs = [f"  {e['node_id']}: {e['error']}" for e in info["executions"] if e["error"]]
     return text + ("\nerrors:\n" + "\n".join(errs) if errs else "")
@@ -140,6 +153,8 @@ def format_lineage(tree: dict, depth: int = 0) -> str:
         lines.append(f"{pad}  <- {pb['component']} ({pb['node_id']}) execution #{pb['execution_id']} "
                      f"run {pb['run_id']} code={pb['code_version']} "
                      f"commit={(pb['git_commit'] or '-')[:10]}{'*' if pb['git_dirty'] else ''}{extra}")
+        for path, sha in (pb.get("code_files") or {}).items():
+            lines.append(f"{pad}     code file {path} sha256={sha[:12]}")
         for k, subs in tree.get("inputs", {}).items():
             for s in subs:
                 lines.append(f"{pad}    {k}:")

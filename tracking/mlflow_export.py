@@ -94,6 +94,9 @@ def _params(info: dict) -> dict[str, str]:
                 continue
             s = v if isinstance(v, str) else json.dumps(v, sort_keys=True, default=str)
             out[mlflow_key(e["node_id"], k)] = s[:_MAX_PARAM]
+    for k, v in (info.get("params") or {}).items():  # given with -P: keywords under their own names
+        if mlflow_key(k) not in out:
+            out[mlflow_key(k)] = (v if isinstance(v, str) else json.dumps(v, sort_keys=True))[:_MAX_PARAM]
     return out
 
 

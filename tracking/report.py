@@ -21,7 +21,7 @@ from . import inspect as insp
 from .report_svg import STATE_COLORS, STATE_STROKE, bars_svg, graph_svg, lines_svg
 from .runs import run_details
 
-__all__ = ["write_report", "render_report"]
+__all__ = ["write_report", "render_report", "write_page", "TEMPLATE"]
 
 TEMPLATE = os.path.join(os.path.dirname(__file__), "templates", "report.html")
 e = html.escape
@@ -338,7 +338,11 @@ def render_report(store: MetadataStore, run: str) -> str:
 
 
 def write_report(store: MetadataStore, run: str, output: str) -> str:
-    text = render_report(store, run)
+    return write_page(render_report(store, run), output)
+
+
+def write_page(text: str, output: str) -> str:
+    """Write an HTML page whole (a temporary file renamed over ``output``)."""
     out = os.path.abspath(output)
     os.makedirs(os.path.dirname(out), exist_ok=True)
     tmp = out + ".tmp"

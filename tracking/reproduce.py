@@ -24,11 +24,13 @@ import sys
 import tempfile
 import uuid
 
-from tfpipe.fingerprint import fingerprint_files
+from tfpipe.fingerprint import fingerprint_files, fingerprint_path
 from tfpipe.metadata import MetadataStore
 from tfpipe.state import SUCCEEDED
 
 from . import inspect as insp
+from .content import compare_content
+from .envs import EnvironmentError_, build_environment, export_commit, format_differences, lock_differences, run_lock
 
 __all__ = ["reproduce", "format_reproduction", "ReproduceError", "check_data"]
 
@@ -85,12 +87,47 @@ def _artifacts(store: MetadataStore, run: str, nodes: set[str] | None = None) ->
             if arts:
                 [a] = store.get_artifacts([arts[0]["id"]])
                 out[(ex["node_id"], key)] = {"id": a.id, "type": a.type_name, "fingerprint": a.fingerprint,
-                                             "uri": a.uri}
+                                             "uri": a.uri, "properties": a.properties}
     return out
 
 
+def pin_resolved(store: MetadataStore, run: str, ir: dict) -> dict:
+    """Make the re-run's resolver nodes pick what they picked in the recorded run (a
+    baseline model, say): each artifact whose files are still there with their recorded
+    fingerprint is pinned in ``ir`` (``node["pinned"]``) and will be recorded in the fresh
+    store at its own URI, read-only. Returns ``{"pinned": {node: [...]}, "not_reproduced":
+    {node: why}, "nothing": [nodes that found nothing]}``."""
+    ctx = insp._run_context(store, run)
+    nodes = {n["id"]: n for n in ir["nodes"]}
+    res: dict = {"pinned": {}, "not_reproduced": {}, "nothing": []}
+    for e in store.executions_by_context(ctx):
+        p = store.props(e)
+        if "resolved" not in p or store.state_name(e) not in SUCCEEDED or p.get("node_id") not in nodes:
+            continue
+        node = p["node_id"]
+        _, outs = store.io_of(e.id)
+        if not any(outs.values()):
+            res["nothing"].append(node)
+            continue
+        pinned, why = {}, None
+        for key, arts in outs.items():
+            for a in arts:
+                if not os.path.exists(a.uri):
+                    why = f"{a.type_name} #{a.id} at {a.uri} is gone"
+                elif a.fingerprint and fingerprint_path(a.uri) != a.fingerprint:
+                    why = f"{a.type_name} #{a.id} at {a.uri} changed since the run (fingerprint)"
+                pinned.setdefault(key, []).append({"type": a.type_name, "uri": a.uri, "fingerprint": a.fingerprint,
+                                                   "properties": a.properties, "id": a.id})
+        if why:
+            res["not_reproduced"][node] = why
+        else:
+            nodes[node]["pinned"] = pinned
+            res["pinned"][node] = pinned
+    return res
+
+
 def reproduce(store: MetadataStore, run: str, out_dir: str | None = None, allow_dirty: bool = False,
-              verbose: bool = True) -> dict:
+              verbose: bool = True, env: bool = False) -> dict:
     ctx = insp._run_context(store, run)
     props = store.props(ctx)
     run_id = props.get("run_id")
@@ -126,11 +163,10 @@ def reproduce(store: MetadataStore, run: str, out_dir: str | None = None, allow_
         return _remap(p, repo, code)
 
     os.makedirs(code, exist_ok=True)
-    arch = subprocess.run(f"git -C {_q(repo)} archive --format=tar {commit} | tar -x -C {_q(code)}",
-                          shell=True, capture_output=True, text=True, timeout=300)
-    if arch.returncode != 0:
+    err = export_commit(repo, commit, code)
+    if err:
         shutil.rmtree(out, ignore_errors=True)
-        raise ReproduceError(f"could not export commit {commit[:10]} of {repo}: {arch.stderr.strip()}")
+        raise ReproduceError(f"could not export commit {commit[:10]} of {repo}: {err}")
     # data under the repository is read from the exported commit; other data where it was
     data = check_data(info, remap)
     bad = [d for d in data if not d["ok"]]
@@ -144,6 +180,21 @@ def reproduce(store: MetadataStore, run: str, out_dir: str | None = None, allow_
                              f"restore the data the run read, or run the pipeline anew")
 
     new_ir = remap(ir)
+    new_ir["pipeline"].pop("sweep", None)  # the re-run is a run of its own, not one of the sweep
+    baseline = pin_resolved(store, run, new_ir)
+    # the environment: re-created from the run's lock (--env), or what differs from this one
+    environment = {"hash": props.get("environment_hash")}
+    python = sys.executable
+    try:
+        lock, environment["lock"] = run_lock(store, props.get("environment_hash"))
+        environment["differences"] = lock_differences(lock)
+        if env:
+            python, environment["built"] = build_environment(lock, props["environment_hash"], verbose=verbose)
+    except EnvironmentError_ as e:
+        if env:
+            shutil.rmtree(out, ignore_errors=True)
+            raise ReproduceError(f"{where}: --env: {e}") from None
+        environment["error"] = str(e)
     new_ir["pipeline"]["root"] = os.path.join(out, "artifacts")
     new_ir["pipeline"]["metadata"] = os.path.join(out, "metadata.sqlite")
     ir_path = os.path.join(out, "ir.json")
@@ -159,7 +210,7 @@ def reproduce(store: MetadataStore, run: str, out_dir: str | None = None, allow_
     except (AttributeError, OSError, ValueError):  # stderr is not a file (captured): keep the output
         sink = subprocess.PIPE
     # the recorded commit's tree is the working directory, as the user's repository was
-    proc = subprocess.run([sys.executable, "-m", "tfpipe.orchestrators.local", "--ir", ir_path, "--run-id", new_run,
+    proc = subprocess.run([python, "-m", "tfpipe.orchestrators.local", "--ir", ir_path, "--run-id", new_run,
                            *([] if verbose else ["-q"])], cwd=code, env=env, stdout=sink,
                           stderr=sink if verbose else subprocess.PIPE, text=True)
     if verbose and sink == subprocess.PIPE:
@@ -175,21 +226,25 @@ def reproduce(store: MetadataStore, run: str, out_dir: str | None = None, allow_
     before = _artifacts(store, run, nodes)
     after = _artifacts(new_store, new_run, nodes) if status != "FAILED" or proc.returncode == 0 else {}
     rows = []
+    pinned_ids = {d["uri"] for keys in baseline.get("pinned", {}).values() for descs in keys.values() for d in descs}
     for (node, key), a in before.items():
         b = after.get((node, key))
-        rows.append({"node": node, "output": key, "type": a["type"], "original": a["fingerprint"],
-                     "reproduced": b and b["fingerprint"], "original_uri": a["uri"], "reproduced_uri": b and b["uri"],
-                     "identical": bool(b and a["fingerprint"] and a["fingerprint"] == b["fingerprint"])})
+        row = {"node": node, "output": key, "type": a["type"], "original": a["fingerprint"],
+               "reproduced": b and b["fingerprint"], "original_uri": a["uri"], "reproduced_uri": b and b["uri"]}
+        if b is None:
+            row.update(identical=False, how=None, detail="not made by the re-run")
+        elif a["uri"] in pinned_ids and b["uri"] == a["uri"]:
+            row.update(identical=True, how="the recorded baseline, reused read-only", detail="")
+        else:
+            row.update(compare_content(a["type"], a["uri"], b["uri"], a["fingerprint"], b["fingerprint"],
+                                       a["properties"]))
+        rows.append(row)
     return {"run_id": run_id, "reproduced_run_id": new_run, "status": status if proc.returncode == 0 else "FAILED",
             "commit": commit, "allowed_dirty": bool(props.get("git_dirty")), "out_dir": out, "code_dir": code,
             "metadata": new_ir["pipeline"]["metadata"], "data_checks": data, "artifacts": rows,
+            "baseline": baseline, "environment": environment, "python": python,
             "identical": sum(r["identical"] for r in rows), "total": len(rows),
             "error": (proc.stderr or "")[-2000:] if proc.returncode and proc.stderr else None}
-
-
-def _q(s: str) -> str:
-    import shlex
-    return shlex.quote(s)
 
 
 def format_reproduction(res: dict) -> str:
@@ -198,11 +253,31 @@ def format_reproduction(res: dict) -> str:
              f"  fresh directory: {res['out_dir']}"]
     for d in res["data_checks"]:
         lines.append(f"  data {d['node']}.{d['key']}: {d['recorded'][:12]} matches")
+    env = res.get("environment") or {}
+    if env.get("built"):
+        lines.append(f"  environment {env['hash'][:12]}: re-created, {env['built']}")
+    elif env.get("error"):
+        lines.append(f"  environment: {env['error']}")
+    elif env.get("differences") is not None:
+        diff = format_differences(env["differences"])
+        lines.append(f"  environment {env['hash'][:12]}: ran in this environment, "
+                     + ("identical to the recorded one" if not diff else
+                        f"which differs from the recorded one (tfpipe reproduce --env re-creates it):"))
+        lines += [f"    {x}" for x in diff]
+    b = res.get("baseline") or {}
+    for node, arts in b.get("pinned", {}).items():
+        names = ", ".join(f"{d['type']} #{d['id']} ({d['uri']})" for ds in arts.values() for d in ds)
+        lines.append(f"  baseline: {node} picks what it picked in the run, reused read-only: {names}")
+    for node, why in b.get("not_reproduced", {}).items():
+        lines.append(f"  baseline comparison not reproduced: {node}'s pick of the run is not available ({why})")
+    for node in b.get("nothing", []):
+        lines.append(f"  baseline: {node} found nothing in the run, nor in the re-run")
     lines.append(f"artifacts: {res['identical']} of {res['total']} identical")
     for r in res["artifacts"]:
         mark = "identical" if r["identical"] else ("DIFFERENT" if r["reproduced"] else "MISSING")
+        how = f" [{r['how']}{': ' + r['detail'] if r.get('detail') else ''}]" if r.get("how") else ""
         lines.append(f"  {mark:9}  {r['node']}.{r['output']} ({r['type']}) {(r['original'] or '-')[:12]}"
-                     + ("" if r["identical"] else f" -> {(r['reproduced'] or '-')[:12]}"))
+                     + ("" if r["original"] == r["reproduced"] else f" -> {(r['reproduced'] or '-')[:12]}") + how)
     if res.get("error"):
         lines.append("error output:\n" + res["error"])
     return "\n".join(lines)

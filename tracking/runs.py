@@ -15,7 +15,9 @@ from tfpipe.metadata import MetadataStore
 from tfpipe.state import State
 
 from . import inspect as insp
+from .codefiles import display_paths
 from .results import (
+    HEADLINE_ORDER,
     headline_metrics,
     load_evaluation,
     load_history,
@@ -23,7 +25,8 @@ from .results import (
     thresholds_from_eval_config,
 )
 
-__all__ = ["list_runs", "format_runs", "compare_runs", "format_compare", "run_details", "DATA_KEYS"]
+__all__ = ["list_runs", "format_runs", "compare_runs", "format_compare", "run_details", "DATA_KEYS", "select_runs",
+           "ordered_metrics"]
 
 # driver outputs that describe the data a run read: shown under "data", not "parameters"
 DATA_KEYS = ("input_fingerprint", "resolved_span", "resolved_version", "input_files", "previous_span_files",
@@ -120,7 +123,9 @@ def list_runs(store: MetadataStore, pipeline: str | None = None, limit: int | No
                      "started_at": p.get("started_at"), "duration_s": p.get("duration_s"),
                      "git_commit": p.get("git_commit"), "git_dirty": p.get("git_dirty"),
                      "orchestrator": p.get("orchestrator"), "context_id": c.id, "_summary": p.get(SUMMARY),
-                     "_finished": p.get("finished_at")})
+                     "_finished": p.get("finished_at"), "params": json.loads(p.get("params") or "{}"),
+                     "sweep": p.get("sweep"),
+                     "sweep_role": json.loads(p.get("sweep_info") or "{}").get("role") if p.get("sweep") else None})
         ctxs[c.id] = c
     rows.sort(key=lambda r: (r["started_at"] or 0, r["context_id"]))
     if limit:
@@ -163,18 +168,32 @@ def list_runs(store: MetadataStore, pipeline: str | None = None, limit: int | No
         r["data_span"] = ",".join(str(x) for x in sorted(d.get("spans", []))) or None
         fps = sorted(d.get("fingerprints", []))
         r["data_fingerprint"] = fps[0] if len(fps) == 1 else (",".join(fps) or None)
-        r["metrics"] = d.get("metrics") or {}
+        r["metrics"] = ordered_metrics(d.get("metrics") or {})
         r["blessed"] = d.get("blessed")
         r.update({k: d.get(k, 0) for k in ("nodes", "cached", "failed")})
     return rows
+
+
+def ordered_metrics(metrics: dict) -> dict:
+    """Metrics in one stable order: the most telling first (as ``headline_metrics``), then
+    by name; whatever order they were stored in."""
+    rank = {h: i for i, h in enumerate(HEADLINE_ORDER)}
+    return {k: metrics[k] for k in sorted(metrics, key=lambda k: (rank.get(k.lower(), len(rank)), k))}
+
+
+def _params_text(params: dict, n: int = 60) -> str:
+    s = " ".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in params.items())
+    return s if len(s) <= n else s[:n - 3] + "..."
 
 
 def format_runs(rows: list[dict]) -> str:
     if not rows:
         return "no runs recorded"
     table = []
+    with_params = any(r.get("params") for r in rows)
+    with_sweep = any(r.get("sweep") for r in rows)
     for r in rows:
-        metrics = " ".join(f"{k}={v:.4g}" for k, v in r.get("metrics", {}).items())
+        metrics = " ".join(f"{k}={v:.4g}" for k, v in ordered_metrics(r.get("metrics", {})).items())
         if r.get("blessed") is not None:
             metrics += (" " if metrics else "") + ("blessed" if r["blessed"] else "NOT-blessed")
         table.append([r["run_id"], r["pipeline"], r["status"], insp._ts(r["started_at"]),
@@ -182,9 +201,12 @@ def format_runs(rows: list[dict]) -> str:
                       (r["git_commit"] or "-")[:10] + ("*" if r["git_dirty"] else ""),
                       r.get("data_span") if r.get("data_span") is not None else "-",
                       _short(r.get("data_fingerprint")), f"{r.get('nodes', 0)}/{r.get('cached', 0)}",
-                      metrics or "-"])
+                      metrics or "-"]
+                     + ([r.get("sweep") or "-"] if with_sweep else [])
+                     + ([_params_text(r.get("params") or {}) or "-"] if with_params else []))
     text = insp._table(table, ["RUN", "PIPELINE", "STATUS", "STARTED", "DURATION", "COMMIT", "SPAN",
-                               "DATA", "NODES/CACHED", "METRICS"])
+                               "DATA", "NODES/CACHED", "METRICS"] + (["SWEEP"] if with_sweep else [])
+                       + (["PARAMETERS"] if with_params else []))
     if any(r["git_dirty"] for r in rows):
         text += "\n(* after a commit: the work tree had uncommitted changes)"
     return text
@@ -224,10 +246,31 @@ def _differs(values: list) -> bool:
     return len({json.dumps(v, sort_keys=True, default=str) for v in values}) > 1
 
 
-def compare_runs(store: MetadataStore, runs: list[str]) -> dict:
-    """Side by side: run headers, differing parameters, data fingerprints, code versions,
-    metrics per slice and which artifacts changed. Each row has ``values`` (one per run)
-    and ``differs``."""
+def select_runs(store: MetadataStore, last: int | None = None, sweep: str | None = None,
+                pipeline: str | None = None) -> list[str]:
+    """Run ids to compare: the ``last`` N runs (of ``pipeline``), or the runs of a sweep
+    (its combinations, not the shared run), oldest first."""
+    if sweep:
+        ids = []
+        for c in store.contexts_of_type("pipeline_run"):
+            p = store.props(c)
+            if p.get("sweep") == sweep and json.loads(p.get("sweep_info") or "{}").get("role") != "shared":
+                ids.append((json.loads(p.get("sweep_info") or "{}").get("index") or 0, p.get("run_id")))
+        if not ids:
+            raise insp.NotFound(f"no runs of sweep {sweep!r} in {store.where}; sweeps are listed by "
+                                f"'tfpipe runs list' (column SWEEP)")
+        return [r for _, r in sorted(ids)]
+    # a sweep's shared run holds no model to compare; at most one in three runs is one
+    rows = [r for r in list_runs(store, pipeline, limit=2 * last if last else None) if r.get("sweep_role") != "shared"]
+    return [r["run_id"] for r in (rows[-last:] if last else rows)]
+
+
+def compare_runs(store: MetadataStore, runs: list[str], diff: bool = False) -> dict:
+    """Side by side: run headers (with the parameters given), differing parameters, user
+    code files, data fingerprints, code versions, metrics per slice and which artifacts
+    changed. Each row has ``values`` (one per run) and ``differs``. With ``diff``, each
+    changed text file gets a short unified diff from git (against the first run)."""
+    from .codefiles import code_diff, code_file_rows
     if len(runs) < 2:
         raise insp.NotFound(f"runs compare needs at least two runs, found {len(runs)}: {runs}")
     infos = [run_details(store, r) for r in runs]
@@ -247,8 +290,23 @@ def compare_runs(store: MetadataStore, runs: list[str]) -> dict:
         return kw
 
     out = {"runs": [{k: i.get(k) for k in ("run_id", "pipeline", "status", "started_at", "duration_s",
-                                             "git_commit", "git_dirty")} for i in infos],
-           "code": [], "parameters": [], "data": [], "metrics": [], "artifacts": []}
+                                             "git_commit", "git_dirty", "params", "sweep", "environment_hash")}
+                    for i in infos],
+           "code": [], "code_files": [], "parameters": [], "data": [], "metrics": [], "artifacts": []}
+    given = sorted({k for i in infos for k in i["params"]}, key=lambda k: ("." in k, k))
+    out["given"] = [row(parameter=k, values=[i["params"].get(k) for i in infos]) for k in given]
+    out["code_files"] = code_file_rows(by_node, nodes)
+    if diff:
+        labels = [i["run_id"] for i in infos]
+        for r in out["code_files"]:
+            if not r["differs"]:
+                continue
+            base = next(j for j, v in enumerate(r["values"]) if v is not None)
+            r["diffs"] = {}
+            for j, v in enumerate(r["values"]):
+                if j != base and v is not None and v != r["values"][base]:
+                    r["diffs"][labels[j]] = code_diff(r["file"], (r["commits"][base], r["values"][base]),
+                                                      (r["commits"][j], v), labels[base], labels[j])
     ids = sorted({o["id"] for i in infos for e in i["executions"] for outs in e["outputs"].values() for o in outs})
     arts_by_id = {a.id: a for a in store.get_artifacts(ids)}
     out["code"].append(row(node="(run)", field="git_commit",
@@ -289,7 +347,7 @@ def compare_runs(store: MetadataStore, runs: list[str]) -> dict:
     out["training"].append(row(metric="epochs", values=[max((len(v) for v in i["history"].values()), default=None)
                                                          for i in infos]))
     out["summary"] = {sec: sum(1 for r in out[sec] if r["differs"]) for sec in
-                      ("code", "parameters", "data", "metrics", "artifacts")}
+                      ("code", "code_files", "parameters", "data", "metrics", "artifacts")}
     out["summary"]["runs"] = n
     return out
 
@@ -348,7 +406,23 @@ def format_compare(cmp: dict, color: bool | None = None, all_rows: bool = False)
         bl = {True: " blessed", False: " NOT blessed", None: ""}[r.get("blessed")]
         lines.append(f"  {r['run_id']}: {r['pipeline']} {r['status']} started {insp._ts(r['started_at'])} "
                      f"({dur}) commit {(r['git_commit'] or '-')[:10]}{'*' if r['git_dirty'] else ''}{bl}")
+    if cmp.get("given"):
+        lines += _section(st, "parameters given (-P)", cmp["given"], lambda r: r["parameter"], False, ids)
     lines += _section(st, "code versions", cmp["code"], lambda r: f"{r['node']}.{r['field']}", not all_rows, ids)
+    if cmp.get("code_files") is not None:
+        shown = display_paths(sorted({r["file"] for r in cmp["code_files"]}))
+        lines += _section(st, "user code files (sha256)", cmp["code_files"],
+                          lambda r: f"{r['node']}: {shown[r['file']]}", False, ids)
+        for r in cmp["code_files"]:
+            for other, d in (r.get("diffs") or {}).items():
+                lines.append(f"  diff of {shown[r['file']]} ({r['node']}), to {other}:")
+                if d.get("unavailable"):
+                    lines.append(f"    (no diff: {d['unavailable']})")
+                    continue
+                lines += ["    " + (st.diff(x) if x[:1] in "+-" and x[:3] not in ("+++", "---") else x)
+                          for x in d["diff"]]
+                if d["truncated"]:
+                    lines.append(f"    ... {d['truncated']} more line(s)")
     lines += _section(st, "parameters that differ", cmp["parameters"], lambda r: f"{r['node']}.{r['parameter']}",
                       not all_rows, ids)
     lines += _section(st, "data", cmp["data"], lambda r: f"{r['node']}.{r['parameter']}", False, ids)
@@ -359,8 +433,9 @@ def format_compare(cmp: dict, color: bool | None = None, all_rows: bool = False)
     lines += _section(st, "artifacts (fingerprints)", cmp["artifacts"],
                       lambda r: f"{r['node']}.{r['output']} ({r['type']})", False, ids)
     s = cmp["summary"]
-    lines.append(st.head("summary") + ": " + ", ".join(f"{s[k]} {k} differ" for k in
-                                                        ("code", "parameters", "data", "metrics", "artifacts")))
+    lines.append(st.head("summary") + ": " + ", ".join(f"{s[k]} {k.replace('_', ' ')} differ" for k in
+                                                        ("code", "code_files", "parameters", "data", "metrics",
+                                                         "artifacts") if k in s))
     if not color:
         lines.append("(rows marked * differ between the runs)")
     return "\n".join(lines)

@@ -78,7 +78,9 @@ def run_fn(fn_args: FnArgs) -> None:
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     train = _input_fn(fn_args.train_files, fn_args.data_accessor, tf_transform_output, TRAIN_BATCH_SIZE)
     evals = _input_fn(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, EVAL_BATCH_SIZE)
-    hp = dict(fn_args.hyperparameters or {})
+    # hyperparameters: the Tuner's best when it ran, else the pipeline's (custom_config), else the defaults
+    hp = {k: fn_args.custom_config[k] for k in ("learning_rate", "units", "num_layers") if k in fn_args.custom_config}
+    hp.update(fn_args.hyperparameters or {})
     model = _build_keras_model(hp, tf_transform_output)
     if load_base_weights(model, fn_args.base_model):
         print(f"warm start from {fn_args.base_model}")

@@ -4,6 +4,9 @@ Tuner (KerasTuner) and the Trainer (Keras); then the newest blessed model as bas
 the Evaluator (TFMA), the InfraValidator and the Pusher.
 
     tfpipe run examples/penguin/pipeline.py
+    tfpipe run examples/penguin/pipeline.py -P learning_rate=0.003,0.03 -P units=8,16   # a sweep
+
+``learning_rate`` and ``units`` are the model's hyperparameters when the Tuner is off.
 """
 import os
 
@@ -34,7 +37,8 @@ TRAINER_MODULE = os.path.join(HERE, "penguin_utils.py")  # run_fn, tuner_fn
 def create_pipeline(data_root: str = DATA, name: str = "penguin", root: str | None = None,
                     metadata: str | None = None, enable_cache: bool = True,
                     beam_pipeline_args: list[str] | None = None, enable_tuning: bool = False,
-                    train_steps: int = 500, tuning_parallel_trials: int = 1, tuning_trials: int = 4,
+                    train_steps: int = 500, learning_rate: float = 1e-2, units: int = 8,
+                    tuning_parallel_trials: int = 1, tuning_trials: int = 4,
                     trainer_module: str = TRAINER_MODULE, transform_module: str = TRANSFORM_MODULE) -> Pipeline:
     example_gen = ExampleGen(input_base=data_root, label_key="species")
     stats = StatisticsGen(examples=example_gen.outputs.examples)
@@ -50,7 +54,8 @@ def create_pipeline(data_root: str = DATA, name: str = "penguin", root: str | No
     trainer = Trainer(examples=transform.outputs.transformed_examples, transform_graph=transform.outputs.transform_graph,
                       schema=schema.outputs.schema,
                       hyperparameters=tuner.outputs.best_hyperparameters if tuner is not None else None,
-                      module_file=trainer_module, train_steps=train_steps, eval_steps=12)
+                      module_file=trainer_module, train_steps=train_steps, eval_steps=12,
+                      custom_config={"learning_rate": learning_rate, "units": units})
     model_half = [transform, *([tuner] if tuner is not None else []), trainer]
     # validation: Resolver(latest blessed) -> Evaluator -> InfraValidator -> Pusher
     baseline = Resolver(strategy="latest_blessed_model", model_type=Model, candidate=trainer.outputs.model,

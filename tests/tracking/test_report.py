@@ -11,6 +11,7 @@ from html.parser import HTMLParser
 import pytest
 
 from tests.conftest import tfpipe
+from tests.tracking.chromium import check_legends, inside, measure, overlap, screenshot
 from tfpipe import Input, Output, String, component
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -89,9 +90,8 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     shot = tmp_path / "report.png"
     base = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
             "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'u'}"]
-    subprocess.run(base + [f"--screenshot={shot}", "--window-size=1280,2000", path.as_uri()],
-                   capture_output=True, timeout=120, check=True)
-    data = shot.read_bytes()
+    data = screenshot(path, tmp_path)
+    (tmp_path / "report.png").write_bytes(data)
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     w, h = struct.unpack(">II", data[16:24])
     assert (w, h) == (1280, 2000) and len(data) > 50_000  # a blank page compresses to a few KB
@@ -100,6 +100,41 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     assert "Blessing verdict" in dom and 'data-node="Pusher"' in dom
     if os.environ.get("TFPIPE_UPDATE_SCREENSHOT"):
         shutil.copyfile(shot, os.path.join(os.path.dirname(__file__), "..", "..", "docs", "report.png"))
+
+
+def test_report_graph_reads_as_the_dag_it_is_in_chromium(report, penguin, tmp_path):
+    """Measured in the rendered page: every box holds its full name, no edge passes behind
+    a box it does not connect, boxes do not overlap, and the chart legends hold their full
+    series names without overlapping."""
+    path, _ = report
+    m = measure(path, tmp_path)
+    nodes = {n["id"]: n for n in m["nodes"]}
+    assert set(nodes) == {n["id"] for n in penguin.ir["nodes"]}
+    for nid, n in nodes.items():
+        x, y, w, h = n["box"]
+        assert n["texts"][0]["text"] == nid  # the name, whole
+        for t in n["texts"]:
+            assert t["w"] > 0 and t["x"] >= x and t["x"] + t["w"] <= x + w - 2, (nid, t, n["box"])
+    boxes = list(nodes.values())
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert not overlap(a["box"], b["box"]), (a["id"], b["id"])
+    edges = {(u, n["id"]) for n in penguin.ir["nodes"] for u in n["upstream"]}
+    assert {(e["from"], e["to"]) for e in m["edges"]} == edges
+    long_edges = 0
+    for e in m["edges"]:
+        others = [n for nid, n in nodes.items() if nid not in (e["from"], e["to"])]
+        for pt in e["pts"]:
+            hit = [n["id"] for n in others if inside(pt, n["box"])]
+            assert not hit, f"edge {e['from']} -> {e['to']} passes behind {hit} at {pt}"
+        a, b = nodes[e["from"]]["box"], nodes[e["to"]]["box"]
+        long_edges += any(a[0] + a[2] < n["box"][0] and n["box"][0] + n["box"][2] < b[0] for n in others)
+    assert long_edges >= 3  # ExampleGen -> Transform/Evaluator, Trainer -> Pusher, ...: routed, not hidden
+    curves = [c for c in m["charts"] if c["cls"] == "chart curve"]
+    assert curves and all(c["items"] for c in curves)
+    for c in curves:
+        check_legends(c)
+    assert any(it["text"] == "val_sparse_categorical_accuracy" for c in curves for it in c["items"])
 
 
 def test_report_of_a_failed_run_shows_the_error_and_nodes_not_run(tmp_path):

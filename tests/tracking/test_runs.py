@@ -6,7 +6,7 @@ from tests.fixtures.trivial import make_numbers, total
 from tfpipe import Pipeline, compile_pipeline
 from tfpipe.metadata import MetadataStore
 from tfpipe.orchestrators.local import LocalRunner
-from tfpipe.tracking.runs import SUMMARY, compare_runs, format_compare, list_runs
+from tfpipe.tracking.runs import SUMMARY, compare_runs, format_compare, list_runs, ordered_metrics
 
 
 def _trivial(tmp_path, offset):
@@ -56,6 +56,14 @@ def test_runs_list_shows_data_code_and_metrics(penguin):
     out = tfpipe("runs", "list", "--metadata", penguin.metadata, check=0).stdout
     line = next(x for x in out.splitlines() if x.startswith(penguin.runs[1]))
     assert "sparse_categorical_accuracy=" in line and "blessed" in line and r2["data_fingerprint"][:12] in line
+    # metrics in one order, the most telling first, whether the summary was just computed or
+    # read back from its cache (stored with sorted keys), row after row, listing after listing
+    assert list(r2["metrics"]) == list(again[penguin.runs[1]]["metrics"]) == ["sparse_categorical_accuracy",
+                                                                             "example_count"]
+    assert list(ordered_metrics({"loss": 1, "example_count": 2, "auc": 3, "zeta": 4, "accuracy": 5})) == [
+        "accuracy", "auc", "loss", "example_count", "zeta"]
+    again_text = tfpipe("runs", "list", "--metadata", penguin.metadata, check=0).stdout
+    assert again_text == out and line.index("sparse_categorical_accuracy=") < line.index("example_count=")
 
 
 def test_compare_penguin_runs_parameters_data_metrics_artifacts(penguin):
