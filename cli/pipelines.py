@@ -37,7 +37,8 @@ COMPILE_TARGETS = {"airflow": _airflow_compiler, "kubeflow": _kubeflow_compiler}
 
 
 def cmd_run(args) -> int:
-    ir = compile_file(args.pipeline)
+    ir = compile_file(args.pipeline, cache=not args.no_ir_cache,
+                      log=None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True)))
     runner = RUN_TARGETS[args.target]()(verbose=not args.quiet)
     res = runner.run(ir, run_id=args.run_id, from_node=args.from_node, to_node=args.to_node,
                      enable_cache=False if args.no_cache else None)
@@ -114,6 +115,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--from", dest="from_node", metavar="NODE", help="run this node and everything downstream")
     r.add_argument("--to", dest="to_node", metavar="NODE", help="run up to and including this node")
     r.add_argument("--no-cache", action="store_true", help="re-execute every node")
+    r.add_argument("--no-ir-cache", action="store_true",
+                   help="load the pipeline file anew instead of using the IR stored by an earlier run when "
+                        "nothing it read has changed (see docs/architecture.md, 'The IR cache')")
     r.add_argument("-q", "--quiet", action="store_true")
     r.add_argument("--mlflow-uri", help="export the run to this MLflow tracking URI "
                                         "(default: $TFPIPE_MLFLOW_TRACKING_URI, else none)")
