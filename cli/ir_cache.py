@@ -76,10 +76,18 @@ def _installed_dirs() -> list[str]:
     return sorted(given | {os.path.realpath(p) for p in given})
 
 
+def _stdlib_dirs() -> list[str]:
+    import sysconfig
+    paths = sysconfig.get_paths()
+    given = {os.path.abspath(paths[k]) for k in ("stdlib", "platstdlib")}
+    return sorted(given | {os.path.realpath(p) for p in given})
+
+
 def _site_dirs() -> list[str]:
     import sysconfig
     paths = sysconfig.get_paths()
-    return sorted({os.path.realpath(paths[k]) for k in ("purelib", "platlib")})
+    given = {os.path.abspath(paths[k]) for k in ("purelib", "platlib")}
+    return sorted(given | {os.path.realpath(p) for p in given})
 
 
 def _mtime(path: str) -> int | None:
@@ -96,11 +104,13 @@ class _RecordingEnviron(MutableMapping):
         self._real, self._rec = real, rec
 
     def __getitem__(self, key):
-        self._rec.read_env(key, self._real.get(key))
+        if self._rec.by_user():
+            self._rec.read_env(key, self._real.get(key))
         return self._real[key]
 
     def __contains__(self, key):
-        self._rec.read_env(key, self._real.get(key))
+        if self._rec.by_user():
+            self._rec.read_env(key, self._real.get(key))
         return key in self._real
 
     def __setitem__(self, key, value):
@@ -112,15 +122,15 @@ class _RecordingEnviron(MutableMapping):
         self._rec.wrote_env(key, None)
 
     def __iter__(self):
-        self._rec.env_all = True
+        self._rec.env_all = self._rec.env_all or self._rec.by_user()
         return iter(self._real)
 
     def __len__(self):
-        self._rec.env_all = True
+        self._rec.env_all = self._rec.env_all or self._rec.by_user()
         return len(self._real)
 
     def copy(self):
-        self._rec.env_all = True
+        self._rec.env_all = self._rec.env_all or self._rec.by_user()
         return self._real.copy()
 
     def __getattr__(self, name):  # encodekey, putenv hooks and the like of os._Environ
@@ -139,9 +149,6 @@ def _audit(event: str, args) -> None:
         if reading:
             rec.opened(path)
     elif event in ("os.listdir", "os.scandir") and args and not isinstance(args[0], int):
-        caller = sys._getframe(1).f_code.co_filename
-        if caller.startswith("<frozen importlib"):  # the import system scanning sys.path: not the file's doing
-            return
         rec.listed(args[0] if args[0] is not None else ".")
 
 
@@ -155,7 +162,28 @@ class Recorder:
         self.files: set[str] = set()
         self.dirs: set[str] = set()
         self.sys_path_added: list[str] = []
-        self._skip = tuple(d + os.sep for d in _installed_dirs()) + ("/dev/", "/proc/", "/sys/")
+        installed = _installed_dirs()
+        self._skip = tuple(d + os.sep for d in installed) + ("/dev/", "/proc/", "/sys/")
+        self._skip_dirs = set(installed)
+        self._stdlib = tuple(d + os.sep for d in _stdlib_dirs())
+        self._site = tuple(d + os.sep for d in _site_dirs())
+        self._here = __file__
+
+    def by_user(self) -> bool:
+        """Whether the innermost caller outside the standard library (and this module) is the
+        user's code or tfpipe's, rather than an installed library going about its own
+        business (importing TensorFlow reads dozens of environment variables and files)."""
+        f = sys._getframe(1)
+        while f is not None:
+            name = f.f_code.co_filename
+            if name.startswith("<frozen importlib"):  # the import system finding a module: not a read
+                return False
+            if name.startswith(self._site):  # an installed package: only tfpipe's own reads count
+                return str(f.f_globals.get("__name__", "")).startswith("tfpipe")
+            if not (name.startswith("<") or name.startswith(self._stdlib) or name == self._here):
+                return True
+            f = f.f_back
+        return False
 
     def _ours(self, path) -> str | None:
         """The real path of a file of the user's (or of tfpipe's sources), None for one of the
@@ -164,10 +192,10 @@ class Recorder:
             p = os.path.abspath(os.fsdecode(path))
         except (TypeError, ValueError):
             return None
-        if p.endswith(".pyc") or p.startswith(self._skip):  # the common case, without a realpath
+        if p.endswith(".pyc") or p.startswith(self._skip) or p in self._skip_dirs:  # without a realpath
             return None
         p = os.path.realpath(p)
-        return None if p.startswith(self._skip) else p
+        return None if p.startswith(self._skip) or p in self._skip_dirs else p
 
     def read_env(self, key, value: str | None) -> None:
         if isinstance(key, str) and key not in self.env_read and key not in self.env_written:
@@ -178,12 +206,12 @@ class Recorder:
 
     def opened(self, path) -> None:
         p = self._ours(path)
-        if p and os.path.isfile(p):
+        if p and os.path.isfile(p) and self.by_user():
             self.files.add(p)
 
     def listed(self, path) -> None:
         p = self._ours(path)
-        if p:
+        if p and self.by_user():
             self.dirs.add(p)
 
     def entry(self, pipeline_file: str, ir: dict) -> dict | None:
@@ -191,8 +219,9 @@ class Recorder:
         environment variable (its value would have to be stored to replay it)."""
         if any(any(s in k.upper() for s in _SECRET_NAME) for k, v in self.env_written.items() if v):
             return None
+        # vars(), not getattr(): a lazy module (TensorFlow has some) would import itself on getattr
         modules = {os.path.realpath(f) for m in list(sys.modules.values())
-                   if isinstance(f := getattr(m, "__file__", None), str) and f.endswith(".py")}
+                   if isinstance(f := (getattr(m, "__dict__", None) or {}).get("__file__"), str) and f.endswith(".py")}
         files = {p for p in (self.files | {self._ours(f) for f in modules}) if p and os.path.isfile(p)}
         return {
             "ir_cache_version": IR_CACHE_VERSION, **_context(pipeline_file),

@@ -169,3 +169,31 @@ def test_a_broken_file_is_never_stored(project, home):
     assert p.returncode != 0 and "ValueError: broken" in p.stderr
     p = tfpipe("run", str(project / "pipeline.py"), cwd=str(project))
     assert p.returncode != 0 and "from the cache" not in p.stderr  # the old IR is not used either
+
+
+def test_what_installed_libraries_read_for_themselves_is_not_recorded(tmp_path, monkeypatch):
+    """Importing TensorFlow or TFMA reads dozens of environment variables and some files of
+    their own; those are not the pipeline file's dependencies, or every change of $PWD would
+    throw the IR away. The file's own reads (here, this test's) are recorded, reads through
+    the standard library included; the import system's scans of sys.path are not."""
+    import importlib
+
+    import click
+
+    from tfpipe.cli import ir_cache
+    (tmp_path / "cfg.json").write_text("{}")
+    (tmp_path / "mod_for_ir_cache_test.py").write_text("X = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    with ir_cache.record() as rec:
+        click.get_app_dir("x")                          # click reads XDG_CONFIG_HOME for itself
+        os.environ.get("TFPIPE_TEST_MINE")              # a read of the caller's own
+        os.getenv("TFPIPE_TEST_MINE_TOO")               # through the standard library
+        open(tmp_path / "cfg.json").read()
+        sorted(p.name for p in tmp_path.iterdir())      # a listing, through pathlib
+        importlib.import_module("mod_for_ir_cache_test")
+    assert "XDG_CONFIG_HOME" not in rec.env_read
+    assert {"TFPIPE_TEST_MINE", "TFPIPE_TEST_MINE_TOO"} <= set(rec.env_read)
+    assert str(tmp_path / "cfg.json") in rec.files
+    assert rec.dirs == {str(tmp_path)}  # the listing above, not the import's scan of sys.path
+    assert not isinstance(os.environ, ir_cache._RecordingEnviron)  # restored
