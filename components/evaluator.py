@@ -31,6 +31,7 @@ from tfpipe import (
 )
 
 from . import _eval_config as ec
+from ._autograph import libraries_not_autographed
 from .model_export import signature_defs
 
 __all__ = ["Evaluator", "EvalConfigError", "load_metrics"]
@@ -187,9 +188,10 @@ def Evaluator(examples: Input[Examples], model: Input[Model], evaluation: Output
         models.append(tfma.default_eval_shared_model(baseline_model.saved_model_dir(), eval_config=proto,
                                                      model_name="baseline"))
     os.makedirs(evaluation.uri, exist_ok=True)
-    tfma.run_model_analysis(eval_shared_model=models if has_baseline else models[0], eval_config=proto,
-                            data_location=data, file_format="tfrecords", output_path=evaluation.uri,
-                            pipeline_options=PipelineOptions(ctx.beam_pipeline_args))
+    with libraries_not_autographed():  # a model calling tf_keras / TFT code is traced without converting them
+        tfma.run_model_analysis(eval_shared_model=models if has_baseline else models[0], eval_config=proto,
+                                data_location=data, file_format="tfrecords", output_path=evaluation.uri,
+                                pipeline_options=PipelineOptions(ctx.beam_pipeline_args))
     validation = tfma.load_validation_result(evaluation.uri)
     reasons = _reasons(validation)
     blessed = bool(validation.validation_ok) and not reasons

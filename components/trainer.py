@@ -36,6 +36,7 @@ from tfpipe import (
     current,
 )
 
+from ._autograph import libraries_not_autographed
 from ._user_code import call_user_fn, check_static, compile_check, describe, load_user_fn
 from .fn_args import DataAccessor, FnArgs, TensorFlowDatasetOptions, TunerFnResult
 from .model_export import (
@@ -191,7 +192,7 @@ def Trainer(examples: Input[Examples], model: Output[Model], model_run: Output[M
             + (", warm start from " + fn_args.base_model if fn_args.base_model else ""))
     history: dict = {}
     os.makedirs(model_run.uri, exist_ok=True)
-    with _recording_fit(history, model_run.uri, ctx.log):
+    with _recording_fit(history, model_run.uri, ctx.log), libraries_not_autographed():
         call_user_fn("Trainer", user_fn, what, fn_args)
     sigs = check_serving_model(serving_dir, f"Trainer: {what}")
     with open(model_run.history_path(), "w") as f:

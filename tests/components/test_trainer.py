@@ -233,3 +233,24 @@ def test_fit_of_keras_2_and_keras_3_models_is_recorded(tmp_path):
     assert (keras.Model.fit, tf_keras.Model.fit) == originals  # the patches are undone
     assert [len(h["loss"]) for h in histories.values()] == [2, 2]
     assert [line.split(":")[0] for line in lines] == ["epoch 1", "epoch 2"] * 2
+
+
+def test_library_code_is_left_to_graph_mode_while_user_code_is_traced():
+    """TensorFlow's AutoGraph converts tf_keras's call path and TFT's analyzers statement by
+    statement unless told not to (it is told for ``keras``, not for ``tf_keras`` or
+    ``tensorflow_transform``, in TF 2.16); Trainer and Transform tell it while the user's
+    function runs, and only then. The user's own code is still converted."""
+    import tensorflow_transform as tft
+    import tf_keras
+    from tensorflow.python.autograph.impl import conversion
+
+    from tfpipe.components._autograph import libraries_not_autographed
+
+    def users(x):
+        return x
+    call = tf_keras.layers.Dense(2).call
+    assert not conversion.is_allowlisted(call) and not conversion.is_allowlisted(tft.scale_to_z_score)
+    with libraries_not_autographed():
+        assert conversion.is_allowlisted(call) and conversion.is_allowlisted(tft.scale_to_z_score)
+        assert not conversion.is_allowlisted(users)
+    assert not conversion.is_allowlisted(call) and not conversion.is_allowlisted(tft.scale_to_z_score)
