@@ -27,18 +27,22 @@ COPY orchestrators/kubeflow/__init__.py orchestrators/kubeflow/__init__.py
 COPY serving/__init__.py serving/__init__.py
 COPY tracking/__init__.py tracking/__init__.py
 COPY cli/__init__.py cli/__init__.py
+COPY v1/__init__.py v1/__init__.py
+COPY v1/dsl/__init__.py v1/dsl/__init__.py
+COPY v1/dsl/io/__init__.py v1/dsl/io/__init__.py
 RUN python -m pip install -q --upgrade "pip>=24" \
  && python -m pip install -q -c constraints.txt -e . \
  && python -m pip check
 
-# The code: the core, the model server, the components, the orchestrator adapters, tracking, the CLI
-# and the examples.
+# The code: the core, the model server, the components, the orchestrator adapters, tracking, the CLI,
+# TFX's module-file names (tfpipe.v1) and the examples.
 COPY pipeline/ pipeline/
 COPY components/ components/
 COPY orchestrators/ orchestrators/
 COPY serving/ serving/
 COPY tracking/ tracking/
 COPY cli/ cli/
+COPY v1/ v1/
 COPY examples/ examples/
 
 ENV TFPIPE_HOME=/var/lib/tfpipe

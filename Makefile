@@ -61,6 +61,8 @@ demo: $(STAMP)
 test: $(STAMP) $(ACTIONLINT_STAMP) $(AIRFLOW_STAMP) chromium mariadb
 	$(BIN)/python -m pytest -q tests
 
+# bench_tfx runs TFX 1.16 beside tfpipe: it builds .bench/tfx-venv-<hash> once from
+# benchmarks/tfx-lock.txt with CPython 3.10 (python3.10, pyenv, or $$TFPIPE_BENCH_PYTHON310).
 bench: $(STAMP) $(AIRFLOW_STAMP)
 	$(BIN)/python -m benchmarks.run
 

@@ -44,21 +44,27 @@ def measure_python(body: str, argv: list[str] | None = None, env: dict | None = 
     return m
 
 
-def tfpipe_cli(*args: str, env: dict | None = None, cwd: str | None = None) -> dict:
-    """Run the installed ``tfpipe`` console script, as a user types it; wall time from
-    process start to exit and the process's peak RSS (from wait4)."""
-    exe = os.path.join(os.path.dirname(sys.executable), "tfpipe")
+def measure_process(cmd: list[str], env: dict | None = None, cwd: str | None = None, what: str = "") -> dict:
+    """Run ``cmd`` (stdout discarded, stderr kept for the error); wall time from process start
+    to exit and the process's peak RSS (from wait4). Raises when it exits non-zero."""
     e = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     e.update(env or {})
     t0 = time.monotonic()
-    p = subprocess.Popen([exe, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=e, cwd=cwd)
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=e, cwd=cwd)
     err = p.stderr.read()
     _, status, usage = os.wait4(p.pid, 0)
     wall = time.monotonic() - t0
     p.returncode = os.waitstatus_to_exitcode(status)
     if p.returncode:
-        raise RuntimeError(f"tfpipe {' '.join(args)} exited {p.returncode}:\n{err.decode(errors='replace')[-4000:]}")
+        raise RuntimeError(f"{what or ' '.join(cmd)} exited {p.returncode}:\n{err.decode(errors='replace')[-4000:]}")
     return {"process_wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024}
+
+
+def tfpipe_cli(*args: str, env: dict | None = None, cwd: str | None = None) -> dict:
+    """Run the installed ``tfpipe`` console script, as a user types it; wall time from
+    process start to exit and the process's peak RSS (from wait4)."""
+    exe = os.path.join(os.path.dirname(sys.executable), "tfpipe")
+    return measure_process([exe, *args], env=env, cwd=cwd, what=f"tfpipe {' '.join(args)}")
 
 
 def tfpipe_run(pipeline_file: str, *args: str, env: dict | None = None, cwd: str | None = None) -> dict:

@@ -36,20 +36,27 @@ RUN_TARGETS = {"local": _local_runner, "beam": _beam_runner}
 COMPILE_TARGETS = {"airflow": _airflow_compiler, "kubeflow": _kubeflow_compiler}
 
 
-def _with_parameters(path: str, pairs: list[str] | None) -> tuple[list[dict], list[dict]]:
+def _with_parameters(path: str, pairs: list[str] | None, cache: bool = False,
+                     log=None) -> tuple[list[dict], list[dict]]:
     """The IRs of a pipeline file for ``-P NAME=VALUE`` pairs: one IR, or one per combination
     when a value is a comma list (a sweep), each with its node parameters applied and every
     given value recorded (``pipeline.parameters``); and the swept values of each."""
-    from tfpipe.parameters import ParameterError, apply_parameters, declared_parameters, keyword_types, parse_assignments
+    from tfpipe.parameters import (
+        ParameterError,
+        apply_parameters,
+        declared_parameters,
+        keyword_types,
+        parse_assignments,
+    )
     from tfpipe.tracking.sweep import grid
     if not pairs:
-        return [compile_file(path)], [{}]
+        return [compile_file(path, cache=cache, log=log)], [{}]
     fn = pipeline_function(path)
     keywords = keyword_types(fn)
     kw_given = [p for p in pairs if p.partition("=")[0].strip() in keywords]
     try:
         kw_axes = parse_assignments(kw_given, keywords, {}, where=path)
-        first = compile_file(path, {k: v[0] for k, v in kw_axes.items()})
+        first = compile_file(path, {k: v[0] for k, v in kw_axes.items()}, cache=cache, log=log)
         axes = parse_assignments(pairs, keywords, declared_parameters(first), where=path)
     except ParameterError as e:
         raise UsageError(str(e)) from None
@@ -114,7 +121,8 @@ def _positive(text: str) -> int:
 def cmd_run(args) -> int:
     if args.explain:
         return cmd_plan(args)
-    irs, swept = _with_parameters(args.pipeline, args.param)
+    irs, swept = _with_parameters(args.pipeline, args.param, cache=not args.no_ir_cache,
+                                  log=None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True)))
     if len(irs) > 1:
         return _run_sweep(args, irs, swept)
     if args.sort_by:
@@ -234,6 +242,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--from", dest="from_node", metavar="NODE", help="run this node and everything downstream")
     r.add_argument("--to", dest="to_node", metavar="NODE", help="run up to and including this node")
     r.add_argument("--no-cache", action="store_true", help="re-execute every node")
+    r.add_argument("--no-ir-cache", action="store_true",
+                   help="load the pipeline file anew instead of using the IR stored by an earlier run when "
+                        "nothing it read has changed (see docs/architecture.md, 'The IR cache')")
     r.add_argument("-q", "--quiet", action="store_true")
     r.add_argument("--parallel", type=_positive, default=None, metavar="N",
                    help="run up to N ready nodes at once, in processes forked from the warm task host "

@@ -1,6 +1,7 @@
-"""The Evaluator's configuration: TensorFlow Model Analysis's ``EvalConfig`` as a dict
-(the JSON form of the proto, so ``json_format.MessageToDict(tfma.EvalConfig(...))`` of a
-TFX pipeline ports as is), checked before any heavy work.
+"""The Evaluator's configuration: TensorFlow Model Analysis's ``EvalConfig``, given as the
+message itself (``tfma.EvalConfig(...)``, as in a TFX pipeline) or as its dict (the JSON
+form of the proto with the proto's field names), checked before any heavy work. A message
+becomes its dict when the node is defined (``from_message``), so the IR stays JSON.
 
     {"model_specs": [{"label_key": "species", "prediction_key": "outputs",
                       "preprocessing_function_names": ["transform_features"]}],
@@ -22,7 +23,9 @@ import difflib
 import inspect
 
 __all__ = ["EvalConfigError", "normalize", "check_metric_names", "label_keys", "to_proto",
-           "describe_slice"]
+           "describe_slice", "from_message", "EVAL_CONFIG_MESSAGE"]
+
+EVAL_CONFIG_MESSAGE = "tensorflow_model_analysis.EvalConfig"  # the proto's full name
 
 
 class EvalConfigError(ValueError):
@@ -39,6 +42,20 @@ def _unwrap_value(d: dict, *keys: str) -> None:
             d[k] = d[k]["value"]
 
 
+def from_message(value):
+    """A ``tfma.EvalConfig`` message as its dict (proto field names, wrapper values as plain
+    numbers); any other value unchanged. Recognised by the message's full name, so the
+    node's definition needs no TFMA import of its own."""
+    desc = getattr(value, "DESCRIPTOR", None)
+    name = getattr(desc, "full_name", None)
+    if name is None or not hasattr(value, "SerializeToString"):
+        return value
+    if name != EVAL_CONFIG_MESSAGE:
+        raise TypeError(f"expected a {EVAL_CONFIG_MESSAGE} message or its dict, found a {name} message")
+    from google.protobuf import json_format
+    return json_format.MessageToDict(value, preserving_proto_field_name=True)
+
+
 def normalize(cfg: dict) -> dict:
     """A deep copy in the form the proto parser wants; shape errors named."""
     if not isinstance(cfg, dict):
@@ -49,6 +66,8 @@ def normalize(cfg: dict) -> dict:
         raise EvalConfigError(f"eval_config: unknown key(s) {unknown}; expected some of {sorted(_TOP)}")
     cfg = copy.deepcopy(cfg)
     specs = cfg.get("model_specs") or [{}]
+    if len(specs) == 2 and sum(bool(s.get("is_baseline")) for s in specs) == 1:
+        specs = [s for s in specs if not s.get("is_baseline")]  # TFX's form; the input gives the baseline
     if len(specs) != 1:
         raise EvalConfigError(f"eval_config.model_specs: expected one model spec (the candidate; the "
                               f"baseline comes from the baseline_model input), found {len(specs)}")

@@ -5,9 +5,9 @@ which metric on which slice failed which threshold.
 The model's ``serving_default`` signature takes serialized raw tf.Examples; with
 ``preprocessing_function_names: ["transform_features"]`` in the model spec TFMA runs the
 model's transform signature first, so a string label (penguin species) is compared as
-the integer id the model was trained on. The config is TFMA's ``EvalConfig`` as a dict
-(see ``components/_eval_config.py``); it is checked (metric names, label column) before
-any model is loaded or any data read.
+the integer id the model was trained on. The config is TFMA's ``EvalConfig``, the message
+itself or its dict (see ``components/_eval_config.py``); it is checked (metric names,
+label column) before any model is loaded or any data read.
 
 Outputs: ``evaluation`` holds TFMA's own output (``tfma.load_eval_result`` reads it) plus
 ``metrics.json`` (readable per-slice metrics) and ``summary.txt``; ``blessing`` holds a
@@ -31,6 +31,8 @@ from tfpipe import (
 )
 
 from . import _eval_config as ec
+from ._autograph import libraries_not_autographed
+from .model_export import signature_defs
 
 __all__ = ["Evaluator", "EvalConfigError", "load_metrics"]
 
@@ -50,15 +52,14 @@ def _check_label(cfg: dict, examples, model) -> None:
         return
     fns = cfg["model_specs"][0].get("preprocessing_function_names") or []
     produced: list[str] = []
-    if fns:
-        import tensorflow as tf
-        loaded = tf.saved_model.load(model.saved_model_dir())
+    if fns:  # the signatures' declared outputs, read from saved_model.pb (no model load)
+        sigs = signature_defs(model.saved_model_dir())
         for fn in fns:
-            if fn not in loaded.signatures:
+            if fn not in sigs:
                 raise EvalConfigError(f"eval_config.model_specs[0].preprocessing_function_names names {fn!r}, "
                                       f"but the model at {model.saved_model_dir()} has signatures "
-                                      f"{sorted(loaded.signatures)}")
-            produced += list(loaded.signatures[fn].structured_outputs)
+                                      f"{sorted(sigs)}")
+            produced += list(sigs[fn].outputs)
         missing = [k for k in missing if k not in produced]
     if missing:
         raise EvalConfigError(
@@ -146,7 +147,7 @@ def _summary(table: list[dict], blessed: bool, reasons: list[str], notes: list[s
     return "\n".join(lines) + "\n"
 
 
-@component(name="Evaluator")
+@component(name="Evaluator", converters={"eval_config": ec.from_message})
 def Evaluator(examples: Input[Examples], model: Input[Model], evaluation: Output[ModelEvaluation],
               blessing: Output[ModelBlessing], eval_config: dict,
               baseline_model: Input[Model] | None = None, example_splits: list = ("eval",)) -> None:
@@ -187,9 +188,10 @@ def Evaluator(examples: Input[Examples], model: Input[Model], evaluation: Output
         models.append(tfma.default_eval_shared_model(baseline_model.saved_model_dir(), eval_config=proto,
                                                      model_name="baseline"))
     os.makedirs(evaluation.uri, exist_ok=True)
-    tfma.run_model_analysis(eval_shared_model=models if has_baseline else models[0], eval_config=proto,
-                            data_location=data, file_format="tfrecords", output_path=evaluation.uri,
-                            pipeline_options=PipelineOptions(ctx.beam_pipeline_args))
+    with libraries_not_autographed():  # a model calling tf_keras / TFT code is traced without converting them
+        tfma.run_model_analysis(eval_shared_model=models if has_baseline else models[0], eval_config=proto,
+                                data_location=data, file_format="tfrecords", output_path=evaluation.uri,
+                                pipeline_options=PipelineOptions(ctx.beam_pipeline_args))
     validation = tfma.load_validation_result(evaluation.uri)
     reasons = _reasons(validation)
     blessed = bool(validation.validation_ok) and not reasons

@@ -1,14 +1,18 @@
 """InfraValidator: can the candidate model be loaded and served by the model server?
 
-The candidate SavedModel is served by tfpipe's own model server (``tfpipe.serving``, the
-server ``tfpipe serve`` runs) in a SEPARATE process on a free loopback port: the load is
-timed, a few requests built from an Examples split (serialized raw tf.Examples, sent as
-TF Serving REST ``{"b64": ...}`` instances to ``:predict``) are answered, and the server is
-stopped gracefully. The responses are checked: the ``outputs`` tensor has one row per
-request, every value is finite and, for a classifier (more than one column), every row of
-probabilities sums to 1. Output: an InfraBlessing (``blessed``, ``reasons``; ``load_time_s``
-as a custom property and in ``infra_validation.json``; TFX's ``INFRA_BLESSED`` /
-``INFRA_NOT_BLESSED`` marker file).
+As TFX's InfraValidator does: the candidate SavedModel is loaded by a model server and
+must answer its serving signature on real examples. Here the server is tfpipe's own
+(``tfpipe.serving``, the server ``tfpipe serve`` runs), in a SEPARATE process on a free
+loopback port: the load is timed, ``num_examples`` requests built from an Examples split
+(serialized raw tf.Examples, sent as TF Serving REST ``{"b64": ...}`` instances to
+``:predict``) must be answered (HTTP 200, one prediction per request), and the server
+must stop gracefully. What the model answers is not judged by default (a model emitting
+logits, as TFX's penguin model does, is infra-blessed); ``check_probabilities=True``
+adds a check of the ``outputs`` tensor: one row per request, finite values in [0, 1],
+and rows that sum to 1 when there is more than one column (softmax; one column is a
+sigmoid's probability of the positive class). Output: an InfraBlessing (``blessed``,
+``reasons``; ``load_time_s`` as a custom property and in ``infra_validation.json``; TFX's
+``INFRA_BLESSED`` / ``INFRA_NOT_BLESSED`` marker file).
 
 docs/evaluator_pusher.md shows how the same check runs against a ``tensorflow/serving``
 container in Kubernetes.
@@ -32,34 +36,45 @@ class InfraValidatorError(ValueError):
     error: it is recorded as not infra-blessed)."""
 
 
-
-def check_response(report: dict, n_requests: int, problem: str = "auto", output_key: str = "outputs",
-                   tolerance: float = 1e-3) -> list[str]:
-    """What is wrong with a probe report (an empty list when nothing is)."""
+def check_response(report: dict, n_requests: int, check_probabilities: bool = False,
+                   output_key: str = "outputs", tolerance: float = 1e-3) -> list[str]:
+    """What is wrong with a probe report (an empty list when nothing is): the server must
+    have answered every request; with ``check_probabilities`` the ``output_key`` tensor
+    must hold one row of probabilities per request."""
     if report.get("error"):
         return [report["error"]]
     outs = report.get("outputs") or {}
+    answered = {k: o["shape"][0] if o["shape"] else None for k, o in outs.items()}
+    short = {k: n for k, n in answered.items() if n != n_requests}
+    if not outs or short:
+        return [f"the server answered {n_requests} request(s) with {answered or 'no outputs'}; expected one "
+                f"prediction per request"]
+    if not check_probabilities:
+        return []
     if output_key not in outs:
         return [f"the response has no {output_key!r} output; it has {sorted(outs)}"]
     o = outs[output_key]
-    reasons = []
     shape = o["shape"]
-    if len(shape) != 2 or shape[0] != n_requests:
-        reasons.append(f"{output_key} has shape {shape}; expected [{n_requests}, k] for {n_requests} requests")
+    if len(shape) != 2:
+        return [f"{output_key} has shape {shape}; expected [{n_requests}, k] class probabilities "
+                f"(k = 1 for a sigmoid)"]
     values = o.get("values")
     if values is None:
-        return reasons + [f"{output_key} has dtype {o['dtype']}; expected floating point"]
-    bad = [i for i, row in enumerate(values) for v in (row if isinstance(row, list) else [row])
-           if not math.isfinite(v)]
+        return [f"{output_key} has dtype {o['dtype']}; expected floating point probabilities"]
+    bad = sorted({i for i, row in enumerate(values) for v in row if not math.isfinite(v)})
     if bad:
-        reasons.append(f"{output_key} holds non-finite values in rows {sorted(set(bad))[:5]}")
-    classification = problem == "classification" or (problem == "auto" and len(shape) == 2 and shape[1] > 1)
-    if classification and not bad:
-        sums = [sum(row) for row in values]
-        off = [(i, s) for i, s in enumerate(sums) if abs(s - 1.0) > tolerance]
+        return [f"{output_key} holds non-finite values in rows {bad[:5]}"]
+    reasons = []
+    out_of_range = [(i, v) for i, row in enumerate(values) for v in row if not -tolerance <= v <= 1 + tolerance]
+    if out_of_range:
+        i, v = out_of_range[0]
+        reasons.append(f"{output_key} holds values outside [0, 1], so not probabilities (row {i} has {v:.4f}; "
+                       f"a model that returns logits passes with check_probabilities=False)")
+    if shape[1] > 1:
+        off = [(i, sum(row)) for i, row in enumerate(values) if abs(sum(row) - 1.0) > tolerance]
         if off:
             reasons.append(f"class probabilities do not sum to 1 (row {off[0][0]} sums to {off[0][1]:.4f}; "
-                           f"{len(off)} of {len(sums)} rows off by more than {tolerance})")
+                           f"{len(off)} of {len(values)} rows off by more than {tolerance})")
     return reasons
 
 
@@ -72,6 +87,9 @@ def _outputs(predictions: list) -> dict:
 
 def _tensor(rows: list) -> dict:
     shape = [len(rows)] + ([len(rows[0])] if rows and isinstance(rows[0], list) else [])
+    if len(shape) == 1:  # one value per row, e.g. a scalar regression output
+        rows = [[v] for v in rows]
+        shape.append(1)
     floats = all(isinstance(v, (int, float)) for r in rows for v in (r if isinstance(r, list) else [r]))
     return {"shape": shape, "dtype": "float32" if floats else "object", "values": rows if floats else None}
 
@@ -79,19 +97,25 @@ def _tensor(rows: list) -> dict:
 @component(name="InfraValidator")
 def InfraValidator(model: Input[Model], examples: Input[Examples], blessing: Output[InfraBlessing],
                    request_split: str = "eval", num_examples: int = 8, drop_columns: list = (),
-                   problem: str = "auto", signature_name: str = "serving_default",
+                   check_probabilities: bool = False, signature_name: str = "serving_default",
                    timeout_s: float = 300.0) -> None:
     """Load ``model`` in a separate process, send ``num_examples`` requests from
-    ``request_split`` (without ``drop_columns``, e.g. the label), check the responses."""
-    if problem not in ("auto", "classification", "regression"):
-        raise InfraValidatorError(f"InfraValidator: problem={problem!r}; expected 'auto', 'classification' "
-                                  f"or 'regression'")
+    ``request_split`` (without ``drop_columns``, e.g. the label): every one must be
+    answered; ``check_probabilities`` also checks the ``outputs`` are class probabilities."""
+    if num_examples < 1:
+        raise InfraValidatorError(f"InfraValidator: num_examples={num_examples}; expected 1 or more")
     ctx = current()
     from tfpipe.serving.client import ServerProcess, ServerStartError
 
     from .examples_io import serialized_examples
 
+    if request_split not in (examples.split_names or []):
+        raise InfraValidatorError(f"InfraValidator: request_split {request_split!r} is not a split of Examples "
+                                  f"#{examples.id}; splits: {examples.split_names}")
     records = serialized_examples(examples, request_split, limit=num_examples, drop_columns=list(drop_columns))
+    if not records:
+        raise InfraValidatorError(f"InfraValidator: split {request_split!r} of Examples #{examples.id} has no "
+                                  f"rows to send")
     model_dir = model.saved_model_dir()
     ctx.log(f"serving Model #{model.id} with tfpipe's model server in a separate process, "
             f"{len(records)} request(s) from {request_split}")
@@ -111,7 +135,7 @@ def InfraValidator(model: Input[Model], examples: Input[Examples], blessing: Out
             report["error"] = f"the model server answered HTTP {status}: {resp.get('error', resp)}"
         else:
             report["outputs"] = _outputs(resp["predictions"])
-        reasons = check_response(report, len(records), problem)
+        reasons = check_response(report, len(records), check_probabilities)
     except ServerStartError as e:
         reasons = [f"the model server process exited {e.returncode} while loading {model_dir}: {e.stderr}"
                    if e.returncode is not None else f"the model did not load and answer within {timeout_s:g} s"]
@@ -137,8 +161,9 @@ def InfraValidator(model: Input[Model], examples: Input[Examples], blessing: Out
         f.write("\n".join(reasons))
     blessing.blessed = blessed
     blessing.reasons = reasons or [f"loaded in {load_s:.2f} s by the model server in a separate process; "
-                                   f"{len(records)} request(s) answered with well-formed outputs; stopped "
-                                   f"gracefully"]
+                                   f"{len(records)} request(s) answered"
+                                   + (" with class probabilities" if check_probabilities else "")
+                                   + "; stopped gracefully"]
     if load_s is not None:
         blessing.custom["load_time_s"] = float(load_s)
     ctx.log(("INFRA BLESSED: " if blessed else "INFRA NOT BLESSED: ") + "; ".join(blessing.reasons))

@@ -20,7 +20,7 @@ import os
 
 from tfpipe import Model
 
-__all__ = ["export_serving_model", "check_serving_model", "load_base_weights", "ModelContractError",
+__all__ = ["export_serving_model", "check_serving_model", "signature_defs", "load_base_weights", "ModelContractError",
            "SERVING_SIGNATURE", "TRANSFORM_SIGNATURE", "INPUT_NAME", "OUTPUT_NAME"]
 
 SERVING_SIGNATURE = "serving_default"
@@ -127,6 +127,20 @@ def load_base_weights(model, base_model: str | None) -> bool:
     return True
 
 
+def signature_defs(saved_model_dir: str) -> dict:
+    """``{name: SignatureDef}`` of the SavedModel in ``saved_model_dir``, read from
+    saved_model.pb without loading the model (the inputs and outputs each signature
+    declares, in milliseconds rather than the seconds a load takes)."""
+    from tensorflow.core.protobuf import saved_model_pb2
+    sm = saved_model_pb2.SavedModel()
+    with open(os.path.join(saved_model_dir, "saved_model.pb"), "rb") as f:
+        sm.ParseFromString(f.read())
+    sigs = {}
+    for mg in sm.meta_graphs:
+        sigs.update(mg.signature_def)
+    return sigs
+
+
 def check_serving_model(serving_model_dir: str, where: str) -> list[str]:
     """Raise ModelContractError unless ``serving_model_dir`` holds a SavedModel whose
     ``serving_default`` takes ``examples`` (tf.string); return its signature names. Reads
@@ -138,13 +152,7 @@ def check_serving_model(serving_model_dir: str, where: str) -> list[str]:
             f"{where} saved no model: expected a TensorFlow SavedModel at fn_args.serving_model_dir "
             f"({serving_model_dir}), found {found}; export it with "
             f"tfpipe.components.trainer.export_serving_model(model, tf_transform_output, fn_args.serving_model_dir, label_key)")
-    from tensorflow.core.protobuf import saved_model_pb2
-    sm = saved_model_pb2.SavedModel()
-    with open(pb, "rb") as f:
-        sm.ParseFromString(f.read())
-    sigs = {}
-    for mg in sm.meta_graphs:
-        sigs.update(mg.signature_def)
+    sigs = signature_defs(serving_model_dir)
     if SERVING_SIGNATURE not in sigs:
         raise ModelContractError(
             f"{where} saved a SavedModel at {serving_model_dir} without a {SERVING_SIGNATURE!r} signature "

@@ -2,12 +2,15 @@
 ``fn_args.serving_model_dir``; the Trainer checks the export follows the Model contract
 (see ``model_export``) and records the run.
 
-A TFX module file ports by changing imports::
+A TFX module file ports by changing its import lines alone::
 
-    from tfx.components.trainer.fn_args_utils import FnArgs   ->  from tfpipe.components.trainer import FnArgs
+    from tfx import v1 as tfx                                  ->  from tfpipe import v1 as tfx
+    from tfx.components.trainer.fn_args_utils import FnArgs   ->  from tfpipe.v1.components import FnArgs
     from tfx_bsl.public import tfxio                           (unchanged: its TensorFlowDatasetOptions works)
 
-and exporting with ``tfpipe.components.trainer.export_serving_model(...)``.
+``fn_args.hyperparameters`` is what TFX gives (the KerasTuner config); the model may be
+saved with ``tf.saved_model.save`` and the module's own signatures, as in TFX, or with
+``export_serving_model`` (the Model contract the penguin example follows).
 
 While ``run_fn`` runs, every ``keras.Model.fit`` call gets two callbacks added: one that
 records the per-epoch History (``<model_run.uri>/history.json``) and logs progress, and a
@@ -33,6 +36,7 @@ from tfpipe import (
     current,
 )
 
+from ._autograph import libraries_not_autographed
 from ._user_code import call_user_fn, check_static, compile_check, describe, load_user_fn
 from .fn_args import DataAccessor, FnArgs, TensorFlowDatasetOptions, TunerFnResult
 from .model_export import (
@@ -64,13 +68,30 @@ def _driver(params: dict) -> dict:
 
 
 def read_hyperparameters(hp: HyperParameters | None) -> dict | None:
+    """What TFX hands ``run_fn`` as ``fn_args.hyperparameters``: the best trial's
+    ``keras_tuner.HyperParameters.get_config()`` (``{"space": [...], "values": {...}}``), which
+    ``HyperParameters.from_config`` takes. An artifact holding only the values (no config
+    file) gives ``{"space": [], "values": {...}}``, which ``from_config`` takes too."""
     if hp is None:
         return None
-    path = hp.values_path()
-    if not os.path.isfile(path):
-        raise TrainerError(f"HyperParameters artifact at {hp.uri} has no {hp.VALUES_FILE}")
-    with open(path) as f:
-        return json.load(f)
+    config_path, values_path = hp.config_path(), hp.values_path()
+    if os.path.isfile(config_path):
+        with open(config_path) as f:
+            config = json.load(f)
+        if not (isinstance(config, dict) and isinstance(config.get("space"), list)
+                and isinstance(config.get("values"), dict)):
+            raise TrainerError(f"HyperParameters artifact at {hp.uri}: {hp.CONFIG_FILE} is not a KerasTuner "
+                               f"HyperParameters config; expected {{'space': [...], 'values': {{...}}}}, found "
+                               f"{type(config).__name__} with keys {sorted(config) if isinstance(config, dict) else []}")
+        return config
+    if not os.path.isfile(values_path):
+        raise TrainerError(f"HyperParameters artifact at {hp.uri} has neither {hp.CONFIG_FILE} nor {hp.VALUES_FILE}")
+    with open(values_path) as f:
+        values = json.load(f)
+    if not isinstance(values, dict):
+        raise TrainerError(f"HyperParameters artifact at {hp.uri}: {hp.VALUES_FILE} holds {type(values).__name__}; "
+                           f"expected a JSON object of hyperparameter values")
+    return {"space": [], "values": values}
 
 
 def build_fn_args(examples, schema=None, transform_graph=None, train_split="train", eval_split="eval",
@@ -90,38 +111,64 @@ def build_fn_args(examples, schema=None, transform_graph=None, train_split="trai
         data_accessor=DataAccessor(), working_dir=working_dir, examples_format=examples.payload_format or "parquet")
 
 
+def _keras_flavours() -> list:
+    """The Keras packages a ``run_fn`` may train with: Keras 3 and, when TFX's idiom is in
+    use (TensorFlow Transform sets ``TF_USE_LEGACY_KERAS=1``, so ``tf.keras`` is tf_keras),
+    Keras 2 as well."""
+    import sys
+
+    import keras
+    out = [keras]
+    if "tf_keras" in sys.modules or os.environ.get("TF_USE_LEGACY_KERAS", "").lower() in ("1", "true"):
+        try:
+            import tf_keras
+            out.append(tf_keras)
+        except ImportError:
+            pass
+    return out
+
+
 @contextlib.contextmanager
 def _recording_fit(history: dict, log_dir: str, log):
-    """Add a History recorder (and TensorBoard) to every keras.Model.fit call in the block."""
-    import keras
+    """Add a History recorder (and TensorBoard) to every ``Model.fit`` call in the block,
+    Keras 3's and tf_keras's alike."""
+    def on_epoch_end(epoch, logs):
+        logs = logs or {}
+        for k, v in logs.items():
+            try:
+                history.setdefault(k, []).append(float(v))
+            except (TypeError, ValueError):
+                pass
+        shown = ", ".join(f"{k}={float(v):.4f}" for k, v in sorted(logs.items())
+                          if isinstance(v, (int, float)) or hasattr(v, "__float__"))
+        log(f"epoch {len(history.get('loss', [])) or epoch + 1}: {shown}")
 
-    class _Recorder(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            logs = logs or {}
-            for k, v in logs.items():
-                try:
-                    history.setdefault(k, []).append(float(v))
-                except (TypeError, ValueError):
-                    pass
-            shown = ", ".join(f"{k}={float(v):.4f}" for k, v in sorted(logs.items())
-                              if isinstance(v, (int, float)) or hasattr(v, "__float__"))
-            log(f"epoch {len(history.get('loss', [])) or epoch + 1}: {shown}")
+    def patched(k):
+        class _Recorder(k.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                on_epoch_end(epoch, logs)
 
-    original = keras.Model.fit
+        original = k.Model.fit
 
-    def fit(self, *args, **kwargs):
-        cbs = list(kwargs.get("callbacks") or [])
-        if not any(isinstance(c, keras.callbacks.TensorBoard) for c in cbs):
-            cbs.append(keras.callbacks.TensorBoard(log_dir=log_dir))
-        cbs.append(_Recorder())
-        kwargs["callbacks"] = cbs
-        return original(self, *args, **kwargs)
+        def fit(self, *args, **kwargs):
+            cbs = list(kwargs.get("callbacks") or [])
+            if not any(isinstance(c, k.callbacks.TensorBoard) for c in cbs):
+                cbs.append(k.callbacks.TensorBoard(log_dir=log_dir))
+            cbs.append(_Recorder())
+            kwargs["callbacks"] = cbs
+            return original(self, *args, **kwargs)
+        return original, fit
 
-    keras.Model.fit = fit
+    saved = []
     try:
+        for k in _keras_flavours():
+            original, fit = patched(k)
+            saved.append((k, original))
+            k.Model.fit = fit
         yield
     finally:
-        keras.Model.fit = original
+        for k, original in saved:
+            k.Model.fit = original
 
 
 @component(name="Trainer", driver=_driver, check=compile_check("Trainer", "run_fn", "run_fn"))
@@ -145,7 +192,7 @@ def Trainer(examples: Input[Examples], model: Output[Model], model_run: Output[M
             + (", warm start from " + fn_args.base_model if fn_args.base_model else ""))
     history: dict = {}
     os.makedirs(model_run.uri, exist_ok=True)
-    with _recording_fit(history, model_run.uri, ctx.log):
+    with _recording_fit(history, model_run.uri, ctx.log), libraries_not_autographed():
         call_user_fn("Trainer", user_fn, what, fn_args)
     sigs = check_serving_model(serving_dir, f"Trainer: {what}")
     with open(model_run.history_path(), "w") as f:

@@ -37,6 +37,7 @@ from tfpipe import (
     current,
 )
 
+from ._autograph import libraries_not_autographed
 from ._user_code import call_user_fn, check_static, compile_check, describe, load_user_fn
 
 __all__ = ["Transform", "TransformError", "raw_arrow_schema"]
@@ -141,7 +142,8 @@ def Transform(examples: Input[Examples], schema: Input[Schema],
 
     tmp = ctx.tmp_dir or tempfile.mkdtemp(prefix="tfpipe-transform-")
     ctx.log(f"analyzing {analyze_splits} and transforming {splits} with {what}")
-    with ctx.beam_pipeline() as p, tft_beam.Context(temp_dir=os.path.join(tmp, "tft")):
+    with libraries_not_autographed(), ctx.beam_pipeline() as p, \
+            tft_beam.Context(temp_dir=os.path.join(tmp, "tft")):
         raw_by_split = {s: read(p, s) for s in dict.fromkeys([*analyze_splits, *splits])}
         analyze_in = [raw_by_split[s] for s in analyze_splits]
         raw = analyze_in[0] if len(analyze_in) == 1 else tuple(analyze_in) | "Flatten" >> beam.Flatten()

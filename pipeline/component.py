@@ -106,7 +106,8 @@ class ComponentSpec:
 
     def __init__(self, fn: Callable, name: str | None = None, driver: Callable | None = None,
                  version: str | None = None, resolver: Callable | None = None,
-                 code_files: tuple[str, ...] = (), check: Callable | None = None):
+                 code_files: tuple[str, ...] = (), check: Callable | None = None,
+                 converters: dict[str, Callable] | None = None):
         self.fn = fn
         self.check = check  # check(parameters) when the pipeline is compiled, before any node runs
         self.name = check_name("component name", fn.__name__ if name is None else name, ComponentDefinitionError)
@@ -151,6 +152,11 @@ class ComponentSpec:
                 default = list(default)
             self.parameters[pname] = ParamSpec(str if ptype is ModuleFile else ptype, default,
                                                ptype is ModuleFile)
+        self.converters = dict(converters or {})
+        unknown = sorted(set(self.converters) - set(self.parameters))
+        if unknown:
+            raise ComponentDefinitionError(f"component {self.name}: converters for {unknown}, which are not "
+                                           f"parameters; parameters: {sorted(self.parameters)}")
 
     @property
     def executor_ref(self) -> str:
@@ -249,6 +255,11 @@ class Node:
                                       f"found a channel {v!r}")
                 if v is None and ps.default is None:
                     continue
+                if k in spec.converters:
+                    try:
+                        v = spec.converters[k](v)
+                    except (TypeError, ValueError) as e:
+                        raise WiringError(f"{where}: parameter {k!r}: {e}") from None
                 if not _check_value(ps.type, v):
                     raise WiringError(f"{where}: parameter {k!r} expects {ps.type.__name__}, found "
                                       f"{type(v).__name__} {v!r}")
@@ -301,7 +312,7 @@ class Node:
 
 def component(fn: Callable | None = None, *, name: str | None = None, driver: Callable | None = None,
               version: str | None = None, resolver: Callable | None = None, code_files: tuple[str, ...] = (),
-              check: Callable | None = None):
+              check: Callable | None = None, converters: dict[str, Callable] | None = None):
     """Turn a typed function into a component. Usable bare (``@component``) or with options.
 
     ``driver(parameters) -> dict`` runs before the cache decision (e.g. ExampleGen picking a
@@ -320,10 +331,16 @@ def component(fn: Callable | None = None, *, name: str | None = None, driver: Ca
     node's parameters (defaults included): what can be known wrong from them alone (a
     module file that does not exist, does not parse, or lacks the function the component
     calls) fails there, not after the upstream nodes' work. It raises with a message.
+
+    ``converters={"param": fn}``: ``fn(value)`` runs when a node is defined, before the
+    value's type is checked, and returns the value to keep, e.g. a protobuf message turned
+    into its JSON dict (the Evaluator's ``eval_config`` takes a ``tfma.EvalConfig`` message
+    this way; the IR stays JSON). A value it does not handle it returns unchanged; a
+    TypeError or ValueError it raises becomes a WiringError naming node and parameter.
     """
     def wrap(f: Callable) -> ComponentSpec:
         spec = ComponentSpec(f, name=name, driver=driver, version=version, resolver=resolver,
-                             code_files=code_files, check=check)
+                             code_files=code_files, check=check, converters=converters)
         spec._attr_name = f.__name__
         return spec
     return wrap(fn) if fn is not None else wrap

@@ -1,6 +1,7 @@
 """The layers, as the folders show them and pyproject.toml maps them into ``tfpipe``:
 
     pipeline/ (the core, ``tfpipe``)  <-  serving/  <-  components/, orchestrators/  <-  tracking/  <-  cli/
+                                                     components/  <-  v1/ (``tfpipe.v1``, TFX's module-file names)
 
 Each layer may import only the layers to its left (tracking also the orchestrators, to
 re-run; components and orchestrators never each other); the CLI may import everything.
@@ -31,8 +32,11 @@ ALLOWED = {  # folder -> the folders it may reference (besides itself)
     "orchestrators": {"pipeline"},
     "tracking": {"pipeline", "orchestrators", "serving"},
     "cli": {"pipeline", "components", "orchestrators", "serving", "tracking"},
+    # TFX's module-file names (tfpipe.v1.components.FnArgs, ...): re-exports of components'
+    # classes, so above components; nothing of ours imports it (a user's module file does)
+    "v1": {"pipeline", "components"},
 }
-OLD_NAMES = {"pipeline", "components", "orchestrators", "serving", "tracking", "cli"}  # never importable at top level
+OLD_NAMES = {"pipeline", "components", "orchestrators", "serving", "tracking", "cli", "v1"}  # never importable at top level
 HEAVY = {"tensorflow", "tensorflow_data_validation", "tensorflow_transform", "tensorflow_model_analysis",
          "apache_beam", "tfx_bsl", "keras", "keras_tuner", "mlflow", "kfp", "airflow", "google", "pyarrow",
          "pandas", "numpy", "ml_metadata", "yaml", "starlette", "uvicorn", "tensorflow_serving"}
@@ -156,6 +160,7 @@ PUBLIC = {  # names users write; each package's __all__ must offer at least thes
                           "BulkInferrer"},
     "tfpipe.orchestrators.local": {"LocalRunner"},
     "tfpipe.cli": {"main"},
+    "tfpipe.v1": {"components", "dsl", "utils"},
 }
 
 

@@ -130,8 +130,8 @@ def test_nothing_of_tfpipe_is_importable_under_the_generic_names(tmp_path):
     """Outside any repository, the installed environment has only ``tfpipe``."""
     code = ("import importlib.util, json\n"
             "print(json.dumps({n: importlib.util.find_spec(n) is not None for n in "
-            "('pipeline', 'components', 'orchestrators', 'tracking', 'cli', 'tfpipe')}))")
+            "('pipeline', 'components', 'orchestrators', 'tracking', 'cli', 'v1', 'tfpipe')}))")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert json.loads(p.stdout) == {"pipeline": False, "components": False, "orchestrators": False,
-                                    "tracking": False, "cli": False, "tfpipe": True}
+                                    "tracking": False, "cli": False, "v1": False, "tfpipe": True}

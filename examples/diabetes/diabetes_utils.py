@@ -4,6 +4,7 @@ A small Keras network over the z-scored measurements; its output is rescaled by 
 label's mean and spread on the train split, so a few hundred steps suffice.
 """
 import keras
+import keras_tuner
 import numpy as np
 import tensorflow_transform as tft
 from tfx_bsl.public import tfxio
@@ -43,7 +44,8 @@ def run_fn(fn_args: FnArgs) -> None:
     train = _input_fn(fn_args.train_files, fn_args.data_accessor, tf_transform_output)
     evals = _input_fn(fn_args.eval_files, fn_args.data_accessor, tf_transform_output)
     mean, std = _label_scale(train)
-    hp = dict(fn_args.hyperparameters or {})
+    # as in TFX: the Tuner's best HyperParameters config, or None when no Tuner is wired
+    hp = keras_tuner.HyperParameters.from_config(fn_args.hyperparameters).values if fn_args.hyperparameters else {}
     model = _build_model(mean, std, int(hp.get("units", 16)))
     epochs = int(fn_args.custom_config.get("epochs", 4))
     model.fit(train, steps_per_epoch=max(1, (fn_args.train_steps or 400) // epochs), epochs=epochs,

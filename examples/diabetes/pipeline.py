@@ -50,7 +50,7 @@ def create_pipeline(data_root: str = DATA, name: str = "diabetes", root: str | N
     evaluator = Evaluator(examples=example_gen.outputs.examples, model=trainer.outputs.model,
                           baseline_model=baseline.outputs.model, eval_config=eval_config or EVAL_CONFIG)
     infra = InfraValidator(model=trainer.outputs.model, examples=example_gen.outputs.examples,
-                           drop_columns=["target"], problem="regression")
+                           drop_columns=["target"])
     pusher = Pusher(model=trainer.outputs.model, model_blessing=evaluator.outputs.blessing,
                     infra_blessing=infra.outputs.blessing,
                     push_destination=serving_model_dir or os.path.join(default_home(), "serving_model", name))

@@ -1,8 +1,11 @@
 """The penguin model: run_fn (Trainer) and tuner_fn (Tuner), a TFX-style module file.
 
-Ported from TFX's penguin example by changing imports: FnArgs / TunerFnResult /
-export_serving_model come from tfpipe.components.trainer; tfx_bsl's TensorFlowDatasetOptions is
-used unchanged. The preprocessing_fn lives in penguin_transform.py.
+Written in TFX's style: FnArgs / TunerFnResult / export_serving_model come from
+tfpipe.components.trainer; tfx_bsl's TensorFlowDatasetOptions is used unchanged;
+fn_args.hyperparameters is the KerasTuner config TFX hands run_fn. The model is Keras 3 and
+is exported behind the Model contract (export_serving_model). examples/penguin_tfx holds
+module files in TFX's own idiom (tf.keras, their own signatures) that port by their import
+lines alone. The preprocessing_fn lives in penguin_transform.py.
 """
 import keras
 import keras_tuner
@@ -78,9 +81,11 @@ def run_fn(fn_args: FnArgs) -> None:
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     train = _input_fn(fn_args.train_files, fn_args.data_accessor, tf_transform_output, TRAIN_BATCH_SIZE)
     evals = _input_fn(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, EVAL_BATCH_SIZE)
-    # hyperparameters: the Tuner's best when it ran, else the pipeline's (custom_config), else the defaults
+    # as in TFX: the Tuner's best HyperParameters config, or None when no Tuner is wired; then the
+    # pipeline's (custom_config, e.g. from -P learning_rate=...), then the defaults
     hp = {k: fn_args.custom_config[k] for k in ("learning_rate", "units", "num_layers") if k in fn_args.custom_config}
-    hp.update(fn_args.hyperparameters or {})
+    if fn_args.hyperparameters:
+        hp.update(keras_tuner.HyperParameters.from_config(fn_args.hyperparameters).values)
     model = _build_keras_model(hp, tf_transform_output)
     if load_base_weights(model, fn_args.base_model):
         print(f"warm start from {fn_args.base_model}")

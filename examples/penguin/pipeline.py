@@ -63,7 +63,7 @@ def create_pipeline(data_root: str = DATA, name: str = "penguin", root: str | No
     evaluator = Evaluator(examples=example_gen.outputs.examples, model=trainer.outputs.model,
                           baseline_model=baseline.outputs.model, eval_config=EVAL_CONFIG)
     infra = InfraValidator(model=trainer.outputs.model, examples=example_gen.outputs.examples,
-                           drop_columns=["species"])
+                           drop_columns=["species"], check_probabilities=True)  # the model ends in a softmax
     pusher = Pusher(model=trainer.outputs.model, model_blessing=evaluator.outputs.blessing,
                     infra_blessing=infra.outputs.blessing,
                     push_destination=os.path.join(root, "serving_model") if root

@@ -224,3 +224,31 @@ def test_bad_eval_config_fails_tfpipe_run_with_exit_1(runs, tmp_path, run_id, pa
         assert "'species'" in p.stderr  # the columns there are
     assert "[Pusher]" not in p.stderr and "BulkInferrer" not in p.stderr
     _failed_evaluator(runs["root"], run_id, expect)
+
+
+def test_eval_config_may_be_the_tfma_message_itself():
+    """A TFX pipeline's ``tfma.EvalConfig(...)`` is taken as it is: the node holds its dict
+    (proto field names, bounds as plain numbers), the same as the dict form; a message of
+    another type is refused when the node is defined, naming what was expected."""
+    import tensorflow_model_analysis as tfma
+    from google.protobuf import json_format
+
+    from tfpipe import WiringError
+    msg = tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(label_key="species", prediction_key="outputs",
+                                    preprocessing_function_names=["transform_features"])],
+        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=["island"])],
+        metrics_specs=[tfma.MetricsSpec(metrics=[
+            tfma.MetricConfig(class_name="sparse_categorical_accuracy", threshold=tfma.MetricThreshold(
+                value_threshold=tfma.GenericValueThreshold(lower_bound={"value": 0.6}),
+                change_threshold=tfma.GenericChangeThreshold(direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+                                                             absolute={"value": -0.01}))),
+            tfma.MetricConfig(class_name="ExampleCount")])])
+    ir = compile_pipeline(build("/nonexistent", eval_config=msg))
+    [ev] = [n for n in ir["nodes"] if n["id"] == "Evaluator"]
+    assert ev["parameters"]["eval_config"] == EVAL_CONFIG
+    assert json_format.ParseDict(ev["parameters"]["eval_config"], tfma.EvalConfig()) == msg
+    with pytest.raises(WiringError, match=r"Evaluator\(id='Evaluator'\): parameter 'eval_config': expected a "
+                                          r"tensorflow_model_analysis.EvalConfig message or its dict, found a "
+                                          r"tensorflow_model_analysis.SlicingSpec message"):
+        build("/nonexistent", eval_config=tfma.SlicingSpec())

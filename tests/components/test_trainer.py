@@ -210,3 +210,47 @@ def test_warm_start_from_a_base_model(penguin_model):
     assert any(not np.allclose(a, b) for a, b in zip(w_warm, w_fresh))
     with open(os.path.join(base.uri, "Format-Keras", "model.weights.h5"), "rb") as f:
         assert f.read(8) == b"\x89HDF\r\n\x1a\n"
+
+
+def test_fit_of_keras_2_and_keras_3_models_is_recorded(tmp_path):
+    """A TFX module trains tf.keras = tf_keras (Keras 2) models; tfpipe's own examples Keras 3
+    ones: the Trainer records the History (and adds TensorBoard) for both."""
+    import keras
+    import tf_keras
+
+    from tfpipe.components.trainer import _recording_fit
+    x, y = np.random.default_rng(0).normal(size=(32, 2)).astype("float32"), np.arange(32) % 2
+    lines, histories = [], {}
+    originals = (keras.Model.fit, tf_keras.Model.fit)
+    for name, k in (("keras3", keras), ("tf_keras", tf_keras)):
+        model = k.Sequential([k.Input((2,)), k.layers.Dense(2, activation="softmax")])
+        model.compile("sgd", "sparse_categorical_crossentropy")
+        history: dict = {}
+        with _recording_fit(history, str(tmp_path / name), lines.append):
+            model.fit(x, y, epochs=2, verbose=0)
+        histories[name] = history
+        assert os.listdir(tmp_path / name), f"no TensorBoard logs for {name}"
+    assert (keras.Model.fit, tf_keras.Model.fit) == originals  # the patches are undone
+    assert [len(h["loss"]) for h in histories.values()] == [2, 2]
+    assert [line.split(":")[0] for line in lines] == ["epoch 1", "epoch 2"] * 2
+
+
+def test_library_code_is_left_to_graph_mode_while_user_code_is_traced():
+    """TensorFlow's AutoGraph converts tf_keras's call path and TFT's analyzers statement by
+    statement unless told not to (it is told for ``keras``, not for ``tf_keras`` or
+    ``tensorflow_transform``, in TF 2.16); Trainer and Transform tell it while the user's
+    function runs, and only then. The user's own code is still converted."""
+    import tensorflow_transform as tft
+    import tf_keras
+    from tensorflow.python.autograph.impl import conversion
+
+    from tfpipe.components._autograph import libraries_not_autographed
+
+    def users(x):
+        return x
+    call = tf_keras.layers.Dense(2).call
+    assert not conversion.is_allowlisted(call) and not conversion.is_allowlisted(tft.scale_to_z_score)
+    with libraries_not_autographed():
+        assert conversion.is_allowlisted(call) and conversion.is_allowlisted(tft.scale_to_z_score)
+        assert not conversion.is_allowlisted(users)
+    assert not conversion.is_allowlisted(call) and not conversion.is_allowlisted(tft.scale_to_z_score)

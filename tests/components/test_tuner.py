@@ -27,7 +27,8 @@ def run_fn(fn_args):
     feats, label = next(iter(ds))
     rec["batch"] = {k: list(v.shape) for k, v in feats.items()}
     rec["label_shape"] = list(label.shape)
-    units = int(fn_args.hyperparameters["units"])
+    import keras_tuner
+    units = int(keras_tuner.HyperParameters.from_config(fn_args.hyperparameters).get("units"))
     inp = keras.layers.Input(shape=(1,), name="bill_length_mm")
     out = keras.layers.Dense(3, activation="softmax")(keras.layers.Dense(units)(inp))
     model = keras.Model({"bill_length_mm": inp}, out)
@@ -74,8 +75,12 @@ def test_trainer_gets_best_hyperparameters_and_fn_args(penguin_model, tuned, run
     outs = r.nodes[0].outputs
     with open(os.path.join(outs["model_run"][0].uri, "fn_args.json")) as f:
         rec = json.load(f)
-    with open(os.path.join(tuned.uri, "best_hyperparameters.txt")) as f:
+    # what TFX hands run_fn: the best trial's HyperParameters.get_config(), space and values
+    with open(os.path.join(tuned.uri, "best_hyperparameters_config.json")) as f:
         assert rec["hyperparameters"] == json.load(f)
+    with open(os.path.join(tuned.uri, "best_hyperparameters.txt")) as f:
+        assert rec["hyperparameters"]["values"] == json.load(f)
+    assert {h["config"]["name"] for h in rec["hyperparameters"]["space"]} == {"learning_rate", "num_layers", "units"}
     te = penguin_model["outputs"]["Transform"]["transformed_examples"]
     assert rec["train_files"] and all(p.startswith(te.split_uri("train")) for p in rec["train_files"])
     assert all(p.startswith(te.split_uri("eval")) for p in rec["eval_files"])

@@ -55,6 +55,32 @@ def test_ill_typed_parameter():
         make_numbers(n=True)
 
 
+def test_a_converter_turns_a_value_into_the_declared_type_when_the_node_is_defined():
+    class Message:  # what a protobuf message looks like to the converter: not a dict
+        def __init__(self, **fields):
+            self.fields = fields
+
+    def to_dict(v):
+        if isinstance(v, Message):
+            return dict(v.fields)
+        if isinstance(v, str):
+            raise ValueError(f"expected a Message or a dict, found the string {v!r}")
+        return v
+
+    @component(converters={"config": to_dict})
+    def c(config: dict, n: int = 1) -> None: ...
+    assert c(config=Message(a=1)).parameters["config"] == {"a": 1}
+    assert c(config={"b": 2}).parameters["config"] == {"b": 2}
+    with pytest.raises(WiringError, match=r"c\(id='c'\): parameter 'config': expected a Message or a dict, "
+                                          r"found the string 'x'"):
+        c(config="x")
+    with pytest.raises(WiringError, match="parameter 'config' expects dict, found list"):
+        c(config=[1])  # what the converter leaves alone is still type-checked
+    with pytest.raises(ComponentDefinitionError, match=r"converters for \['nope'\], which are not parameters"):
+        @component(converters={"nope": to_dict})
+        def d(config: dict) -> None: ...
+
+
 def test_type_mismatch_between_channels():
     nums = make_numbers()
     t = total(numbers=nums.outputs.numbers)
