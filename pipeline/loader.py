@@ -13,14 +13,24 @@ from .component import ComponentSpec
 __all__ = ["load_component", "load_module_from_file"]
 
 
-def load_component(executor: dict) -> ComponentSpec:
-    """Import a component by its IR reference ``{"ref": "module:attr", "file": ...}``."""
+def load_component(executor: dict, source: str | None = None) -> ComponentSpec:
+    """Import a component by its IR reference ``{"ref": "module:attr", "file": ...}``.
+    ``source``: the pipeline file the IR came from; a module beside it (``from helper
+    import my_component`` in the pipeline file) is found from its folder, as it was when the
+    file was loaded, whatever the working directory of the task."""
     mod_name, attr = executor["ref"].split(":")
     mod = None
     path = executor.get("file")
     if path is None or mod_name in sys.modules:
         try:
             mod = importlib.import_module(mod_name)
+        except ModuleNotFoundError as e:
+            folder = os.path.dirname(os.path.abspath(source)) if source else None
+            if path is None and folder and e.name == mod_name.split(".")[0] and folder not in sys.path:
+                sys.path.insert(0, folder)
+                mod = importlib.import_module(mod_name)
+            elif path is None:
+                raise
         except ImportError:
             if path is None:
                 raise

@@ -145,7 +145,7 @@ def plan_run(ir: dict, store: MetadataStore, nodes: list[dict], enable_cache: bo
     will_run: set[str] = set()
     plans: list[NodePlan] = []
     for n in nodes:
-        spec = load_component(n["executor"])
+        spec = load_component(n["executor"], pl.get("source"))
         params = dict(n["parameters"])
         for k, ps in spec.parameters.items():
             if k not in params and not ps.required:
