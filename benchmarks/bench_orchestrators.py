@@ -91,7 +91,7 @@ def run(report) -> None:
     pays its own imports of TensorFlow/TFDV/Beam."""
     from tfpipe.orchestrators import taskhost
     names = os.environ.get("TFPIPE_BENCH_ORCHESTRATORS", "local,beam,kfp-local,airflow").split(",")
-    base = None
+    base = base_cached = None
     for name in names:
         taskhost.stop_host(wait_s=60)  # each orchestrator that uses the warm task host pays its start
         tmp = tempfile.mkdtemp(prefix=f"bench-orch-{name}-")
@@ -106,10 +106,15 @@ def run(report) -> None:
             report(f"{name}_failed", 1, "flag", m["error"][:300])
             continue
         base = m["cold"] if name == "local" else base
+        base_cached = m["warm"] if name == "local" else base_cached
         report(f"{name}_wall", m["cold"], "s", f"{m['nodes']} nodes, nothing cached")
-        report(f"{name}_cached_wall", m["warm"], "s", "second run, all cached")
+        report(f"{name}_cached_wall", m["warm"], "s", "second run, all cached"
+               + (" (goal <= 5 s: the DAG's cache check records it, the node tasks are skipped)"
+                  if name == "airflow" else ""))
         if base:
             report(f"{name}_ratio", m["cold"] / base, "x", "wall time / local runner's")
+        if base_cached and name != "local":
+            report(f"{name}_cached_ratio", m["warm"] / base_cached, "x", "all-cached re-run / local runner's")
         if m["has_pusher"]:
             report(f"{name}_model_pushed", m["pushed"], "flag", "1 = blessed and pushed")
 

@@ -78,6 +78,7 @@ class AirflowLocalRunner(Runner):
         self.python = python or sys.executable
         self.timeout_s = timeout_s
         self.last_log = ""
+        self.last_airflow_run = ""  # the Airflow run id of the last DAG run
         self._api: subprocess.Popen | None = None
         self._api_url = ""
 
@@ -98,6 +99,10 @@ class AirflowLocalRunner(Runner):
         # the LocalExecutor forks this many workers up front (Airflow's default, 32, is far more
         # than a local DAG run's widest layer)
         env.setdefault("AIRFLOW__CORE__PARALLELISM", "8")
+        # a task's supervisor waits in select() up to this long between heartbeats, and can miss
+        # its task's exit until the wait ends; the DAG run goes on only after that (Airflow's
+        # default, 5 s, was most of an all-cached re-run: one task, the cache check)
+        env.setdefault("AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL", "1")
         env.pop("VIRTUAL_ENV", None)
         return env
 
@@ -222,6 +227,19 @@ class AirflowLocalRunner(Runner):
             self.airflow_cmd("db", "migrate")
         self.start_api_server()
 
+    def task_states(self, dag_id: str, airflow_run_id: str) -> dict:
+        """task id -> its state in one DAG run, from Airflow's database."""
+        p = self.airflow_cmd("tasks", "states-for-dag-run", dag_id, airflow_run_id, "-o", "json")
+        start = p.stdout.find("[")
+        try:
+            rows = json.loads(p.stdout[start:]) if start >= 0 else None
+        except ValueError:
+            rows = None
+        if not isinstance(rows, list):
+            raise AirflowRunError(f"`airflow tasks states-for-dag-run {dag_id} {airflow_run_id}`: expected a JSON "
+                                  f"list, found:\n{p.stdout[-2000:]}")
+        return {r["task_id"]: r["state"] for r in rows}
+
     def inspect_dags(self) -> dict:
         """What Airflow's DagBag makes of ``<home>/dags``: ``{"errors": {file: error},
         "dags": {dag_id: {task_id: {"upstream", "retries", "timeout_s", "operator"}}}}``."""
@@ -241,19 +259,27 @@ class AirflowLocalRunner(Runner):
             raise AirflowRunError(f"DagBag of {self.dags} could not be loaded:\n{p.stderr[-3000:]}")
         return json.loads(line[-1][len("TFPIPE_JSON "):])
 
-    def _run(self, ir: dict, run_id: str, nodes: list[dict], record: RunRecord,
-             enable_cache: bool | None) -> RunResult:
+    def dag_run(self, ir: dict, conf: dict) -> str:
+        """Compile ``ir`` and run its DAG once with ``dag_run.conf`` = ``conf`` (as a trigger
+        with a configuration does: ``tfpipe_run_id`` and ``<node>__<param>`` values); the
+        DAG run's final state. ``last_log`` holds the command's output and every task log."""
         self.setup()
         compile_airflow(ir, self.dags, python=self.python)
-        returncode, self.last_log = self._dags_test(dag_id_of(ir), {"tfpipe_run_id": run_id})
+        returncode, self.last_log = self._dags_test(dag_id_of(ir), conf)
         m = re.findall(r"DagRun Finished: .*?state=(\w+)", self.last_log)
         for airflow_run in set(re.findall(r"DagRun Finished: .*?run_id=([^,\s]+)", self.last_log)):
+            self.last_airflow_run = airflow_run
             self.last_log += "\n" + self.task_logs(dag_id_of(ir), airflow_run)
         if not m:
             raise AirflowRunError(f"`airflow dags test {dag_id_of(ir)}` did not finish a DAG run "
                                   f"(exit {returncode}):\n{self.last_log[-4000:]}")
+        return m[-1]
+
+    def _run(self, ir: dict, run_id: str, nodes: list[dict], record: RunRecord,
+             enable_cache: bool | None) -> RunResult:
+        state = self.dag_run(ir, {"tfpipe_run_id": run_id})
         result = record.collect(nodes)
-        result.airflow_state = m[-1]
+        result.airflow_state = state
         return result
 
     def summary_suffix(self, result: RunResult) -> str:
