@@ -4,7 +4,8 @@ the local runner (targets: Beam DAG runner <= 1.2x, Airflow <= 1.5x, kfp.local <
 Each orchestrator runs the whole pipeline from an empty TFPIPE_HOME (nothing cached), then
 once more (everything cached: the orchestration overhead alone), in a fresh Python process
 of its own. Airflow's one-off setup
-(`airflow db migrate`, starting its execution API server) is not timed; the warm task host
+(`airflow db migrate`, starting its execution API server and the warm Airflow process that
+forks each `airflow dags test`) is not timed; the warm task host
 that Airflow and kfp.local tasks fork from is stopped before each orchestrator, so its
 start-up (the imports of TensorFlow & co.) is part of each cold run. Environment knobs:
 ``TFPIPE_BENCH_TRAIN_STEPS`` (default 100), ``TFPIPE_BENCH_ORCHESTRATORS`` (default

@@ -109,6 +109,9 @@ def check_cache(ir: dict, run_id: str, orchestrator: str, parameters: dict | Non
         except NodeFailed as e:
             record.node_failed(e)
             raise
+        except KeyboardInterrupt as e:  # killed (SIGTERM) while recording: the run is FAILED, with why
+            record.abort(e)
+            raise
     record.finish_if_done()
     if verbose:
         print(f"cache check: all {len(results)} nodes taken from the cache; the node tasks are skipped",

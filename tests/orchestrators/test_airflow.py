@@ -37,12 +37,12 @@ def test_dagbag_has_no_import_errors_and_mirrors_the_ir(airflow):
     check = "tfpipe.cache_check"
     for ir in (airflow.penguin_ir, airflow.contract_ir):
         tasks = bag["dags"][ir["pipeline"]["name"]]
-        # the cache check comes first: upstream of every root node's task
+        # the cache check comes first: upstream of every node's task
         assert tasks == {check: {"upstream": [], "retries": 0, "timeout_s": None, "operator": "BashOperator"},
-                         **{n["id"]: {"upstream": sorted(n["upstream"] or [check]), "retries": 0, "timeout_s": None,
+                         **{n["id"]: {"upstream": sorted(n["upstream"] + [check]), "retries": 0, "timeout_s": None,
                                       "operator": "BashOperator"} for n in ir["nodes"]}}
     flaky = bag["dags"]["flaky"]
-    assert flaky["Flaky"] == {"upstream": ["FlakyStart"], "retries": 1, "timeout_s": 600.0,
+    assert flaky["Flaky"] == {"upstream": ["FlakyStart", check], "retries": 1, "timeout_s": 600.0,
                               "operator": "BashOperator"}
     assert flaky["FlakyStart"]["upstream"] == [check] and flaky[check]["retries"] == 0  # never retried
 
@@ -96,7 +96,8 @@ def test_kubernetes_pod_operator_option_renders_tasks_in_the_image(tmp_path, mon
     tasks = runner.inspect_dags()["dags"]["contract"]
     assert {t: v["operator"] for t, v in tasks.items()} == {n["id"]: "KubernetesPodOperator" for n in ir["nodes"]
                                                             } | {"tfpipe.cache_check": "KubernetesPodOperator"}
-    assert tasks["ContractSink"]["upstream"] == ["ContractBoom"] and tasks["ContractSink"]["retries"] == 2
+    assert tasks["ContractSink"]["upstream"] == ["ContractBoom", "tfpipe.cache_check"]
+    assert tasks["ContractSink"]["retries"] == 2 and tasks["tfpipe.cache_check"]["retries"] == 0
     assert tasks["ContractSource"]["upstream"] == ["tfpipe.cache_check"]
     ir["pipeline"]["settings"]["cache_check"] = False  # without the check: one task per node, nothing more
     compile_airflow(ir, runner.dags)

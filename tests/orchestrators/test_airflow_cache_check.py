@@ -59,6 +59,8 @@ def cached_runs(tmp_path_factory, airflow_runner):
                                                            and k != "tfpipe_run_id"}).ok
     logs, results = {}, {}
     states = {}
+    airflow_runner.setup()
+    warm = airflow_runner.warm_pid
     for rid in ("c-1", "c-2"):
         results[rid] = airflow_runner.run(air_ir, run_id=rid)
         logs[rid] = airflow_runner.last_log
@@ -66,9 +68,8 @@ def cached_runs(tmp_path_factory, airflow_runner):
     results["c-3"] = airflow_runner.dag_run(air_ir, conf)
     logs["c-3"] = airflow_runner.last_log
     states["c-3"] = airflow_runner.task_states("contract", airflow_runner.last_airflow_run)
-    with open(os.environ.get("TFPIPE_DEBUG_LOG", os.devnull), "w") as f:
-        f.write(logs["c-2"])
-    return {"local": local_ir, "airflow": air_ir, "logs": logs, "results": results, "states": states}
+    return {"local": local_ir, "airflow": air_ir, "logs": logs, "results": results, "states": states,
+            "warm": (warm, airflow_runner.warm_pid)}
 
 
 def test_all_cached_rerun_is_recorded_by_the_check_task_and_the_node_tasks_are_skipped(cached_runs):
@@ -146,3 +147,36 @@ def test_cache_only_never_executes_a_node_that_is_not_a_hit(tmp_path):
     [e] = store.executions_by_context(store.context("pipeline_run", "contract.r-1", create=False))
     assert store.state_name(e) == "FAILED"
     assert not os.path.exists(os.path.join(ir["pipeline"]["root"], "ContractSource", "examples"))
+
+
+def test_every_dag_run_was_forked_from_one_warm_airflow_process(cached_runs):
+    before, after = cached_runs["warm"]
+    assert before is not None and before == after
+
+
+def test_a_group_with_only_idle_executor_workers_left_is_recognised(tmp_path):
+    """What lets the runner end `dags test` 2 s after its DAG run finished instead of 30 s:
+    the rest of its process group is idle LocalExecutor workers (their process title), and
+    nothing else."""
+    import signal
+    import subprocess
+    import time
+
+    from tfpipe.orchestrators.airflow.local import _only_idle_workers
+
+    def group(script):
+        p = subprocess.Popen(["bash", "-c", script], start_new_session=True)
+        time.sleep(0.5)
+        return p
+    idle = "(exec -a 'airflow worker -- LocalExecutor: <idle>' sleep 60) & "
+    cases = [(idle + "exec sleep 60", True),
+             (idle + "(exec -a 'airflow worker -- LocalExecutor: 01a2' sleep 60) & exec sleep 60", False),
+             (idle + "sleep 60 & exec sleep 60", False),
+             ("exec sleep 60", False)]  # no worker at all: not the executor's shutdown
+    for script, want in cases:
+        p = group(script)
+        try:
+            assert _only_idle_workers(p.pid) is want, script
+        finally:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
