@@ -180,3 +180,33 @@ def test_a_group_with_only_idle_executor_workers_left_is_recognised(tmp_path):
         finally:
             os.killpg(p.pid, signal.SIGKILL)
             p.wait()
+
+
+def test_cache_check_command_exit_codes(tmp_path):
+    """The task command: 99 when it took every node from the cache; 0 having recorded nothing
+    when a parameter is unknown (the node tasks then fail on it, naming it, as before)."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+    from tfpipe.orchestrators.local import LocalRunner
+    ir = compile_file(CONTRACT, str(tmp_path / "home"), {"CONTRACT_FAIL_FLAG": str(tmp_path / "nope")})
+    assert LocalRunner(verbose=False).run(ir, run_id="r-1").ok
+    path = tmp_path / "ir.json"
+    path.write_text(json.dumps(ir))
+    env = {k: v for k, v in os.environ.items() if k != "TFPIPE_TASK_HOST"}
+
+    def check(run_id, params):
+        return subprocess.run([sys.executable, "-m", "tfpipe.orchestrators.task", "--ir", str(path), "--cache-check",
+                               "--run", run_id, "--orchestrator", "airflow", "--params", json.dumps(params)],
+                              cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    p = check("r-2", {"ContractSource__nope": 1})
+    assert p.returncode == 0, p.stderr
+    assert "cache check: no plan (ParameterError: " in p.stderr and "ContractSource__nope" in p.stderr
+    store = MetadataStore(ir["pipeline"]["metadata"])
+    assert store.context("pipeline_run", "contract.r-2", create=False) is None
+    p = check("r-3", {})
+    assert p.returncode == 99, p.stderr
+    assert "plan of pipeline contract against its ML Metadata: 4 cached, 0 to run, 0 to resolve" in p.stderr
+    assert store.props(store.context("pipeline_run", "contract.r-3", create=False))["status"] == "COMPLETE"
