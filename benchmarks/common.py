@@ -72,9 +72,10 @@ def tfpipe_run(pipeline_file: str, *args: str, env: dict | None = None, cwd: str
                           ["tfpipe", "run", "-q", pipeline_file, *args], env=env, cwd=cwd)
 
 
-def scaled_penguins(rows: int, path: str, seed: int = 0) -> str:
+def scaled_penguins(rows: int, path: str, seed: int = 0, chunk: int = 1_000_000) -> str:
     """The penguin table scaled up to ``rows`` rows: rows resampled, numeric columns
-    jittered, missing values kept at their original rate."""
+    jittered, missing values kept at their original rate; written a million rows at a time
+    (a 10M-row file never sits in memory whole)."""
     if os.path.exists(path):
         return path
     import numpy as np
@@ -82,21 +83,23 @@ def scaled_penguins(rows: int, path: str, seed: int = 0) -> str:
     from pyarrow import csv as pacsv
     os.makedirs(os.path.dirname(path), exist_ok=True)
     t = pacsv.read_csv(PENGUINS)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, t.num_rows, rows)
-    big = t.take(pa.array(idx)).combine_chunks()
-    cols = {}
-    for name in big.column_names:
-        col = big.column(name).combine_chunks()
-        if pa.types.is_floating(col.type):
-            vals = col.to_numpy(zero_copy_only=False)
-            cols[name] = pa.array(np.round(vals + rng.normal(0, 0.5, rows), 1), mask=np.isnan(vals))
-        elif pa.types.is_integer(col.type) and name != "year":
-            vals = col.to_pandas().to_numpy(dtype="float64")
-            noisy = np.round(vals + rng.normal(0, 5, rows))
-            cols[name] = pa.array(np.nan_to_num(noisy).astype("int64"), mask=np.isnan(vals))
-        else:
-            cols[name] = col
-    pacsv.write_csv(pa.table(cols), path + ".tmp")
+    with pacsv.CSVWriter(path + ".tmp", t.schema) as w:
+        for i, start in enumerate(range(0, rows, chunk)):
+            n = min(chunk, rows - start)
+            rng = np.random.default_rng([seed, i])
+            big = t.take(pa.array(rng.integers(0, t.num_rows, n))).combine_chunks()
+            cols = {}
+            for name in big.column_names:
+                col = big.column(name).combine_chunks()
+                if pa.types.is_floating(col.type):
+                    vals = col.to_numpy(zero_copy_only=False)
+                    cols[name] = pa.array(np.round(vals + rng.normal(0, 0.5, n), 1), mask=np.isnan(vals))
+                elif pa.types.is_integer(col.type) and name != "year":
+                    vals = col.to_pandas().to_numpy(dtype="float64")
+                    noisy = np.round(vals + rng.normal(0, 5, n))
+                    cols[name] = pa.array(np.nan_to_num(noisy).astype("int64"), mask=np.isnan(vals))
+                else:
+                    cols[name] = col
+            w.write_table(pa.table(cols).cast(t.schema))
     os.replace(path + ".tmp", path)
     return path

@@ -16,9 +16,11 @@ import os
 import re
 
 from tfpipe import Examples, Output, component, current
-from tfpipe.tabular import InputDataError, read_table, table_columns, write_parquet
+from tfpipe.tabular import InputDataError, scan_files
 
-from ._tabular import check_span_compatible, hash_split
+from ._tabular import SplitWriter, check_span_compatible, check_split_ratios, hash_split
+
+PROGRESS_ROWS = 1_000_000  # a progress line per this many rows written
 
 __all__ = ["ExampleGen", "InputDataError"]
 
@@ -130,13 +132,13 @@ def ExampleGen(examples: Output[Examples], input_base: str, input_pattern: str =
         {"input_base": input_base, "input_pattern": input_pattern, "input_splits": input_splits,
          "span": span, "span_range": list(span_range)})
     files_by_split = d["input_files"]
-    tables = {}
+    scans = {}  # split (or "*") -> (schema, batches): every file streamed in bounded memory
     for name, files in files_by_split.items():
         ctx.log(f"reading {len(files)} file(s) for {'all splits' if name == '*' else name}")
-        tables[name] = read_table(files, format=format, encoding=encoding, string_columns=list(string_columns))
+        scans[name] = scan_files(files, format=format, encoding=encoding, string_columns=list(string_columns))
     if d.get("previous_span_files"):
-        for t_name, t in tables.items():
-            missing = check_span_compatible(d["previous_span_files"][0], files_by_split[t_name], t, format,
+        for name, (schema, _) in scans.items():
+            missing = check_span_compatible(d["previous_span_files"][0], files_by_split[name], schema, format,
                                             encoding, allow_new_columns, d["resolved_span"], allow_missing_columns,
                                             list(string_columns))
             if missing:
@@ -144,30 +146,45 @@ def ExampleGen(examples: Output[Examples], input_base: str, input_pattern: str =
                         f"(allow_missing_columns)")
     for c in string_columns:
         ctx.log(f"column {c!r} read as strings (string_columns)")
-    if "*" in tables:
-        ratios = split_ratios or {"train": 2, "eval": 1}
-        parts = hash_split(tables["*"], ratios, partition_feature, files_by_split["*"])
-    else:
-        parts = tables
-    if label_key:
-        for name, t in parts.items():
-            if label_key not in t.column_names:
-                raise InputDataError(f"label column {label_key!r} is missing from the {name} data "
-                                     f"({files_by_split.get(name) or files_by_split.get('*')}); "
-                                     f"columns found: {t.column_names}")
-            if t.num_rows and t.column(label_key).null_count == t.num_rows:
-                raise InputDataError(f"label column {label_key!r} has no values in any of the "
-                                     f"{t.num_rows} rows of split {name}; expected a label on each row")
-    counts = {}
-    for name, t in parts.items():
-        write_parquet(t, examples.parquet_path(name))
-        counts[name] = t.num_rows
-        ctx.log(f"split {name}: {t.num_rows:,} rows" + ("  WARNING: empty split" if not t.num_rows else ""))
-    first = next(iter(parts.values()))
-    examples.split_names = list(parts)
+    ratios = split_ratios or {"train": 2, "eval": 1}
+    if "*" in scans:
+        check_split_ratios(ratios)
+    splits = list(ratios) if "*" in scans else list(scans)
+    for name, (schema, _) in scans.items():
+        if label_key and label_key not in schema.names:
+            where = files_by_split[name]
+            raise InputDataError(f"label column {label_key!r} is missing from the "
+                                 f"{'input' if name == '*' else name} data ({where}); columns found: {schema.names}")
+        if name == "*" and partition_feature and partition_feature not in schema.names:
+            raise InputDataError(f"partition_feature {partition_feature!r} is not a column of "
+                                 f"{files_by_split[name][0]}; columns: {schema.names}")
+    counts = {s: 0 for s in splits}
+    labelled = {s: 0 for s in splits}
+    with SplitWriter({s: examples.parquet_path(s) for s in splits}) as out:
+        for name, (schema, batches) in scans.items():
+            out.schema(schema, [name] if name != "*" else splits)
+            for batch in batches:
+                parts = hash_split(batch, ratios, partition_feature, files_by_split[name]) if name == "*" \
+                    else {name: batch}
+                for s, b in parts.items():
+                    if not b.num_rows:
+                        continue
+                    out.write(s, b)
+                    counts[s] += b.num_rows
+                    if label_key:
+                        labelled[s] += b.num_rows - b.column(label_key).null_count
+                if sum(counts.values()) // PROGRESS_ROWS != (sum(counts.values()) - batch.num_rows) // PROGRESS_ROWS:
+                    ctx.log(f"{sum(counts.values()):,} rows written")
+    for s in splits:
+        if label_key and counts[s] and not labelled[s]:
+            raise InputDataError(f"label column {label_key!r} has no values in any of the "
+                                 f"{counts[s]} rows of split {s}; expected a label on each row")
+        ctx.log(f"split {s}: {counts[s]:,} rows" + ("  WARNING: empty split" if not counts[s] else ""))
+    first = next(iter(scans.values()))[0]
+    examples.split_names = splits
     examples.row_counts = counts
     examples.span = d["resolved_span"]
     examples.version = d["resolved_version"]
     examples.payload_format = "parquet"
     examples.input_fingerprint = d["input_fingerprint"]
-    examples.columns = table_columns(first)
+    examples.columns = {f.name: str(f.type) for f in first}

@@ -9,7 +9,8 @@ import csv
 import os
 import re
 
-__all__ = ["InputDataError", "read_table", "read_file", "types_compatible", "find_bad_value", "write_parquet",
+__all__ = ["InputDataError", "read_table", "read_file", "read_schema", "scan_files", "unify_schemas", "FileScan",
+           "BATCH_ROWS", "types_compatible", "find_bad_value", "write_parquet",
            "table_columns", "to_list_batch", "format_of"]
 
 
@@ -87,79 +88,156 @@ def _check_header(path: str, names: list[str]) -> None:
                              f"name once")
 
 
-def _check_mostly_numeric(path: str, t, string_columns) -> None:
-    """A column pyarrow read as strings because a few of its values are not numbers (one
-    'abc' among thousands of numbers turns the whole column into strings) is an error
-    naming the column, the first such value and its line, unless ``string_columns`` names it."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    for name, col in zip(t.column_names, t.columns):
-        if name in string_columns or not pa.types.is_string(col.type):
-            continue
-        present = col.drop_null()
-        n = len(present)
-        if n == 0:
-            continue
-        head = present.slice(0, 1000)  # a column of words is told from its first values: skip the full scan
-        if (pc.sum(pc.match_substring_regex(head, _NUMBER, ignore_case=True)).as_py() or 0) < 0.5 * len(head):
-            continue
-        numeric = pc.sum(pc.match_substring_regex(present, _NUMBER, ignore_case=True)).as_py() or 0
-        if numeric == n or numeric < 0.9 * n:
-            continue
-        bad = find_bad_value(path, name, "double")
-        where = f", line {bad[0]}" if bad else ""
-        value = f" {bad[1]!r}" if bad else " values that are not numbers"
-        raise InputDataError(
-            f"file {path}{where}, column {name!r}: expected a number (as {numeric:,} of the column's {n:,} values "
-            f"are), found{value}; fix the data, or pass string_columns=[{name!r}] to ExampleGen to keep the "
-            f"column as strings")
-
-
-def _read_csv(path: str, encoding: str, string_columns=()):
-    import pyarrow as pa
+def _csv_error(path: str, encoding: str, e: Exception) -> InputDataError:
+    """pyarrow's CSV error as one that names the file, line and column."""
     from pyarrow import csv as pacsv
-    if os.path.getsize(path) == 0:
-        raise InputDataError(f"file {path} is empty: expected a CSV header line and at least one data row")
-    ropts = pacsv.ReadOptions(encoding=encoding, block_size=1 << 24)
-    copts = pacsv.ConvertOptions(strings_can_be_null=True,
-                                 column_types={c: pa.string() for c in string_columns})
-    try:
-        t = pacsv.read_csv(path, read_options=ropts, convert_options=copts)
-    except (pa.ArrowInvalid, UnicodeDecodeError) as e:
-        msg = str(e)
-        if "invalid UTF8" in msg or isinstance(e, UnicodeDecodeError):
-            line, col, byte = _find_bad_utf8(path)
-            raise InputDataError(f"file {path}, line {line}, column {col}: byte 0x{byte:02x} is not valid "
-                                 f"UTF-8; expected UTF-8 text (or pass encoding=... to ExampleGen)") from None
-        if "Expected" in msg and "columns" in msg:
-            bad = _find_ragged(path, encoding)
-            if bad:
-                line, want, got, text = bad
-                raise InputDataError(f"file {path}, line {line}: expected {want} columns (as in the header), "
-                                     f"found {got}: {text!r}") from None
-        m = re.search(r"In CSV column #(\d+): .*CSV conversion error to (\w+): invalid value '([^']*)'", msg)
-        if m:
-            import pyarrow.csv as pc2
-            cols = next(iter([pc2.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 16)).schema.names]))
-            col = cols[int(m.group(1))]
-            bad = find_bad_value(path, col, m.group(2))
-            line = f", line {bad[0]}" if bad else ""
-            raise InputDataError(f"file {path}{line}, column {col!r}: expected {m.group(2)} values "
-                                 f"(as in the rows before), found {m.group(3)!r}") from None
-        if "Empty CSV file" in msg:
-            raise InputDataError(f"file {path} is empty: expected a CSV header line and at least one data row") from None
-        raise InputDataError(f"file {path}: cannot read as CSV: {msg}") from None
-    if encoding == "utf8" and any(pa.types.is_binary(f.type) for f in t.schema):
-        # pyarrow keeps a column with invalid UTF-8 as binary instead of failing
+    msg = str(e)
+    if "invalid UTF8" in msg or isinstance(e, UnicodeDecodeError):
         line, col, byte = _find_bad_utf8(path)
-        if line:
-            raise InputDataError(f"file {path}, line {line}, column {col}: byte 0x{byte:02x} is not valid "
-                                 f"UTF-8; expected UTF-8 text (or pass encoding=... to ExampleGen)")
-    if t.num_rows == 0:
-        raise InputDataError(f"file {path} has a header ({', '.join(t.column_names)}) but no data rows; "
-                             f"expected at least one row")
-    _check_mostly_numeric(path, t, string_columns)
-    return t
+        return InputDataError(f"file {path}, line {line}, column {col}: byte 0x{byte:02x} is not valid "
+                              f"UTF-8; expected UTF-8 text (or pass encoding=... to ExampleGen)")
+    if "Expected" in msg and "columns" in msg:
+        bad = _find_ragged(path, encoding)
+        if bad:
+            line, want, got, text = bad
+            return InputDataError(f"file {path}, line {line}: expected {want} columns (as in the header), "
+                                  f"found {got}: {text!r}")
+    m = re.search(r"In CSV column #(\d+): .*CSV conversion error to (\w+): invalid value '([^']*)'", msg)
+    if m:
+        cols = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 16)).schema.names
+        col = cols[int(m.group(1))]
+        bad = find_bad_value(path, col, m.group(2))
+        line = f", line {bad[0]}" if bad else ""
+        return InputDataError(f"file {path}{line}, column {col!r}: expected {m.group(2)} values "
+                              f"(as in the rows before), found {m.group(3)!r}")
+    if "Empty CSV file" in msg:
+        return InputDataError(f"file {path} is empty: expected a CSV header line and at least one data row")
+    return InputDataError(f"file {path}: cannot read as CSV: {msg}")
+
+
+class _NumericTally:
+    """The mostly-numeric check over a stream of batches: a string column whose first values
+    are mostly numbers is counted in full; at the end, one with 90% or more (but not all)
+    numbers is an error naming the first value that is not a number and its line."""
+
+    def __init__(self, path: str, string_columns):
+        self.path, self.skip = path, set(string_columns)
+        self.looks_numeric: dict[str, bool] = {}
+        self.present: dict[str, int] = {}
+        self.numeric: dict[str, int] = {}
+
+    def add(self, batch) -> None:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        for name, col in zip(batch.schema.names, batch.columns):
+            if name in self.skip or not pa.types.is_string(col.type) or self.looks_numeric.get(name) is False:
+                continue
+            present = col.drop_null()
+            if not len(present):
+                continue
+            if name not in self.looks_numeric:  # a column of words is told from its first values
+                head = present.slice(0, 1000)
+                hits = pc.sum(pc.match_substring_regex(head, _NUMBER, ignore_case=True)).as_py() or 0
+                self.looks_numeric[name] = hits >= 0.5 * len(head)
+                if not self.looks_numeric[name]:
+                    continue
+            self.present[name] = self.present.get(name, 0) + len(present)
+            self.numeric[name] = self.numeric.get(name, 0) + (
+                pc.sum(pc.match_substring_regex(present, _NUMBER, ignore_case=True)).as_py() or 0)
+
+    def check(self) -> None:
+        for name, n in self.present.items():
+            numeric = self.numeric[name]
+            if numeric == n or numeric < 0.9 * n:
+                continue
+            bad = find_bad_value(self.path, name, "double")
+            where = f", line {bad[0]}" if bad else ""
+            value = f" {bad[1]!r}" if bad else " values that are not numbers"
+            raise InputDataError(
+                f"file {self.path}{where}, column {name!r}: expected a number (as {numeric:,} of the column's "
+                f"{n:,} values are), found{value}; fix the data, or pass string_columns=[{name!r}] to ExampleGen "
+                f"to keep the column as strings")
+
+
+BATCH_ROWS = 128 * 1024  # rows per batch of Parquet input, and per Parquet row group written
+
+
+class FileScan:
+    """One input file read as a stream of Arrow record batches, in bounded memory: its
+    ``schema`` is known when the scan is made (from the first block of a CSV file, as
+    pyarrow infers it), then iterating yields its batches. The checks of ``read_file``
+    (header, UTF-8, ragged rows, values that do not fit the inferred type, mostly-numeric
+    string columns, no rows) hold for the stream, raised as ``InputDataError`` naming the
+    file, line and column."""
+
+    def __init__(self, path: str, fmt: str = "auto", encoding: str = "utf8", string_columns=()):
+        self.path, self.encoding = path, encoding
+        self.format = format_of(path, fmt)
+        self.string_columns = tuple(string_columns)
+        self._source = self._open()
+        self.schema = self._source[0]
+        _check_header(path, self.schema.names)
+
+    def _open(self):
+        import pyarrow as pa
+        path = self.path
+        if self.format == "csv":
+            from pyarrow import csv as pacsv
+            if os.path.getsize(path) == 0:
+                raise InputDataError(f"file {path} is empty: expected a CSV header line and at least one data row")
+            ropts = pacsv.ReadOptions(encoding=self.encoding, block_size=1 << 24)
+            copts = pacsv.ConvertOptions(strings_can_be_null=True,
+                                         column_types={c: pa.string() for c in self.string_columns})
+            try:
+                reader = pacsv.open_csv(path, read_options=ropts, convert_options=copts)
+            except (pa.ArrowInvalid, UnicodeDecodeError) as e:
+                raise _csv_error(path, self.encoding, e) from None
+            if self.encoding == "utf8" and any(pa.types.is_binary(f.type) for f in reader.schema):
+                # pyarrow keeps a column with invalid UTF-8 as binary instead of failing
+                line, col, byte = _find_bad_utf8(path)
+                if line:
+                    raise InputDataError(f"file {path}, line {line}, column {col}: byte 0x{byte:02x} is not valid "
+                                         f"UTF-8; expected UTF-8 text (or pass encoding=... to ExampleGen)")
+            return reader.schema, reader
+        if self.format == "parquet":
+            import pyarrow.parquet as pq
+            try:
+                f = pq.ParquetFile(path)
+            except Exception as e:
+                raise InputDataError(f"file {path}: not a readable Parquet file: {e}") from None
+            if f.metadata.num_rows == 0:
+                raise InputDataError(f"file {path} holds no rows; expected at least one")
+            return f.schema_arrow, f
+        t = _read_tfrecord(path)
+        return t.schema, t
+
+    def __iter__(self):
+        import pyarrow as pa
+        schema, src = self._source
+        if self.format == "parquet":
+            try:
+                yield from src.iter_batches(batch_size=BATCH_ROWS)
+            except (pa.ArrowException, OSError) as e:
+                raise InputDataError(f"file {self.path}: not a readable Parquet file: {e}") from None
+            return
+        if self.format == "tfrecord":
+            yield from src.to_batches(max_chunksize=BATCH_ROWS)
+            return
+        tally, rows = _NumericTally(self.path, self.string_columns), 0
+        while True:
+            try:
+                batch = src.read_next_batch()
+            except StopIteration:
+                break
+            except (pa.ArrowInvalid, UnicodeDecodeError) as e:
+                raise _csv_error(self.path, self.encoding, e) from None
+            rows += batch.num_rows
+            tally.add(batch)
+            yield batch
+        if rows == 0:
+            raise InputDataError(f"file {self.path} has a header ({', '.join(schema.names)}) but no data rows; "
+                                 f"expected at least one row")
+        tally.check()
 
 
 def _read_tfrecord(path: str):
@@ -196,21 +274,14 @@ def _read_tfrecord(path: str):
 def read_file(path: str, fmt: str, encoding: str, string_columns=()):
     """One file as an Arrow table. ``string_columns``: columns read as strings whatever
     they hold (a CSV column of mostly numbers with a few other values is otherwise an error)."""
-    f = format_of(path, fmt)
-    if f == "csv":
-        t = _read_csv(path, encoding, tuple(string_columns))
-    elif f == "parquet":
-        import pyarrow.parquet as pq
-        try:
-            t = pq.read_table(path)
-        except Exception as e:
-            raise InputDataError(f"file {path}: not a readable Parquet file: {e}") from None
-        if t.num_rows == 0:
-            raise InputDataError(f"file {path} holds no rows; expected at least one")
-    else:
-        t = _read_tfrecord(path)
-    _check_header(path, t.column_names)
-    return t
+    import pyarrow as pa
+    scan = FileScan(path, fmt, encoding, string_columns)
+    return pa.Table.from_batches(list(scan), schema=scan.schema)
+
+
+def read_schema(path: str, fmt: str = "auto", encoding: str = "utf8", string_columns=()):
+    """A file's columns and their types, from its first block (what ``read_file`` infers)."""
+    return FileScan(path, fmt, encoding, string_columns).schema
 
 
 def types_compatible(old, new) -> bool:
@@ -221,29 +292,57 @@ def types_compatible(old, new) -> bool:
         pa.types.is_floating(old) and pa.types.is_integer(new)
 
 
-def _unify(tables: list, files: list[str]):
+def unify_schemas(schemas: list, files: list[str]):
+    """One schema for several files with the same columns: an integer column that is
+    floating point in another file becomes float64, a column without values in one file
+    takes the other's type; anything else that differs is an error naming both files."""
     import pyarrow as pa
-    first = tables[0]
-    for t, f in zip(tables[1:], files[1:]):
-        if t.column_names != first.column_names:
-            raise InputDataError(f"file {f}: columns {t.column_names} differ from {files[0]}'s "
-                                 f"{first.column_names}; expected every file to have the same columns")
-        for name in first.column_names:
-            if not types_compatible(first.schema.field(name).type, t.schema.field(name).type):
-                raise InputDataError(f"file {f}, column {name!r}: type {t.schema.field(name).type} differs from "
-                                     f"{first.schema.field(name).type} in {files[0]}")
-    return pa.concat_tables(tables, promote=True)
+    first = schemas[0]
+    fields = list(first)
+    for sch, f in zip(schemas[1:], files[1:]):
+        if sch.names != first.names:
+            raise InputDataError(f"file {f}: columns {sch.names} differ from {files[0]}'s "
+                                 f"{first.names}; expected every file to have the same columns")
+        for i, name in enumerate(first.names):
+            old, new = fields[i].type, sch.field(name).type
+            if not types_compatible(first.field(name).type, new):
+                raise InputDataError(f"file {f}, column {name!r}: type {new} differs from "
+                                     f"{first.field(name).type} in {files[0]}")
+            if old == new or pa.types.is_null(new):
+                continue
+            fields[i] = pa.field(name, new if pa.types.is_null(old) else pa.float64())
+    return pa.schema(fields)
+
+
+def scan_files(files: list[str], format: str = "auto", encoding: str = "utf8", string_columns=()):
+    """The unified schema of several input files, and their record batches in that schema,
+    file after file, in bounded memory: ``(schema, batches)`` with ``batches`` a generator."""
+    schemas = [read_schema(f, format, encoding, string_columns) for f in files]
+    schema = unify_schemas(schemas, files)
+
+    def batches():
+        for f in files:
+            for b in FileScan(f, format, encoding, string_columns):
+                yield b if b.schema == schema else _cast_batch(b, schema)
+    return schema, batches()
+
+
+def _cast_batch(batch, schema):
+    import pyarrow as pa
+    return pa.RecordBatch.from_arrays([c.cast(f.type) for c, f in zip(batch.columns, schema)], schema=schema)
 
 
 def read_table(files: list[str], format: str = "auto", encoding: str = "utf8", string_columns=()):
-    tables = [read_file(f, format, encoding, string_columns) for f in files]
-    return tables[0] if len(tables) == 1 else _unify(tables, files)
+    """Input files as one Arrow table (see ``scan_files`` for the streaming form)."""
+    import pyarrow as pa
+    schema, batches = scan_files(files, format, encoding, string_columns)
+    return pa.Table.from_batches(list(batches), schema=schema)
 
 
 def write_parquet(table, path: str) -> None:
     import pyarrow.parquet as pq
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    pq.write_table(table, path, row_group_size=128 * 1024)
+    pq.write_table(table, path, row_group_size=BATCH_ROWS)
 
 
 def table_columns(table) -> dict:

@@ -200,3 +200,38 @@ def test_a_span_missing_a_column_of_the_previous_span(tmp_path):
     proc = tfpipe("run", _pipeline_file(ok, args + ", allow_missing_columns=True"), "--to", "ExampleGen")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "span 2 lacks column(s) ['island'] of the previous span (allow_missing_columns)" in proc.stderr
+
+
+def test_a_bad_value_far_past_the_first_block_names_its_line_and_leaves_nothing(tmp_path):
+    """ExampleGen streams a CSV block by block (types inferred from the first 16 MB, as
+    pyarrow's reader does); a value further on that does not fit fails the node with its
+    line, after rows were already written: none of them may remain."""
+    body = "".join(ROWS) * 140_000  # 420,000 rows, about 20 MB: more than one block
+    bad_line = len(ROWS) * 140_000 + 2 - 7  # the header is line 1
+    lines = (HEADER + body).splitlines(keepends=True)
+    lines[bad_line - 1] = "Gentoo,Biscoe,46.1,13.2,211,heavy,female,2007\n"
+    f = _write(str(tmp_path / "data" / "a.csv"), "".join(lines))
+    assert os.path.getsize(f) > 16 << 20
+    p = _pipeline_file(tmp_path, f"input_base={str(tmp_path / 'data')!r}")
+    _assert_failed(tmp_path, tfpipe("run", p), "ExampleGen",
+                   f"file {f}, line {bad_line}, column 'body_mass_g': expected int64 values (as in the rows "
+                   f"before), found 'heavy'")
+
+
+def test_files_of_one_split_with_int_and_float_columns_are_unified_to_float(tmp_path):
+    import pyarrow.parquet as pq
+    _write(str(tmp_path / "data" / "a.csv"), HEADER + "".join(ROWS))
+    _write(str(tmp_path / "data" / "b.csv"), HEADER + "Adelie,Dream,40.0,18.0,190,3800.5,male,2008\n")
+    p = _pipeline_file(tmp_path, f"input_base={str(tmp_path / 'data')!r}")
+    proc = tfpipe("run", p, "--to", "ExampleGen")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    parts = [pq.read_table(f) for f in glob.glob(str(tmp_path / "root" / "ExampleGen" / "examples" / "*" / "*" /
+                                                     "*.parquet"))]
+    assert {str(t.schema.field("body_mass_g").type) for t in parts} == {"double"}
+    assert sorted(v for t in parts for v in t.column("body_mass_g").to_pylist()) == [3500.0, 3750.0, 3800.5, 4500.0]
+    b_int = HEADER + "Adelie,Dream,40.0,18.0,190,heavy,male,2008\n"
+    _write(str(tmp_path / "data" / "b.csv"), b_int)
+    proc2 = tfpipe("run", p, "--to", "ExampleGen")
+    assert proc2.returncode == 1
+    assert f"file {tmp_path / 'data' / 'b.csv'}, column 'body_mass_g': type string differs from int64" in \
+        proc2.stderr

@@ -241,9 +241,24 @@ def test_row_hashes_are_stable_across_chunking_and_sensitive_to_values():
     from tfpipe.components._tabular import row_hashes
     from tfpipe.tabular import read_table
     t = read_table([PENGUINS])
-    h = row_hashes(t)
-    assert (h == row_hashes(pa.concat_tables([t.slice(0, 17), t.slice(17)]))).all()
+    h = row_hashes(t.columns, t.num_rows)
+    chunked = pa.concat_tables([t.slice(0, 17), t.slice(17)])
+    assert (h == row_hashes(chunked.columns, chunked.num_rows)).all()
     assert len(set(h.tolist())) == t.num_rows  # penguins rows are all distinct
     changed = t.set_column(2, "bill_length_mm", pa.array([None] + t.column(2).to_pylist()[1:], pa.float64()))
-    h2 = row_hashes(changed)
+    h2 = row_hashes(changed.columns, changed.num_rows)
     assert h2[0] != h[0] and (h2[1:] == h[1:]).all()
+
+
+def test_hash_split_of_batches_is_the_split_of_the_whole_table():
+    """ExampleGen streams its input: the rows each split gets from batch after batch are
+    the rows, in the same order, that splitting the whole table gives."""
+    from tfpipe.components._tabular import hash_split
+    from tfpipe.tabular import read_table
+    t = read_table([PENGUINS])
+    whole = hash_split(t, {"train": 3, "eval": 1, "test": 1}, "", [PENGUINS])
+    parts = [hash_split(b, {"train": 3, "eval": 1, "test": 1}, "", [PENGUINS]) for b in t.to_batches(max_chunksize=50)]
+    for s in whole:
+        streamed = pa.Table.from_batches([p[s] for p in parts], schema=t.schema)
+        assert streamed.num_rows > 0 and streamed.equals(whole[s].combine_chunks()), s
+    assert sum(w.num_rows for w in whole.values()) == t.num_rows
