@@ -33,7 +33,7 @@ from .provenance import environment, environment_record, git_info, owner
 from .runtime import ExecutionContext, Interrupted
 from .state import SUCCEEDED, State
 
-__all__ = ["run_node", "NodeFailed", "NodeResult", "InputResolutionError", "resolve_inputs"]
+__all__ = ["run_node", "NodeFailed", "NodeResult", "InputResolutionError", "NotCached", "resolve_inputs"]
 
 
 class NodeFailed(RuntimeError):
@@ -46,6 +46,11 @@ class NodeFailed(RuntimeError):
 
 class InputResolutionError(RuntimeError):
     pass
+
+
+class NotCached(RuntimeError):
+    """``run_node(..., cache_only=True)`` found no cache hit for the node: it records the
+    execution FAILED with this error instead of running the executor."""
 
 
 @dataclass
@@ -354,8 +359,10 @@ class Job:
 
 
 def run_node(ir: dict, node_id: str, run_id: str, store: MetadataStore | None = None,
-             enable_cache: bool | None = None, verbose: bool = True) -> NodeResult:
-    """Run one node of a compiled pipeline through every phase; raises NodeFailed."""
+             enable_cache: bool | None = None, verbose: bool = True, cache_only: bool = False) -> NodeResult:
+    """Run one node of a compiled pipeline through every phase; raises NodeFailed.
+    ``cache_only``: a node that is not a cache hit fails (NotCached) instead of executing
+    (a resolver node still resolves: it creates nothing)."""
     job = Job(ir, _node(ir, node_id), run_id, store or MetadataStore(ir["pipeline"]["metadata"]),
               enable_cache, verbose)
     try:
@@ -368,6 +375,9 @@ def run_node(ir: dict, node_id: str, run_id: str, store: MetadataStore | None = 
         hit = job.cache_lookup()
         if hit is not None:
             return job.publish_cached(hit)
+        if cache_only:
+            raise NotCached(f"no cache hit for cache key {job.props['cache_key'][:12]} (asked to take the node "
+                            f"from the cache only)")
         job.stage_outputs()
         job.execute()
         return job.publish()

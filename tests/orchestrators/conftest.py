@@ -111,8 +111,10 @@ def airflow_runner(tmp_path_factory):
     if not os.path.exists(AIRFLOW_BIN):
         pytest.fail(f"{AIRFLOW_BIN} is missing: `make airflow` creates the Airflow virtualenv "
                     f"(make test depends on it)")
-    return AirflowLocalRunner(str(tmp_path_factory.mktemp("airflow-home")), airflow_bin=AIRFLOW_BIN,
-                              python=sys.executable, verbose=False)  # set up by its first run
+    runner = AirflowLocalRunner(str(tmp_path_factory.mktemp("airflow-home")), airflow_bin=AIRFLOW_BIN,
+                                python=sys.executable, verbose=False)  # set up by its first run
+    yield runner
+    runner.close()  # its execution API server and warm Airflow process
 
 
 @pytest.fixture(scope="session")

@@ -34,13 +34,17 @@ def test_dagbag_has_no_import_errors_and_mirrors_the_ir(airflow):
     bag = airflow.runner.inspect_dags()
     assert bag["errors"] == {}
     assert {"penguin", "contract", "flaky"} <= set(bag["dags"])
+    check = "tfpipe.cache_check"
     for ir in (airflow.penguin_ir, airflow.contract_ir):
         tasks = bag["dags"][ir["pipeline"]["name"]]
-        assert tasks == {n["id"]: {"upstream": sorted(n["upstream"]), "retries": 0, "timeout_s": None,
-                                   "operator": "BashOperator"} for n in ir["nodes"]}
+        # the cache check comes first: upstream of every node's task
+        assert tasks == {check: {"upstream": [], "retries": 0, "timeout_s": None, "operator": "BashOperator"},
+                         **{n["id"]: {"upstream": sorted(n["upstream"] + [check]), "retries": 0, "timeout_s": None,
+                                      "operator": "BashOperator"} for n in ir["nodes"]}}
     flaky = bag["dags"]["flaky"]
-    assert flaky["Flaky"] == {"upstream": ["FlakyStart"], "retries": 1, "timeout_s": 600.0,
+    assert flaky["Flaky"] == {"upstream": ["FlakyStart", check], "retries": 1, "timeout_s": 600.0,
                               "operator": "BashOperator"}
+    assert flaky["FlakyStart"]["upstream"] == [check] and flaky[check]["retries"] == 0  # never retried
 
 
 def test_run_records_airflow_as_orchestrator(airflow):
@@ -90,8 +94,14 @@ def test_kubernetes_pod_operator_option_renders_tasks_in_the_image(tmp_path, mon
     assert data["airflow"] == {"operator": "kubernetes", "image": "registry.example/tfpipe:1", "namespace": "pipelines",
                                "env": {"TFPIPE_METADATA": '{"grpc": {"host": "metadata-grpc-service", "port": 8080}}'}}
     tasks = runner.inspect_dags()["dags"]["contract"]
-    assert {t: v["operator"] for t, v in tasks.items()} == {n["id"]: "KubernetesPodOperator" for n in ir["nodes"]}
-    assert tasks["ContractSink"]["upstream"] == ["ContractBoom"] and tasks["ContractSink"]["retries"] == 2
+    assert {t: v["operator"] for t, v in tasks.items()} == {n["id"]: "KubernetesPodOperator" for n in ir["nodes"]
+                                                            } | {"tfpipe.cache_check": "KubernetesPodOperator"}
+    assert tasks["ContractSink"]["upstream"] == ["ContractBoom", "tfpipe.cache_check"]
+    assert tasks["ContractSink"]["retries"] == 2 and tasks["tfpipe.cache_check"]["retries"] == 0
+    assert tasks["ContractSource"]["upstream"] == ["tfpipe.cache_check"]
+    ir["pipeline"]["settings"]["cache_check"] = False  # without the check: one task per node, nothing more
+    compile_airflow(ir, runner.dags)
+    assert set(runner.inspect_dags()["dags"]["contract"]) == {n["id"] for n in ir["nodes"]}
     ir["pipeline"]["settings"] = {"airflow_operator": "celery"}
     with pytest.raises(AirflowCompileError, match="expected 'bash' or 'kubernetes', found 'celery'"):
         compile_airflow(ir, str(tmp_path / "dags2"))

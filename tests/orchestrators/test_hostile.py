@@ -94,6 +94,27 @@ def test_airflow_dag_parses_and_runs_hostile_values_as_data(hostile, airflow_run
     _no_pwned(str(base), airflow_runner.home)
 
 
+def test_airflow_all_cached_rerun_with_hostile_conf_goes_through_the_cache_check(hostile, airflow_runner):
+    """The same run again, its hostile dag_run.conf value now reaching the cache check task
+    (which plans with it): every node from the cache, recorded by the check, nothing executed
+    or expanded."""
+    base, path = hostile
+    ir = compile_file(path, str(base / "home-airflow3"))
+    conf = {"echo__message": CONF_PAYLOAD}
+    assert airflow_runner.dag_run(ir, {"tfpipe_run_id": "af-3a", **conf}) == "success"
+    assert airflow_runner.dag_run(ir, {"tfpipe_run_id": "af-3b", **conf}) == "success"
+    log = airflow_runner.last_log
+    assert "cache check: all 1 nodes taken from the cache; the node tasks are skipped" in log, log[-4000:]
+    store = MetadataStore(ir["pipeline"]["metadata"])
+    from tfpipe.tracking import inspect as insp
+    [first] = insp.show_run(store, "af-3a")["executions"]
+    [e] = insp.show_run(store, "af-3b")["executions"]
+    assert e["state"] == "CACHED" and e["cached_from"] == first["execution_id"]
+    assert e["parameters"]["message"] == CONF_PAYLOAD and e["parameters"]["config"]["note"] == PAYLOAD
+    assert e["outputs"] == first["outputs"]
+    _no_pwned(str(base), airflow_runner.home)
+
+
 def test_airflow_conf_values_reach_the_task_unrendered(hostile, airflow_runner, tmp_path):
     """dag_run.conf is user data: the task receives it as JSON, not rendered by Jinja."""
     base, path = hostile
@@ -118,11 +139,13 @@ def test_kubernetes_pod_tasks_render_only_airflows_own_templates(hostile, tmp_pa
         "from airflow.models.dagbag import DagBag\n"
         "bag = DagBag(sys.argv[1], include_examples=False)\n"
         "assert not bag.import_errors, bag.import_errors\n"
-        "t = bag.dags['hostile'].get_task('echo')\n"
         "conf = {'echo__message': 'from conf {{ 7*7 }}'}\n"
-        "t.render_template_fields({'run_id': 'manual__1', 'dag_run': types.SimpleNamespace(conf=conf)})\n"
-        "print('RENDERED', json.dumps({'arguments': t.arguments, 'image': t.image, 'namespace': t.namespace,\n"
-        "      'env': {e.name: e.value for e in t.env_vars}}))\n")
+        "def rendered(task_id):\n"
+        "    t = bag.dags['hostile'].get_task(task_id)\n"
+        "    t.render_template_fields({'run_id': 'manual__1', 'dag_run': types.SimpleNamespace(conf=conf)})\n"
+        "    return {'arguments': t.arguments, 'image': t.image, 'namespace': t.namespace,\n"
+        "            'env': {e.name: e.value for e in t.env_vars}}\n"
+        "print('RENDERED', json.dumps({**rendered('echo'), 'check': rendered('tfpipe.cache_check')}))\n")
     p = subprocess.run([os.path.join(os.path.dirname(AIRFLOW_BIN), "python"), "-c", code, str(dags)],
                        capture_output=True, text=True, timeout=300)
     line = [ln for ln in p.stdout.splitlines() if ln.startswith("RENDERED ")]
@@ -136,6 +159,12 @@ def test_kubernetes_pod_tasks_render_only_airflows_own_templates(hostile, tmp_pa
     assert json.loads(args[args.index("--params") + 1]) == {"echo__message": "from conf {{ 7*7 }}"}
     assert got["image"] == "registry.example/t:{{ 7*7 }}" and got["namespace"] == "ns"
     assert got["env"]["NOTE"] == PAYLOAD
+    check = got["check"]  # the cache check pod: the same IR, run id and conf, as data
+    assert json.loads(check["arguments"][check["arguments"].index("--ir-json") + 1]) == task_ir
+    assert "--cache-check" in check["arguments"] and "--node" not in check["arguments"]
+    assert json.loads(check["arguments"][check["arguments"].index("--params") + 1]) == {
+        "echo__message": "from conf {{ 7*7 }}"}
+    assert check["image"] == "registry.example/t:{{ 7*7 }}" and check["env"]["NOTE"] == PAYLOAD
 
 
 def test_kfp_local_receives_every_value_as_written(hostile, tmp_path):
