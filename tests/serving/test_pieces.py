@@ -153,3 +153,15 @@ def test_request_log_converts_in_batches_off_the_request_path(tmp_path):
     log.offer(model="m", version=1, label=None, signature="s", spec=SPEC, rows=rows, records=[b""], outputs=[[1]])
     st = log.close()
     assert st["written"] == 0 and st["dropped"] == 1 and st["errors"] == 1 and "disk full" in st["last_error"]
+
+
+def test_server_flags_refuse_negative_intervals(capsys):
+    from tfpipe.serving.server import build_parser
+    args = build_parser().parse_args(["--model-dir", "m"])
+    assert (args.watch, args.poll, args.keep_warm) == (0.1, 2.0, 2)
+    for flag, value, kind in (("--keep-warm", "-1", "whole number"), ("--watch", "abc", "number"),
+                              ("--poll", "-0.5", "number")):
+        with pytest.raises(SystemExit) as e:
+            build_parser().parse_args(["--model-dir", "m", flag, value])
+        assert e.value.code == 2
+        assert f"argument {flag}: expected a {kind} >= 0, found '{value}'" in capsys.readouterr().err
