@@ -102,9 +102,12 @@ def test_a_label_waits_for_its_version_while_others_move_at_once(base):
         while not any("production 2 -> 1" in m for m in logs):
             assert not task.done(), logs
             await asyncio.sleep(0.001)
-        assert await _predict(mgr, "production") == 2.0  # switched before 4 finished loading
-        assert await _predict(mgr, "staging") == 2.0  # still on 1 meanwhile, never unanswered
+        # switched before 4 finished loading; staging still on 1 meanwhile, never unanswered
+        assert not task.done() and "version 4 loaded" not in " ".join(logs)
+        assert mgr.resolve("m", label="production")[0].version == 1
+        assert mgr.resolve("m", label="staging")[0].version == 1
         await task
+        assert await _predict(mgr, "production") == 2.0
         assert await _predict(mgr, "staging") == 8.0
         order = [m for m in logs if "production 2 -> 1" in m or "version 4 loaded" in m or "staging 1 -> 4" in m]
         assert order[0].endswith("production 2 -> 1") and "version 4 loaded" in order[1], logs
