@@ -22,7 +22,7 @@ import os
 from dataclasses import dataclass, field
 
 __all__ = ["FeatureSpec", "ModelInfo", "RequestError", "SpecError", "read_model_info", "to_examples",
-           "from_examples", "json_safe"]
+           "from_examples", "json_safe", "warm_up_example"]
 
 FLOAT, INT, BYTES = "float", "int64", "string"
 _DTYPE = {1: FLOAT, 9: INT, 7: BYTES}  # tensorflow DataType enum: DT_FLOAT, DT_INT64, DT_STRING
@@ -315,6 +315,25 @@ def from_examples(records: list[bytes], spec: dict[str, FeatureSpec]) -> list[di
             row[name] = vals or None
         rows.append(row)
     return rows
+
+
+def warm_up_example(spec: dict[str, FeatureSpec]) -> bytes:
+    """A serialized tf.Example that ``spec`` parses: every feature present with zeros or
+    empty strings of its fixed length (one value when variable length)."""
+    from tensorflow.core.example import example_pb2
+    ex = example_pb2.Example()
+    for name, fs in spec.items():
+        n = 1
+        for d in fs.shape:
+            n *= d
+        f = ex.features.feature[name]
+        if fs.dtype == FLOAT:
+            f.float_list.value.extend([0.0] * n)
+        elif fs.dtype == INT:
+            f.int64_list.value.extend([0] * n)
+        else:
+            f.bytes_list.value.extend([b""] * n)
+    return ex.SerializeToString()
 
 
 def json_safe(x):

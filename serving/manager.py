@@ -1,4 +1,4 @@
-"""Which versions are served, kept in step with their sources by polling.
+"""Which versions are served, kept in step with their sources.
 
 A *source* says, each time it is asked, which versions of which models should be loaded
 and which labels point where:
@@ -10,12 +10,27 @@ and which labels point where:
 - ``DirSource(name, path, version)``: one SavedModel directory (the InfraValidator's
   candidate).
 
-The manager polls the sources every ``poll_s`` seconds (TF Serving's
-``--model_config_file_poll_wait_seconds``). A new version is loaded on a worker thread
-while the old table keeps serving; then the routing table is swapped in one assignment on
-the event loop; versions no longer wanted are retired (unloaded when their in-flight
-requests finish). A version that fails to load keeps its label on the version it had, and
-the failure shows in the model's status.
+Noticing a change: every ``watch_s`` seconds (0.1) the manager stats what each source
+reads (the ``models.config`` the registry replaces atomically on every change, the base
+directory whose listing changes when a version is pushed) and re-reads the sources only
+when one of those changed; every ``poll_s`` seconds it re-reads them anyway (TF Serving's
+``--model_config_file_poll_wait_seconds``), a fallback for changes a stat cannot see.
+
+Switching: versions already loaded are switched to at once: the routing table is replaced
+in one assignment on the event loop, so a promote or rollback between loaded versions is
+a pointer swap. Versions not loaded yet are loaded on a worker thread while the old
+table keeps serving (a label moving to such a version stays where it was until it is
+loaded), then a second table is swapped in. A request keeps the servable it resolved
+until it finishes, whatever is swapped meanwhile.
+
+Warm versions: a version that leaves the config (a production version replaced, a
+rollback's former version) is not unloaded at once: the last ``keep_warm`` (default 2)
+such versions of each model stay loaded but unaddressable, as TF Serving would have
+unloaded them, so promoting or rolling back to them again is a pointer swap too. An older
+one is unloaded when its in-flight requests finish. Every labelled version (production,
+staging, any alias) and the registry's rollback target are in the config, so always
+loaded. A version that fails to load keeps its label on the version it had, and the
+failure shows in the model's status.
 """
 from __future__ import annotations
 
@@ -44,9 +59,21 @@ class Wanted:
     error: str | None = None  # the source could not be read: keep what is served
 
 
+def _stat(path: str):
+    """What changes when ``path`` is replaced, rewritten or (a directory) gains an entry."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
 class ConfigSource:
     def __init__(self, path: str):
         self.path = os.path.abspath(path)
+
+    def watch(self) -> tuple:
+        return (_stat(self.path),)
 
     def wanted(self) -> list[Wanted]:
         out = []
@@ -72,6 +99,9 @@ class BasePathSource:
     def __init__(self, name: str, base_path: str):
         self.name, self.base_path = name, os.path.abspath(base_path)
 
+    def watch(self) -> tuple:
+        return (_stat(os.path.join(self.base_path, CONFIG_FILE)), _stat(self.base_path))
+
     def wanted(self) -> list[Wanted]:
         cfg = os.path.join(self.base_path, CONFIG_FILE)
         if os.path.exists(cfg):
@@ -94,6 +124,9 @@ class DirSource:
     def wanted(self) -> list[Wanted]:
         return [Wanted(self.name, {self.version: self.path})]
 
+    def watch(self) -> tuple:
+        return ()
+
     def names(self) -> list[str]:
         return [self.name]
 
@@ -103,43 +136,69 @@ class _Model:
     versions: dict[int, Servable] = field(default_factory=dict)
     labels: dict[str, int] = field(default_factory=dict)
     errors: dict[int, str] = field(default_factory=dict)  # version -> why it is not served
-    loading: set = field(default_factory=set)
     source_error: str | None = None
 
 
+DEFAULT_KEEP_WARM = 2
+
+
 class ModelManager:
-    def __init__(self, sources: list, executor, poll_s: float = 0.5, default_label: str | None = DEFAULT_LABEL,
-                 servable_opts: dict | None = None, log=None):
+    def __init__(self, sources: list, executor, poll_s: float = 2.0, default_label: str | None = DEFAULT_LABEL,
+                 servable_opts: dict | None = None, log=None, watch_s: float = 0.1,
+                 keep_warm: int = DEFAULT_KEEP_WARM):
         self.sources, self.executor, self.poll_s = sources, executor, float(poll_s)
+        self.watch_s, self.keep_warm = float(watch_s), max(0, int(keep_warm))
         self.default_label = default_label or None
         self.servable_opts = servable_opts or {}
         self.models: dict[str, _Model] = {}
+        self.loading: dict[str, set] = {}  # model -> versions being loaded
+        self.warm: dict[str, dict[int, Servable]] = {}  # model -> versions out of the config, still loaded (oldest first)
         self.retiring: list[Servable] = []
-        self._poller: asyncio.Task | None = None
+        self._tasks: list[asyncio.Task] = []
         self._lock = asyncio.Lock()
+        self._seen: list | None = None
         self.log = log or (lambda msg: print(f"[tfpipe serve] {msg}", file=sys.stderr, flush=True))
         self.swaps = 0
+        self.syncs = 0
 
     # -- keeping in step -------------------------------------------------------------------
     async def start(self) -> None:
         await self.sync()
+        loop = asyncio.get_running_loop()
         if self.poll_s > 0:
-            self._poller = asyncio.get_running_loop().create_task(self._poll())
+            self._tasks.append(loop.create_task(self._every(self.poll_s, self.sync)))
+        if self.watch_s > 0 and any(src.watch() for src in self.sources):
+            self._tasks.append(loop.create_task(self._every(self.watch_s, self._sync_if_changed)))
 
-    async def _poll(self):
+    async def _every(self, seconds: float, fn):
         while True:
-            await asyncio.sleep(self.poll_s)
+            await asyncio.sleep(seconds)
             try:
-                await self.sync()
+                await fn()
             except Exception as e:  # noqa: BLE001 - a poll must never stop the server
                 self.log(f"poll failed: {type(e).__name__}: {e}")
 
+    def _watched(self) -> list:
+        return [src.watch() for src in self.sources]
+
+    async def _sync_if_changed(self) -> None:
+        if self._watched() != self._seen and not self._lock.locked():
+            await self.sync()
+
     async def sync(self) -> None:
+        """Read every source and apply what it wants."""
         loop = asyncio.get_running_loop()
         async with self._lock:
+            seen = self._watched()  # before reading: a change during the read is seen next time
             for src in self.sources:
                 for w in await loop.run_in_executor(self.executor, src.wanted):
                     await self._apply(w)
+            self._seen = seen
+            self.syncs += 1
+
+    def _reusable(self, name: str, cur: _Model, v: int, path: str) -> Servable | None:
+        s = cur.versions.get(v) or self.warm.get(name, {}).get(v)
+        return s if s is not None and os.path.abspath(s.path) == os.path.abspath(path) else None
 
     async def _apply(self, w: Wanted) -> None:
         loop = asyncio.get_running_loop()
@@ -147,46 +206,68 @@ class ModelManager:
         if w.error:
             if cur.source_error != w.error:
                 self.log(f"model {w.name}: {w.error}; still serving versions {sorted(cur.versions)}")
-            self.models[w.name] = _Model(cur.versions, cur.labels, cur.errors, set(), w.error)
+            self.models[w.name] = _Model(cur.versions, cur.labels, cur.errors, w.error)
             return
         if set(w.versions) == set(cur.versions) | set(cur.errors) and w.labels == cur.labels and not cur.source_error and all(
                 v in cur.errors or cur.versions[v].path == os.path.abspath(p) for v, p in w.versions.items()):
             return
-        versions = {v: s for v, s in cur.versions.items() if v in w.versions}
-        errors = {v: e for v, e in cur.errors.items() if v in w.versions and v not in versions}
-        for v, path in sorted(w.versions.items()):
-            if v in versions or v in errors:
-                continue
-            cur.loading.add(v)
-            self.models[w.name] = cur
-            s = Servable(w.name, v, path, self.executor, **self.servable_opts)
-            try:
-                await loop.run_in_executor(self.executor, s.load)
-                versions[v] = s
-                self.log(f"model {w.name} version {v} loaded in {s.load_s:.2f}s from {path}")
-            except LoadError as e:
-                errors[v] = str(e)
-                self.log(str(e))
-            finally:
-                cur.loading.discard(v)
-        labels = {}
-        for label, v in w.labels.items():
+        ready = {v: s for v, p in w.versions.items() if (s := self._reusable(w.name, cur, v, p)) is not None}
+        errors = {v: e for v, e in cur.errors.items() if v in w.versions and v not in ready}
+        missing = {v: p for v, p in sorted(w.versions.items()) if v not in ready and v not in errors}
+        if missing:
+            # first what needs no loading: labels moving between loaded versions move now;
+            # one moving to a version still to load stays on its old version meanwhile
+            self._swap(w.name, cur, ready, errors, w.labels)
+            cur = self.models[w.name]
+            loading = self.loading.setdefault(w.name, set())
+            for v, path in missing.items():
+                loading.add(v)
+                s = Servable(w.name, v, path, self.executor, **self.servable_opts)
+                try:
+                    await loop.run_in_executor(self.executor, s.load)
+                    ready[v] = s
+                    self.log(f"model {w.name} version {v} loaded in {s.load_s:.2f}s from {path}")
+                except LoadError as e:
+                    errors[v] = str(e)
+                    self.log(str(e))
+                finally:
+                    loading.discard(v)
+        self._swap(w.name, cur, ready, errors, w.labels)
+
+    def _swap(self, name: str, cur: _Model, ready: dict, errors: dict, wanted_labels: dict) -> None:
+        """Serve ``ready`` with the labels wanted, a label whose version is not ready staying
+        on the version it had; versions no longer served go warm."""
+        versions, labels = dict(ready), {}
+        for label, v in wanted_labels.items():
             if v in versions:
                 labels[label] = v
-            elif label in cur.labels and cur.labels[label] in versions:
-                labels[label] = cur.labels[label]  # the new target failed to load: keep the old one
-        new = _Model(versions, labels, errors)
-        self.models[w.name] = new  # the switch: one assignment on the event loop
+            elif label in cur.labels:  # not loaded (yet, or it failed): keep the old one serving
+                old = cur.labels[label]
+                labels[label] = old
+                versions[old] = cur.versions[old]
+        new = _Model(versions, labels, dict(errors))
+        self.models[name] = new  # the switch: one assignment on the event loop
         self.swaps += 1
         moved = {k: (cur.labels.get(k), labels.get(k)) for k in set(labels) | set(cur.labels)
                  if cur.labels.get(k) != labels.get(k)}
         if moved:
-            self.log(f"model {w.name}: " + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in sorted(moved.items(),
-                                                                                                key=str)))
+            self.log(f"model {name}: " + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in sorted(moved.items(),
+                                                                                             key=str)))
+        warm = self.warm.setdefault(name, {})
+        for v in list(warm):
+            if versions.get(v) is warm[v]:
+                del warm[v]  # served again
         for v, s in cur.versions.items():
             if versions.get(v) is not s:
-                self.retiring.append(s)
-                loop.create_task(self._retire(s))
+                warm.pop(v, None)
+                warm[v] = s  # newest last
+        while len(warm) > self.keep_warm:
+            v = next(iter(warm))
+            self._retire_soon(warm.pop(v))
+
+    def _retire_soon(self, s: Servable) -> None:
+        self.retiring.append(s)
+        asyncio.get_running_loop().create_task(self._retire(s))
 
     async def _retire(self, s: Servable) -> None:
         await s.retire()
@@ -195,10 +276,10 @@ class ModelManager:
         self.log(f"model {s.name} version {s.version} unloaded")
 
     async def close(self) -> None:
-        if self._poller is not None:
-            self._poller.cancel()
-        for m in self.models.values():
-            for s in m.versions.values():
+        for t in self._tasks:
+            t.cancel()
+        for name, m in self.models.items():
+            for s in [*m.versions.values(), *self.warm.get(name, {}).values()]:
                 await s.retire(grace_s=30)
 
     # -- answering ---------------------------------------------------------------------------
@@ -241,13 +322,13 @@ class ModelManager:
             s, _ = self.resolve(name, version, label)
             wanted = [s.version]
         else:
-            wanted = sorted(set(m.versions) | set(m.errors) | set(m.loading)
+            wanted = sorted(set(m.versions) | set(m.errors) | self.loading.get(name, set())
                             | {s.version for s in self.retiring if s.name == name})
         out = []
         for v in wanted:
             if v in m.versions:
                 state, code, msg = "AVAILABLE", "OK", ""
-            elif v in m.loading:
+            elif v in self.loading.get(name, ()):
                 state, code, msg = "LOADING", "OK", ""
             elif v in m.errors:
                 state, code, msg = "END", "UNKNOWN", m.errors[v]
@@ -259,7 +340,8 @@ class ModelManager:
     def summary(self) -> dict:
         return {name: {"versions": sorted(m.versions), "labels": dict(sorted(m.labels.items())),
                        "errors": {str(k): v for k, v in m.errors.items()},
-                       "loading": sorted(m.loading), "source_error": m.source_error,
+                       "loading": sorted(self.loading.get(name, ())), "source_error": m.source_error,
+                       "warm": sorted(self.warm.get(name, {})),
                        "load_s": {str(v): s.load_s for v, s in m.versions.items()}}
                 for name, m in sorted(self.models.items())}
 

@@ -29,10 +29,10 @@ Sinks:
 """
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import json
 import os
-import queue
 import random
 import threading
 import time
@@ -47,10 +47,68 @@ class LogError(ValueError):
     """A request-log sink that cannot be used or read."""
 
 
-def _features_type(spec: dict):
+def _arrow_type(dtype: str):
     import pyarrow as pa
-    t = {"float": pa.float64(), "int64": pa.int64(), "string": pa.string()}
-    return pa.struct([pa.field(n, pa.list_(t.get(fs.dtype, pa.string()))) for n, fs in spec.items()])
+    return {"float": pa.float64(), "int64": pa.int64(), "string": pa.string()}.get(dtype, pa.string())
+
+
+def _schema(spec: dict):
+    import pyarrow as pa
+    features = pa.struct([pa.field(n, pa.list_(_arrow_type(fs.dtype))) for n, fs in spec.items()])
+    return pa.schema([("time", pa.timestamp("us", tz="UTC")), ("request_id", pa.string()), ("model", pa.string()),
+                      ("version", pa.int64()), ("label", pa.string()), ("signature", pa.string()),
+                      ("features", features), ("response", pa.string())])
+
+
+def _as_text(values):
+    return [v.decode("utf-8", errors="replace") if isinstance(v, bytes) else v for v in values]
+
+
+def _feature_column(values: list, dtype: str):
+    """One feature's list column from each row's checked values (a list, or None)."""
+    import pyarrow as pa
+    t = pa.list_(_arrow_type(dtype))
+    try:
+        return pa.array(values, type=t)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError):
+        # a {"b64"} value of a string feature that is not UTF-8: kept, with U+FFFD for bad bytes
+        return pa.array([None if v is None else _as_text(v) for v in values], type=t)
+
+
+def to_table(entries: list, spec: dict):
+    """One Arrow table (the log's schema) from queued requests of one model and feature spec.
+    Runs on the writer thread: the request path only queued references (see ``offer``)."""
+    import pyarrow as pa
+
+    from .features import from_examples
+    schema = _schema(spec)
+    times, ids, models, versions, labels, sigs, responses = [], [], [], [], [], [], []
+    columns: dict[str, list] = {n: [] for n in spec}
+    for when, model, version, label, sig, _, rows, records, outputs in entries:
+        n = len(outputs)
+        if any(r is None for r in rows):  # {"b64"} requests: read their features back
+            it = iter(from_examples([rec for rec, r in zip(records, rows) if r is None], spec))
+            rows = [r if r is not None else next(it) for r in rows]
+        times.extend([int(when * 1_000_000)] * n)
+        ids.extend([uuid.uuid4().hex] * n)
+        models.extend([model] * n)
+        versions.extend([version] * n)
+        labels.extend([label] * n)
+        sigs.extend([sig] * n)
+        responses.extend(json.dumps(o) for o in outputs)
+        for name, col in columns.items():
+            col.extend(r.get(name) for r in rows[:n])
+    features = pa.StructArray.from_arrays([_feature_column(columns[n], fs.dtype) for n, fs in spec.items()],
+                                          fields=list(schema.field("features").type))
+    arrays = [pa.array(times, pa.int64()).cast(schema.field("time").type), pa.array(ids, pa.string()),
+              pa.array(models, pa.string()), pa.array(versions, pa.int64()), pa.array(labels, pa.string()),
+              pa.array(sigs, pa.string()), features, pa.array(responses, pa.string())]
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _day(table) -> str:
+    import pyarrow.compute as pc
+    return pc.min(table["time"]).as_py().strftime("%Y-%m-%d")
 
 
 class ParquetSink:
@@ -64,32 +122,21 @@ class ParquetSink:
     def __str__(self):
         return self.root
 
-    def write(self, rows: list[dict]) -> int:
-        """One file per (day, model, feature spec) of ``rows``; the number of rows written."""
-        import pyarrow as pa
+    def write(self, table) -> int:
+        """``table`` (rows of one day) as a new file of its day's partition; the rows written.
+        pyarrow encodes and compresses without holding the GIL."""
         import pyarrow.parquet as pq
-        groups: dict = {}
-        for r in rows:
-            key = (r["time"].strftime("%Y-%m-%d"), r["model"], r["_spec_key"])
-            groups.setdefault(key, []).append(r)
-        n = 0
-        for (day, _, _), rs in groups.items():
-            spec = rs[0]["_spec"]
-            schema = pa.schema([("time", pa.timestamp("us", tz="UTC")), ("request_id", pa.string()),
-                                ("model", pa.string()), ("version", pa.int64()), ("label", pa.string()),
-                                ("signature", pa.string()), ("features", _features_type(spec)),
-                                ("response", pa.string())])
-            cols = {k: [r[k] for r in rs] for k in ("time", "request_id", "model", "version", "label", "signature",
-                                                   "features", "response")}
-            table = pa.table(cols, schema=schema)
-            d = os.path.join(self.root, f"{DAY_PREFIX}{day}")
-            os.makedirs(d, exist_ok=True)
-            name = f"part-{time.time_ns()}-{uuid.uuid4().hex[:8]}.parquet"
-            tmp = os.path.join(d, f".{name}.tmp")
+        d = os.path.join(self.root, f"{DAY_PREFIX}{_day(table)}")
+        os.makedirs(d, exist_ok=True)
+        name = f"part-{time.time_ns()}-{uuid.uuid4().hex[:8]}.parquet"
+        tmp = os.path.join(d, f".{name}.tmp")
+        try:
             pq.write_table(table, tmp)
             os.replace(tmp, os.path.join(d, name))
-            n += len(rs)
-        return n
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        return table.num_rows
 
 
 class BigQuerySink:
@@ -111,14 +158,14 @@ class BigQuerySink:
                 "version": r["version"], "label": r["label"], "signature": r["signature"],
                 "features": {k: v for k, v in r["features"].items() if v is not None}, "response": r["response"]}
 
-    def write(self, rows: list[dict]) -> int:
+    def write(self, table) -> int:
         if self._client is None:
             from google.cloud import bigquery
             self._client = bigquery.Client(project=self.table.split(".")[0])
-        errors = self._client.insert_rows_json(self.table, [self.to_json_row(r) for r in rows])
+        errors = self._client.insert_rows_json(self.table, [self.to_json_row(r) for r in table.to_pylist()])
         if errors:
             raise LogError(f"BigQuery {self.table} refused {len(errors)} row(s): {str(errors[0])[:300]}")
-        return len(rows)
+        return table.num_rows
 
 
 def open_sink(uri: str):
@@ -126,18 +173,29 @@ def open_sink(uri: str):
 
 
 class RequestLog:
-    """The bounded queue between the request path and a sink's writer thread."""
+    """The bounded queue between the request path and a sink's writer thread.
+
+    ``offer`` (on the event loop) appends one tuple of references to a deque: no lock, no
+    thread woken per request, no copy or conversion. The writer thread wakes every
+    ``flush_s`` seconds, or as soon as ``flush_rows`` rows are queued, takes everything
+    queued, and turns it into one Arrow table per (day, model, feature spec) and one
+    file each. At most ``max_queue`` rows wait; beyond that a request's rows are dropped
+    and counted, never waited for."""
 
     def __init__(self, sink, sample_rate: float = 1.0, max_queue: int = 10000, flush_rows: int = 2000,
                  flush_s: float = 1.0, seed: int | None = None):
         if not 0.0 <= float(sample_rate) <= 1.0:
             raise LogError(f"--sample-rate {sample_rate}: expected a number from 0 to 1")
         self.sink, self.sample_rate = sink, float(sample_rate)
-        self.flush_rows, self.flush_s = int(flush_rows), float(flush_s)
-        self._q: queue.Queue = queue.Queue(maxsize=int(max_queue))
+        self.max_queue, self.flush_rows, self.flush_s = int(max_queue), int(flush_rows), float(flush_s)
+        self._q: collections.deque = collections.deque()  # append/popleft are atomic: no lock needed
         self._rng = random.Random(seed)
-        self.offered = self.written = self.dropped = self.errors = 0
+        # offered/dropped/_accepted are written only by the request path, taken/written/errors
+        # only by the writer: each counter has one writer thread
+        self.offered = self.dropped = self._accepted = 0
+        self._taken = self.written = self.errors = self.failed = 0
         self.last_error: str | None = None
+        self._kick = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tfpipe-request-log", daemon=True)
         self._thread.start()
@@ -147,64 +205,66 @@ class RequestLog:
 
     def offer(self, *, model: str, version: int, label: str | None, signature: str, spec: dict,
               rows: list, records: list[bytes], outputs: list, when: float | None = None) -> bool:
-        """Queue one request's rows without waiting; False (and counted) when dropped."""
-        entry = (when or time.time(), uuid.uuid4().hex, model, int(version), label, signature, spec, rows, records,
-                 outputs)
-        self.offered += len(outputs)
-        try:
-            self._q.put_nowait(entry)
-            return True
-        except queue.Full:
-            self.dropped += len(outputs)
+        """Queue one request's rows without waiting; False (and counted) when dropped.
+        ``rows``, ``records`` and ``outputs`` are kept by reference: the caller must not
+        change them afterwards."""
+        n = len(outputs)
+        self.offered += n
+        queued = self._accepted - self._taken
+        if queued + n > self.max_queue and queued > 0:
+            self.dropped += n
             return False
+        self._q.append((when or time.time(), model, int(version), label, signature, spec, rows, records, outputs))
+        self._accepted += n
+        if queued + n >= self.flush_rows and not self._kick.is_set():
+            self._kick.set()
+        return True
 
-    def _rows(self, entry) -> list[dict]:
-        from .features import from_examples
-        when, rid, model, version, label, sig, spec, rows, records, outputs = entry
-        t = dt.datetime.fromtimestamp(when, tz=dt.timezone.utc)
-        if any(r is None for r in rows):  # {"b64"} requests: read their features back
-            decoded = from_examples([rec for rec, r in zip(records, rows) if r is None], spec)
-            it = iter(decoded)
-            rows = [r if r is not None else next(it) for r in rows]
-        key = tuple((n, fs.dtype) for n, fs in spec.items())
-        return [{"time": t, "request_id": rid, "model": model, "version": version, "label": label,
-                 "signature": sig, "features": {n: (list(v) if v is not None else None) for n, v in row.items()},
-                 "response": json.dumps(out), "_spec": spec, "_spec_key": key}
-                for row, out in zip(rows, outputs)]
-
-    def _run(self):
-        buf: list[dict] = []
-        first = None
+    def _take(self) -> list:
+        out = []
         while True:
             try:
-                entry = self._q.get(timeout=0.1)
-                buf.extend(self._rows(entry))
-                first = first or time.monotonic()
-            except queue.Empty:
-                pass
-            except Exception as e:  # noqa: BLE001 - a row that cannot be converted is counted, not fatal
+                e = self._q.popleft()
+            except IndexError:
+                return out
+            out.append(e)
+            self._taken += len(e[8])
+
+    def _write(self, entries: list) -> None:
+        groups: dict = {}
+        for e in entries:
+            day = dt.datetime.fromtimestamp(e[0], tz=dt.timezone.utc).date()
+            spec = e[5]
+            groups.setdefault((day, e[1], tuple((n, fs.dtype) for n, fs in spec.items())), []).append(e)
+        for group in groups.values():
+            n = sum(len(e[8]) for e in group)
+            try:
+                self.written += self.sink.write(to_table(group, group[0][5]))
+            except Exception as e:  # noqa: BLE001 - counted and reported; the server keeps serving
                 self.errors += 1
+                self.failed += n
                 self.last_error = f"{type(e).__name__}: {e}"
-            stopping = self._stop.is_set() and self._q.empty()
-            if buf and (len(buf) >= self.flush_rows or stopping or time.monotonic() - first >= self.flush_s):
-                try:
-                    self.written += self.sink.write(buf)
-                except Exception as e:  # noqa: BLE001 - counted and reported; the server keeps serving
-                    self.errors += 1
-                    self.dropped += len(buf)
-                    self.last_error = f"{type(e).__name__}: {e}"
-                buf, first = [], None
-            if stopping:
+
+    def _run(self):
+        while True:
+            self._kick.wait(self.flush_s)
+            self._kick.clear()
+            stopping = self._stop.is_set()
+            entries = self._take()
+            if entries:
+                self._write(entries)
+            if stopping and not self._q:
                 return
 
     def stats(self) -> dict:
         return {"sink": str(self.sink), "sample_rate": self.sample_rate, "offered": self.offered,
-                "written": self.written, "dropped": self.dropped, "queued": self._q.qsize(), "errors": self.errors,
-                "last_error": self.last_error}
+                "written": self.written, "dropped": self.dropped + self.failed,
+                "queued": self._accepted - self._taken, "errors": self.errors, "last_error": self.last_error}
 
     def close(self, timeout_s: float = 60.0) -> dict:
         """Write what is queued, stop the writer; the final counters."""
         self._stop.set()
+        self._kick.set()
         self._thread.join(timeout_s)
         return self.stats()
 

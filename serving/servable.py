@@ -162,8 +162,20 @@ class Servable:
         except Exception as e:  # noqa: BLE001 - reported as the version's status
             msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
             raise LoadError(f"model {self.name} version {self.version}: cannot load {self.path}: {msg}") from None
+        self._warm_up()
         self.load_s = time.monotonic() - t0
         return self
+
+    def _warm_up(self) -> None:
+        """One call of each example-parsing signature on a made-up example (zeros, empty
+        strings), so the first request after a switch does not pay TensorFlow's first-call
+        cost (as TF Serving's warm-up records do). A signature that refuses it is left cold."""
+        from .features import warm_up_example
+        for sig, spec in self.info.parse_specs.items():
+            try:
+                _outputs(self.loaded.signatures[sig], self.info.input_name(sig), [warm_up_example(spec)])
+            except Exception:  # noqa: BLE001 - warming is best effort; requests report real errors
+                pass
 
     def signature(self, name: str):
         return self.loaded.signatures[name]

@@ -57,7 +57,8 @@ def _write_ready(path: str, info: dict) -> None:
 
 
 def serve(sources: list, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT, ready_file: str | None = None,
-          poll_s: float = 0.5, request_log=None, max_batch_size: int = 64, batch_timeout_ms: float = 0.0,
+          poll_s: float = 2.0, watch_s: float = 0.1, keep_warm: int = 2, request_log=None,
+          max_batch_size: int = 64, batch_timeout_ms: float = 0.0,
           batch_threads: int = 1, default_label: str | None = "production", graceful_s: float = 30.0,
           log=None) -> int:
     """Run the server until SIGTERM/SIGINT; the exit status."""
@@ -68,7 +69,8 @@ def serve(sources: list, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT, r
 
     say = log or (lambda msg: print(f"[tfpipe serve] {msg}", file=sys.stderr, flush=True))
     executor = ThreadPoolExecutor(max_workers=max(2, batch_threads + 1), thread_name_prefix="tfpipe-serve")
-    manager = ModelManager(sources, executor, poll_s=poll_s, default_label=default_label, log=say,
+    manager = ModelManager(sources, executor, poll_s=poll_s, watch_s=watch_s, keep_warm=keep_warm,
+                           default_label=default_label, log=say,
                            servable_opts={"max_batch_size": max_batch_size,
                                           "batch_timeout_s": batch_timeout_ms / 1000.0,
                                           "batch_threads": batch_threads})

@@ -66,11 +66,11 @@ class _BlockedSink:
     def __init__(self):
         self.release, self.entered, self.rows = threading.Event(), threading.Event(), 0
 
-    def write(self, rows):
+    def write(self, table):
         self.entered.set()
         self.release.wait(30)
-        self.rows += len(rows)
-        return len(rows)
+        self.rows += table.num_rows
+        return table.num_rows
 
 
 def test_request_log_never_blocks_and_counts_drops():
@@ -112,3 +112,56 @@ def test_parquet_sink_partitions_by_day_and_reads_windows(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(LogError, match="not a directory"):
         ParquetSink(str(tmp_path / "file"))
+
+
+def test_request_log_converts_in_batches_off_the_request_path(tmp_path):
+    """The request path only queues references; the writer turns everything queued into one
+    file per day and model (not one per request), reads {"b64"} examples back, keeps a
+    string feature's bytes that are not UTF-8 (replaced characters) and counts rows a
+    failing sink could not take."""
+    import pyarrow.parquet as pq
+    log = RequestLog(ParquetSink(str(tmp_path / "log")), flush_rows=10_000, flush_s=60.0)
+    rows = [{"island": [b"Dream"], "mass": [4000], "bill": [39.5]}]
+    kept = []
+    for i in range(200):
+        out = [[i / 200, 1 - i / 200]]
+        kept.append(out)
+        assert log.offer(model="m", version=2, label="production", signature="serving_default", spec=SPEC,
+                         rows=rows, records=[b""], outputs=out)
+    assert log.stats()["queued"] == 200 and log.written == 0  # nothing converted on the request path
+    recs = to_examples([{"island": "Biscoe", "mass": 3000, "bill": 40.0}], SPEC, "instances")
+    log.offer(model="m", version=2, label=None, signature="serving_default", spec=SPEC, rows=[None], records=recs,
+              outputs=[[0.25, 0.75]])
+    log.offer(model="m", version=2, label=None, signature="serving_default", spec=SPEC,
+              rows=[{"island": [b"\xff\xfeok"], "mass": None, "bill": [1.0]}], records=[b""], outputs=[[1.0, 0.0]])
+    st = log.close()
+    assert st["written"] == 202 and st["dropped"] == 0 and st["errors"] == 0
+    [day] = os.listdir(tmp_path / "log")
+    files = os.listdir(tmp_path / "log" / day)
+    assert len(files) == 1, files  # one batch, one file
+    t = pq.read_table(str(tmp_path / "log" / day / files[0])).to_pylist()
+    assert [r["response"] for r in t[:200]] == [f"[{o[0][0]}, {o[0][1]}]" for o in kept]
+    assert len({r["request_id"] for r in t}) == 202 and {r["version"] for r in t} == {2}
+    assert t[200]["features"] == {"island": ["Biscoe"], "mass": [3000], "bill": [40.0]} and t[200]["label"] is None
+    assert t[201]["features"]["island"] == ["\ufffd\ufffdok"] and t[201]["features"]["mass"] is None
+
+    class Broken:
+        def write(self, table):
+            raise OSError("disk full")
+
+    log = RequestLog(Broken(), flush_s=0.01)
+    log.offer(model="m", version=1, label=None, signature="s", spec=SPEC, rows=rows, records=[b""], outputs=[[1]])
+    st = log.close()
+    assert st["written"] == 0 and st["dropped"] == 1 and st["errors"] == 1 and "disk full" in st["last_error"]
+
+
+def test_server_flags_refuse_negative_intervals(capsys):
+    from tfpipe.serving.server import build_parser
+    args = build_parser().parse_args(["--model-dir", "m"])
+    assert (args.watch, args.poll, args.keep_warm) == (0.1, 2.0, 2)
+    for flag, value, kind in (("--keep-warm", "-1", "whole number"), ("--watch", "abc", "number"),
+                              ("--poll", "-0.5", "number")):
+        with pytest.raises(SystemExit) as e:
+            build_parser().parse_args(["--model-dir", "m", flag, value])
+        assert e.value.code == 2
+        assert f"argument {flag}: expected a {kind} >= 0, found '{value}'" in capsys.readouterr().err

@@ -15,6 +15,7 @@ import time
 import pytest
 
 from tests.conftest import REPO, tfpipe
+from tests.tracking.conftest import own_registry
 from tfpipe.metadata import MetadataStore
 from tfpipe.serving.client import ServerProcess
 from tfpipe.tracking.registry import Registry
@@ -44,6 +45,13 @@ def _rows(shift: bool = False) -> list[dict]:
             row["body_mass_g"] = int(row["body_mass_g"] * 1.6) if row["body_mass_g"] else None
         out.append(row)
     return out
+
+
+@pytest.fixture(scope="module")
+def penguin(penguin, tmp_path_factory):
+    """This module's own registry (promotions, aliases, models.config): the session's is
+    shared with test_registry.py, which expects versions nobody promoted yet."""
+    return own_registry(penguin, tmp_path_factory.mktemp("serving_registry"))
 
 
 def _ensure(md, alias, version):
