@@ -40,7 +40,7 @@ import os
 import sys
 
 from tfpipe.launcher import NodeFailed, NodeResult, run_node
-from tfpipe.metadata import MetadataStore
+from tfpipe.metadata import MetadataError, MetadataStore
 from tfpipe.parameters import ParameterError, apply_parameters
 from tfpipe.runner import RunRecord
 
@@ -165,6 +165,9 @@ def main(argv=None) -> int:
                      verbose=not a.quiet)
     except (NodeFailed, ParameterError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except MetadataError as e:  # the store is gone: one line; what was left RUNNING is recovered later
+        print(f"{a.node}: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as e:  # SIGTERM/SIGINT: the node is recorded FAILED ("interrupted")
         print(f"{a.node}: {str(e) or 'interrupted'}", file=sys.stderr, flush=True)

@@ -21,6 +21,7 @@ import threading
 import time
 
 from tfpipe.launcher import NodeFailed, NodeResult, run_node
+from tfpipe.metadata import MetadataError
 from tfpipe.runner import Runner, RunRecord, RunResult
 from tfpipe.state import SUCCEEDED, State
 
@@ -105,8 +106,9 @@ class LocalRunner(Runner):
                 if not running:
                     break  # a failure left the rest waiting: they will not start
                 self._collect(*finished.get(), record, running, done, result, order, tag)
-        except BaseException:
-            self._end_running(record, running, finished)
+        except BaseException as e:
+            # a lost store: end the tasks, but there is nothing to wait on (recovered later)
+            self._end_running(record, running, finished, wait_for_records=not isinstance(e, MetadataError))
             raise
         finally:
             os.unlink(ir_path)
@@ -155,7 +157,8 @@ class LocalRunner(Runner):
             return NodeResult(nid, e.id, state, float(props.get("duration_s") or 0.0), outs, props.get("cached_from"))
         return NodeFailed(nid, props.get("error") or f"execution {e.id} is {state} (task exit {rc})", e.id)
 
-    def _end_running(self, record: RunRecord, running: dict, finished: queue.Queue) -> None:
+    def _end_running(self, record: RunRecord, running: dict, finished: queue.Queue,
+                     wait_for_records: bool = True) -> None:
         """An interrupt: end every running node's task (its process records FAILED,
         'interrupted') and wait until they have gone, so the record is complete."""
         for handles in running.values():
@@ -174,6 +177,8 @@ class LocalRunner(Runner):
                 running.pop(nid, None)
             except queue.Empty:
                 pass
+        if not wait_for_records:
+            return
         # the host ends a child with SIGTERM and waits for it: give the records a moment
         ctx = record.context(create=False)
         while time.monotonic() < deadline and any(
