@@ -14,7 +14,8 @@ machine, without Java:
 - the pool starts each SDK worker as a process of its own
   (``python -m tfpipe.orchestrators.beam.sdk_worker``, the same interpreter, so the
   workers import the same tfpipe, TFDV, TFT and TFMA), and records in ``bundles.log``
-  each bundle a worker processed (``pid worker_id instruction_id``).
+  each bundle a worker processed (``pid worker_id control_endpoint instruction_id``; the
+  control endpoint is the job's own).
 
 Use it from Python::
 
@@ -35,7 +36,7 @@ import tempfile
 import threading
 import time
 
-__all__ = ["ClusterError", "LocalBeamCluster", "pipeline_args", "serve", "bundles_by_worker"]
+__all__ = ["ClusterError", "LocalBeamCluster", "pipeline_args", "serve", "bundles_by_job"]
 
 HOST = "127.0.0.1"
 WORKER_MODULE = "tfpipe.orchestrators.beam.sdk_worker"
@@ -52,17 +53,19 @@ def pipeline_args(*, job_port: int, worker_port: int, workers: int) -> list[str]
             f"--environment_config={HOST}:{worker_port}", f"--sdk_worker_parallelism={workers}"]
 
 
-def bundles_by_worker(log_dir: str) -> dict[int, int]:
-    """{SDK worker process id: number of bundles it processed}, from the pool's ``bundles.log``."""
-    counts: dict[int, int] = {}
+def bundles_by_job(log_dir: str) -> dict[str, dict[int, int]]:
+    """{job (its control endpoint): {SDK worker process id: bundles it processed}}, in the
+    order the jobs started, from the pool's ``bundles.log``."""
+    jobs: dict[str, dict[int, int]] = {}
     path = os.path.join(log_dir, BUNDLES_LOG)
     if not os.path.exists(path):
-        return counts
+        return jobs
     with open(path) as f:
         for line in f:
-            pid = int(line.split()[0])
-            counts[pid] = counts.get(pid, 0) + 1
-    return counts
+            pid, _wid, control, _instruction = line.split()
+            counts = jobs.setdefault(control, {})
+            counts[int(pid)] = counts.get(int(pid), 0) + 1
+    return jobs
 
 
 def _job_types():
@@ -160,14 +163,20 @@ def serve(*, workers: int, log_dir: str, ready_file: str | None = None, job_port
     os.makedirs(log_dir, exist_ok=True)
     job_type, servicer_type = _job_types()
     job_service = servicer_type(beam_job_type=job_type)
-    job_port = job_service.start_grpc_server(job_port)
+    try:
+        job_port = job_service.start_grpc_server(job_port)
+    except RuntimeError as e:  # grpc: the port is taken
+        raise ClusterError(f"job server: cannot listen on {HOST}:{job_port}: {e}") from None
     pool = _pool_servicer(log_dir)
     server = grpc.server(thread_pool_executor.shared_unbounded_instance())
     beam_fn_api_pb2_grpc.add_BeamFnExternalWorkerPoolServicer_to_server(pool, server)
-    bound = server.add_insecure_port(f"{HOST}:{worker_port}")
+    try:
+        bound = server.add_insecure_port(f"{HOST}:{worker_port}")
+    except RuntimeError:
+        bound = 0
     if not bound:
         job_service.stop()
-        raise ClusterError(f"worker pool: cannot listen on {HOST}:{worker_port}")
+        raise ClusterError(f"worker pool: cannot listen on {HOST}:{worker_port} (is the port in use?)")
     server.start()
     info = {"job_port": job_port, "worker_port": bound,
             "pipeline_args": pipeline_args(job_port=job_port, worker_port=bound, workers=workers)}
@@ -204,8 +213,8 @@ class LocalBeamCluster:
     def pipeline_args(self) -> list[str]:
         return list(self.info["pipeline_args"])
 
-    def bundles_by_worker(self) -> dict[int, int]:
-        return bundles_by_worker(self.log_dir)
+    def bundles_by_job(self) -> dict[str, dict[int, int]]:
+        return bundles_by_job(self.log_dir)
 
     def start(self) -> "LocalBeamCluster":
         os.makedirs(self.log_dir, exist_ok=True)

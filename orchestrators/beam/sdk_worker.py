@@ -1,7 +1,8 @@
 """One SDK worker process of the local Beam cluster (``cluster.py``): Beam's SDK harness
 connected to the job's control endpoint, recording each bundle it processes as a line
-``pid worker_id instruction_id`` in the pool's bundles log (what shows which worker
-processes did the work)."""
+``pid worker_id control_endpoint instruction_id`` in the pool's bundles log (what shows
+which worker processes did the work, and for which job: each job has a control endpoint
+of its own)."""
 from __future__ import annotations
 
 import argparse
@@ -25,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     class RecordingHarness(SdkHarness):
         def _request_process_bundle(self, request):
             with open(a.bundles_log, "a") as f:  # one short line, appended: lines never interleave
-                f.write(f"{pid} {a.worker_id} {request.instruction_id}\n")
+                f.write(f"{pid} {a.worker_id} {a.control} {request.instruction_id}\n")
             return super()._request_process_bundle(request)
 
     RecordingHarness(a.control, worker_id=a.worker_id).run()
