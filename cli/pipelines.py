@@ -1,5 +1,6 @@
 """``tfpipe run``, ``compile`` and ``submit``: a pipeline file to a run, an orchestrator's
-format, or a job on Vertex AI / Kubeflow Pipelines. Orchestrators are imported only when
+format, or a job on Vertex AI / Kubeflow Pipelines; ``beam-cluster``: a local Beam cluster
+for the pipeline's ``beam_pipeline_args``. Orchestrators are imported only when
 their target is asked for."""
 from __future__ import annotations
 
@@ -224,6 +225,25 @@ def cmd_submit(args) -> int:
     return EXIT_OK
 
 
+def cmd_beam_cluster(args) -> int:
+    """Serve a local Beam cluster (a job server and an external pool of SDK worker
+    processes, on loopback) until interrupted; print the beam_pipeline_args that use it."""
+    import tempfile
+
+    from tfpipe.orchestrators.beam.cluster import serve
+    log_dir = args.log_dir or tempfile.mkdtemp(prefix="tfpipe-beam-cluster-")
+
+    def announce(info: dict) -> None:
+        print(f"beam_pipeline_args = {json.dumps(info['pipeline_args'])}", flush=True)
+        print(f"tfpipe beam-cluster: job server on 127.0.0.1:{info['job_port']}, worker pool on "
+              f"127.0.0.1:{info['worker_port']} ({args.workers} SDK worker processes per job; logs in {log_dir}); "
+              f"Ctrl-C stops it", file=sys.stderr, flush=True)
+
+    serve(workers=args.workers, log_dir=log_dir, job_port=args.job_port, worker_port=args.worker_port,
+          announce=announce)
+    return EXIT_OK
+
+
 def _add_param_arg(p: argparse.ArgumentParser, sweep: bool) -> None:
     p.add_argument("-P", "--param", action="append", metavar="NAME=VALUE",
                    help="a create_pipeline() keyword (train_steps=1000) or a node parameter "
@@ -294,3 +314,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("-o", "--output", help="also keep the compiled KFP spec here")
     s.add_argument("--dry-run", action="store_true", help="validate and print the job as JSON; no network")
     s.set_defaults(fn=cmd_submit)
+
+    b = sub.add_parser("beam-cluster", help="serve a local Beam cluster (job server and an external pool of SDK "
+                                            "worker processes, on loopback) for the pipeline's beam_pipeline_args")
+    b.add_argument("--workers", type=_positive, default=2, metavar="N", help="SDK worker processes per job (default 2)")
+    b.add_argument("--job-port", type=int, default=0, metavar="PORT", help="default: a free port")
+    b.add_argument("--worker-port", type=int, default=0, metavar="PORT", help="default: a free port")
+    b.add_argument("--log-dir", help="the workers' logs and bundles.log (default: a new temporary directory)")
+    b.set_defaults(fn=cmd_beam_cluster)

@@ -34,7 +34,30 @@ from . import _eval_config as ec
 from ._autograph import libraries_not_autographed
 from .model_export import signature_defs
 
-__all__ = ["Evaluator", "EvalConfigError", "load_metrics"]
+__all__ = ["Evaluator", "EvalConfigError", "EvaluationError", "evaluation_graph", "load_metrics"]
+
+
+class EvaluationError(RuntimeError):
+    pass
+
+
+def evaluation_graph(p, *, data_location: str, eval_config, output_path: str, model_dir: str,
+                     baseline_dir: str | None = None) -> None:
+    """Add the evaluation to Beam pipeline ``p``: tf.Examples from ``data_location`` (TFRecord
+    files) as Arrow record batches into TFMA's ``ExtractEvaluateAndWriteResults``, which
+    writes metrics, plots and the validation result under ``output_path``. What
+    ``tfma.run_model_analysis`` builds, on the pipeline's own runner."""
+    import tensorflow_model_analysis as tfma
+    from tfx_bsl.public.tfxio import TFExampleRecord
+    models = [tfma.default_eval_shared_model(model_dir, eval_config=eval_config, model_name="candidate")]
+    if baseline_dir is not None:
+        models.append(tfma.default_eval_shared_model(baseline_dir, eval_config=eval_config, model_name="baseline"))
+    tfxio = TFExampleRecord(file_pattern=data_location, raw_record_column_name=tfma.ARROW_INPUT_COLUMN,
+                            telemetry_descriptors=["tfpipe"])
+    (p | "ReadExamples" >> tfxio.BeamSource()
+       | "ExtractEvaluateAndWriteResults" >> tfma.ExtractEvaluateAndWriteResults(
+           eval_config=eval_config, eval_shared_model=models if len(models) > 1 else models[0],
+           output_path=output_path))
 
 EvalConfigError = ec.EvalConfigError
 
@@ -172,7 +195,6 @@ def Evaluator(examples: Input[Examples], model: Input[Model], evaluation: Output
 
     import tensorflow as tf
     import tensorflow_model_analysis as tfma
-    from apache_beam.options.pipeline_options import PipelineOptions
 
     from .examples_io import serialized_examples
     data = os.path.join(ctx.tmp_dir, "eval_data.tfrecord")
@@ -183,19 +205,20 @@ def Evaluator(examples: Input[Examples], model: Input[Model], evaluation: Output
                 w.write(rec)
                 n += 1
     ctx.log(f"evaluating on {n:,} examples of {list(example_splits)}")
-    models = [tfma.default_eval_shared_model(model.saved_model_dir(), eval_config=proto, model_name="candidate")]
-    if has_baseline:
-        models.append(tfma.default_eval_shared_model(baseline_model.saved_model_dir(), eval_config=proto,
-                                                     model_name="baseline"))
     os.makedirs(evaluation.uri, exist_ok=True)
-    with libraries_not_autographed():  # a model calling tf_keras / TFT code is traced without converting them
-        tfma.run_model_analysis(eval_shared_model=models if has_baseline else models[0], eval_config=proto,
-                                data_location=data, file_format="tfrecords", output_path=evaluation.uri,
-                                pipeline_options=PipelineOptions(ctx.beam_pipeline_args))
+    with libraries_not_autographed(), ctx.beam_pipeline() as p:  # tf_keras / TFT code traced unconverted
+        evaluation_graph(p, data_location=data, eval_config=proto, output_path=evaluation.uri,
+                         model_dir=model.saved_model_dir(),
+                         baseline_dir=baseline_model.saved_model_dir() if has_baseline else None)
     validation = tfma.load_validation_result(evaluation.uri)
     reasons = _reasons(validation)
     blessed = bool(validation.validation_ok) and not reasons
     table = _metrics_table(evaluation.uri)
+    overall = next((r for r in table if r["slice"] == "Overall"), {})
+    counted = overall.get("candidate", {}).get("example_count")
+    if counted is not None and int(counted) != n:  # every example must be evaluated (as StatisticsGen checks)
+        raise EvaluationError(f"TFMA evaluated {int(counted):,} examples of the {n:,} in {list(example_splits)}; "
+                              f"the Beam runner dropped data (check beam_pipeline_args)")
     report = {"blessed": blessed, "reasons": reasons, "notes": notes, "examples": n,
               "splits": list(example_splits), "model": model.id,
               "baseline_model": baseline_model.id if has_baseline else None, "slices": table}

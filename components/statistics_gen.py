@@ -10,7 +10,7 @@ import os
 
 from tfpipe import Examples, ExampleStatistics, Input, Output, component, current
 
-__all__ = ["StatisticsGen", "load_statistics"]
+__all__ = ["StatisticsGen", "load_statistics", "statistics_graph"]
 
 
 class StatisticsError(RuntimeError):
@@ -22,6 +22,22 @@ def _table_to_list_batches(table):
     return [to_list_batch(b) for b in table.to_batches()]
 
 
+def statistics_graph(p, *, examples: Examples, statistics: ExampleStatistics, splits: list[str],
+                     stats_options) -> None:
+    """Add to Beam pipeline ``p``, per split: the Parquet record batches, TFDV's
+    ``GenerateStatistics`` and the statistics file."""
+    import apache_beam as beam
+    import pyarrow as pa
+    import tensorflow_data_validation as tfdv
+    for s in splits:
+        os.makedirs(statistics.split_uri(s), exist_ok=True)
+        (p
+         | f"Read[{s}]" >> beam.io.ReadFromParquetBatched(examples.parquet_glob(s))
+         | f"ToLists[{s}]" >> beam.FlatMap(_table_to_list_batches).with_output_types(pa.RecordBatch)
+         | f"Stats[{s}]" >> tfdv.GenerateStatistics(stats_options)
+         | f"Write[{s}]" >> tfdv.WriteStatisticsToBinaryFile(statistics.stats_path(s)))
+
+
 def load_statistics(artifact: ExampleStatistics, split: str):
     import tensorflow_data_validation as tfdv
     return tfdv.load_stats_binary(artifact.stats_path(split))
@@ -31,22 +47,13 @@ def load_statistics(artifact: ExampleStatistics, split: str):
 def StatisticsGen(examples: Input[Examples], statistics: Output[ExampleStatistics],
                   exclude_splits: list = (), stats_options: dict = None) -> None:
     """``stats_options``: keyword arguments of ``tfdv.StatsOptions`` (e.g. num_top_values)."""
-    import apache_beam as beam
-    import pyarrow as pa
     import tensorflow_data_validation as tfdv
 
     ctx = current()
     splits = [s for s in examples.split_names if s not in exclude_splits]
     opts = tfdv.StatsOptions(**(stats_options or {}))
     with ctx.beam_pipeline() as p:
-        for s in splits:
-            out = statistics.split_uri(s)
-            os.makedirs(out, exist_ok=True)
-            (p
-             | f"Read[{s}]" >> beam.io.ReadFromParquetBatched(examples.parquet_glob(s))
-             | f"ToLists[{s}]" >> beam.FlatMap(_table_to_list_batches).with_output_types(pa.RecordBatch)
-             | f"Stats[{s}]" >> tfdv.GenerateStatistics(opts)
-             | f"Write[{s}]" >> tfdv.WriteStatisticsToBinaryFile(statistics.stats_path(s)))
+        statistics_graph(p, examples=examples, statistics=statistics, splits=splits, stats_options=opts)
     # count rows end to end: statistics must cover every example ExampleGen wrote
     for s in splits:
         stats = load_statistics(statistics, s)

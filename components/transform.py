@@ -40,7 +40,7 @@ from tfpipe import (
 from ._autograph import libraries_not_autographed
 from ._user_code import call_user_fn, check_static, compile_check, describe, load_user_fn
 
-__all__ = ["Transform", "TransformError", "raw_arrow_schema"]
+__all__ = ["Transform", "TransformError", "raw_arrow_schema", "transform_beam_graph"]
 
 
 class TransformError(RuntimeError):
@@ -93,6 +93,52 @@ def _read_schema(schema: Schema):
         return text_format.Parse(f.read(), schema_pb2.Schema())
 
 
+def transform_beam_graph(p, *, examples: Examples, raw_schema, preprocessing_fn, transform_graph: TransformGraph,
+                         transformed_examples: Examples, post_transform_statistics: ExampleStatistics,
+                         analyze_splits: list[str], splits: list[str], compute_statistics: bool,
+                         temp_dir: str) -> None:
+    """Add Transform's work to Beam pipeline ``p``: TFT analyzes ``analyze_splits`` with
+    ``preprocessing_fn`` and writes the transform graph, then transforms each of ``splits``
+    into TFRecord files of tf.Example (and their TFDV statistics)."""
+    import apache_beam as beam
+    import pyarrow as pa
+    import tensorflow_data_validation as tfdv
+    import tensorflow_transform.beam as tft_beam
+    from tfx_bsl.coders import example_coder
+    from tfx_bsl.tfxio import tensor_adapter, tensor_representation_util
+
+    arrow_schema = raw_arrow_schema(raw_schema)
+    tensor_reps = tensor_representation_util.InferTensorRepresentationsFromSchema(raw_schema)
+    adapter_config = tensor_adapter.TensorAdapterConfig(arrow_schema, tensor_reps)
+
+    def read(split):
+        files = examples.parquet_files(split)
+        return (p | f"Read[{split}]" >> beam.io.ReadFromParquetBatched(files[0] if len(files) == 1 else
+                                                                       examples.parquet_glob(split))
+                  | f"ToLists[{split}]" >> beam.FlatMap(_to_raw_batches, arrow_schema)
+                  .with_output_types(pa.RecordBatch))
+
+    with tft_beam.Context(temp_dir=temp_dir):
+        raw_by_split = {s: read(s) for s in dict.fromkeys([*analyze_splits, *splits])}
+        analyze_in = [raw_by_split[s] for s in analyze_splits]
+        raw = analyze_in[0] if len(analyze_in) == 1 else tuple(analyze_in) | "Flatten" >> beam.Flatten()
+        transform_fn = (raw, adapter_config) | "Analyze" >> tft_beam.AnalyzeDataset(preprocessing_fn)
+        _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(transform_graph.uri)
+        for s in splits:
+            batches, _meta = (((raw_by_split[s], adapter_config), transform_fn)
+                              | f"Transform[{s}]" >> tft_beam.TransformDataset(output_record_batches=True))
+            rbs = batches | f"Batches[{s}]" >> beam.Map(lambda t: t[0]).with_output_types(pa.RecordBatch)
+            os.makedirs(transformed_examples.split_uri(s), exist_ok=True)
+            (rbs | f"Encode[{s}]" >> beam.FlatMap(example_coder.RecordBatchToExamples)
+                 | f"Write[{s}]" >> beam.io.WriteToTFRecord(transformed_examples.tfrecord_prefix(s),
+                                                            file_name_suffix=".tfrecord"))
+            if not compute_statistics:
+                continue
+            os.makedirs(post_transform_statistics.split_uri(s), exist_ok=True)
+            (rbs | f"Stats[{s}]" >> tfdv.GenerateStatistics(tfdv.StatsOptions())
+                 | f"WriteStats[{s}]" >> tfdv.WriteStatisticsToBinaryFile(post_transform_statistics.stats_path(s)))
+
+
 @component(name="Transform", driver=_driver,
            check=compile_check("Transform", "preprocessing_fn", "preprocessing_fn"))
 def Transform(examples: Input[Examples], schema: Input[Schema],
@@ -105,14 +151,9 @@ def Transform(examples: Input[Examples], schema: Input[Schema],
     (``'package.module.function'``): exactly one. ``transform_splits``: default all.
     ``compute_statistics=False`` skips the post-transform statistics (TFX's
     ``disable_statistics``); the output then holds no split directories."""
-    import apache_beam as beam
-    import pyarrow as pa
     import tensorflow as tf
     import tensorflow_data_validation as tfdv
     import tensorflow_transform as tft
-    import tensorflow_transform.beam as tft_beam
-    from tfx_bsl.coders import example_coder
-    from tfx_bsl.tfxio import tensor_adapter, tensor_representation_util
 
     ctx = current()
     what = describe(module_file, preprocessing_fn, "preprocessing_fn")
@@ -122,9 +163,6 @@ def Transform(examples: Input[Examples], schema: Input[Schema],
     if unknown:
         raise TransformError(f"splits {unknown} are not in the examples; splits: {examples.split_names}")
     raw_schema = _read_schema(schema)
-    arrow_schema = raw_arrow_schema(raw_schema)
-    tensor_reps = tensor_representation_util.InferTensorRepresentationsFromSchema(raw_schema)
-    adapter_config = tensor_adapter.TensorAdapterConfig(arrow_schema, tensor_reps)
 
     def wrapped_fn(inputs):
         out = call_user_fn("Transform", user_fn, what, inputs)
@@ -133,37 +171,14 @@ def Transform(examples: Input[Examples], schema: Input[Schema],
                                  f"dict of transformed feature tensors")
         return out
 
-    def read(p, split):
-        files = examples.parquet_files(split)
-        return (p | f"Read[{split}]" >> beam.io.ReadFromParquetBatched(files[0] if len(files) == 1 else
-                                                                       examples.parquet_glob(split))
-                  | f"ToLists[{split}]" >> beam.FlatMap(_to_raw_batches, arrow_schema)
-                  .with_output_types(pa.RecordBatch))
-
     tmp = ctx.tmp_dir or tempfile.mkdtemp(prefix="tfpipe-transform-")
     ctx.log(f"analyzing {analyze_splits} and transforming {splits} with {what}")
-    with libraries_not_autographed(), ctx.beam_pipeline() as p, \
-            tft_beam.Context(temp_dir=os.path.join(tmp, "tft")):
-        raw_by_split = {s: read(p, s) for s in dict.fromkeys([*analyze_splits, *splits])}
-        analyze_in = [raw_by_split[s] for s in analyze_splits]
-        raw = analyze_in[0] if len(analyze_in) == 1 else tuple(analyze_in) | "Flatten" >> beam.Flatten()
-        transform_fn = (raw, adapter_config) | "Analyze" >> tft_beam.AnalyzeDataset(wrapped_fn)
-        _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(transform_graph.uri)
-        for s in splits:
-            batches, _meta = (((raw_by_split[s], adapter_config), transform_fn)
-                              | f"Transform[{s}]" >> tft_beam.TransformDataset(output_record_batches=True))
-            rbs = batches | f"Batches[{s}]" >> beam.Map(lambda t: t[0]).with_output_types(pa.RecordBatch)
-            out_dir = transformed_examples.split_uri(s)
-            os.makedirs(out_dir, exist_ok=True)
-            (rbs | f"Encode[{s}]" >> beam.FlatMap(example_coder.RecordBatchToExamples)
-                 | f"Write[{s}]" >> beam.io.WriteToTFRecord(transformed_examples.tfrecord_prefix(s),
-                                                            file_name_suffix=".tfrecord"))
-            if not compute_statistics:
-                continue
-            stats_dir = post_transform_statistics.split_uri(s)
-            os.makedirs(stats_dir, exist_ok=True)
-            (rbs | f"Stats[{s}]" >> tfdv.GenerateStatistics(tfdv.StatsOptions())
-                 | f"WriteStats[{s}]" >> tfdv.WriteStatisticsToBinaryFile(post_transform_statistics.stats_path(s)))
+    with libraries_not_autographed(), ctx.beam_pipeline() as p:
+        transform_beam_graph(p, examples=examples, raw_schema=raw_schema, preprocessing_fn=wrapped_fn,
+                             transform_graph=transform_graph, transformed_examples=transformed_examples,
+                             post_transform_statistics=post_transform_statistics,
+                             analyze_splits=list(analyze_splits), splits=splits,
+                             compute_statistics=compute_statistics, temp_dir=os.path.join(tmp, "tft"))
 
     # the raw schema beside the graph, as TFX lays it out (raw_feature_spec() reads it)
     from google.protobuf import text_format

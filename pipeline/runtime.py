@@ -48,6 +48,7 @@ class ExecutionContext:
             PipelineOptions,
             StandardOptions,
         )
+        _pickle_user_modules_by_value()
         options = PipelineOptions(self.beam_pipeline_args)
         runner = None
         if not options.view_as(StandardOptions).runner:
@@ -61,6 +62,18 @@ class ExecutionContext:
 
     def __exit__(self, *exc):
         _CURRENT.reset(self._token)
+
+
+def _pickle_user_modules_by_value() -> None:
+    """Functions of a module file or pipeline file (loaded under a private name,
+    ``tfpipe.loader.load_module_from_file``) travel to Beam's workers as code, not as a
+    reference to a module that no SDK worker process can import (a remote worker fails
+    with ``No module named 'tfpipe_user_...'``). Their imports of neighbouring files
+    remain references: those files must be importable on the workers."""
+    from apache_beam.internal.cloudpickle import cloudpickle
+    for mod in list(sys.modules.values()):
+        if getattr(mod, "__tfpipe_loaded_from_file__", False):
+            cloudpickle.register_pickle_by_value(mod)
 
 
 def current() -> ExecutionContext:

@@ -1,0 +1,100 @@
+"""The statistics, transform and evaluation Beam pipelines translate for Google Cloud
+Dataflow: each component's graph builder on a pipeline whose options are the
+DataflowRunner's with ``--dry_run=True``, which builds the Dataflow job (the pipeline
+proto translated to Dataflow's environment) and returns without contacting Google Cloud.
+Nothing here reaches the network: the project, region and bucket are made up."""
+import importlib.util
+import os
+
+import pytest
+
+DATAFLOW = ["--runner=DataflowRunner", "--project=test-project", "--region=us-central1",
+            "--temp_location=gs://test-bucket/tmp", "--dry_run=True"]
+DOCKER_URN = "beam:env:docker:v1"
+
+
+def dataflow_job(build):
+    """Build a pipeline with ``build(p)`` and translate it with the DataflowRunner's dry run:
+    (the Dataflow job, {unique name of every transform})."""
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+    p = beam.Pipeline(options=PipelineOptions(DATAFLOW))
+    build(p)
+    result = p.run()
+    job = result.job
+    names = {t.unique_name for t in job.proto_pipeline.components.transforms.values()}
+    return job, names
+
+
+def assert_dataflow_job(job):
+    assert job.proto.type.name == "JOB_TYPE_BATCH"
+    envs = job.proto_pipeline.components.environments
+    assert envs and all(e.urn == DOCKER_URN for e in envs.values())  # what Dataflow's workers run
+    assert job.google_cloud_options.project == "test-project"
+    assert job.google_cloud_options.region == "us-central1"
+
+
+@pytest.fixture(scope="module")
+def artifacts(penguin_model):
+    return penguin_model["outputs"]
+
+
+def test_statistics_pipeline_translates_for_dataflow(artifacts, tmp_path):
+    import tensorflow_data_validation as tfdv
+
+    from tfpipe import ExampleStatistics
+    from tfpipe.components.statistics_gen import statistics_graph
+    examples = artifacts["ExampleGen"]["examples"]
+    splits = list(examples.split_names)
+    job, names = dataflow_job(lambda p: statistics_graph(
+        p, examples=examples, statistics=ExampleStatistics(uri=str(tmp_path / "stats")), splits=splits,
+        stats_options=tfdv.StatsOptions()))
+    assert_dataflow_job(job)
+    for s in splits:
+        assert {f"Read[{s}]", f"Stats[{s}]", f"Write[{s}]"} <= names
+        assert any(n.startswith(f"Stats[{s}]/") for n in names)  # TFDV's own transforms, expanded
+
+
+def test_transform_pipeline_translates_for_dataflow(artifacts, tmp_path):
+    from tfpipe import Examples, ExampleStatistics, TransformGraph
+    from tfpipe.components.transform import _read_schema, transform_beam_graph
+    examples = artifacts["ExampleGen"]["examples"]
+    spec = importlib.util.spec_from_file_location(
+        "penguin_transform", os.path.join(os.path.dirname(__file__), "..", "..", "examples", "penguin",
+                                          "penguin_transform.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    splits = list(examples.split_names)
+    job, names = dataflow_job(lambda p: transform_beam_graph(
+        p, examples=examples, raw_schema=_read_schema(artifacts["SchemaGen"]["schema"]),
+        preprocessing_fn=module.preprocessing_fn, transform_graph=TransformGraph(uri=str(tmp_path / "graph")),
+        transformed_examples=Examples(uri=str(tmp_path / "examples")),
+        post_transform_statistics=ExampleStatistics(uri=str(tmp_path / "stats")),
+        analyze_splits=["train"], splits=splits, compute_statistics=True, temp_dir=str(tmp_path / "tft")))
+    assert_dataflow_job(job)
+    assert {"Analyze", "WriteTransformFn"} <= names
+    assert any(n.startswith("Analyze/") for n in names)  # TFT's analyzers, expanded
+    for s in splits:
+        assert {f"Transform[{s}]", f"Encode[{s}]", f"Write[{s}]", f"Stats[{s}]", f"WriteStats[{s}]"} <= names
+
+
+def test_evaluation_pipeline_translates_for_dataflow(artifacts, tmp_path):
+    import tensorflow as tf
+
+    from examples.penguin.pipeline import EVAL_CONFIG
+    from tfpipe.components import _eval_config as ec
+    from tfpipe.components.evaluator import evaluation_graph
+    from tfpipe.components.examples_io import serialized_examples
+    examples, model = artifacts["ExampleGen"]["examples"], artifacts["Trainer"]["model"]
+    data = str(tmp_path / "eval.tfrecord")
+    with tf.io.TFRecordWriter(data) as w:
+        for rec in serialized_examples(examples, "eval"):
+            w.write(rec)
+    proto = ec.to_proto(ec.normalize(EVAL_CONFIG), False)
+    job, names = dataflow_job(lambda p: evaluation_graph(
+        p, data_location=data, eval_config=proto, output_path=str(tmp_path / "evaluation"),
+        model_dir=model.saved_model_dir()))
+    assert_dataflow_job(job)
+    assert {"ReadExamples", "ExtractEvaluateAndWriteResults"} <= names
+    inner = {n.split("/")[1] for n in names if n.startswith("ExtractEvaluateAndWriteResults/")}
+    assert {"ExtractAndEvaluate", "WriteResults"} <= inner, inner  # TFMA's extract, evaluate and write
