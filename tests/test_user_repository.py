@@ -91,7 +91,9 @@ def test_compile_for_airflow_and_kubeflow_from_the_repository(user_repo, tmp_pat
     assert "-m tfpipe.orchestrators.task" in dag
     parsed = airflow.inspect_dags()  # Airflow's own DagBag
     assert parsed["errors"] == {}
-    assert parsed["dags"]["userrepo"]["count_rows"]["upstream"] == ["ExampleGen"]
+    tasks = parsed["dags"]["userrepo"]
+    assert sorted(tasks["count_rows"]["upstream"]) == ["ExampleGen", "tfpipe.cache_check"]
+    assert tasks["tfpipe.cache_check"]["upstream"] == []  # the cache check of the whole run goes first
     out = tmp_path / "userrepo.yaml"
     p = _run([TFPIPE, "compile", "pipeline.py", "--target", "kubeflow", "-o", str(out)], repo, env)
     assert p.returncode == 0, p.stderr
