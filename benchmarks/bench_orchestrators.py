@@ -45,7 +45,7 @@ def _runner(name: str, tmp: str):
         from tfpipe.orchestrators.local import LocalRunner
         return LocalRunner(verbose=False)
     if name == "local-parallel":
-        from tfpipe.orchestrators.local import LocalRunner, default_parallel
+        from tfpipe.orchestrators.local.runner import LocalRunner, default_parallel
         return LocalRunner(verbose=False, parallel=default_parallel())
     if name == "beam":
         from tfpipe.orchestrators.beam import BeamDagRunner

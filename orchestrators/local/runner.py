@@ -4,7 +4,8 @@
 node whose upstream nodes have succeeded starts at once, up to N at a time, each in a
 process forked from the warm task host (``orchestrators/taskhost.py``: one process per
 machine that imported TensorFlow, TFDV, TFT, TFMA and Beam once; it outlives the command,
-so the next run does not pay those imports again). A node that fails stops new nodes from
+so the next run does not pay those imports again). A node the cache plan takes from the
+cache is recorded by this process itself: the lookup costs less than a fork. A node that fails stops new nodes from
 starting; the running ones finish and record their outcome. An interrupt ends the running
 nodes FAILED ("interrupted") before the run is recorded FAILED.
 """
@@ -86,6 +87,7 @@ class LocalRunner(Runner):
         finished: queue.Queue = queue.Queue()
         result = RunResult(run_id, State.COMPLETE)
         tag = f"/{len(nodes)}]"
+        in_parent = self._cache_hits(ir, record, nodes, enable_cache)
         try:
             while waiting or running:
                 if result.error is None and running:  # what has finished meanwhile decides first
@@ -94,8 +96,14 @@ class LocalRunner(Runner):
                             self._collect(*finished.get_nowait(), record, running, done, result, order, tag)
                         except queue.Empty:
                             break
+                progressed = False
                 if result.error is None:
                     for nid in [n for n, ups in waiting.items() if ups <= set(done)]:
+                        if nid in in_parent:  # a cache hit (or a resolver): no process to fork
+                            del waiting[nid]
+                            self._in_parent(ir, nid, run_id, record, enable_cache, done, result, order, tag)
+                            progressed = True
+                            continue
                         if len(running) >= self.parallel:
                             break
                         del waiting[nid]
@@ -103,6 +111,8 @@ class LocalRunner(Runner):
                         self.say(f"[{order[nid]}{tag} {nid} ({component[nid]}) running")
                         threading.Thread(target=self._task, args=(nid, base, running[nid], finished),
                                          daemon=True).start()
+                if progressed:
+                    continue  # what the parent took from the cache may have made more nodes ready
                 if not running:
                     break  # a failure left the rest waiting: they will not start
                 self._collect(*finished.get(), record, running, done, result, order, tag)
@@ -114,6 +124,34 @@ class LocalRunner(Runner):
             os.unlink(ir_path)
         result.nodes.sort(key=lambda r: order[r.node_id])
         return result
+
+    def _cache_hits(self, ir: dict, record: RunRecord, nodes: list[dict], enable_cache: bool | None) -> set[str]:
+        """The nodes the cache plan takes from the cache (and resolvers, which create
+        nothing): the parent records them itself, since forking a task for a lookup costs
+        more than the lookup. Any doubt (no plan) leaves every node to a task."""
+        if enable_cache is False:
+            return set()
+        try:
+            from tfpipe.plan import plan_run
+            plans = plan_run(ir, record.store, nodes, enable_cache)
+        except Exception:  # noqa: BLE001 - the tasks meet (and record) the same problem
+            return set()
+        return {p.node_id for p in plans if p.action in ("cached", "resolve")}
+
+    def _in_parent(self, ir: dict, nid: str, run_id: str, record: RunRecord, enable_cache: bool | None,
+                   done: dict, result: RunResult, order: dict, tag: str) -> None:
+        """A node in this process (planned a cache hit; should the hit have gone meanwhile,
+        it executes here, as with --parallel 1)."""
+        try:
+            r = run_node(ir, nid, run_id, store=record.store, enable_cache=enable_cache, verbose=self.verbose)
+        except NodeFailed as e:
+            self.say(f"[{order[nid]}{tag} {nid} FAILED: {e.message}")
+            if result.error is None:
+                result.status, result.error = State.FAILED, e
+            return
+        done[nid] = r
+        result.nodes.append(r)
+        self.say(f"[{order[nid]}{tag} {nid} {'cached' if r.state == State.CACHED else 'done'} in {r.duration_s:.2f}s")
 
     def _collect(self, nid: str, rc: int, record: RunRecord, running: dict, done: dict, result: RunResult,
                  order: dict, tag: str) -> None:

@@ -94,3 +94,26 @@ def test_the_local_runner_api_defaults_to_one_process(tmp_path):
     assert LocalRunner().parallel == 1
     assert 1 <= default_parallel() <= min(4, os.cpu_count() or 1)
     assert os.path.isdir(REPO)
+
+
+def test_cache_hits_are_recorded_by_the_run_itself_and_the_rest_by_forked_tasks(tmp_path):
+    """A re-run after one parameter changed: the nodes the cache plan takes from the cache
+    are recorded by the `tfpipe run` process (no task forked for a lookup), the nodes that
+    must run by processes of their own; the results are those of a sequential run."""
+    from tfpipe.metadata import MetadataStore
+    f = _file(tmp_path, "hits", slow=0)
+    tfpipe("run", f, "--run-id", "hits-1", "--parallel", "2")
+    with open(f) as fh:
+        src = fh.read()
+    with open(f, "w") as fh:
+        fh.write(src.replace("offset=1", "offset=2"))  # total and describe must run again
+    tfpipe("run", f, "--run-id", "hits-2", "--parallel", "2")
+    status, ex = _execs(tmp_path, "hits-2")
+    assert status == "COMPLETE"
+    assert {n: e["state"] for n, e in ex.items()} == {"make_numbers": "CACHED", "slow_a": "CACHED",
+                                                     "slow_b": "CACHED", "total": "COMPLETE",
+                                                     "describe": "COMPLETE"}
+    store = MetadataStore(str(tmp_path / "m.sqlite"))
+    pid = {n: store.props(store.executions([e["execution_id"]])[0])["owner"].split(":")[2] for n, e in ex.items()}
+    assert pid["make_numbers"] == pid["slow_a"] == pid["slow_b"]  # the run's own process
+    assert len({pid["make_numbers"], pid["total"], pid["describe"]}) == 3  # a task each
