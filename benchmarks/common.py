@@ -27,37 +27,68 @@ print("\n@@MEASURE " + json.dumps({{"rc": rc, "wall_s": time.monotonic() - t0,
 
 def measure_python(body: str, argv: list[str] | None = None, env: dict | None = None, cwd: str | None = None) -> dict:
     """Run ``body`` in a fresh Python process; wall time (process start to end, including
-    imports) and peak RSS of that process."""
+    imports) and peak RSS of that process (see ``_SPAWN``)."""
     code = _MEASURE.format(argv=argv or ["bench"], body=body.replace("\n", "\n    "))
     e = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
     e.update(env or {})
-    t0 = time.monotonic()
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=e, cwd=cwd)
-    wall = time.monotonic() - t0
-    line = [l for l in p.stdout.splitlines() if l.startswith("@@MEASURE ")]
+    p, wall, rss_kb = _spawn_measured([sys.executable, "-c", code], e, cwd, subprocess.PIPE)
+    out = p.out.decode(errors="replace")
+    line = [l for l in out.splitlines() if l.startswith("@@MEASURE ")]
     if not line:
-        raise RuntimeError(f"benchmark child failed ({p.returncode}):\n{p.stderr[-4000:]}")
+        raise RuntimeError(f"benchmark child failed ({p.returncode}):\n{p.err.decode(errors='replace')[-4000:]}")
     m = json.loads(line[-1][len("@@MEASURE "):])
     m["process_wall_s"] = wall
+    m["peak_rss_mb"] = rss_kb / 1024
     if m["rc"]:
-        raise RuntimeError(f"benchmark child exited {m['rc']}:\n{p.stderr[-4000:]}")
+        raise RuntimeError(f"benchmark child exited {m['rc']}:\n{p.err.decode(errors='replace')[-4000:]}")
     return m
+
+
+# A measured command runs as the child of this small Python process, not of the bench's own:
+# Linux carries a process's peak RSS across fork and exec (the peak of the memory it was
+# forked with counts), so a command started straight from the bench process, which holds
+# TensorFlow & co., would report at least the bench's own RSS.
+_SPAWN = r"""
+import os, sys
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(sys.argv[1], sys.argv[1:])
+    finally:
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+os.write(int(os.environ["TFPIPE_BENCH_RSS_FD"]), f"{usage.ru_maxrss}\n".encode())
+code = os.waitstatus_to_exitcode(status)
+sys.exit(code if code >= 0 else 128 - code)
+"""
+
+
+def _spawn_measured(cmd: list[str], env: dict, cwd: str | None, stdout) -> tuple[subprocess.Popen, float, int]:
+    """Run ``cmd`` through the small spawner; (process, wall seconds, its peak RSS in KB)."""
+    r, w = os.pipe()
+    env = dict(env, TFPIPE_BENCH_RSS_FD=str(w))
+    t0 = time.monotonic()
+    p = subprocess.Popen([sys.executable, "-S", "-c", _SPAWN, *cmd], stdout=stdout, stderr=subprocess.PIPE, env=env,
+                         cwd=cwd, pass_fds=(w,))
+    os.close(w)
+    out, err = p.communicate()
+    wall = time.monotonic() - t0
+    with os.fdopen(r) as f:
+        rss = f.read().strip()
+    p.out, p.err = out, err
+    return p, wall, int(rss) if rss else 0
 
 
 def measure_process(cmd: list[str], env: dict | None = None, cwd: str | None = None, what: str = "") -> dict:
     """Run ``cmd`` (stdout discarded, stderr kept for the error); wall time from process start
-    to exit and the process's peak RSS (from wait4). Raises when it exits non-zero."""
+    to exit and the process's own peak RSS (wait4 on it, from a small parent). Raises when
+    it exits non-zero."""
     e = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     e.update(env or {})
-    t0 = time.monotonic()
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=e, cwd=cwd)
-    err = p.stderr.read()
-    _, status, usage = os.wait4(p.pid, 0)
-    wall = time.monotonic() - t0
-    p.returncode = os.waitstatus_to_exitcode(status)
+    p, wall, rss_kb = _spawn_measured(cmd, e, cwd, subprocess.DEVNULL)
     if p.returncode:
-        raise RuntimeError(f"{what or ' '.join(cmd)} exited {p.returncode}:\n{err.decode(errors='replace')[-4000:]}")
-    return {"process_wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024}
+        raise RuntimeError(f"{what or ' '.join(cmd)} exited {p.returncode}:\n{p.err.decode(errors='replace')[-4000:]}")
+    return {"process_wall_s": wall, "peak_rss_mb": rss_kb / 1024}
 
 
 def tfpipe_cli(*args: str, env: dict | None = None, cwd: str | None = None) -> dict:
