@@ -74,17 +74,21 @@ def load_pipeline(path: str, keywords: dict | None = None):
     return p
 
 
+def _load_and_compile(path: str, keywords: dict | None) -> dict:
+    from tfpipe.compiler import compile_pipeline
+    p = load_pipeline(path, keywords)
+    ir = compile_pipeline(p)
+    ir["pipeline"]["source"] = p.source
+    return ir
+
+
 def compile_file(path: str, keywords: dict | None = None, cache: bool = False, log=None) -> dict:
     """The IR of a pipeline file (``create_pipeline(**keywords)``), with the file it came
     from. With ``cache`` and no keywords, the IR stored by an earlier call is used when
     nothing the file's loading depended on has changed, and a freshly compiled IR is stored
     (``cli/ir_cache.py`` states the rule); ``log(line)`` hears which it was."""
-    from tfpipe.compiler import compile_pipeline
     if not cache or keywords:
-        p = load_pipeline(path, keywords)
-        ir = compile_pipeline(p)
-        ir["pipeline"]["source"] = p.source
-        return ir
+        return _load_and_compile(path, keywords)
     from . import ir_cache
     entry, why = ir_cache.lookup(path)
     if entry is not None:
@@ -92,9 +96,7 @@ def compile_file(path: str, keywords: dict | None = None, cache: bool = False, l
             log(f"tfpipe: IR of {path} from the cache, {why} (--no-ir-cache loads the file anew)")
         return entry["ir"]
     with ir_cache.record() as rec:
-        p = load_pipeline(path)
-        ir = compile_pipeline(p)
-    ir["pipeline"]["source"] = p.source
+        ir = _load_and_compile(path, None)
     stored = ir_cache.store(path, rec, ir)
     if log:
         log(f"tfpipe: loaded {path} ({why})" + ("" if stored else "; its IR is not cached (it sets a "

@@ -162,8 +162,6 @@ def _run_sweep(args, irs: list[dict], swept: list[dict]) -> int:
     if args.target != "local" or args.from_node or args.to_node or args.run_id or args.mlflow_uri:
         raise UsageError("a sweep (a -P value with several comma-separated values) runs on --target local, the whole "
                          "pipeline, with run ids of its own; --from/--to/--run-id/--mlflow-uri are not available")
-    if args.parallel is not None and args.parallel < 1:
-        raise UsageError(f"--parallel: expected a number of processes >= 1, found {args.parallel}")
     try:
         res = run_sweep(irs, swept, parallel=args.parallel, enable_cache=False if args.no_cache else None,
                         verbose=not args.quiet, sort_by=args.sort_by)

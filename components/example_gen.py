@@ -160,6 +160,7 @@ def ExampleGen(examples: Output[Examples], input_base: str, input_pattern: str =
                                  f"{files_by_split[name][0]}; columns: {schema.names}")
     counts = {s: 0 for s in splits}
     labelled = {s: 0 for s in splits}
+    written = 0
     with SplitWriter({s: examples.parquet_path(s) for s in splits}) as out:
         for name, (schema, batches) in scans.items():
             out.schema(schema, [name] if name != "*" else splits)
@@ -173,8 +174,9 @@ def ExampleGen(examples: Output[Examples], input_base: str, input_pattern: str =
                     counts[s] += b.num_rows
                     if label_key:
                         labelled[s] += b.num_rows - b.column(label_key).null_count
-                if sum(counts.values()) // PROGRESS_ROWS != (sum(counts.values()) - batch.num_rows) // PROGRESS_ROWS:
-                    ctx.log(f"{sum(counts.values()):,} rows written")
+                if (written + batch.num_rows) // PROGRESS_ROWS != written // PROGRESS_ROWS:
+                    ctx.log(f"{written + batch.num_rows:,} rows written")
+                written += batch.num_rows
     for s in splits:
         if label_key and counts[s] and not labelled[s]:
             raise InputDataError(f"label column {label_key!r} has no values in any of the "

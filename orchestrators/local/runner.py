@@ -145,19 +145,18 @@ class LocalRunner(Runner):
         try:
             r = run_node(ir, nid, run_id, store=record.store, enable_cache=enable_cache, verbose=self.verbose)
         except NodeFailed as e:
-            self.say(f"[{order[nid]}{tag} {nid} FAILED: {e.message}")
-            if result.error is None:
-                result.status, result.error = State.FAILED, e
-            return
-        done[nid] = r
-        result.nodes.append(r)
-        self.say(f"[{order[nid]}{tag} {nid} {'cached' if r.state == State.CACHED else 'done'} in {r.duration_s:.2f}s")
+            r = e
+        self._join(nid, r, done, result, order, tag)
 
     def _collect(self, nid: str, rc: int, record: RunRecord, running: dict, done: dict, result: RunResult,
                  order: dict, tag: str) -> None:
         """A node's task has ended: its outcome, as recorded, joins the result."""
         del running[nid]
-        r = self._outcome(record, nid, rc)
+        self._join(nid, self._outcome(record, nid, rc), done, result, order, tag)
+
+    def _join(self, nid: str, r: NodeResult | NodeFailed, done: dict, result: RunResult, order: dict,
+              tag: str) -> None:
+        """A node's outcome joins the result (the first failure is the run's), with its line."""
         if isinstance(r, NodeFailed):
             self.say(f"[{order[nid]}{tag} {nid} FAILED: {r.message}")
             if result.error is None:
