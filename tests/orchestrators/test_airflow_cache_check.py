@@ -16,10 +16,19 @@ from .conftest import CONTRACT, compile_file
 def _normal(store: MetadataStore, run_id: str, root: str) -> dict:
     """node id -> what the run recorded for it, without store-specific ids: state, component,
     parameters, where a CACHED execution came from (node and run of the source execution,
-    and whether their cache keys agree), input and output artifacts (URI under the root,
-    type, state) and the contexts it is linked to."""
+    and whether their cache keys agree), input and output artifacts (URI under the root with
+    its last part, the producing execution's id, replaced by that execution's node and run:
+    parallel tasks take ids in the order they start, so the ids are not comparable), type,
+    state) and the contexts it is linked to."""
     from tfpipe.tracking import inspect as insp
     info = insp.show_run(store, run_id)
+
+    def where(uri):
+        head, _, tail = os.path.relpath(uri, root).rpartition("/")
+        [producer] = store.executions([int(tail)])
+        p = store.props(producer)
+        return f"{head}/<{p.get('node_id')} in {p.get('run_id')}>"
+
     assert info["status"] == "COMPLETE", info
     out = {}
     for e in info["executions"]:
@@ -33,9 +42,9 @@ def _normal(store: MetadataStore, run_id: str, root: str) -> dict:
         out[e["node_id"]] = {
             "state": str(e["state"]), "component": e["component"], "parameters": e["parameters"],
             "cached_from": src,
-            "inputs": {k: [(os.path.relpath(arts[i].uri, root), arts[i].type_name, arts[i].state) for i in ids]
+            "inputs": {k: [(where(arts[i].uri), arts[i].type_name, arts[i].state) for i in ids]
                        for k, ids in e["inputs"].items()},
-            "outputs": {k: [(os.path.relpath(a["uri"], root), a["type"], a["state"]) for a in v]
+            "outputs": {k: [(where(a["uri"]), a["type"], a["state"]) for a in v]
                         for k, v in e["outputs"].items()},
             "contexts": sorted((store.type_name(c.type_id, "c"), c.name)
                                for c in store.contexts_of_execution(e["execution_id"]))}
