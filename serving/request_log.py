@@ -77,32 +77,39 @@ def _feature_column(values: list, dtype: str):
 
 def to_table(entries: list, spec: dict):
     """One Arrow table (the log's schema) from queued requests of one model and feature spec.
-    Runs on the writer thread: the request path only queued references (see ``offer``)."""
+    Runs on the writer thread: the request path only queued references (see ``offer``).
+    Python touches each request once and each row's features once per feature; repeating a
+    request's values over its rows is Arrow's ``take``."""
     import pyarrow as pa
 
     from .features import from_examples
     schema = _schema(spec)
-    times, ids, models, versions, labels, sigs, responses = [], [], [], [], [], [], []
-    columns: dict[str, list] = {n: [] for n in spec}
-    for when, model, version, label, sig, _, rows, records, outputs in entries:
+    times, models, versions, labels, sigs = [], [], [], [], []
+    which, all_rows, responses = [], [], []
+    dumps = json.dumps
+    for k, (when, model, version, label, sig, _, rows, records, outputs) in enumerate(entries):
         n = len(outputs)
         if any(r is None for r in rows):  # {"b64"} requests: read their features back
             it = iter(from_examples([rec for rec, r in zip(records, rows) if r is None], spec))
             rows = [r if r is not None else next(it) for r in rows]
-        times.extend([int(when * 1_000_000)] * n)
-        ids.extend([uuid.uuid4().hex] * n)
-        models.extend([model] * n)
-        versions.extend([version] * n)
-        labels.extend([label] * n)
-        sigs.extend([sig] * n)
-        responses.extend(json.dumps(o) for o in outputs)
-        for name, col in columns.items():
-            col.extend(r.get(name) for r in rows[:n])
-    features = pa.StructArray.from_arrays([_feature_column(columns[n], fs.dtype) for n, fs in spec.items()],
-                                          fields=list(schema.field("features").type))
-    arrays = [pa.array(times, pa.int64()).cast(schema.field("time").type), pa.array(ids, pa.string()),
-              pa.array(models, pa.string()), pa.array(versions, pa.int64()), pa.array(labels, pa.string()),
-              pa.array(sigs, pa.string()), features, pa.array(responses, pa.string())]
+        times.append(int(when * 1_000_000))
+        models.append(model)
+        versions.append(version)
+        labels.append(label)
+        sigs.append(sig)
+        which.extend([k] * n)
+        all_rows.extend(rows[:n])
+        responses.extend(map(dumps, outputs))
+    blob = os.urandom(16 * len(entries)).hex()  # a random 128-bit id per request, one system call
+    ids = [blob[32 * k:32 * k + 32] for k in range(len(entries))]
+    rows_of = pa.array(which, pa.int32())
+    features = pa.StructArray.from_arrays(
+        [_feature_column([r.get(n) for r in all_rows], fs.dtype) for n, fs in spec.items()],
+        fields=list(schema.field("features").type))
+    per_request = [pa.array(times, pa.int64()).cast(schema.field("time").type), pa.array(ids, pa.string()),
+                   pa.array(models, pa.string()), pa.array(versions, pa.int64()), pa.array(labels, pa.string()),
+                   pa.array(sigs, pa.string())]
+    arrays = [a.take(rows_of) for a in per_request] + [features, pa.array(responses, pa.string())]
     return pa.Table.from_arrays(arrays, schema=schema)
 
 

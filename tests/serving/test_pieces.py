@@ -134,16 +134,25 @@ def test_request_log_converts_in_batches_off_the_request_path(tmp_path):
               outputs=[[0.25, 0.75]])
     log.offer(model="m", version=2, label=None, signature="serving_default", spec=SPEC,
               rows=[{"island": [b"\xff\xfeok"], "mass": None, "bill": [1.0]}], records=[b""], outputs=[[1.0, 0.0]])
+    two = [{"island": [b"Torgersen"], "mass": [3500], "bill": [38.0]}, {"island": None, "mass": [3600], "bill": None}]
+    log.offer(model="m", version=3, label="staging", signature="serving_default", spec=SPEC, rows=two,
+              records=[b"", b""], outputs=[[0.9, 0.1], [0.2, 0.8]])
     st = log.close()
-    assert st["written"] == 202 and st["dropped"] == 0 and st["errors"] == 0
+    assert st["written"] == 204 and st["dropped"] == 0 and st["errors"] == 0
     [day] = os.listdir(tmp_path / "log")
     files = os.listdir(tmp_path / "log" / day)
     assert len(files) == 1, files  # one batch, one file
     t = pq.read_table(str(tmp_path / "log" / day / files[0])).to_pylist()
     assert [r["response"] for r in t[:200]] == [f"[{o[0][0]}, {o[0][1]}]" for o in kept]
-    assert len({r["request_id"] for r in t}) == 202 and {r["version"] for r in t} == {2}
+    assert len({r["request_id"] for r in t}) == 203 and {r["version"] for r in t[:202]} == {2}
     assert t[200]["features"] == {"island": ["Biscoe"], "mass": [3000], "bill": [40.0]} and t[200]["label"] is None
     assert t[201]["features"]["island"] == ["\ufffd\ufffdok"] and t[201]["features"]["mass"] is None
+    # a request of two examples: two rows sharing the request's id, time, version and label
+    a, b = t[202:]
+    assert a["request_id"] == b["request_id"] != t[201]["request_id"] and a["time"] == b["time"]
+    assert (a["version"], a["label"], b["version"], b["label"]) == (3, "staging", 3, "staging")
+    assert (a["features"], a["response"]) == ({"island": ["Torgersen"], "mass": [3500], "bill": [38.0]}, "[0.9, 0.1]")
+    assert (b["features"], b["response"]) == ({"island": None, "mass": [3600], "bill": None}, "[0.2, 0.8]")
 
     class Broken:
         def write(self, table):
