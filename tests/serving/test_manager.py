@@ -138,3 +138,37 @@ def test_a_config_rewrite_is_noticed_by_its_stat_without_the_full_poll(base):
         ex.shutdown()
 
     _run(scenario())
+
+
+def test_loaded_models_leave_the_collectors_passes_and_unloaded_ones_are_freed(base):
+    """After a load the manager freezes what exists (gc.freeze), so the collector's full
+    passes under request load no longer walk the models' objects; a label moving between
+    loaded versions freezes nothing (it stays a pointer swap); an unloaded version's
+    loaded object is freed, frozen or not."""
+    import gc
+    import weakref
+
+    async def scenario():
+        ex = ThreadPoolExecutor(2)
+        gc.unfreeze()
+        _config(base, {"production": 1}, [1, 2])
+        mgr = ModelManager([ConfigSource(os.path.join(base, "models.config"))], ex, poll_s=0, watch_s=0,
+                           keep_warm=0, log=lambda m: None)
+        await mgr.start()
+        assert gc.get_freeze_count() > 0
+        gc.unfreeze()
+        _config(base, {"production": 2}, [1, 2])  # a pointer swap: no load, no settle
+        await mgr.sync()
+        assert await _predict(mgr, "production") == 4.0 and gc.get_freeze_count() == 0
+        gone = weakref.ref(mgr.models["m"].versions[1].loaded)
+        _config(base, {"production": 3}, [3])  # 3 loads; 1 and 2 leave (keep_warm=0): unloaded
+        await mgr.sync()
+        assert await _predict(mgr, "production") == 6.0 and gc.get_freeze_count() > 0
+        for _ in range(3):
+            await asyncio.sleep(0)  # the retirement tasks run
+        assert gone() is None
+        await mgr.close()
+        ex.shutdown()
+        gc.unfreeze()
+
+    _run(scenario())
