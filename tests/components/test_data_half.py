@@ -82,6 +82,49 @@ def test_statistics_cover_every_row_per_split(penguin):
     assert total_missing == 11
 
 
+def _rounded(stats):
+    """A statistics proto with every double rounded to 9 significant digits: two ways of
+    summing the same values may differ in the last digit."""
+    from google.protobuf.json_format import MessageToDict
+
+    def walk(x):
+        if isinstance(x, float):
+            return float(f"{x:.9g}")
+        if isinstance(x, dict):
+            return {k: walk(v) for k, v in x.items()}
+        if isinstance(x, list):
+            return [walk(v) for v in x]
+        return x
+    return walk(MessageToDict(stats))
+
+
+def test_default_statistics_are_what_tfdvs_beam_transform_computes(penguin, tmp_path):
+    """StatisticsGen's default (TFDV's in-memory combiners over the Parquet batches) gives the
+    statistics of TFDV's GenerateStatistics run as a Beam pipeline, split by split; a
+    --runner, more direct workers or slicing options take the Beam pipeline."""
+    import apache_beam as beam
+    import tensorflow_data_validation as tfdv
+
+    from tfpipe import ExampleStatistics
+    from tfpipe.components.statistics_gen import _needs_beam, load_statistics, statistics_graph
+    _, _, nodes = penguin
+    ex = nodes["ExampleGen"].outputs["examples"][0]
+    ours = nodes["StatisticsGen"].outputs["statistics"][0]
+    beam_stats = ExampleStatistics(uri=str(tmp_path / "beam"))
+    with beam.Pipeline() as p:
+        statistics_graph(p, examples=ex, statistics=beam_stats, splits=["train", "eval"],
+                         stats_options=tfdv.StatsOptions())
+    for s in ("train", "eval"):
+        a, b = load_statistics(ours, s), load_statistics(beam_stats, s)
+        assert a.datasets[0].num_examples == b.datasets[0].num_examples == ex.row_counts[s]
+        assert _rounded(a) == _rounded(b), s
+    opts = tfdv.StatsOptions()
+    assert _needs_beam([], opts) is None and _needs_beam(["--direct_num_workers=1"], opts) is None
+    assert _needs_beam(["--runner=PortableRunner"], opts) == "--runner PortableRunner"
+    assert _needs_beam(["--direct_num_workers=2"], opts) == "--direct_num_workers 2"
+    assert _needs_beam([], tfdv.StatsOptions(feature_allowlist=["island"])) == "stats_options feature_allowlist"
+
+
 def test_schema_inferred_and_no_anomalies(penguin):
     tmp, _, nodes = penguin
     import tensorflow_data_validation as tfdv
