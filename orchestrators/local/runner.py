@@ -8,9 +8,19 @@ so the next run does not pay those imports again). A node the cache plan takes f
 cache is recorded by this process itself: the lookup costs less than a fork. A node that fails stops new nodes from
 starting; the running ones finish and record their outcome. An interrupt ends the running
 nodes FAILED ("interrupted") before the run is recorded FAILED.
+
+With ``parallel=1`` every node runs in this one process, which holds TensorFlow, Beam,
+TFDV, TFT and TFMA once they are imported (about 0.7 GB here) and whatever each node left:
+reference cycles of graphs and traced functions that Python's oldest generation collects
+rarely, and freed heap that glibc keeps. After each node that executed, ``_Reclaim``
+collects, freezes what survives (so the next collection looks only at what the following
+node made, a few milliseconds instead of a third of a second) and hands free heap back to
+the system (``malloc_trim``): on TFX's penguin pipeline the run's peak RSS went from 887 to
+837 MB. The freeze is undone when the run ends.
 """
 from __future__ import annotations
 
+import gc
 import json
 import os
 import queue
@@ -36,6 +46,38 @@ def default_parallel() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
+class _Reclaim:
+    """Memory a node left behind, given back between nodes of one process (see the module
+    docstring). Freezes only when nothing else in the process has (``gc.freeze`` is one set
+    for the whole interpreter), and unfreezes on exit so a long-lived caller (a notebook, a
+    test session) collects as before."""
+
+    def __enter__(self) -> "_Reclaim":
+        self.freezes = gc.get_freeze_count() == 0
+        self.trim = _malloc_trim()
+        return self
+
+    def after_node(self) -> None:
+        gc.collect()
+        if self.freezes:
+            gc.freeze()
+        if self.trim is not None:
+            self.trim(0)
+
+    def __exit__(self, *exc) -> None:
+        if self.freezes:
+            gc.unfreeze()
+
+
+def _malloc_trim():
+    """glibc's ``malloc_trim``, or None (another C library, or none found)."""
+    try:
+        import ctypes
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
 class LocalRunner(Runner):
     """Runs every selected node through the launcher; stops at the first failure
     (downstream nodes are not run)."""
@@ -54,6 +96,12 @@ class LocalRunner(Runner):
             return self._run_parallel(ir, run_id, nodes, record, enable_cache)
         self.say(f"run {run_id} of pipeline {ir['pipeline']['name']}: {len(nodes)} node(s)")
         result = RunResult(run_id, State.COMPLETE)
+        with _Reclaim() as reclaim:
+            self._run_sequential(ir, run_id, nodes, record, enable_cache, result, reclaim)
+        return result
+
+    def _run_sequential(self, ir: dict, run_id: str, nodes: list[dict], record: RunRecord,
+                        enable_cache: bool | None, result: RunResult, reclaim: "_Reclaim") -> None:
         for i, n in enumerate(nodes, 1):
             self.say(f"[{i}/{len(nodes)}] {n['id']} ({n['component']}) running")
             try:
@@ -66,7 +114,8 @@ class LocalRunner(Runner):
             result.nodes.append(r)
             tag = "cached" if r.state == State.CACHED else "done"
             self.say(f"[{i}/{len(nodes)}] {n['id']} {tag} in {r.duration_s:.2f}s")
-        return result
+            if r.state != State.CACHED:
+                reclaim.after_node()
 
     # -- parallel ---------------------------------------------------------------------------
     def _run_parallel(self, ir: dict, run_id: str, nodes: list[dict], record: RunRecord,
