@@ -12,7 +12,7 @@ nodes FAILED ("interrupted") before the run is recorded FAILED.
 With ``parallel=1`` every node runs in this one process, which holds TensorFlow, Beam,
 TFDV, TFT and TFMA once they are imported (about 0.7 GB here) and whatever each node left:
 reference cycles of graphs and traced functions that Python's oldest generation collects
-rarely, and freed heap that glibc keeps. After each node that executed, ``_Reclaim``
+rarely, and freed heap that glibc keeps. After each node that executed for a second or more, ``_Reclaim``
 collects, freezes what survives (so the next collection looks only at what the following
 node made, a few milliseconds instead of a third of a second) and hands free heap back to
 the system (``malloc_trim``): on TFX's penguin pipeline the run's peak RSS went from 887 to
@@ -44,6 +44,11 @@ __all__ = ["LocalRunner", "default_parallel"]
 def default_parallel() -> int:
     """Nodes at once by default: the machine's cores, at most 4."""
     return max(1, min(4, os.cpu_count() or 1))
+
+
+#: a node that ran for less leaves little behind, and the first collection (over all that is
+#: imported, a third of a second) would cost more than such a node did (a resolver)
+_RECLAIM_AFTER_S = 1.0
 
 
 class _Reclaim:
@@ -114,7 +119,7 @@ class LocalRunner(Runner):
             result.nodes.append(r)
             tag = "cached" if r.state == State.CACHED else "done"
             self.say(f"[{i}/{len(nodes)}] {n['id']} {tag} in {r.duration_s:.2f}s")
-            if r.state != State.CACHED:
+            if r.state != State.CACHED and r.duration_s >= _RECLAIM_AFTER_S:
                 reclaim.after_node()
 
     # -- parallel ---------------------------------------------------------------------------

@@ -2,8 +2,11 @@
 collector, and leaves the interpreter's gc state as it found it."""
 import gc
 
+import pytest
+
 from tfpipe import Input, JsonValue, Output, Pipeline, compile_pipeline, component
 from tfpipe.orchestrators.local import LocalRunner
+from tfpipe.orchestrators.local import runner as local_runner
 
 FINALIZED: list[str] = []
 
@@ -39,7 +42,14 @@ def _run(tmp_path, run_id):
     return MetadataStore(str(tmp_path / "md.sqlite")).get_artifacts([out.id])[0].read()
 
 
-def test_a_nodes_reference_cycles_are_collected_before_the_next_node_and_the_freeze_undone(tmp_path):
+@pytest.fixture
+def reclaim_after(monkeypatch):
+    """Sets the shortest node run that is followed by a collection (these nodes take ms)."""
+    return lambda s: monkeypatch.setattr(local_runner, "_RECLAIM_AFTER_S", s)
+
+
+def test_a_nodes_reference_cycles_are_collected_before_the_next_node_and_the_freeze_undone(tmp_path, reclaim_after):
+    reclaim_after(0.0)
     gc.disable()  # only the runner's collection between the nodes can find the cycle
     try:
         assert gc.get_freeze_count() == 0
@@ -49,7 +59,8 @@ def test_a_nodes_reference_cycles_are_collected_before_the_next_node_and_the_fre
         gc.enable()
 
 
-def test_a_freeze_made_by_someone_else_is_left_alone(tmp_path):
+def test_a_freeze_made_by_someone_else_is_left_alone(tmp_path, reclaim_after):
+    reclaim_after(0.0)
     gc.disable()
     keep = [object() for _ in range(10)]
     gc.freeze()
@@ -64,3 +75,12 @@ def test_a_freeze_made_by_someone_else_is_left_alone(tmp_path):
         gc.unfreeze()
         gc.enable()
         del keep
+
+
+def test_a_short_node_is_not_followed_by_a_collection(tmp_path, reclaim_after):
+    reclaim_after(60.0)  # a resolver, a cache lookup: the collection would cost more than they did
+    gc.disable()
+    try:
+        assert _run(tmp_path, "r3") is False
+    finally:
+        gc.enable()
