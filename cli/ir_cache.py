@@ -41,6 +41,8 @@ import sys
 import time
 from collections.abc import MutableMapping
 
+from tfpipe.files import write_file
+
 __all__ = ["IR_CACHE_VERSION", "Recorder", "record", "lookup", "store", "cache_path"]
 
 IR_CACHE_VERSION = 1
@@ -329,16 +331,8 @@ def store(pipeline_file: str, rec: Recorder, ir: dict) -> str | None:
     if entry is None:
         return None
     path = cache_path(pipeline_file)
-    tmp = f"{path}.{os.getpid()}.tmp"
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(tmp, "w") as f:
-            json.dump(entry, f)
-        os.replace(tmp, path)
+        write_file(path, json.dumps(entry))
     except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
         return None
     return path

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 
 from tfpipe import Examples, ExampleStatistics, Input, Output, component, current
+from tfpipe.files import write_file
 
 __all__ = ["StatisticsGen", "load_statistics", "statistics_graph"]
 
@@ -89,11 +90,7 @@ def in_memory_statistics(examples: Examples, split: str, opts, progress=None):
 def _write_statistics(stats, path: str) -> None:
     """The binary DatasetFeatureStatisticsList ``tfdv.load_stats_binary`` reads (what
     ``WriteStatisticsToBinaryFile`` writes), renamed into place once complete."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.partial"
-    with open(tmp, "wb") as f:
-        f.write(stats.SerializeToString())
-    os.replace(tmp, path)
+    write_file(path, stats.SerializeToString())
 
 
 def load_statistics(artifact: ExampleStatistics, split: str):

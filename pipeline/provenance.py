@@ -11,6 +11,8 @@ import os
 import platform
 import subprocess
 
+from .files import write_file
+
 __all__ = ["git_info", "environment", "PACKAGES", "owner", "owner_is_dead", "environment_lock", "lock_hash",
            "record_environment", "tfpipe_installation", "normalize_name", "ENVIRONMENTS_DIR", "environment_record"]
 
@@ -174,11 +176,7 @@ def record_environment(store, root: str) -> str:
         art = EnvironmentLock(uri=uri, state="LIVE")
         path = art.lock_path()
         if not os.path.isfile(path):
-            os.makedirs(uri, exist_ok=True)
-            tmp = f"{path}.tmp-{os.getpid()}"
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(lock, f, indent=1, sort_keys=True)
-            os.replace(tmp, path)
+            write_file(path, json.dumps(lock, indent=1, sort_keys=True))
         art.lock_hash, art.python = h, lock["python"]
         art.fingerprint = fingerprint_path(uri)
         store.put_artifacts([art])

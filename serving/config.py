@@ -14,8 +14,9 @@ of it.
 from __future__ import annotations
 
 import os
-import uuid
 from dataclasses import dataclass, field
+
+from tfpipe.files import write_file
 
 __all__ = ["CONFIG_FILE", "ModelEntry", "ConfigError", "write_config", "read_config", "version_dirs",
            "resolve_versions"]
@@ -65,14 +66,7 @@ def write_config(path: str, entries: list[ModelEntry]) -> str:
     text = ("# Written by the tfpipe model registry on every alias change; read by TF Serving\n"
             "# (--model_config_file, --model_config_file_poll_wait_seconds) and by `tfpipe serve`.\n"
             + text_format.MessageToString(cfg))
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    tmp = os.path.join(d, f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_file(path, text, durable=True)
     return path
 
 

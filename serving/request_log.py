@@ -38,6 +38,8 @@ import threading
 import time
 import uuid
 
+from tfpipe.files import replacing
+
 __all__ = ["RequestLog", "ParquetSink", "BigQuerySink", "LogError", "open_sink", "read_log", "DAY_PREFIX"]
 
 DAY_PREFIX = "day="
@@ -136,13 +138,8 @@ class ParquetSink:
         d = os.path.join(self.root, f"{DAY_PREFIX}{_day(table)}")
         os.makedirs(d, exist_ok=True)
         name = f"part-{time.time_ns()}-{uuid.uuid4().hex[:8]}.parquet"
-        tmp = os.path.join(d, f".{name}.tmp")
-        try:
+        with replacing(os.path.join(d, name)) as tmp:
             pq.write_table(table, tmp)
-            os.replace(tmp, os.path.join(d, name))
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
         return table.num_rows
 
 

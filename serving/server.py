@@ -23,6 +23,8 @@ import socket
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
+from tfpipe.files import write_file
+
 from .options import DEFAULT_PORT, add_server_args, server_kwargs
 
 __all__ = ["serve", "main", "ServeError", "DEFAULT_PORT"]
@@ -50,10 +52,7 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def _write_ready(path: str, info: dict) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(info, f)
-    os.replace(tmp, path)
+    write_file(path, json.dumps(info))
 
 
 def serve(sources: list, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT, ready_file: str | None = None,

@@ -27,8 +27,8 @@ import json
 import os
 import re
 import time
-import uuid
 
+from tfpipe.files import replacing
 from tfpipe.metadata import MetadataStore
 
 from . import inspect as insp
@@ -90,9 +90,8 @@ def switch_serving(destination: str, version: str, link: str = SERVING_LINK) -> 
     if os.path.exists(path) and not os.path.islink(path):
         raise RegistryError(f"{path} exists and is not a symlink; the registry switches serving by "
                             f"replacing a symlink and will not overwrite a real directory")
-    tmp = os.path.join(destination, f".{link}.{uuid.uuid4().hex[:8]}")
-    os.symlink(version, tmp)  # relative: the destination can move as a whole
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        os.symlink(version, tmp)  # relative: the destination can move as a whole
     return path
 
 

@@ -15,6 +15,7 @@ import os
 import string
 
 from tfpipe.artifacts import ExampleStatistics
+from tfpipe.files import write_file
 from tfpipe.metadata import MetadataStore
 
 from . import inspect as insp
@@ -343,10 +344,4 @@ def write_report(store: MetadataStore, run: str, output: str) -> str:
 
 def write_page(text: str, output: str) -> str:
     """Write an HTML page whole (a temporary file renamed over ``output``)."""
-    out = os.path.abspath(output)
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    tmp = out + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, out)
-    return out
+    return write_file(output, text)

@@ -36,6 +36,8 @@ import tempfile
 import threading
 import time
 
+from tfpipe.files import write_file
+
 __all__ = ["ClusterError", "LocalBeamCluster", "pipeline_args", "serve", "bundles_by_job"]
 
 HOST = "127.0.0.1"
@@ -185,10 +187,7 @@ def serve(*, workers: int, log_dir: str, ready_file: str | None = None, job_port
         signal.signal(sig, lambda *_: stop.set())
     try:
         if ready_file:
-            tmp = ready_file + ".tmp"
-            with open(tmp, "w") as f:
-                json.dump(info, f)
-            os.replace(tmp, ready_file)
+            write_file(ready_file, json.dumps(info))
         if announce:
             announce(info)
         stop.wait()
