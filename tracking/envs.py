@@ -156,7 +156,7 @@ def build_environment(lock: dict, env_hash: str, verbose: bool = True) -> tuple[
                 if k not in unavailable:
                     f.write(f"{k}=={v}\n")
         # --no-compile: a module is byte-compiled when it is first imported; a run imports a
-        # fraction of what is installed, and compiling all of it is most of pip's time here
+        # fraction of what is installed, so compiling all of it up front is mostly wasted
         _run([py, "-m", "pip", "install", "--no-deps", "--no-input", "--no-compile", "-r", req,
               *([] if verbose else ["-q"])], verbose, "installing the recorded distributions")
         info = lock.get("tfpipe") or {}
