@@ -108,24 +108,26 @@ def StatisticsGen(examples: Input[Examples], statistics: Output[ExampleStatistic
     splits = [s for s in examples.split_names if s not in exclude_splits]
     opts = tfdv.StatsOptions(**(stats_options or {}))
     why = _needs_beam(ctx.beam_pipeline_args, opts)
+    computed = {}  # split -> statistics proto, when computed in this process
     if why is None:
         for s in splits:
             total = (examples.row_counts or {}).get(s)
-            stats = in_memory_statistics(examples, s, opts,
-                                         progress=lambda n, s=s, t=total: ctx.progress(n, t, f"rows of {s}"))
-            _write_statistics(stats, statistics.stats_path(s))
+            computed[s] = in_memory_statistics(examples, s, opts,
+                                               progress=lambda n, s=s, t=total: ctx.progress(n, t, f"rows of {s}"))
+            _write_statistics(computed[s], statistics.stats_path(s))
     else:
         ctx.log(f"statistics as a Beam pipeline ({why})")
         with ctx.beam_pipeline() as p:
             statistics_graph(p, examples=examples, statistics=statistics, splits=splits, stats_options=opts)
     # count rows end to end: statistics must cover every example ExampleGen wrote
     for s in splits:
-        stats = load_statistics(statistics, s)
+        stats = computed[s] if s in computed else load_statistics(statistics, s)
         n = stats.datasets[0].num_examples if stats.datasets else 0
         want = (examples.row_counts or {}).get(s)
         if want is not None and n != want:
-            raise StatisticsError(f"split {s}: statistics cover {n} examples but ExampleGen wrote {want}; "
-                                  f"the Beam runner dropped data (check beam_pipeline_args)")
+            cause = ("the examples on disk hold other rows than recorded" if s in computed else
+                     "the Beam runner dropped data (check beam_pipeline_args)")
+            raise StatisticsError(f"split {s}: statistics cover {n} examples but ExampleGen wrote {want}; {cause}")
         ctx.log(f"split {s}: statistics over {n:,} examples")
     statistics.split_names = splits
     statistics.span = examples.span

@@ -305,3 +305,21 @@ def test_hash_split_of_batches_is_the_split_of_the_whole_table():
         streamed = pa.Table.from_batches([p[s] for p in parts], schema=t.schema)
         assert streamed.num_rows > 0 and streamed.equals(whole[s].combine_chunks()), s
     assert sum(w.num_rows for w in whole.values()) == t.num_rows
+
+
+def test_statistics_that_miss_recorded_rows_fail_the_node(penguin, tmp_path):
+    """The end-to-end row count: examples whose recorded count differs from the rows on disk
+    are refused (the in-memory path checks the proto it computed, naming the cause)."""
+    from tfpipe import Examples, ExampleStatistics
+    from tfpipe.components.statistics_gen import StatisticsError, StatisticsGen
+    from tfpipe.runtime import ExecutionContext
+    _, _, nodes = penguin
+    ex = nodes["ExampleGen"].outputs["examples"][0]
+    wrong = Examples(uri=ex.uri)
+    wrong.split_names = list(ex.split_names)
+    wrong.row_counts = {**ex.row_counts, "eval": ex.row_counts["eval"] + 1}
+    out = ExampleStatistics(uri=str(tmp_path / "stats"))
+    with ExecutionContext("p", "r", "StatisticsGen", 0, verbose=False):
+        with pytest.raises(StatisticsError, match=rf"split eval: statistics cover {ex.row_counts['eval']} examples "
+                                                  rf"but ExampleGen wrote {ex.row_counts['eval'] + 1}; the examples"):
+            StatisticsGen.fn(examples=wrong, statistics=out)
