@@ -12,11 +12,11 @@ nodes FAILED ("interrupted") before the run is recorded FAILED.
 With ``parallel=1`` every node runs in this one process, which holds TensorFlow, Beam,
 TFDV, TFT and TFMA once they are imported (about 0.7 GB here) and whatever each node left:
 reference cycles of graphs and traced functions that Python's oldest generation collects
-rarely, and freed heap that glibc keeps. After each node that executed for a second or more, ``_Reclaim``
-collects, freezes what survives (so the next collection looks only at what the following
-node made, a few milliseconds instead of a third of a second) and hands free heap back to
-the system (``malloc_trim``): on TFX's penguin pipeline the run's peak RSS went from 887 to
-837 MB. The freeze is undone when the run ends.
+rarely, and freed heap that glibc keeps. After each node that executed for a second or
+more, ``_Reclaim`` collects, freezes what survives (so the next collection looks only at
+what the following node made, a few milliseconds instead of a third of a second) and hands
+free heap back to the system (``malloc_trim``): on TFX's penguin pipeline the run's peak
+RSS went from 887 to 837 MB. The freeze is undone when the run ends.
 """
 from __future__ import annotations
 
