@@ -87,12 +87,6 @@ def in_memory_statistics(examples: Examples, split: str, opts, progress=None):
     return stats_impl.extract_statistics_output(accumulators, generators)
 
 
-def _write_statistics(stats, path: str) -> None:
-    """The binary DatasetFeatureStatisticsList ``tfdv.load_stats_binary`` reads (what
-    ``WriteStatisticsToBinaryFile`` writes), renamed into place once complete."""
-    write_file(path, stats.SerializeToString())
-
-
 def load_statistics(artifact: ExampleStatistics, split: str):
     import tensorflow_data_validation as tfdv
     return tfdv.load_stats_binary(artifact.stats_path(split))
@@ -114,7 +108,8 @@ def StatisticsGen(examples: Input[Examples], statistics: Output[ExampleStatistic
             total = (examples.row_counts or {}).get(s)
             computed[s] = in_memory_statistics(examples, s, opts,
                                                progress=lambda n, s=s, t=total: ctx.progress(n, t, f"rows of {s}"))
-            _write_statistics(computed[s], statistics.stats_path(s))
+            # the binary DatasetFeatureStatisticsList WriteStatisticsToBinaryFile writes
+            write_file(statistics.stats_path(s), computed[s].SerializeToString())
     else:
         ctx.log(f"statistics as a Beam pipeline ({why})")
         with ctx.beam_pipeline() as p:

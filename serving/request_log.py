@@ -135,8 +135,7 @@ class ParquetSink:
         """``table`` (rows of one day) as a new file of its day's partition; the rows written.
         pyarrow encodes and compresses without holding the GIL."""
         import pyarrow.parquet as pq
-        d = os.path.join(self.root, f"{DAY_PREFIX}{_day(table)}")
-        os.makedirs(d, exist_ok=True)
+        d = os.path.join(self.root, f"{DAY_PREFIX}{_day(table)}")  # made by replacing()
         name = f"part-{time.time_ns()}-{uuid.uuid4().hex[:8]}.parquet"
         with replacing(os.path.join(d, name)) as tmp:
             pq.write_table(table, tmp)
