@@ -15,6 +15,7 @@ import glob
 import os
 import re
 
+from tfpipe import fileio
 from tfpipe import Examples, Output, component, current
 from tfpipe.tabular import InputDataError, scan_files
 
@@ -37,18 +38,18 @@ def _pattern_regex(pattern: str) -> re.Pattern:
 
 
 def _matches(input_base: str, pattern: str) -> list[tuple[str, int | None, int | None]]:
-    full = os.path.join(input_base, pattern) if pattern else input_base
+    full = fileio.join(input_base, pattern) if pattern else input_base
     g = full.replace("{SPAN}", "*").replace("{VERSION}", "*")
-    files = sorted(p for p in glob.glob(g) if os.path.isfile(p))
-    if os.path.isdir(full):
-        files = sorted(p for p in glob.glob(os.path.join(full, "*")) if os.path.isfile(p)
-                       and not os.path.basename(p).startswith("."))
+    files = fileio.glob(g)
+    if fileio.isdir(full):
+        files = [p for p in fileio.glob(fileio.join(full, "*")) if not fileio.basename(p).startswith(".")]
     if "{SPAN}" not in full and "{VERSION}" not in full:
         return [(f, None, None) for f in files]
-    rx = _pattern_regex(os.path.normpath(full))
+    norm = (lambda p: p) if fileio.is_remote(full) else os.path.normpath
+    rx = _pattern_regex(norm(full))
     out = []
     for f in files:
-        m = rx.match(os.path.normpath(f))
+        m = rx.match(norm(f))
         if m:
             d = m.groupdict()
             out.append((f, int(d["span"]) if d.get("span") else None,
@@ -62,13 +63,13 @@ def resolve_input(params: dict) -> dict:
     base = params["input_base"]
     splits = params.get("input_splits") or {}
     patterns = splits or {"*": params.get("input_pattern") or ""}
-    if not os.path.exists(base) and not glob.glob(base):
+    if not fileio.exists(base) and not fileio.glob(base):
         raise InputDataError(f"input_base {base} does not exist; expected a directory or file of "
                              f"CSV, Parquet or TFRecord data")
     found = {name: _matches(base, pat) for name, pat in patterns.items()}
     for name, m in found.items():
         if not m:
-            where = os.path.join(base, patterns[name]) if patterns[name] else base
+            where = fileio.join(base, patterns[name]) if patterns[name] else base
             raise InputDataError(f"input {where!r} matches no files; expected at least one "
                                  f"CSV, Parquet or TFRecord file")
     spans = sorted({s for m in found.values() for _, s, _ in m if s is not None})
@@ -104,8 +105,39 @@ def resolve_input(params: dict) -> dict:
     all_files = sorted({f for fs in selected.values() for f in fs})
     return {"resolved_span": chosen[-1] if chosen else 0,
             "resolved_version": version if version is not None else 0,
-            "input_files": selected, "input_fingerprint": fingerprint_files(all_files),
+            "input_files": selected, "input_fingerprint": fingerprint_files([_local(f) for f in all_files]),
             "previous_span_files": previous[:1]}
+
+
+def _local(path: str) -> str:
+    """A local path to read: the file itself, or its copy in the local cache when it is an
+    object (fetched once per size and modification time)."""
+    return fileio.local_copy(path, fileio.version_of(path)) if fileio.is_remote(path) else path
+
+
+class _NamedAsGiven:
+    """Errors about a local copy of an object name the object (its URI), as the user gave it."""
+
+    def __init__(self):
+        self.names: dict[str, str] = {}
+
+    def local(self, path: str) -> str:
+        loc = _local(path)
+        if loc != path:
+            self.names[loc] = path
+        return loc
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, typ, e, tb):
+        if isinstance(e, InputDataError) and self.names:
+            msg = str(e)
+            for loc, uri in self.names.items():
+                msg = msg.replace(loc, uri)
+            if msg != str(e):
+                raise InputDataError(msg) from None
+        return False
 
 
 @component(name="ExampleGen", driver=resolve_input)
@@ -131,14 +163,22 @@ def ExampleGen(examples: Output[Examples], input_base: str, input_pattern: str =
     d = getattr(ctx, "driver_output", None) or resolve_input(
         {"input_base": input_base, "input_pattern": input_pattern, "input_splits": input_splits,
          "span": span, "span_range": list(span_range)})
-    files_by_split = d["input_files"]
+    with _NamedAsGiven() as given:
+        files_by_split = {name: [given.local(f) for f in files] for name, files in d["input_files"].items()}
+        previous = [given.local(f) for f in d.get("previous_span_files") or []]
+        _ingest(ctx, examples, d, files_by_split, previous, split_ratios, partition_feature, format, label_key,
+                encoding, allow_new_columns, allow_missing_columns, string_columns)
+
+
+def _ingest(ctx, examples, d, files_by_split, previous, split_ratios, partition_feature, format, label_key, encoding,
+            allow_new_columns, allow_missing_columns, string_columns) -> None:
     scans = {}  # split (or "*") -> (schema, batches): every file streamed in bounded memory
     for name, files in files_by_split.items():
         ctx.log(f"reading {len(files)} file(s) for {'all splits' if name == '*' else name}")
         scans[name] = scan_files(files, format=format, encoding=encoding, string_columns=list(string_columns))
-    if d.get("previous_span_files"):
+    if previous:
         for name, (schema, _) in scans.items():
-            missing = check_span_compatible(d["previous_span_files"][0], files_by_split[name], schema, format,
+            missing = check_span_compatible(previous[0], files_by_split[name], schema, format,
                                             encoding, allow_new_columns, d["resolved_span"], allow_missing_columns,
                                             list(string_columns))
             if missing:

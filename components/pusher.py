@@ -16,6 +16,7 @@ import os
 import shutil
 import time
 
+from tfpipe import fileio
 from tfpipe import (
     InfraBlessing,
     Input,
@@ -37,7 +38,11 @@ class PushError(RuntimeError):
 
 
 def versions(base: str) -> list[int]:
-    """The integer version directories under ``base``, ascending."""
+    """The integer version directories under ``base`` (a folder or an object-store
+    prefix), ascending."""
+    if fileio.is_remote(base):
+        return sorted({int(top) for top, sep, _ in (r.partition("/") for r in fileio.list_files(base))
+                       if sep and top.isdigit()})
     if not os.path.isdir(base):
         return []
     return sorted(int(d) for d in os.listdir(base) if d.isdigit() and os.path.isdir(os.path.join(base, d)))
@@ -56,15 +61,18 @@ def _already_pushed(base: str, model) -> int | None:
     if not vs or not model.fingerprint:
         return None
     try:
-        with open(os.path.join(base, str(vs[-1]), RECORD)) as f:
-            rec = json.load(f)
+        rec = json.loads(fileio.read_text(fileio.join(base, str(vs[-1]), RECORD)))
     except (OSError, ValueError):
         return None
     return vs[-1] if rec.get("model_fingerprint") == model.fingerprint else None
 
 
 def push_atomically(src: str, base: str, record: dict) -> int:
-    """Copy ``src`` to ``<base>/<version>`` through a temporary sibling and one rename."""
+    """Copy ``src`` to ``<base>/<version>`` through a temporary sibling and one rename; on
+    an object store (no rename), upload the model and then the push record last: a version
+    is complete once its record is there, and that is what the model server waits for."""
+    if fileio.is_remote(base):
+        return _push_remote(src, base, record)
     os.makedirs(base, exist_ok=True)
     tmp = os.path.join(base, f".incoming-{os.getpid()}-{time.time_ns()}")
     shutil.copytree(src, tmp)
@@ -85,13 +93,24 @@ def push_atomically(src: str, base: str, record: dict) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _push_remote(src: str, base: str, record: dict) -> int:
+    existing = versions(base)
+    version = max(int(time.time()), existing[-1] + 1 if existing else 0)
+    while fileio.isdir(fileio.join(base, str(version))):  # another pusher took it a moment ago
+        version += 1
+    dest = fileio.join(base, str(version))
+    fileio.upload_tree(src, dest)
+    fileio.write_text(fileio.join(dest, RECORD), json.dumps(record, indent=2))
+    return version
+
+
 @component(name="Pusher")
 def Pusher(model: Input[Model], pushed_model: Output[PushedModel], push_destination: str,
            model_blessing: Input[ModelBlessing] | None = None,
            infra_blessing: Input[InfraBlessing] | None = None) -> None:
     """Push ``model`` to ``push_destination`` (a base directory) when it is blessed."""
     ctx = current()
-    base = os.path.abspath(os.path.expanduser(push_destination))
+    base = fileio.abspath(os.path.expanduser(push_destination))
     pushed_model.destination = base
     os.makedirs(pushed_model.uri, exist_ok=True)
     why = _why_not(model_blessing, infra_blessing)
@@ -103,14 +122,14 @@ def Pusher(model: Input[Model], pushed_model: Output[PushedModel], push_destinat
         ctx.log(f"NOT PUSHED: Model #{model.id} {why}")
     else:
         src = model.saved_model_dir()
-        if not os.path.isdir(src):
+        if not os.path.isdir(src):  # a local copy when the model is on an object store
             raise PushError(f"Model #{model.id}: no SavedModel directory at {src}; nothing to push")
         existing = _already_pushed(base, model)
         if existing is not None:
             version, reason = existing, f"already at {base}/{existing}; nothing copied"
             ctx.log(f"Model #{model.id} is already the newest version {existing} at {base}; nothing copied")
         else:
-            version = push_atomically(src, base, {"model_id": model.id, "model_uri": model.uri,
+            version = push_atomically(src, base, {"model_id": model.id, "model_uri": model.stored_uri,
                                                   "model_fingerprint": model.fingerprint,
                                                   "pipeline": ctx.pipeline, "run_id": ctx.run_id,
                                                   "pushed_at": time.time()})

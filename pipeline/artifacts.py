@@ -11,10 +11,10 @@ Each class also owns its file layout under ``uri`` (``Examples.parquet_files(spl
 """
 from __future__ import annotations
 
-import glob
 import json
-import os
 from typing import Any, ClassVar
+
+from . import fileio
 
 __all__ = [
     "Artifact", "ValueArtifact", "artifact_class", "registered_types", "ArtifactLayoutError",
@@ -105,7 +105,20 @@ class Artifact:
             self.set(name, value)
 
     def path(self, *parts: str) -> str:
-        return os.path.join(self.uri, *parts)
+        return fileio.join(self.uri, *parts)
+
+    def at(self, uri: str) -> "Artifact":
+        """The same artifact (id, state, properties) read from another location: a local
+        copy of an artifact kept on an object store."""
+        a = type(self)(uri=uri, id=self.id, state=self.state, custom=self.custom)
+        object.__setattr__(a, "properties", dict(self.properties))
+        object.__setattr__(a, "_stored_uri", self.stored_uri)
+        return a
+
+    @property
+    def stored_uri(self) -> str:
+        """Where the artifact is recorded in ML Metadata (``uri`` may be a local copy)."""
+        return self.__dict__.get("_stored_uri") or self.uri
 
     def __repr__(self) -> str:
         return f"{self.TYPE_NAME}(id={self.id}, uri={self.uri!r}, {self.properties})"
@@ -129,14 +142,14 @@ class _Split:
     SPLIT_PREFIX = "Split-"
 
     def split_uri(self, split: str) -> str:
-        return os.path.join(self.uri, f"{self.SPLIT_PREFIX}{split}")
+        return fileio.join(self.uri, f"{self.SPLIT_PREFIX}{split}")
 
     def splits_on_disk(self) -> list[str]:
         """The splits whose directories exist, sorted."""
-        if not os.path.isdir(self.uri):
+        if not fileio.isdir(self.uri):
             return []
-        return sorted(d[len(self.SPLIT_PREFIX):] for d in os.listdir(self.uri)
-                      if d.startswith(self.SPLIT_PREFIX) and os.path.isdir(os.path.join(self.uri, d)))
+        return sorted(d[len(self.SPLIT_PREFIX):] for d in fileio.listdir(self.uri)
+                      if d.startswith(self.SPLIT_PREFIX) and fileio.isdir(fileio.join(self.uri, d)))
 
 
 class Examples(Artifact, _Split):
@@ -153,24 +166,24 @@ class Examples(Artifact, _Split):
         names = self.split_names or []
         if split not in names:
             raise ArtifactLayoutError(f"Examples #{self.id} ({self.uri}) has no split {split!r}; splits: {names}")
-        files = sorted(glob.glob(os.path.join(self.split_uri(split), pattern)))
+        files = fileio.glob(fileio.join(self.split_uri(split), pattern))
         if not files:
             raise ArtifactLayoutError(f"split {split!r} of Examples at {self.uri} holds no {what} files")
         return files
 
     def parquet_path(self, split: str) -> str:
         """Where ExampleGen writes a split."""
-        return os.path.join(self.split_uri(split), self.PARQUET_FILE)
+        return fileio.join(self.split_uri(split), self.PARQUET_FILE)
 
     def parquet_glob(self, split: str) -> str:
-        return os.path.join(self.split_uri(split), "*.parquet")
+        return fileio.join(self.split_uri(split), "*.parquet")
 
     def parquet_files(self, split: str) -> list[str]:
         return self._split_files(split, "*.parquet", "Parquet")
 
     def tfrecord_prefix(self, split: str) -> str:
         """The file prefix Transform writes a split's tf.Example TFRecords under."""
-        return os.path.join(self.split_uri(split), self.TFRECORD_PREFIX)
+        return fileio.join(self.split_uri(split), self.TFRECORD_PREFIX)
 
     def tfrecord_files(self, split: str) -> list[str]:
         return self._split_files(split, f"{self.TFRECORD_PREFIX}-*", "TFRecord")
@@ -189,10 +202,10 @@ class ExampleStatistics(Artifact, _Split):
     STATS_FILE = "FeatureStats.pb"
 
     def stats_path(self, split: str) -> str:
-        return os.path.join(self.split_uri(split), self.STATS_FILE)
+        return fileio.join(self.split_uri(split), self.STATS_FILE)
 
     def splits_with_stats(self) -> list[str]:
-        return [s for s in self.splits_on_disk() if os.path.isfile(self.stats_path(s))]
+        return [s for s in self.splits_on_disk() if fileio.isfile(self.stats_path(s))]
 
 
 class Schema(Artifact):
@@ -227,7 +240,7 @@ class Model(Artifact):
         """The SavedModel to load: ``Format-Serving/``, or the artifact's own directory for
         a model imported as a bare SavedModel."""
         d = self.serving_dir()
-        return d if os.path.isdir(d) else self.uri
+        return d if fileio.isdir(d) else self.uri
 
 
 class ModelRun(Artifact):
@@ -301,16 +314,13 @@ class ValueArtifact(Artifact):
     FILE = "value"
 
     def write(self, value: Any) -> None:
-        os.makedirs(self.uri, exist_ok=True)
-        with open(self.path(self.FILE), "w") as f:
-            json.dump(value, f)
+        fileio.write_text(self.path(self.FILE), json.dumps(value))
         self.set("value", value)
 
     def read(self) -> Any:
         if self.properties.get("value") is not None:
             return self.properties["value"]
-        with open(self.path(self.FILE)) as f:
-            return json.load(f)
+        return json.loads(fileio.read_text(self.path(self.FILE)))
 
 
 class String(ValueArtifact):
@@ -333,12 +343,10 @@ class JsonValue(ValueArtifact):
     PROPERTIES = {"value": str}
 
     def write(self, value: Any) -> None:
-        os.makedirs(self.uri, exist_ok=True)
         text = json.dumps(value, sort_keys=True)
-        with open(self.path(self.FILE), "w") as f:
-            f.write(text)
+        fileio.write_text(self.path(self.FILE), text)
         self.set("value", text)
 
     def read(self) -> Any:
         return json.loads(self.properties["value"]) if self.properties.get("value") else \
-            json.load(open(self.path(self.FILE)))
+            json.loads(fileio.read_text(self.path(self.FILE)))

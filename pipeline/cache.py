@@ -11,9 +11,10 @@ import hashlib
 import json
 import os
 
+from . import fileio
 from .artifacts import Artifact
 from .component import ComponentSpec
-from .fingerprint import module_file_fingerprints
+from .fingerprint import fingerprint_files, module_file_fingerprints
 from .metadata import MetadataStore
 from .state import State
 from .version import __version__
@@ -49,7 +50,15 @@ def cache_key(spec: ComponentSpec, node: dict, params: dict, inputs: dict[str, l
 
 
 def outputs_exist(outs: dict[str, list[Artifact]]) -> bool:
-    return all(a.state == "LIVE" and os.path.exists(a.uri) for arts in outs.values() for a in arts)
+    return all(a.state == "LIVE" and _exists(a) for arts in outs.values() for a in arts)
+
+
+def _exists(a: Artifact) -> bool:
+    """On an object store an artifact that holds no file has no object to find: its
+    recorded fingerprint (of nothing) says it is complete."""
+    if not fileio.is_remote(a.uri):
+        return os.path.exists(a.uri)
+    return fileio.isdir(a.uri) or fileio.isfile(a.uri) or a.fingerprint == fingerprint_files([])
 
 
 def find_cached(store: MetadataStore, key: str):

@@ -6,7 +6,7 @@ import ast
 import hashlib
 import os
 
-__all__ = ["fingerprint_path", "fingerprint_files", "module_fingerprint", "module_files", "module_file_fingerprints",
+__all__ = ["fingerprint_path", "fingerprint_contents", "fingerprint_files", "module_fingerprint", "module_files", "module_file_fingerprints",
            "file_sha256", "ModuleFileError"]
 
 _CHUNK = 1 << 20
@@ -32,6 +32,16 @@ def fingerprint_files(paths: list[str], root: str | None = None) -> str:
         name = os.path.relpath(p, root) if root else os.path.basename(p)
         h.update(name.encode() + b"\0" + str(os.path.getsize(p)).encode() + b"\0")
         _hash_file(h, p)
+    return h.hexdigest()
+
+
+def fingerprint_contents(files: dict[str, bytes]) -> str:
+    """What :func:`fingerprint_path` gives for a directory holding these files (relative
+    name -> content), without writing them."""
+    h = hashlib.sha256()
+    for name in sorted(files):
+        h.update(name.encode() + b"\0" + str(len(files[name])).encode() + b"\0")
+        h.update(files[name])
     return h.hexdigest()
 
 

@@ -23,6 +23,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import fileio
 from .artifacts import Artifact, artifact_class
 from .cache import cache_material, find_cached, material_key, outputs_exist
 from .component import ComponentSpec
@@ -112,6 +113,33 @@ def resolve_inputs(store: MetadataStore, ir: dict, node: dict, run_ctx,
                 f"producing {src['output']!r} in this run or an earlier one; run {producer} first")
         resolved[key] = found[src["output"]]
     return resolved
+
+
+def staging_dir(final_uri: str, execution_id: int) -> str:
+    """The local directory an output is written into before it is published: beside its
+    final place on local disk (so publishing is a rename), in the local cache for an
+    object-store URI (publishing uploads it)."""
+    if fileio.is_remote(final_uri):
+        h = hashlib.sha256(fileio.dirname(final_uri).encode()).hexdigest()[:16]
+        return os.path.join(fileio.cache_dir(), "staging", h, f".staging-{execution_id}")
+    return os.path.join(os.path.dirname(final_uri), f".staging-{execution_id}")
+
+
+def scratch_dir(root: str, node_id: str, execution_id: int) -> str:
+    """An execution's local scratch directory (removed when it ends)."""
+    if fileio.is_remote(root):
+        h = hashlib.sha256(fileio.join(root, node_id).encode()).hexdigest()[:16]
+        return os.path.join(fileio.cache_dir(), "staging", h, f".tmp-{execution_id}")
+    return os.path.join(root, node_id, f".tmp-{execution_id}")
+
+
+def _readable(a: Artifact) -> Artifact:
+    """An input as the executor reads it: a LIVE artifact on an object store is copied to
+    the local cache once (by URI and fingerprint) and handed over at that path, so
+    TensorFlow, TFDV, TFT and TFMA read local files in every mode."""
+    if not fileio.is_remote(a.uri):
+        return a
+    return a.at(fileio.local_copy(a.uri, a.fingerprint or ""))
 
 
 def _one_paragraph(e: BaseException) -> str:
@@ -278,24 +306,25 @@ class Job:
 
     def stage_outputs(self) -> None:
         """PENDING output artifacts at their final URIs (recorded with OUTPUT events), the
-        executor writing into a staging directory beside each, and a scratch directory."""
-        root = os.path.abspath(self.pipeline["root"])
+        executor writing into a local staging directory (beside each on local disk, in the
+        local cache for an object-store root), and a local scratch directory."""
+        root = fileio.abspath(self.pipeline["root"])
         eid = self.execution.id
         for key, o in self.node["outputs"].items():
-            uri = os.path.join(root, self.node_id, key, str(eid))
-            if os.path.commonpath([root, os.path.abspath(uri)]) != root:  # names are checked; never trust it
+            uri = fileio.join(root, self.node_id, key, str(eid))
+            if not fileio.is_remote(root) and os.path.commonpath([root, os.path.abspath(uri)]) != root:
                 raise ValueError(f"output {key!r} of node {self.node_id!r} would be written outside the "
-                                 f"artifact root {root}")
+                                 f"artifact root {root}")  # names are checked; never trust it
             self.outputs[key] = [artifact_class(o["type"])(uri=uri, state="PENDING")]
             self.final_uris[key] = uri
         self.store.publish_execution(self.execution, State.RUNNING, self.props, self.contexts, self.outputs)
         for key, arts in self.outputs.items():
-            staging = os.path.join(os.path.dirname(self.final_uris[key]), f".staging-{eid}")
+            staging = staging_dir(self.final_uris[key], eid)
             shutil.rmtree(staging, ignore_errors=True)
             os.makedirs(staging)
             self.staged[key] = staging
             arts[0].uri = staging
-        self.tmp_dir = os.path.join(root, self.node_id, f".tmp-{eid}")
+        self.tmp_dir = scratch_dir(root, self.node_id, eid)
         os.makedirs(self.tmp_dir, exist_ok=True)
 
     def execute(self) -> None:
@@ -304,7 +333,7 @@ class Job:
                                list(pl.get("beam_pipeline_args") or []), self.tmp_dir, self.verbose)
         kwargs: dict[str, Any] = {}
         for k in spec.inputs:
-            arts = self.inputs.get(k)
+            arts = [_readable(a) for a in self.inputs.get(k) or []]
             kwargs[k] = (arts[0] if len(arts) == 1 else arts) if arts else None
         for k in spec.outputs:
             kwargs[k] = self.outputs[k][0]
@@ -323,9 +352,14 @@ class Job:
         for key, arts in self.outputs.items():
             a = arts[0]
             a.fingerprint = fingerprint_path(self.staged[key])
-            os.makedirs(os.path.dirname(self.final_uris[key]), exist_ok=True)
-            os.replace(self.staged[key], self.final_uris[key])
-            a.uri = self.final_uris[key]
+            final = self.final_uris[key]
+            if fileio.is_remote(final):  # no rename: upload, list back, and only then LIVE
+                fileio.upload_tree(self.staged[key], final)
+                shutil.rmtree(self.staged[key], ignore_errors=True)
+            else:
+                os.makedirs(os.path.dirname(final), exist_ok=True)
+                os.replace(self.staged[key], final)
+            a.uri = final
             a.state = "LIVE"
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
         dur = self.elapsed()
@@ -340,7 +374,10 @@ class Job:
         for key, arts in self.outputs.items():
             if key in self.staged:
                 shutil.rmtree(self.staged[key], ignore_errors=True)
-            shutil.rmtree(self.final_uris[key], ignore_errors=True)
+            try:
+                fileio.rmtree(self.final_uris[key])
+            except OSError:  # the store is unreachable: recovery removes what is left
+                pass
             arts[0].uri = self.final_uris[key]
             arts[0].state = "ABANDONED"
         if self.tmp_dir:

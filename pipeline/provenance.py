@@ -11,7 +11,7 @@ import os
 import platform
 import subprocess
 
-from .files import write_file
+from . import fileio
 
 __all__ = ["git_info", "environment", "PACKAGES", "owner", "owner_is_dead", "environment_lock", "lock_hash",
            "record_environment", "tfpipe_installation", "normalize_name", "ENVIRONMENTS_DIR", "environment_record"]
@@ -182,21 +182,22 @@ def record_environment(store, root: str) -> str:
     """The hash of this process's environment lock, stored once per distinct environment
     in ``store`` as an EnvironmentLock artifact at ``<root>/_environments/<hash>/``."""
     from .artifacts import EnvironmentLock
-    from .fingerprint import fingerprint_path
+    from .fingerprint import fingerprint_contents
     lock = environment_lock()
     h = lock_hash(lock)
     key = (store.where, h)
     if key in _RECORDED:
         return h
-    uri = os.path.join(os.path.abspath(root), ENVIRONMENTS_DIR, h)
+    uri = fileio.join(fileio.abspath(root), ENVIRONMENTS_DIR, h)
     found = [a for a in store._retry(lambda: store.store.get_artifacts_by_uri(uri))]
     if not found:
         art = EnvironmentLock(uri=uri, state="LIVE")
         path = art.lock_path()
-        if not os.path.isfile(path):
-            write_file(path, json.dumps(lock, indent=1, sort_keys=True))
+        text = json.dumps(lock, indent=1, sort_keys=True)
+        if not fileio.isfile(path):
+            fileio.write_text(path, text)
         art.lock_hash, art.python = h, lock["python"]
-        art.fingerprint = fingerprint_path(uri)
+        art.fingerprint = fingerprint_contents({EnvironmentLock.LOCK_FILE: text.encode()})
         store.put_artifacts([art])
     _RECORDED.add(key)
     return h

@@ -14,6 +14,8 @@ import shutil
 import time
 from dataclasses import dataclass, field
 
+from . import fileio
+from .launcher import scratch_dir, staging_dir
 from .metadata import MetadataStore
 from .provenance import owner_is_dead
 from .state import State
@@ -50,6 +52,16 @@ def _remove(path: str) -> int:
     return 0
 
 
+def _remove_output(uri: str) -> None:
+    if not fileio.is_remote(uri):
+        _remove(uri)
+        return
+    try:
+        fileio.rmtree(uri)
+    except OSError:  # the store is unreachable now: the artifact is ABANDONED all the same
+        pass
+
+
 def recover(store: MetadataStore) -> Recovered:
     out = Recovered()
     for e in store.find_executions("last_known_state = RUNNING"):
@@ -60,9 +72,10 @@ def recover(store: MetadataStore) -> Recovered:
         for arts in outs.values():
             for a in arts:
                 if a.state == "PENDING":
-                    out.dirs += _remove(os.path.join(os.path.dirname(a.uri), f".staging-{e.id}"))
-                    out.dirs += _remove(os.path.join(os.path.dirname(os.path.dirname(a.uri)), f".tmp-{e.id}"))
-                    _remove(a.uri)  # a move cut short by the kill: not a LIVE artifact
+                    out.dirs += _remove(staging_dir(a.uri, e.id))
+                    out.dirs += _remove(scratch_dir(fileio.dirname(fileio.dirname(fileio.dirname(a.uri))),
+                                                    fileio.basename(fileio.dirname(fileio.dirname(a.uri))), e.id))
+                    _remove_output(a.uri)  # a move or an upload cut short by the kill: not a LIVE artifact
                     a.state = "ABANDONED"
                     out.outputs += 1
         store.publish_execution(e, State.FAILED, {"error": _killed(props["owner"]), "finished_at": time.time()},
