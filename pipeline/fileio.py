@@ -150,7 +150,7 @@ def _make_fs(s: str):
     if emulator:
         scheme_, _, hostport = emulator.rpartition("://")
         return pafs.GcsFileSystem(anonymous=True, endpoint_override=hostport.rstrip("/"),
-                                  scheme=scheme_ or "http", project_id="tfpipe")
+                                  scheme=scheme_ or "http")
     return pafs.GcsFileSystem()
 
 
@@ -362,11 +362,16 @@ def rmtree(uri: str) -> int:
         shutil.rmtree(uri, ignore_errors=True)
         return n
     fs, path = arrow_fs(uri)
-    n = sum(1 for i in _listing(uri) if _is_file_info(i))
-    if n:
-        with _errors(uri, "removing"):
-            fs.delete_dir(path)
-    return n
+    files = [i.path for i in _listing(uri) if _is_file_info(i)]
+    if files:
+        try:
+            with _errors(uri, "removing"):
+                fs.delete_dir(path)  # one bulk request where the store has it
+        except FileNotFoundError:  # a store that wants the directory marker it never had
+            for p in files:
+                with contextlib.suppress(FileNotFoundError), _errors(uri, "removing"):
+                    fs.delete_file(p)
+    return len(files)
 
 
 @contextlib.contextmanager

@@ -67,3 +67,35 @@ def mysql(tmp_path_factory):
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory):
+    """SeaweedFS, the S3 server of record (tests/object_store.py), on a free loopback port
+    with its data in the session's tmp; one bucket, ``tfpipe-test``. ``s3.env()`` is what
+    a process needs to reach it (endpoint and test credentials, the standard variables)."""
+    from tests.object_store import SeaweedFS
+    server = SeaweedFS(str(tmp_path_factory.mktemp("seaweedfs"))).start()
+    server.bucket = server.make_bucket("tfpipe-test")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def moto_s3(tmp_path):
+    """moto's S3 server for one test (in memory: quick to start, and to stop mid-run)."""
+    from tests.object_store import MotoS3
+    server = MotoS3(str(tmp_path / "moto")).start()
+    server.bucket = server.make_bucket("tfpipe-test")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def gcs(tmp_path_factory):
+    """The GCS emulator (``STORAGE_EMULATOR_HOST``), one bucket ``tfpipe-test``."""
+    from tests.object_store import GCSEmulator
+    server = GCSEmulator(str(tmp_path_factory.mktemp("gcs"))).start()
+    server.bucket = server.make_bucket("tfpipe-test")
+    yield server
+    server.stop()

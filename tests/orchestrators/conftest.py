@@ -28,13 +28,18 @@ def compile_file(path: str, home: str, env: dict | None = None) -> dict:
         return ir
 
 
-def penguin_full(home: str) -> dict:
+def penguin_full(home: str, store: str | None = None) -> dict:
     """The whole penguin pipeline, ExampleGen to Pusher (100 training steps): what every
-    orchestrator runs in the contract."""
-    from examples.penguin.pipeline import create_pipeline
+    orchestrator runs in the contract. ``store``: a bucket URI under which the input data,
+    the artifact root and the push destination go (the metadata stays in ``home``)."""
+    from examples.penguin.pipeline import DATA, create_pipeline
+    from tfpipe import fileio
     from tfpipe.compiler import compile_pipeline
-    p = create_pipeline(root=os.path.join(home, "artifacts", "penguin"),
-                        metadata=os.path.join(home, "metadata.sqlite"), train_steps=100)
+    data, root = DATA, os.path.join(home, "artifacts", "penguin")
+    if store:
+        data, root = fileio.join(store, "data", "penguin"), fileio.join(store, "artifacts", "penguin")
+        fileio.copy_tree(DATA, data)
+    p = create_pipeline(data_root=data, root=root, metadata=os.path.join(home, "metadata.sqlite"), train_steps=100)
     ir = compile_pipeline(p)
     ir["pipeline"]["source"] = PENGUIN
     return ir
@@ -53,8 +58,8 @@ def summary(store, run_id: str) -> dict:
 class Scenario:
     """What one orchestrator did with the penguin and the contract pipelines."""
 
-    def __init__(self, name: str, tmp, airflow_runner_factory):
-        self.name, self.tmp = name, tmp
+    def __init__(self, name: str, tmp, airflow_runner_factory, store: str | None = None):
+        self.name, self.tmp, self.store = name, tmp, store
         self.home = str(tmp / "home")
         self.flag = str(tmp / "fail.flag")
         self.runner = self._runner(airflow_runner_factory)
@@ -85,7 +90,7 @@ class Scenario:
 
     def prepare(self):
         """Compile the IRs (in the main thread: compiling sets environment variables)."""
-        self.penguin_ir = penguin_full(self.home)
+        self.penguin_ir = penguin_full(self.home, self.store)
         self.contract_ir = compile_file(CONTRACT, self.home, {"CONTRACT_FAIL_FLAG": self.flag})
         if self.name == "airflow":
             self.marker = str(self.tmp / "first-attempt")
@@ -95,6 +100,9 @@ class Scenario:
     def play(self):
         self.run(self.penguin_ir, "penguin-1")
         self.run(self.penguin_ir, "penguin-2")
+        if self.name == "local":  # the reference on local disk for the object-store runs
+            self.disk_ir = penguin_full(str(self.tmp / "disk"))
+            self.run(self.disk_ir, "penguin-disk")
         open(self.flag, "w").close()
         self.run(self.contract_ir, "contract-1")   # Boom fails
         os.remove(self.flag)
@@ -118,15 +126,23 @@ def airflow_runner(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def scenarios(tmp_path_factory, request):
+def scenarios(tmp_path_factory, request, s3):
     """``scenarios(name)``: what orchestrator ``name`` did. All four scenarios are played on
     the first request, Airflow's in a background thread (its time is mostly spent waiting
-    on the `airflow` subprocesses) while the others play in the foreground."""
+    on the `airflow` subprocesses) while the others play in the foreground. The penguin
+    pipeline runs with its data, artifacts and pushed models on the S3 server (each
+    orchestrator under its own prefix), the contract pipeline on local disk, and the local
+    runner also runs penguin on local disk (``penguin-disk``): every orchestrator on both."""
     done: dict[str, Scenario] = {}
 
     def play_all():
+        with scoped_env(**s3.env()):
+            _play_all()
+
+    def _play_all():
         factory = lambda: request.getfixturevalue("airflow_runner")  # noqa: E731
-        plays = {n: Scenario(n, tmp_path_factory.mktemp(f"orch-{n}"), factory).prepare() for n in ORCHESTRATORS}
+        plays = {n: Scenario(n, tmp_path_factory.mktemp(f"orch-{n}"), factory,
+                             store=f"{s3.bucket}/orch-{n}").prepare() for n in ORCHESTRATORS}
         errors: list[BaseException] = []
 
         def background():
