@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 
+from tfpipe import fileio
 from tfpipe import Examples, ExampleStatistics, Input, Output, component, current
 from tfpipe.files import write_file
 
@@ -42,7 +43,7 @@ def statistics_graph(p, *, examples: Examples, statistics: ExampleStatistics, sp
     import pyarrow as pa
     import tensorflow_data_validation as tfdv
     for s in splits:
-        os.makedirs(statistics.split_uri(s), exist_ok=True)
+        fileio.makedirs(statistics.split_uri(s))
         (p
          | f"Read[{s}]" >> beam.io.ReadFromParquetBatched(examples.parquet_glob(s))
          | f"ToLists[{s}]" >> beam.FlatMap(_table_to_list_batches).with_output_types(pa.RecordBatch)

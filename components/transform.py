@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import tempfile
 
+from tfpipe import fileio
 from tfpipe import (
     Examples,
     ExampleStatistics,
@@ -128,13 +129,13 @@ def transform_beam_graph(p, *, examples: Examples, raw_schema, preprocessing_fn,
             batches, _meta = (((raw_by_split[s], adapter_config), transform_fn)
                               | f"Transform[{s}]" >> tft_beam.TransformDataset(output_record_batches=True))
             rbs = batches | f"Batches[{s}]" >> beam.Map(lambda t: t[0]).with_output_types(pa.RecordBatch)
-            os.makedirs(transformed_examples.split_uri(s), exist_ok=True)
+            fileio.makedirs(transformed_examples.split_uri(s))
             (rbs | f"Encode[{s}]" >> beam.FlatMap(example_coder.RecordBatchToExamples)
                  | f"Write[{s}]" >> beam.io.WriteToTFRecord(transformed_examples.tfrecord_prefix(s),
                                                             file_name_suffix=".tfrecord"))
             if not compute_statistics:
                 continue
-            os.makedirs(post_transform_statistics.split_uri(s), exist_ok=True)
+            fileio.makedirs(post_transform_statistics.split_uri(s))
             (rbs | f"Stats[{s}]" >> tfdv.GenerateStatistics(tfdv.StatsOptions())
                  | f"WriteStats[{s}]" >> tfdv.WriteStatisticsToBinaryFile(post_transform_statistics.stats_path(s)))
 

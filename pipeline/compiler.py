@@ -59,6 +59,7 @@ def compile_pipeline(p: Pipeline) -> dict:
     password, a password in a URL, a secret-looking environment variable in the settings):
     the IR is what orchestrators ship, and it must never hold one."""
     check_no_inline_secrets(p.metadata, f"Pipeline {p.name!r}: metadata")
+    check_no_inline_secrets(p.root, f"Pipeline {p.name!r}: root")
     check_no_inline_secrets(p.settings, f"Pipeline {p.name!r}: settings")
     check_env_secrets((p.settings or {}).get("env") or {}, f"Pipeline {p.name!r}: settings['env']")
     for n in p.nodes:

@@ -85,10 +85,24 @@ def _warnings(ir: dict, target: str, network: str | None = None) -> list[str]:
         out.append(f"the tasks' ML Metadata is the MySQL server {describe_location(md)}; a Vertex AI job reaches a "
                    f"private-IP Cloud SQL instance only over a peered VPC: pass --network "
                    f"projects/NUMBER/global/networks/NAME (or use the Cloud SQL Auth Proxy), see docs/team_setup.md")
-    if target == "vertex" and not str(pl["root"]).startswith("/gcs/"):
-        out.append(f"the artifact root {pl['root']} is not under /gcs/ (Cloud Storage FUSE on Vertex AI); "
-                   f"tasks will not share artifacts")
+    if target == "vertex":
+        for n in ir["nodes"]:
+            for k, v in sorted(n.get("parameters", {}).items()):
+                if isinstance(v, str) and os.path.isabs(v) and not v.startswith("/gcs/"):
+                    out.append(f"node {n['id']}: parameter {k} is the local path {v}, which is inside the task's "
+                               f"container on Vertex AI; use a gs:// URI (see docs/object_storage.md)")
     return out
+
+
+def cloud_root(ir: dict, target: str, pipeline_root: str | None) -> dict:
+    """The IR with an artifact root the tasks can reach: a pipeline whose root is a local
+    path (the default) gets ``<--pipeline-root>/<pipeline>/artifacts`` on Vertex AI, used
+    as a gs:// URI directly; a gs:// root, or one under /gcs/ (Cloud Storage FUSE), is kept."""
+    root = str(ir["pipeline"]["root"])
+    if target != "vertex" or not pipeline_root or root.startswith(("gs://", "/gcs/")):
+        return ir
+    ir = {**ir, "pipeline": {**ir["pipeline"], "root": f"{pipeline_root.rstrip('/')}/{ir['pipeline']['name']}/artifacts"}}
+    return ir
 
 
 def _summary(ir: dict, pkg: str, args: SubmitOptions, params: dict) -> dict:
@@ -128,6 +142,8 @@ def submit(ir: dict, **options) -> dict:
     params = dict(args.params or {})
     if args.run_id:
         params["tfpipe_run_id"] = args.run_id
+    local_root = ir["pipeline"]["root"]
+    ir = cloud_root(ir, args.target, args.pipeline_root)
     work = tempfile.mkdtemp(prefix="tfpipe-submit-")
     pkg = compile_kubeflow(ir, args.output or os.path.join(work, f"{ir['pipeline']['name']}.yaml"))
     out = _summary(ir, pkg, args, params)
@@ -136,6 +152,10 @@ def submit(ir: dict, **options) -> dict:
         raise SubmitError(f"--param: no pipeline parameter(s) {unknown}; expected some of "
                           f"{out['pipeline_parameters']}")
     out["dry_run"] = bool(args.dry_run)
+    out["artifact_root"] = ir["pipeline"]["root"]
+    if out["artifact_root"] != local_root:
+        out["warnings"].append(f"the pipeline's artifact root {local_root} is a local path: its tasks use "
+                               f"{out['artifact_root']} instead")
     if args.target == "vertex":
         job = _vertex_job(pkg, args, encode(params), args.dry_run)
         out.update(project=args.project, region=args.region, pipeline_root=args.pipeline_root,

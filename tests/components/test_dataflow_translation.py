@@ -2,7 +2,13 @@
 Dataflow: each component's graph builder on a pipeline whose options are the
 DataflowRunner's with ``--dry_run=True``, which builds the Dataflow job (the pipeline
 proto translated to Dataflow's environment) and returns without contacting Google Cloud.
-Nothing here reaches the network: the project, region and bucket are made up."""
+Nothing here reaches the network: the project and region are made up, and the artifacts
+the graphs read and write are gs:// URIs on the GCS emulator the tests start (Beam's GCS
+file system and pyarrow's reach it through ``STORAGE_EMULATOR_HOST``), as they are on a
+bucket when the graphs run on Dataflow's workers. Two paths stay local because TensorFlow's
+own gs:// client touches them while the graph is built, and its endpoint cannot be pointed
+at an emulator: the evaluation graph's model (TFMA loads it) and Transform's temporary
+directory (TFT creates it); on Dataflow both are gs:// URIs (docs/object_storage.md)."""
 import importlib.util
 import os
 
@@ -39,15 +45,29 @@ def artifacts(penguin_model):
     return penguin_model["outputs"]
 
 
-def test_statistics_pipeline_translates_for_dataflow(artifacts, tmp_path):
+@pytest.fixture
+def bucket(gcs, monkeypatch):
+    for k, v in gcs.env().items():
+        monkeypatch.setenv(k, v)
+    return gcs.bucket
+
+
+def on_gcs(artifact, uri):
+    """The artifact copied under ``uri`` on the emulator, at that URI."""
+    from tfpipe import fileio
+    fileio.copy_tree(artifact.uri, uri)
+    return artifact.at(uri)
+
+
+def test_statistics_pipeline_translates_for_dataflow(artifacts, bucket):
     import tensorflow_data_validation as tfdv
 
     from tfpipe import ExampleStatistics
     from tfpipe.components.statistics_gen import statistics_graph
-    examples = artifacts["ExampleGen"]["examples"]
+    examples = on_gcs(artifacts["ExampleGen"]["examples"], f"{bucket}/stats-in/examples")
     splits = list(examples.split_names)
     job, names = dataflow_job(lambda p: statistics_graph(
-        p, examples=examples, statistics=ExampleStatistics(uri=str(tmp_path / "stats")), splits=splits,
+        p, examples=examples, statistics=ExampleStatistics(uri=f"{bucket}/stats-out/statistics"), splits=splits,
         stats_options=tfdv.StatsOptions()))
     assert_dataflow_job(job)
     for s in splits:
@@ -55,10 +75,10 @@ def test_statistics_pipeline_translates_for_dataflow(artifacts, tmp_path):
         assert any(n.startswith(f"Stats[{s}]/") for n in names)  # TFDV's own transforms, expanded
 
 
-def test_transform_pipeline_translates_for_dataflow(artifacts, tmp_path):
+def test_transform_pipeline_translates_for_dataflow(artifacts, tmp_path, bucket):
     from tfpipe import Examples, ExampleStatistics, TransformGraph
     from tfpipe.components.transform import _read_schema, transform_beam_graph
-    examples = artifacts["ExampleGen"]["examples"]
+    examples = on_gcs(artifacts["ExampleGen"]["examples"], f"{bucket}/transform-in/examples")
     spec = importlib.util.spec_from_file_location(
         "penguin_transform", os.path.join(os.path.dirname(__file__), "..", "..", "examples", "penguin",
                                           "penguin_transform.py"))
@@ -67,10 +87,11 @@ def test_transform_pipeline_translates_for_dataflow(artifacts, tmp_path):
     splits = list(examples.split_names)
     job, names = dataflow_job(lambda p: transform_beam_graph(
         p, examples=examples, raw_schema=_read_schema(artifacts["SchemaGen"]["schema"]),
-        preprocessing_fn=module.preprocessing_fn, transform_graph=TransformGraph(uri=str(tmp_path / "graph")),
-        transformed_examples=Examples(uri=str(tmp_path / "examples")),
-        post_transform_statistics=ExampleStatistics(uri=str(tmp_path / "stats")),
-        analyze_splits=["train"], splits=splits, compute_statistics=True, temp_dir=str(tmp_path / "tft")))
+        preprocessing_fn=module.preprocessing_fn, transform_graph=TransformGraph(uri=f"{bucket}/transform-out/graph"),
+        transformed_examples=Examples(uri=f"{bucket}/transform-out/examples"),
+        post_transform_statistics=ExampleStatistics(uri=f"{bucket}/transform-out/stats"),
+        analyze_splits=["train"], splits=splits, compute_statistics=True,
+        temp_dir=str(tmp_path / "tft")))  # TFT makes it with TensorFlow's gs:// client, which no emulator serves
     assert_dataflow_job(job)
     assert {"Analyze", "WriteTransformFn"} <= names
     assert any(n.startswith("Analyze/") for n in names)  # TFT's analyzers, expanded
@@ -78,7 +99,7 @@ def test_transform_pipeline_translates_for_dataflow(artifacts, tmp_path):
         assert {f"Transform[{s}]", f"Encode[{s}]", f"Write[{s}]", f"Stats[{s}]", f"WriteStats[{s}]"} <= names
 
 
-def test_evaluation_pipeline_translates_for_dataflow(artifacts, tmp_path):
+def test_evaluation_pipeline_translates_for_dataflow(artifacts, tmp_path, bucket):
     import tensorflow as tf
 
     from examples.penguin.pipeline import EVAL_CONFIG
@@ -86,13 +107,16 @@ def test_evaluation_pipeline_translates_for_dataflow(artifacts, tmp_path):
     from tfpipe.components.evaluator import evaluation_graph
     from tfpipe.components.examples_io import serialized_examples
     examples, model = artifacts["ExampleGen"]["examples"], artifacts["Trainer"]["model"]
-    data = str(tmp_path / "eval.tfrecord")
-    with tf.io.TFRecordWriter(data) as w:
+    from tfpipe import fileio
+    local = str(tmp_path / "eval.tfrecord")
+    with tf.io.TFRecordWriter(local) as w:
         for rec in serialized_examples(examples, "eval"):
             w.write(rec)
+    data = f"{bucket}/eval-in/eval.tfrecord"
+    fileio.copy_file(local, data)
     proto = ec.to_proto(ec.normalize(EVAL_CONFIG), False)
     job, names = dataflow_job(lambda p: evaluation_graph(
-        p, data_location=data, eval_config=proto, output_path=str(tmp_path / "evaluation"),
+        p, data_location=data, eval_config=proto, output_path=f"{bucket}/eval-out/evaluation",
         model_dir=model.saved_model_dir()))
     assert_dataflow_job(job)
     assert {"ReadExamples", "ExtractEvaluateAndWriteResults"} <= names

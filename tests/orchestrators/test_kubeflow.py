@@ -66,6 +66,35 @@ def test_submit_vertex_dry_run_prints_the_job(tmp_path):
     assert job["runtime_config"]["parameterValues"] == {"ExampleGen__label_key": "species"}
     assert job["tasks"]["examplevalidator"] == ["schemagen", "statisticsgen"]
     assert any("TFPIPE_METADATA" in w for w in job["warnings"])  # SQLite is no store for a cluster
+    # the tasks use gs:// URIs directly (no /gcs/ FUSE path needed): the local default root is replaced
+    assert job["artifact_root"] == "gs://my-bucket/root/penguin/artifacts"
+    assert _ir_in_package(job["package"])["pipeline"]["root"] == "gs://my-bucket/root/penguin/artifacts"
+    assert any("node Pusher: parameter push_destination is the local path" in w for w in job["warnings"])
+    assert any("node ExampleGen: parameter input_base is the local path" in w for w in job["warnings"])
+
+
+def _ir_in_package(path: str) -> dict:
+    """The IR every task of a compiled KFP spec receives (the tfpipe_ir argument)."""
+    import yaml
+    from tfpipe.orchestrators.kubeflow.values import decode_ir
+    with open(path) as f:
+        spec = yaml.safe_load(f)
+    task = next(iter(spec["root"]["dag"]["tasks"].values()))
+    return decode_ir(task["inputs"]["parameters"]["tfpipe_ir"]["runtimeValue"]["constant"])
+
+
+def test_submit_vertex_keeps_a_gs_or_fuse_root(tmp_path):
+    for i, root in enumerate(("gs://team-bucket/penguin", "/gcs/team-bucket/penguin")):
+        src = tmp_path / f"pipe{i}.py"
+        src.write_text("from tfpipe import Output, Pipeline, String, component\n\n"
+                       "@component\ndef hello(out: Output[String], where: str = '') -> None:\n    out.write(where)\n\n"
+                       f"def create_pipeline():\n    return Pipeline('p', [hello(where={root + '/x'!r})], root={root!r})\n")
+        p = tfpipe("submit", str(src), "--target", "vertex", "--project", "my-project", "--region", "us-central1",
+                   "--pipeline-root", "gs://my-bucket/root", "--dry-run",
+                   env={"TFPIPE_HOME": str(tmp_path / "home")}, check=0)
+        job = json.loads(p.stdout)
+        assert job["artifact_root"] == root and _ir_in_package(job["package"])["pipeline"]["root"] == root
+        assert not any("local path" in w for w in job["warnings"]), job["warnings"]
 
 
 def test_submit_vertex_with_a_mysql_store_passes_the_vpc_network(tmp_path):
