@@ -90,3 +90,35 @@ def test_a_password_in_tfpipe_metadata_is_not_passed_on_to_compiled_tasks(tmp_pa
         assert p.returncode == 1 and "URL with a password" in p.stderr, (target, p.stderr)
         assert PASSWORD not in p.stderr
         assert PASSWORD not in (_all_text(out) if out.is_dir() else (out.read_text() if out.exists() else ""))
+
+
+def test_object_store_credentials_reach_no_compiled_output_nor_metadata(tmp_path, moto_s3):
+    """The artifact root on S3, the credentials in the standard variables: every target
+    compiles without them, and a run's metadata and artifacts hold neither the key id nor
+    the secret (tasks read them from their own environment)."""
+    secret, key_id = "tfpipe-Secret-Key-7Zq", "AKIATFPIPETESTKEY"
+    env = {**moto_s3.env(), "AWS_ACCESS_KEY_ID": key_id, "AWS_SECRET_ACCESS_KEY": secret,
+           "AWS_SESSION_TOKEN": secret + "-token", "TFPIPE_HOME": str(tmp_path / "home")}
+    src = tmp_path / "pipe.py"
+    src.write_text(PIPELINE.replace("metadata=METADATA, settings=SETTINGS",
+                                    f"root={moto_s3.bucket + '/root'!r}, metadata={str(tmp_path / 'md.sqlite')!r}"))
+    out = tmp_path / "out"
+    out.mkdir()
+    tfpipe("compile", str(src), "-o", str(out / "ir.json"), env=env, check=0)
+    tfpipe("compile", str(src), "--target", "airflow", "-o", str(out / "dags"), env=env, check=0)
+    tfpipe("compile", str(src), "--target", "kubeflow", "-o", str(out / "kfp.yaml"), env=env, check=0)
+    p = tfpipe("submit", str(src), "--target", "vertex", "--project", "my-project", "--region", "us-central1",
+               "--pipeline-root", "gs://bucket/root", "--dry-run", "-o", str(out / "vertex.yaml"), env=env, check=0)
+    (out / "submit.json").write_text(p.stdout)
+    tfpipe("run", str(src), env=env, check=0)
+    with open(tmp_path / "md.sqlite", "rb") as f:
+        (out / "metadata.txt").write_bytes(f.read())
+    from tests.pipeline.test_object_store import _env
+    from tfpipe import fileio
+    with _env(env):
+        objects = fileio.list_files(moto_s3.bucket + "/root")
+        assert any(k.startswith("hello/out/") for k in objects), objects  # the run wrote to the bucket
+        text = _all_text(out) + "".join(fileio.read_bytes(f"{moto_s3.bucket}/root/{k}").decode("utf-8", "replace")
+                                        for k in objects)
+    assert secret not in text and key_id not in text
+    assert moto_s3.bucket + "/root" in text  # the root travels; the credentials do not
