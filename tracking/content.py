@@ -22,6 +22,7 @@ import glob
 import json
 import os
 
+from tfpipe import fileio
 from tfpipe.artifacts import Examples, ExampleStatistics, Schema
 
 __all__ = ["compare_content", "Verdict"]
@@ -229,8 +230,10 @@ def compare_content(type_name: str, a_uri: str, b_uri: str, a_fingerprint: str |
     content, and how that was decided."""
     if a_fingerprint and a_fingerprint == b_fingerprint:
         return Verdict.of(True, "bytes")
-    if not (os.path.exists(a_uri) and os.path.exists(b_uri)):
+    if not (fileio.exists(a_uri) and fileio.exists(b_uri)):
         return Verdict.of(False, "bytes", "missing on disk")
+    # an artifact on an object store is compared from its local copy (fetched once)
+    a_uri, b_uri = fileio.local_copy(a_uri, a_fingerprint or ""), fileio.local_copy(b_uri, b_fingerprint or "")
     try:
         if type_name == "Examples":
             return _examples(a_uri, b_uri, properties or {})

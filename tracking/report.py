@@ -15,7 +15,7 @@ import os
 import string
 
 from tfpipe.artifacts import ExampleStatistics
-from tfpipe.files import write_file
+from tfpipe import fileio
 from tfpipe.metadata import MetadataStore
 
 from . import inspect as insp
@@ -48,8 +48,13 @@ def _table(header: list[str], rows: list[list[str]], cls: str = "") -> str:
 
 
 def _outputs(info: dict, type_name: str) -> list[dict]:
-    return [{**o, "node": ex["node_id"], "key": key} for ex in info["executions"] for key, outs in ex["outputs"].items()
-            for o in outs if o["type"] == type_name and o["state"] == "LIVE" and os.path.isdir(o["uri"])]
+    """The LIVE outputs of a type, each at a local path (a copy of one on an object store)."""
+    found = [{**o, "node": ex["node_id"], "key": key} for ex in info["executions"]
+             for key, outs in ex["outputs"].items() for o in outs if o["type"] == type_name and o["state"] == "LIVE"]
+    for o in found:
+        if fileio.is_remote(o["uri"]) and fileio.exists(o["uri"]):
+            o["uri"] = fileio.local_copy(o["uri"], o.get("fingerprint") or "")
+    return [o for o in found if os.path.isdir(o["uri"])]
 
 
 # -- sections ---------------------------------------------------------------------------------
@@ -343,5 +348,6 @@ def write_report(store: MetadataStore, run: str, output: str) -> str:
 
 
 def write_page(text: str, output: str) -> str:
-    """Write an HTML page whole (a temporary file renamed over ``output``)."""
-    return write_file(output, text)
+    """Write an HTML page whole (a temporary file renamed over ``output``, or one upload
+    to an object store: ``-o s3://bucket/reports/run.html``)."""
+    return fileio.write_text(output, text)

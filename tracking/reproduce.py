@@ -24,6 +24,7 @@ import sys
 import tempfile
 import uuid
 
+from tfpipe import fileio
 from tfpipe.fingerprint import fingerprint_files, fingerprint_path
 from tfpipe.metadata import MetadataStore
 from tfpipe.state import SUCCEEDED
@@ -71,8 +72,9 @@ def check_data(info: dict, remap=lambda p: p) -> list[dict]:
             checks.append(("schema_fingerprint", [p["schema_file"]], p["schema_fingerprint"]))
         for key, files, want in checks:
             files = [remap(f) for f in files]
-            missing = [f for f in files if not os.path.isfile(f)]
-            got = None if missing else fingerprint_files(files)
+            missing = [f for f in files if not fileio.isfile(f)]
+            got = None if missing else fingerprint_files(
+                [fileio.local_copy(f, fileio.version_of(f)) for f in files])
             rows.append({"node": ex["node_id"], "key": key, "files": files, "recorded": want, "current": got,
                          "missing": missing, "ok": got == want})
     return rows
@@ -112,9 +114,9 @@ def pin_resolved(store: MetadataStore, run: str, ir: dict) -> dict:
         pinned, why = {}, None
         for key, arts in outs.items():
             for a in arts:
-                if not os.path.exists(a.uri):
+                if not fileio.exists(a.uri) and not (fileio.is_remote(a.uri) and a.fingerprint == fingerprint_files([])):
                     why = f"{a.type_name} #{a.id} at {a.uri} is gone"
-                elif a.fingerprint and fingerprint_path(a.uri) != a.fingerprint:
+                elif a.fingerprint and fingerprint_path(fileio.local_copy(a.uri, a.fingerprint)) != a.fingerprint:
                     why = f"{a.type_name} #{a.id} at {a.uri} changed since the run (fingerprint)"
                 pinned.setdefault(key, []).append({"type": a.type_name, "uri": a.uri, "fingerprint": a.fingerprint,
                                                    "properties": a.properties, "id": a.id})

@@ -15,6 +15,7 @@ import math
 import os
 from typing import Any
 
+from tfpipe import fileio
 from tfpipe.artifacts import HyperParameters, ModelEvaluation, ModelRun
 
 __all__ = ["load_history", "load_trials", "load_evaluation", "headline_metrics", "OVERALL",
@@ -50,8 +51,17 @@ def _num(v) -> float | None:
     return None
 
 
+def _local(uri: str | None) -> str | None:
+    """A local path to read an artifact from: a copy of one on an object store (artifacts
+    do not change once LIVE, so the copy is kept by URI)."""
+    if uri and fileio.is_remote(uri):
+        return fileio.local_copy(uri) if fileio.exists(uri) else None
+    return uri
+
+
 def load_history(uri: str | None) -> dict[str, list[float]]:
     """``{metric: [per-epoch values]}`` from ``history.json`` under ``uri`` (or ``{}``)."""
+    uri = _local(uri)
     if not uri:
         return {}
     name = ModelRun.HISTORY_FILE
@@ -70,6 +80,7 @@ def load_history(uri: str | None) -> dict[str, list[float]]:
 
 def load_trials(uri: str | None) -> list[dict]:
     """Tuner trials: ``[{"trial": i, "hyperparameters": {...}, "score": float|None, ...}]``."""
+    uri = _local(uri)
     if not uri:
         return []
     path = HyperParameters(uri=uri).trials_path()
@@ -157,6 +168,7 @@ def load_evaluation(uri: str | None) -> dict:
     """``{"slices": {slice: {metric: value}}, "thresholds": {metric: {...}}, "file": path}``
     from the ModelEvaluation artifact at ``uri`` (empty slices when none is found)."""
     empty = {"slices": {}, "thresholds": {}, "file": None}
+    uri = _local(uri)
     if not uri or not os.path.isdir(uri):
         return empty
     def cands():

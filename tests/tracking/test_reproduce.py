@@ -97,3 +97,28 @@ def test_reproduce_refuses_dirty_record_and_missing_code(project):
     shutil.rmtree(repo / ".git")
     p = tfpipe("reproduce", "r1", "-q", cwd=str(tmp), env=env)
     assert p.returncode == 1 and "code is not available" in p.stderr
+
+
+def test_reproduce_a_run_kept_on_object_storage(tmp_path, moto_s3):
+    """Data and artifact root on S3: the reproduction reads the recorded data back from the
+    bucket, checks its fingerprint, and compares its outputs with the run's on S3."""
+    from tests.pipeline.test_object_store import _env
+    from tfpipe import fileio
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    data, root = f"{moto_s3.bucket}/data/penguin", f"{moto_s3.bucket}/root"
+    (repo / "pipeline.py").write_text(PIPELINE.replace("OFFSET", "1").replace(
+        '[count_rows(examples=eg.outputs.examples, offset=1)])',
+        '[count_rows(examples=eg.outputs.examples, offset=1)], root=os.environ["REPRO_ROOT"])'))
+    git(repo, "init", "-q")
+    git(repo, "add", "pipeline.py")
+    git(repo, "commit", "-qm", "first")
+    env = {**moto_s3.env(), "TFPIPE_HOME": str(tmp_path / "home"), "REPRO_DATA": data, "REPRO_ROOT": root}
+    with _env(env):
+        fileio.copy_tree(os.path.join(REPO, "examples", "penguin", "data"), data)
+    tfpipe("run", str(repo / "pipeline.py"), "-q", "--run-id", "r1", cwd=str(tmp_path), env=env, check=0)
+    p = tfpipe("reproduce", "r1", "-o", str(tmp_path / "again"), "--json", "-q", cwd=str(tmp_path), env=env, check=0)
+    res = json.loads(p.stdout)
+    assert res["status"] == "COMPLETE" and res["identical"] == res["total"] == 2, res
+    assert res["data_checks"][0]["ok"] and res["data_checks"][0]["files"] == [f"{data}/penguins.csv"]
+    assert all(r["original_uri"].startswith(root + "/") for r in res["artifacts"]), res["artifacts"]
