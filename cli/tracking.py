@@ -91,6 +91,9 @@ def _registry_change(args, fn) -> int:
     except MlflowExportError as e:
         print(f"tfpipe: error: the change is recorded and published to the model servers, but {e}", file=sys.stderr)
         return EXIT_FAILED
+    if t.get("changed") is False:  # the alias already names that version: nothing recorded, not an error
+        print(json.dumps(t, indent=2, default=str) if args.json else t["message"])
+        return EXIT_OK
     print(json.dumps(t, indent=2, default=str) if args.json else args.describe(t))
     return _published(args, t)
 
@@ -149,8 +152,7 @@ def cmd_models_sync(args) -> int:
     def sync():
         out = {}
         for n in names:
-            out[n] = {"aliases": {a: v["version"] for a, v in reg.aliases(n).items()},
-                      **reg.publish(n, mlflow_uri=_mlflow_uri(args))}
+            out[n] = reg.publish(n, mlflow_uri=_mlflow_uri(args))
         out["models_config"] = sorted({p for r in out.values() for p in r["models_config"]})
         return out
     return _registry_change(args, sync)

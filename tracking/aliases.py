@@ -10,9 +10,36 @@
 
 This module reads and writes that record only; publishing the state to model servers is
 ``publishing``, the commands are ``registry``.
+
+Concurrent changes. ML Metadata exposes no multi-statement transaction, so a change (read
+the aliases, decide, write one or two records, publish) is made whole under
+``registry_lock``, one lock per metadata store that every registry change takes:
+
+- SQLite: an exclusive ``flock`` on ``<database>.registry.lock`` beside the database. The
+  database is a local file, so every writer runs on a host that sees that file; the kernel
+  releases the lock when the holder exits or dies.
+- MySQL (and MariaDB): the server's named lock, ``GET_LOCK('tfpipe.registry.<database>')``,
+  on a connection of its own held for the change. Writers on different hosts share it
+  because the server grants it; the server releases it when that connection ends, so a
+  killed process does not leave the registry locked. An optimistic compare-and-set on a
+  context property was not chosen: ML Metadata updates a property with last-writer-wins,
+  so two writers could each read back their own value and both believe they won.
+- gRPC (a metadata service): no lock is available to the client; registry changes are
+  refused with a message saying so (reading works).
+
+One lock per store, not per registered model: ``models.config`` lists every model pushed
+to a destination, so publishing one model's change reads the others' state and must not
+interleave with their changes either. Alias changes are rare; waiting is cheap.
+
+Under the lock each record is a compare-and-set: it states the version it replaced
+(``previous_version``, read under the lock), its time is after the record before it, and
+after writing, the registry checks that the record just before its own is the one its
+decision was based on (``RegistryConflict`` otherwise: something wrote the record without
+the lock, e.g. an older tfpipe). A set to the version already held records nothing.
 """
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import re
@@ -22,7 +49,9 @@ from tfpipe.metadata import MetadataStore
 
 __all__ = ["RegistryError", "RegistryUsageError", "STAGES", "STAGE_ALIASES", "TRANSITION", "REGISTERED_MODEL",
            "check_alias", "parse_model_alias", "current_user", "pushed_versions", "transitions", "replay", "state",
-           "held_aliases", "record"]
+           "held_aliases", "record", "registry_lock", "RegistryConflict", "LOCK_TIMEOUT_S"]
+
+LOCK_TIMEOUT_S = float(os.environ.get("TFPIPE_REGISTRY_LOCK_TIMEOUT", "120"))
 
 STAGES = ("none", "staging", "production", "archived")
 STAGE_ALIASES = ("production", "staging")
@@ -38,6 +67,11 @@ class RegistryError(ValueError):
 class RegistryUsageError(RegistryError):
     """A version, model or alias the command names does not exist, or a choice is ambiguous
     (several registered models, no --model): a usage error, exit 2."""
+
+
+class RegistryConflict(RegistryError):
+    """A record was written between this change's decision and its own record without the
+    registry lock."""
 
 
 def check_alias(alias: str) -> str:
@@ -182,13 +216,109 @@ def held_aliases(store: MetadataStore, model: str, pushed: list[dict] | None = N
 
 
 def record(store: MetadataStore, v: dict, from_stage: str, to_stage: str, reason: str, kind: str,
-           extra=None) -> dict:
-    """One transition of version ``v`` as a ``ModelTransition`` execution."""
+           extra=None, based_on: list[dict] | None = None) -> dict:
+    """One transition of version ``v`` as a ``ModelTransition`` execution, made under
+    ``registry_lock``. ``based_on``: the model's records the change was decided on (read
+    under the lock; default: read now). The time is after the last of them; after writing,
+    the record just before this one must be that last one (``RegistryConflict``)."""
     st = store
+    before = transitions(st, v["model"]) if based_on is None else based_on
+    last = before[-1] if before else None
+    at = time.time()
+    if last is not None and isinstance(last.get("at"), (int, float)) and at <= last["at"]:
+        at = last["at"] + 1e-6  # a clock step back (or a coarse clock) still gives replay order
     props = {"model": v["model"], "version": v["version"], "artifact_id": v["id"], "from_stage": from_stage,
-             "to_stage": to_stage, "user": current_user(), "reason": reason or "", "at": time.time(),
+             "to_stage": to_stage, "user": current_user(), "reason": reason or "", "at": at,
              "kind": kind, **(extra or {})}
     ctx = st.context(REGISTERED_MODEL, v["model"], {"model": v["model"]})
     e = st.new_execution(TRANSITION, props, [ctx], {"model": [v["artifact"]]})
     st.publish_execution(e, "COMPLETE", {}, [ctx], {})
+    earlier = [t["execution_id"] for t in transitions(st, v["model"]) if t["execution_id"] < e.id]
+    expected = last["execution_id"] if last is not None else None
+    if (earlier[-1] if earlier else None) != expected:
+        raise RegistryConflict(
+            f"{v['model']}: transition #{earlier[-1]} was recorded while this change (#{e.id}, {kind} version "
+            f"{v['version']}) held the registry lock; expected the record before it to be "
+            f"{'#' + str(expected) if expected is not None else 'none'}. Another program writes "
+            f"ModelTransition records without the lock (every tfpipe writer must take it); check the history with "
+            f"'tfpipe models show {v['version']} --model {v['model']}'")
     return {"execution_id": e.id, **props}
+
+
+def _lock_target(store: MetadataStore) -> tuple[str, object]:
+    cfg = store._cfg
+    if hasattr(cfg, "HasField") and "sqlite" in cfg.DESCRIPTOR.fields_by_name and cfg.HasField("sqlite"):
+        return "sqlite", cfg.sqlite.filename_uri
+    if hasattr(cfg, "HasField") and "mysql" in cfg.DESCRIPTOR.fields_by_name and cfg.HasField("mysql"):
+        return "mysql", cfg.mysql
+    raise RegistryError(f"metadata store {store.where}: registry changes need a lock shared by every writer, "
+                        f"which a gRPC metadata service does not offer; expected a SQLite path or a mysql:// URL "
+                        f"(the database behind the service) for 'tfpipe models' changes; reading works on any store")
+
+
+@contextlib.contextmanager
+def _file_lock(path: str, timeout: float):
+    import fcntl
+    lock = path + ".registry.lock"
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as e:
+        raise RegistryError(f"registry lock {lock}: cannot open it ({e.strerror}); expected a writable folder "
+                            f"beside the metadata database") from None
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise RegistryError(f"registry lock {lock}: still held by another change after {timeout:g} s; "
+                                        f"expected it free (a 'tfpipe models' command still running?)") from None
+                time.sleep(0.02)
+        yield lock
+    finally:
+        os.close(fd)  # closing the descriptor releases the flock
+
+
+@contextlib.contextmanager
+def _server_lock(m, where: str, timeout: float):
+    try:
+        import pymysql
+    except ImportError:
+        raise RegistryError(f"metadata store {where}: the registry's lock on a MySQL server needs the PyMySQL "
+                            f"client; found it not installed (pip install PyMySQL)") from None
+    name = f"tfpipe.registry.{m.database}"[:64]  # lock names are server-wide: one per database
+    try:
+        conn = pymysql.connect(host=m.host or "127.0.0.1", port=int(m.port or 3306), user=m.user,
+                               password=m.password, database=m.database, connect_timeout=30, autocommit=True)
+    except pymysql.MySQLError as e:
+        raise RegistryError(f"metadata store {where}: cannot connect for the registry lock: {e}") from None
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT GET_LOCK(%s, %s)", (name, max(0, int(timeout))))
+            got = cur.fetchone()[0]
+        if got != 1:
+            raise RegistryError(f"metadata store {where}: registry lock {name!r} still held by another change after "
+                                f"{timeout:g} s (GET_LOCK returned {got}); expected it free")
+        yield name
+    finally:
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT RELEASE_LOCK(%s)", (name,))
+        except Exception:  # noqa: BLE001 - closing the connection releases it too
+            pass
+        conn.close()
+
+
+@contextlib.contextmanager
+def registry_lock(store: MetadataStore, timeout: float | None = None):
+    """Hold the registry lock of ``store`` (see the module docstring) for the block."""
+    timeout = LOCK_TIMEOUT_S if timeout is None else timeout
+    kind, target = _lock_target(store)
+    if kind == "sqlite":
+        with _file_lock(os.path.abspath(target), timeout) as what:
+            yield what
+    else:
+        with _server_lock(target, store.where, timeout) as what:
+            yield what

@@ -99,6 +99,9 @@ class Registry:
         return rec.held_aliases(self.store, model)
 
     # -- writing -----------------------------------------------------------------------
+    # Every change runs whole under the registry lock (see ``aliases``): read, decide,
+    # record, publish. Publishing under the lock too keeps the files and MLflow in the
+    # order of the records.
     def _record(self, v: dict, from_stage: str, to_stage: str, reason: str, kind: str, extra=None) -> dict:
         return rec.record(self.store, v, from_stage, to_stage, reason, kind, extra)
 
@@ -112,49 +115,54 @@ class Registry:
                   kind: str | None = None) -> dict:
         """Point ``model@alias`` at ``version``; recorded, then published. ``kind="promote"``
         (``promote --stage``) is a stage move: a staging version promoted to production
-        leaves staging; ``alias set`` leaves other aliases alone."""
+        leaves staging; ``alias set`` leaves other aliases alone. When the alias already
+        names that version nothing is recorded or published: ``changed`` is False."""
         check_alias(alias)
-        self._models(model)
-        v = self._resolve(version, model)
-        rows = {r["artifact_id"]: r for r in self.list_versions(model)}
-        cur = rows[v["id"]]["stage"]
-        held = self.aliases(model)
-        if alias in held and held[alias]["id"] == v["id"]:
-            raise RegistryError(f"{model}@{alias} is already version {v['version']}"
-                                + (f" (already in {alias})" if alias in STAGE_ALIASES else ""))
-        self._check_on_disk(v)
-        kind = kind or "alias-set"
-        extra = {"alias": alias, "previous_version": held[alias]["version"] if alias in held else ""}
-        if alias == "production":
-            _, stack = self._state(self.transitions(model))
-            prev = stack[-1] if stack else None
-            if prev is not None and prev != v["id"]:
-                p = next(x for x in self._pushed() if x["id"] == prev)
-                self._record(p, "production", self._stage_after(model, prev, [
-                    {"artifact_id": prev, "kind": "rolled-back", "to_stage": "archived"}]),
-                    f"replaced by version {v['version']}", "replaced", {"alias": "production"})
-                extra["previous_production"] = p["version"]
-        to_stage = self._stage_after(model, v["id"], [{"artifact_id": v["id"], "kind": kind, "alias": alias,
-                                                       "from_stage": cur}])
-        t = self._record(v, cur, to_stage, reason, kind, extra)
-        return {**t, **self.publish(model, mlflow_uri=mlflow_uri)}
+        with rec.registry_lock(self.store):
+            self._models(model)
+            v = self._resolve(version, model)
+            held = self.aliases(model)
+            if alias in held and held[alias]["id"] == v["id"]:
+                return {"changed": False, "model": model, "alias": alias, "version": v["version"],
+                        "previous_version": v["version"], "kind": kind or "alias-set",
+                        "message": f"{model}@{alias} is already version {v['version']}: nothing recorded"}
+            rows = {r["artifact_id"]: r for r in self.list_versions(model)}
+            cur = rows[v["id"]]["stage"]
+            self._check_on_disk(v)
+            kind = kind or "alias-set"
+            extra = {"alias": alias, "previous_version": held[alias]["version"] if alias in held else ""}
+            if alias == "production":
+                _, stack = self._state(self.transitions(model))
+                prev = stack[-1] if stack else None
+                if prev is not None and prev != v["id"]:
+                    p = next(x for x in self._pushed() if x["id"] == prev)
+                    self._record(p, "production", self._stage_after(model, prev, [
+                        {"artifact_id": prev, "kind": "rolled-back", "to_stage": "archived"}]),
+                        f"replaced by version {v['version']}", "replaced", {"alias": "production"})
+                    extra["previous_production"] = p["version"]
+            to_stage = self._stage_after(model, v["id"], [{"artifact_id": v["id"], "kind": kind, "alias": alias,
+                                                           "from_stage": cur}])
+            t = self._record(v, cur, to_stage, reason, kind, extra)
+            return {"changed": True, **t, **self._publish(model, mlflow_uri=mlflow_uri)}
 
     def delete_alias(self, model: str, alias: str, reason: str = "", mlflow_uri: str | None = None) -> dict:
         check_alias(alias)
-        self._models(model)
-        held = self.aliases(model)
-        if alias not in held:
-            raise RegistryUsageError(f"{model} has no alias {alias!r}; aliases: {sorted(held) or 'none'}")
-        if alias == "production":
-            raise RegistryError(f"{model}@production cannot be deleted: production is a stack; use "
-                                f"'tfpipe models rollback' to return to the previous production version or set "
-                                f"it to another version")
-        v = held[alias]
-        cur = next(r for r in self.list_versions(model) if r["artifact_id"] == v["id"])["stage"]
-        to_stage = self._stage_after(model, v["id"], [{"artifact_id": v["id"], "kind": "alias-delete",
-                                                       "alias": alias}])
-        t = self._record(v, cur, to_stage, reason, "alias-delete", {"alias": alias, "previous_version": v["version"]})
-        return {**t, **self.publish(model, mlflow_uri=mlflow_uri)}
+        with rec.registry_lock(self.store):
+            self._models(model)
+            held = self.aliases(model)
+            if alias not in held:
+                raise RegistryUsageError(f"{model} has no alias {alias!r}; aliases: {sorted(held) or 'none'}")
+            if alias == "production":
+                raise RegistryError(f"{model}@production cannot be deleted: production is a stack; use "
+                                    f"'tfpipe models rollback' to return to the previous production version or set "
+                                    f"it to another version")
+            v = held[alias]
+            cur = next(r for r in self.list_versions(model) if r["artifact_id"] == v["id"])["stage"]
+            to_stage = self._stage_after(model, v["id"], [{"artifact_id": v["id"], "kind": "alias-delete",
+                                                           "alias": alias}])
+            t = self._record(v, cur, to_stage, reason, "alias-delete",
+                             {"alias": alias, "previous_version": v["version"]})
+            return {"changed": True, **t, **self._publish(model, mlflow_uri=mlflow_uri)}
 
     def promote(self, version: str, stage: str, reason: str = "", model: str | None = None,
                 mlflow_uri: str | None = None) -> dict:
@@ -165,47 +173,56 @@ class Registry:
         if stage in STAGE_ALIASES:
             return self.set_alias(v["model"], stage, v["version"], reason=reason, mlflow_uri=mlflow_uri,
                                   kind="promote")
-        rows = {r["artifact_id"]: r for r in self.list_versions(v["model"])}
-        cur = rows[v["id"]]["stage"]
-        if cur == "production":
-            raise RegistryError(f"{v['model']} version {v['version']} is in production; promote another "
-                                f"version to production or use 'tfpipe models rollback' instead of moving it "
-                                f"to {stage}")
-        if cur == stage:
-            raise RegistryError(f"{v['model']} version {v['version']} is already in {stage}")
-        t = self._record(v, cur, "archived", reason, "archive", {"removed_aliases": ",".join(rows[v["id"]]["aliases"])})
-        return {**t, **self.publish(v["model"], mlflow_uri=mlflow_uri)}
+        with rec.registry_lock(self.store):
+            rows = {r["artifact_id"]: r for r in self.list_versions(v["model"])}
+            cur = rows[v["id"]]["stage"]
+            if cur == "production":
+                raise RegistryError(f"{v['model']} version {v['version']} is in production; promote another "
+                                    f"version to production or use 'tfpipe models rollback' instead of moving it "
+                                    f"to {stage}")
+            if cur == stage:
+                raise RegistryError(f"{v['model']} version {v['version']} is already in {stage}")
+            t = self._record(v, cur, "archived", reason, "archive",
+                             {"removed_aliases": ",".join(rows[v["id"]]["aliases"])})
+            return {"changed": True, **t, **self._publish(v["model"], mlflow_uri=mlflow_uri)}
 
     def rollback(self, reason: str = "", model: str | None = None, mlflow_uri: str | None = None) -> dict:
-        names = self._models(model)
-        if not names:
-            raise RegistryError(f"no pushed model versions in the metadata store ({self.store.where}); nothing "
-                                f"to roll back")
-        if len(names) != 1:
-            raise RegistryUsageError(f"several registered models {names}; pass --model")
-        name = names[0]
-        _, stack = self._state(self.transitions(name))
-        if not stack:
-            raise RegistryError(f"model {name} has no production version to roll back")
-        pushed = {x["id"]: x for x in self._pushed()}
-        if len(stack) < 2:
-            raise RegistryError(f"model {name}: version {pushed[stack[-1]]['version']} is in production and no "
-                                f"earlier production version remains to roll back to")
-        cur, prev = pushed[stack[-1]], pushed[stack[-2]]
-        self._check_on_disk(prev)
-        self._record(cur, "production", self._stage_after(name, cur["id"], [
-            {"artifact_id": cur["id"], "kind": "rolled-back"}]), reason or "rolled back", "rolled-back",
-            {"alias": "production"})
-        t = self._record(prev, "archived", "production", reason, "rollback",
-                         {"alias": "production", "previous_production": cur["version"]})
-        return {**t, **self.publish(name, mlflow_uri=mlflow_uri)}
+        with rec.registry_lock(self.store):
+            names = self._models(model)
+            if not names:
+                raise RegistryError(f"no pushed model versions in the metadata store ({self.store.where}); nothing "
+                                    f"to roll back")
+            if len(names) != 1:
+                raise RegistryUsageError(f"several registered models {names}; pass --model")
+            name = names[0]
+            _, stack = self._state(self.transitions(name))
+            if not stack:
+                raise RegistryError(f"model {name} has no production version to roll back")
+            pushed = {x["id"]: x for x in self._pushed()}
+            if len(stack) < 2:
+                raise RegistryError(f"model {name}: version {pushed[stack[-1]]['version']} is in production and no "
+                                    f"earlier production version remains to roll back to")
+            cur, prev = pushed[stack[-1]], pushed[stack[-2]]
+            self._check_on_disk(prev)
+            self._record(cur, "production", self._stage_after(name, cur["id"], [
+                {"artifact_id": cur["id"], "kind": "rolled-back"}]), reason or "rolled back", "rolled-back",
+                {"alias": "production"})
+            t = self._record(prev, "archived", "production", reason, "rollback",
+                             {"alias": "production", "previous_production": cur["version"]})
+            return {"changed": True, **t, **self._publish(name, mlflow_uri=mlflow_uri)}
 
     # -- publishing ----------------------------------------------------------------------
     def serving_entries(self, destination: str) -> list:
         return pub.serving_entries(self.store, destination)
 
-    def publish(self, model: str, mlflow_uri: str | None = None) -> dict:
+    def _publish(self, model: str, mlflow_uri: str | None = None) -> dict:
         return pub.publish(self.store, model, mlflow_uri=mlflow_uri)
+
+    def publish(self, model: str, mlflow_uri: str | None = None) -> dict:
+        """Publish ``model``'s recorded state again (``tfpipe models sync``), under the lock."""
+        with rec.registry_lock(self.store):
+            return {"aliases": {a: v["version"] for a, v in self.aliases(model).items()},
+                    **self._publish(model, mlflow_uri=mlflow_uri)}
 
     # -- lineage -----------------------------------------------------------------------
     def show(self, version: str, model: str | None = None) -> dict:
