@@ -187,6 +187,6 @@ def measure(ref: Reference, current: tuple[list, int], previous: tuple[list, int
         return {**out, "too_few": True, "min_examples": min_examples}
     base = ref.counts if previous is None else ref.bucketize(previous[0])
     cur = ref.bucketize(vals)
-    if cur.sum() == 0 or base.sum() == 0:  # values of another type only: a schema anomaly, not a distance
-        return {**out, "too_few": True, "min_examples": min_examples}
+    if cur.sum() == 0 or base.sum() == 0:  # only values of another type: a schema anomaly, not a distance
+        return {**out, "not_comparable": "no values of the type the training statistics have"}
     return {**out, "value": distance(base, cur, ref.kind), "p_value": chi2_p_value(base, cur, ref.kind)}

@@ -322,7 +322,7 @@ def compare(train, schema, label: str | None, new_table, previous_table=None, *,
             m = dr.measure(r, cur, prev_vals, min_examples=min_examples)
             m["threshold"] = thr
             row[which] = m
-            if not m.get("too_few"):
+            if "value" in m:
                 tests.append(m)
     per_test = false_alarm_rate / max(1, len(tests))  # Bonferroni: at most that rate of false alarms per run
     for m in tests:
@@ -360,7 +360,7 @@ def format_monitor(res: dict) -> str:
                  f"{'P':>8}  STATUS")
 
     def fmt(m):
-        if not m or m.get("too_few"):
+        if not m or "value" not in m:
             return f"{'-':>8} {'-':>6} {'-':>8}"
         return f"{m['value']:8.4f} {m['threshold']:6.3g} {m['p_value']:8.2g}"
     for r in res["features"]:
@@ -371,6 +371,8 @@ def format_monitor(res: dict) -> str:
         elif few:
             n = min(min(m["examples"], m.get("baseline_examples", m["examples"])) for m in few)
             status = f"too few {res['unit']} ({n} < {res['min_examples']}): no verdict"
+        elif any(m and m.get("not_comparable") for m in (s, d)):
+            status = "not measured: " + next(m["not_comparable"] for m in (s, d) if m and m.get("not_comparable"))
         else:
             status = "ok" if d or s else "not measured"
         lines.append(f"  {r['feature']:<{w}}  {r['kind']:<11}  {fmt(s)}  {fmt(d)}  {status}")
