@@ -188,3 +188,43 @@ def test_a_record_written_without_the_lock_is_a_conflict(tmp_path):
                                                r"record before it to be none"):
         record(store, v2, "none", "staging", "", "alias-set", {"alias": "staging", "previous_version": ""},
                based_on=seen)
+
+
+HOLDER = r'''
+import sys, time
+from tfpipe.metadata import MetadataStore
+from tfpipe.tracking.aliases import registry_lock
+with registry_lock(MetadataStore(sys.argv[1])):
+    print("held", flush=True)
+    time.sleep(600)
+'''
+
+
+def _killed_holder_releases(metadata: str, env: dict) -> None:
+    """A process killed while it holds the lock does not leave the registry locked."""
+    from tfpipe.tracking.aliases import RegistryError, registry_lock
+    e = {**os.environ, **env, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    p = subprocess.Popen([sys.executable, "-c", HOLDER, metadata], env=e, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "held", p.stderr.read()[-2000:]
+        with pytest.raises(RegistryError, match="still held by another change"):
+            with registry_lock(MetadataStore(metadata), timeout=1):
+                pass
+    finally:
+        p.kill()
+        p.wait(timeout=60)
+    with registry_lock(MetadataStore(metadata), timeout=30):
+        pass
+
+
+def test_a_killed_holder_releases_the_sqlite_lock(tmp_path):
+    md = str(tmp_path / "metadata.sqlite")
+    seed(md, str(tmp_path / "serving"))
+    _killed_holder_releases(md, {})
+
+
+def test_a_killed_holder_releases_the_mariadb_lock(mysql):
+    url = mysql.create_database("registry_killed")
+    os.environ.update(mysql.env())
+    _killed_holder_releases(url, mysql.env())
