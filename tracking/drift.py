@@ -30,8 +30,10 @@ The test needs enough examples: below ``min_examples`` with a feature there is n
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["Reference", "reference", "values", "measure", "MIN_EXPECTED"]
 
@@ -51,6 +53,7 @@ class Reference:
 
     def bucketize(self, vals) -> np.ndarray:
         """Counts of ``vals`` (already without missing values) on this reference's buckets."""
+        import numpy as np
         if self.kind == "numeric":
             x = np.asarray([v for v in vals if _is_number(v)], dtype=float)
             x = x[~np.isnan(x)]
@@ -68,6 +71,7 @@ class Reference:
 
 
 def _is_number(v) -> bool:
+    import numpy as np
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
 
 
@@ -78,6 +82,7 @@ def _text(v) -> str:
 def reference(feature_stats) -> Reference | None:
     """The buckets and counts of one feature's training statistics (a TFDV
     FeatureNameStatistics); None when it has none to compare with."""
+    import numpy as np
     if feature_stats is None:
         return None
     if feature_stats.HasField("num_stats"):
@@ -128,6 +133,7 @@ def values(table, name: str) -> tuple[list, int]:
 def _merge(ref: np.ndarray, cur: np.ndarray, order: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """Buckets (taken in ``order``) merged until each merged bucket's pooled count gives
     both samples an expected count of at least MIN_EXPECTED."""
+    import numpy as np
     nr, nc = ref.sum(), cur.sum()
     need = MIN_EXPECTED * (nr + nc) / min(nr, nc)
     groups, r, c = [], 0.0, 0.0
@@ -148,6 +154,7 @@ def _merge(ref: np.ndarray, cur: np.ndarray, order: list[int]) -> tuple[np.ndarr
 def chi2_p_value(ref: np.ndarray, cur: np.ndarray, kind: str) -> float:
     """p-value of Pearson's chi-squared test that the two bucket counts are samples of one
     distribution (1.0 when the merged buckets leave nothing to compare)."""
+    import numpy as np
     from scipy.stats import chi2
     if kind == "numeric":  # neighbours merge; the exact-zero bucket first, with the lowest values
         order = [len(ref) - 1] + list(range(len(ref) - 1))
@@ -163,6 +170,7 @@ def chi2_p_value(ref: np.ndarray, cur: np.ndarray, kind: str) -> float:
 
 
 def distance(ref: np.ndarray, cur: np.ndarray, kind: str) -> float:
+    import numpy as np
     p, q = ref / ref.sum(), cur / cur.sum()
     if kind == "categorical":
         return float(np.max(np.abs(p - q)))

@@ -1,9 +1,7 @@
 """tfpipe monitor does not cry wolf and still sees a real shift: twenty unshifted samples
 of 200 rows of penguin (against the pipeline's own training statistics) and of a sparse
-dataset (the UCI handwritten digits as scikit-learn bundles them, tests/fixtures/
-digits.csv.gz: 8x8 pixels, most of them 0 in 97-99.8 % of rows) raise no alarm; one
-feature moved by one standard deviation, or one category's share doubled, is flagged in
-every sample. Too few examples give no verdict; the label and the request log's own
+dataset (the handwritten digits, below) raise no alarm; one feature moved by one standard
+deviation, or one category's share doubled, is flagged in every sample. Too few examples give no verdict; the label and the request log's own
 columns are never compared.
 
 The sparse dataset, tests/fixtures/digits.csv.gz, is the UCI "Optical Recognition of
