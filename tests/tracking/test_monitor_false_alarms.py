@@ -133,6 +133,8 @@ def test_too_few_examples_give_no_verdict(penguin, tmp_path, capsys):
     assert run_monitor(MetadataStore(penguin.metadata), data=path, version=v, min_examples=20) == 1
     assert run_monitor(MetadataStore(penguin.metadata), data=path, version=v, min_examples=0) == 2
     assert "expected a positive number" in capsys.readouterr().err
+    assert run_monitor(MetadataStore(penguin.metadata), data=path, version=v, false_alarm_rate=1.5) == 2
+    assert "--false-alarm-rate 1.5: expected a probability between 0 and 1" in capsys.readouterr().err
 
 
 def test_the_request_logs_own_columns_are_not_features(digits):
