@@ -91,6 +91,9 @@ def _registry_change(args, fn) -> int:
     except MlflowExportError as e:
         print(f"tfpipe: error: the change is recorded and published to the model servers, but {e}", file=sys.stderr)
         return EXIT_FAILED
+    if t.get("changed") is False:  # the alias already names that version: nothing recorded, not an error
+        print(json.dumps(t, indent=2, default=str) if args.json else t["message"])
+        return EXIT_OK
     print(json.dumps(t, indent=2, default=str) if args.json else args.describe(t))
     return _published(args, t)
 
@@ -149,8 +152,7 @@ def cmd_models_sync(args) -> int:
     def sync():
         out = {}
         for n in names:
-            out[n] = {"aliases": {a: v["version"] for a, v in reg.aliases(n).items()},
-                      **reg.publish(n, mlflow_uri=_mlflow_uri(args))}
+            out[n] = reg.publish(n, mlflow_uri=_mlflow_uri(args))
         out["models_config"] = sorted({p for r in out.values() for p in r["models_config"]})
         return out
     return _registry_change(args, sync)
@@ -188,7 +190,8 @@ def cmd_monitor(args) -> int:
     return run_monitor(open_store(args.metadata), data=args.data, previous=args.previous, requests=args.requests,
                        since=args.since, model=args.model, version=args.version, alias=args.alias,
                        drift_threshold=args.drift_threshold, skew_threshold=args.skew_threshold,
-                       thresholds=args.threshold, as_json=args.json, output=args.output)
+                       thresholds=args.threshold, min_examples=args.min_examples,
+                       false_alarm_rate=args.false_alarm_rate, as_json=args.json, output=args.output)
 
 
 def cmd_report(args) -> int:
@@ -325,13 +328,17 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     which = mo.add_mutually_exclusive_group()
     which.add_argument("--version", help="model version whose training data is the skew baseline")
     which.add_argument("--alias", help="alias of that version (default: production)")
-    mo.add_argument("--drift-threshold", type=float, default=0.3,
-                    help="default threshold of every feature (L-infinity for categorical, "
-                         "Jensen-Shannon for numeric); default 0.3")
+    mo.add_argument("--drift-threshold", type=float, default=0.05,
+                    help="the smallest distance of every feature that counts as a shift (L-infinity for "
+                         "categorical, Jensen-Shannon for numeric); default 0.05")
     mo.add_argument("--skew-threshold", type=float, default=None,
                     help="default skew threshold (default: the drift threshold)")
     mo.add_argument("--threshold", action="append", default=[], metavar="[skew:|drift:]FEATURE=VALUE",
                     help="a per-feature threshold (repeatable)")
+    mo.add_argument("--min-examples", type=int, default=100, metavar="N",
+                    help="no verdict on a feature with fewer examples (requests) than this; default 100")
+    mo.add_argument("--false-alarm-rate", type=float, default=0.01, metavar="RATE",
+                    help="the fraction of runs on unshifted data that may exit 1; default 0.01")
     mo.add_argument("-o", "--output", help="write the monitoring report (JSON) here")
     add_md(mo)
     mo.set_defaults(fn=cmd_monitor)

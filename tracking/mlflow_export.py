@@ -185,8 +185,8 @@ def export_run(store: MetadataStore, run: str, tracking_uri: str, artifact_locat
                 with tempfile.TemporaryDirectory() as d:
                     client.log_artifacts(rid, save_mlflow_model(src, os.path.join(d, "model")), "model")
                 result.update(_register(client, info, rid, pushed))
-                from .registry import Registry
-                held = Registry(store).aliases(result["registered_model"])
+                from .aliases import held_aliases
+                held = held_aliases(store, result["registered_model"])
                 if held:
                     try:
                         result["aliases"] = mirror_aliases(client, result["registered_model"], held)["aliases"]

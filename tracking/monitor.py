@@ -4,9 +4,11 @@ out.
 
 Serving data is either a file or directory (``--data``) or the request log of
 ``tfpipe serve --log-requests`` (``--requests SINK --since 24h``: the logged raw features of
-the last 24 hours). Then, per feature, with TFDV's comparators (L-infinity distance for
-categorical features, Jensen-Shannon divergence for numeric ones) and per-feature
-thresholds:
+the last 24 hours). The label and the request log's own columns (time, model, version,
+the serving label, ...) are never compared. Then, per feature (distances and tests in
+``drift``: L-infinity distance for categorical features, Jensen-Shannon divergence for
+numeric ones, on the training statistics' buckets; a chi-squared test at a stated
+false-alarm rate per run; no verdict below a minimum number of examples):
 
 - **skew**: the serving data against the training statistics of the model version (found
   through its lineage in ML Metadata: the ExampleStatistics over its training Examples,
@@ -18,8 +20,9 @@ thresholds:
 
 The model is named as ``tfpipe models`` names it: ``--model NAME`` (the registered model;
 needed when there are several), ``--version V`` or ``--alias A`` (default: the
-``production`` alias). Exit status 1 when any measurement exceeds its threshold (a
-scheduled job retrains on it), 0 otherwise, 2 on bad input.
+``production`` alias). Exit status 1 when any feature's distance exceeds its threshold and
+its test rejects "same distribution" (a scheduled job retrains on it), 0 otherwise (also
+when features have too few examples for a verdict: said), 2 on bad input.
 """
 from __future__ import annotations
 
@@ -35,8 +38,12 @@ from tfpipe.state import SUCCEEDED
 from . import inspect as insp
 from .registry import Registry, RegistryError
 
-__all__ = ["run_monitor", "monitor", "MonitorError", "training_inputs", "label_key", "parse_since",
-           "parse_thresholds", "format_monitor"]
+__all__ = ["run_monitor", "monitor", "compare", "MonitorError", "training_inputs", "label_key", "parse_since",
+           "parse_thresholds", "format_monitor", "DEFAULT_THRESHOLD", "MIN_EXAMPLES", "FALSE_ALARM_RATE"]
+
+DEFAULT_THRESHOLD = 0.05  # the smallest distance that counts as a shift (L-infinity or Jensen-Shannon)
+MIN_EXAMPLES = 100  # below this many examples with a feature, no verdict on it
+FALSE_ALARM_RATE = 0.01  # of runs on data from the training distribution that exit 1
 
 
 
@@ -113,14 +120,15 @@ def _stats_of_table(table, where: str):
     return stats_impl.generate_statistics_in_memory(to_list_batch(batch), tfdv.StatsOptions())
 
 
-def _file_statistics(path: str, flag: str):
-    from tfpipe.tabular import read_table
-    return _stats_of_table(read_table(_data_files(path, flag)), f"{flag} {path}")
-
-
-def _log_features(table):
-    """The logged ``features`` struct as a flat table of list columns."""
+def _log_features(table, where: str):
+    """The logged ``features`` struct as a flat table of list columns. The log's own
+    columns (time, request_id, model, version, label: the serving label the request
+    reached, signature, response) sit beside the struct, never in it, so a feature named
+    like one of them is still that feature."""
     import pyarrow as pa
+    if "features" not in table.column_names:
+        raise MonitorError(f"{where}: expected request-log rows with a 'features' struct column (written by "
+                           f"'tfpipe serve --log-requests'); found columns {table.column_names}")
     feats = table.column("features").combine_chunks()
     return pa.Table.from_arrays(feats.flatten(), names=[f.name for f in feats.type])
 
@@ -183,14 +191,34 @@ def parse_thresholds(items: list[str]) -> dict[tuple[str, str], float]:
     return out
 
 
+def _serving_schema(schema, label: str | None):
+    """The schema as serving data should meet it: the label is not in the ``SERVING``
+    environment (serving data has no label; the training statistics, which have it, are
+    never validated here)."""
+    out = type(schema)()
+    out.CopyFrom(schema)
+    if "SERVING" not in out.default_environment:
+        out.default_environment.append("TRAINING")
+        out.default_environment.append("SERVING")
+    for f in out.feature:
+        if f.name == label and "SERVING" not in f.not_in_environment:
+            f.not_in_environment.append("SERVING")
+    return out
+
+
+def _without(table, names):
+    drop = [n for n in table.column_names if n in set(names)]
+    return table.drop(drop) if drop else table
+
+
 def monitor(store, *, data: str | None = None, previous: str | None = None, requests: str | None = None,
             since: str = "24h", model: str | None = None, version: str | None = None, alias: str | None = None,
-            drift_threshold: float = 0.3, skew_threshold: float | None = None,
-            thresholds: dict | None = None, now: dt.datetime | None = None) -> dict:
+            drift_threshold: float = DEFAULT_THRESHOLD, skew_threshold: float | None = None,
+            thresholds: dict | None = None, min_examples: int = MIN_EXAMPLES,
+            false_alarm_rate: float = FALSE_ALARM_RATE, now: dt.datetime | None = None) -> dict:
     """Skew (vs training) and drift (vs the data before) per feature of the serving data."""
-    import tensorflow_data_validation as tfdv
     from google.protobuf import text_format
-    from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
+    from tensorflow_metadata.proto.v0 import schema_pb2
 
     if (data is None) == (requests is None):
         raise MonitorError("expected one of --data (a file or directory) or --requests (a request log)")
@@ -201,27 +229,6 @@ def monitor(store, *, data: str | None = None, previous: str | None = None, requ
     with open(os.path.join(found["schema"]["uri"], "schema.pbtxt")) as f:
         schema = text_format.Parse(f.read(), schema_pb2.Schema())
     label = label_key(store, v["id"])
-    kept = [f for f in schema.feature if f.name != label]
-    del schema.feature[:]
-    schema.feature.extend(kept)
-    names = {f.name for f in schema.feature}
-    thresholds = dict(thresholds or {})
-    unknown = sorted({n for _, n in thresholds} - names)
-    if unknown:
-        raise MonitorError(f"--threshold names {unknown}, not monitored features of the schema; features: "
-                           f"{sorted(names)}" + (f" (the label {label!r} is never monitored)" if label else ""))
-    skew_threshold = drift_threshold if skew_threshold is None else skew_threshold
-    kinds = {}
-    for f in schema.feature:
-        categorical = f.type == schema_pb2.BYTES or f.HasField("domain") or f.HasField("string_domain")
-        kinds[f.name] = "categorical" if categorical else "numeric"
-        for which, comp, default in (("drift", f.drift_comparator, drift_threshold),
-                                     ("skew", f.skew_comparator, skew_threshold)):
-            thr = float(thresholds.get((which, f.name), default))
-            if categorical:
-                comp.infinity_norm.threshold = thr
-            else:
-                comp.jensen_shannon_divergence.threshold = thr
     splits = found["statistics"]["properties"].get("split_names") or ["train"]
     split = "train" if "train" in splits else splits[0]
     train = _split_stats(found["statistics"]["uri"], split)
@@ -230,53 +237,106 @@ def monitor(store, *, data: str | None = None, previous: str | None = None, requ
                  "training_statistics": found["statistics"]["uri"], "training_split": split,
                  "schema": found["schema"]["uri"]}
     if data is not None:
-        new = _file_statistics(data, "--data")
-        prev = _file_statistics(previous, "--previous") if previous else None
+        from tfpipe.tabular import read_table
+        new_t = read_table(_data_files(data, "--data"))
+        prev_t = read_table(_data_files(previous, "--previous")) if previous else None
         res.update({"source": "data", "data": os.path.abspath(data),
                     "previous": os.path.abspath(previous) if previous else None})
+        where, prev_where = f"--data {data}", f"--previous {previous}"
     else:
         from tfpipe.serving.request_log import LogError, read_log
         span = parse_since(since)
         now = now or dt.datetime.now(dt.timezone.utc)
         try:
-            cur_t = read_log(requests, v["model"], now - span, now)
-            prev_t = read_log(requests, v["model"], now - 2 * span, now - span)
+            cur_log = read_log(requests, v["model"], now - span, now)
+            prev_log = read_log(requests, v["model"], now - 2 * span, now - span)
         except LogError as e:
             raise MonitorError(str(e)) from None
-        if cur_t is None:
+        if cur_log is None:
             raise MonitorError(f"--requests {requests}: no logged requests for model {v['model']} between "
                                f"{(now - span).isoformat(timespec='seconds')} and {now.isoformat(timespec='seconds')}")
-        new = _stats_of_table(_log_features(cur_t), f"--requests {requests}")
-        prev = _stats_of_table(_log_features(prev_t), f"--requests {requests}") if prev_t is not None else None
+        new_t = _log_features(cur_log, f"--requests {requests}")
+        prev_t = _log_features(prev_log, f"--requests {requests}") if prev_log is not None else None
         res.update({"source": "requests", "data": os.path.abspath(requests), "since": since,
                     "window": [(now - span).isoformat(), now.isoformat()],
                     "previous_window": [(now - 2 * span).isoformat(), (now - span).isoformat()],
-                    "versions_served": sorted({int(x) for x in cur_t.column("version").to_pylist()}),
-                    "previous_examples": prev_t.num_rows if prev_t is not None else 0})
-    skew = tfdv.validate_statistics(train, schema, serving_statistics=new)
-    analyses = [("skew", skew)]
-    if prev is not None:
-        analyses.append(("drift", tfdv.validate_statistics(new, schema, previous_statistics=prev)))
-    rows: dict[str, dict] = {n: {"feature": n, "kind": kinds[n]} for n in sorted(names)}
-    for which, an in analyses:
-        for d in an.drift_skew_info:
-            name = ".".join(d.path.step)
-            if name not in rows:
-                continue
-            for m in (d.drift_measurements if which == "drift" else d.skew_measurements):
-                rows[name][which] = {"comparator": type(m).Type.Name(m.type), "value": m.value,
-                                     "threshold": m.threshold, "exceeded": m.value > m.threshold}
-    anomalies = {}
-    for _, an in analyses:  # schema anomalies; the comparators' own findings are in the table
-        for n, info in an.anomaly_info.items():
-            other = [r for r in info.reason if not anomalies_pb2.AnomalyInfo.Type.Name(r.type).startswith("COMPARATOR_")]
-            if other and n not in anomalies:
-                anomalies[n] = "; ".join(r.description for r in other)
-    exceeded = sorted(n for n, r in rows.items() if any(r.get(k, {}).get("exceeded") for k in ("drift", "skew")))
-    res.update({"num_examples": new.datasets[0].num_examples if new.datasets else 0,
-                "drift_measured": prev is not None, "features": list(rows.values()), "exceeded": exceeded,
-                "anomalies": anomalies, "drifted": bool(exceeded)})
+                    "versions_served": sorted({int(x) for x in cur_log.column("version").to_pylist()}),
+                    "previous_examples": prev_log.num_rows if prev_log is not None else 0})
+        where = prev_where = f"--requests {requests}"
+    res.update(compare(train, schema, label, new_t, prev_t, where=where, previous_where=prev_where,
+                       drift_threshold=drift_threshold, skew_threshold=skew_threshold, thresholds=thresholds,
+                       min_examples=min_examples, false_alarm_rate=false_alarm_rate,
+                       unit="requests" if requests else "examples"))
     return res
+
+
+def compare(train, schema, label: str | None, new_table, previous_table=None, *, where: str = "serving data",
+            previous_where: str = "previous data", drift_threshold: float = DEFAULT_THRESHOLD,
+            skew_threshold: float | None = None, thresholds: dict | None = None, min_examples: int = MIN_EXAMPLES,
+            false_alarm_rate: float = FALSE_ALARM_RATE, unit: str = "examples") -> dict:
+    """Skew of ``new_table`` against the training statistics ``train`` and drift against
+    ``previous_table``, per feature of ``schema`` but the label (see ``drift``); schema
+    anomalies of the serving data. The label and columns outside the schema are never
+    compared."""
+    import tensorflow_data_validation as tfdv
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    from . import drift as dr
+    if not 0 < false_alarm_rate < 1:
+        raise MonitorError(f"--false-alarm-rate {false_alarm_rate}: expected a probability between 0 and 1, "
+                           f"e.g. 0.01")
+    if min_examples < 1:
+        raise MonitorError(f"--min-examples {min_examples}: expected a positive number of examples")
+    names = {f.name for f in schema.feature if f.name != label}
+    thresholds = dict(thresholds or {})
+    unknown = sorted({n for _, n in thresholds} - names)
+    if unknown:
+        raise MonitorError(f"--threshold names {unknown}, not monitored features of the schema; features: "
+                           f"{sorted(names)}" + (f" (the label {label!r} is never monitored)" if label else ""))
+    skew_threshold = drift_threshold if skew_threshold is None else skew_threshold
+    new_table = _without(new_table, [label] if label else [])
+    if previous_table is not None:
+        previous_table = _without(previous_table, [label] if label else [])
+    new = _stats_of_table(new_table, where)
+    prev_stats = _stats_of_table(previous_table, previous_where) if previous_table is not None else None
+    train_by = {".".join(f.path.step) or f.name: f for f in train.datasets[0].features}
+    kinds = {}
+    for f in schema.feature:
+        categorical = f.type == schema_pb2.BYTES or f.HasField("domain") or f.HasField("string_domain") or (
+            f.HasField("int_domain") and f.int_domain.is_categorical)
+        kinds[f.name] = "categorical" if categorical else "numeric"
+    rows: dict[str, dict] = {}
+    tests = []
+    for n in sorted(names):
+        row = rows[n] = {"feature": n, "kind": kinds[n]}
+        ref = dr.reference(train_by.get(n))
+        if ref is None:
+            continue  # no training statistics of this feature: nothing to compare with
+        row["kind"] = ref.kind
+        cur = dr.values(new_table, n)
+        base = {"skew": (ref, None, skew_threshold)}
+        if previous_table is not None:
+            base["drift"] = (ref, dr.values(previous_table, n), drift_threshold)
+        for which, (r, prev_vals, default) in base.items():
+            thr = float(thresholds.get((which, n), default))
+            m = dr.measure(r, cur, prev_vals, min_examples=min_examples)
+            m["threshold"] = thr
+            row[which] = m
+            if "value" in m:
+                tests.append(m)
+    per_test = false_alarm_rate / max(1, len(tests))  # Bonferroni: at most that rate of false alarms per run
+    for m in tests:
+        m["exceeded"] = bool(m["p_value"] < per_test and m["value"] > m["threshold"])
+    anomalies = {}
+    an = tfdv.validate_statistics(new, _serving_schema(schema, label), environment="SERVING")
+    for n, info in an.anomaly_info.items():
+        anomalies[n] = "; ".join(r.description for r in info.reason) or info.description
+    exceeded = sorted(n for n, r in rows.items() if any(r.get(k, {}).get("exceeded") for k in ("drift", "skew")))
+    too_few = sorted(n for n, r in rows.items() if any(r.get(k, {}).get("too_few") for k in ("drift", "skew")))
+    return {"num_examples": new.datasets[0].num_examples if new.datasets else 0,
+            "drift_measured": previous_table is not None, "features": list(rows.values()), "exceeded": exceeded,
+            "too_few": too_few, "min_examples": min_examples, "unit": unit, "false_alarm_rate": false_alarm_rate,
+            "per_test_level": per_test, "anomalies": anomalies, "drifted": bool(exceeded)}
 
 
 def format_monitor(res: dict) -> str:
@@ -291,19 +351,41 @@ def format_monitor(res: dict) -> str:
                             if res["drift_measured"] else
                             ("not measured: nothing logged in the previous window" if res["source"] == "requests"
                              else "not measured (give --previous DATA: the previous batch or span)")),
-             f"  label: {res['label'] + ' (not monitored)' if res.get('label') else 'unknown (no label_key upstream)'}"]
+             f"  label: {res['label'] + ' (not monitored)' if res.get('label') else 'unknown (no label_key upstream)'}",
+             f"  verdict: distance above the threshold and a chi-squared test at false-alarm rate "
+             f"{res['false_alarm_rate']:g} per run (p < {res['per_test_level']:.2g} per test); none below "
+             f"{res['min_examples']} {res['unit']} with the feature"]
     w = max([len(r["feature"]) for r in res["features"]] + [7])
-    lines.append(f"  {'FEATURE':<{w}}  {'KIND':<11}  {'SKEW':>8} {'THRESH':>6}  {'DRIFT':>8} {'THRESH':>6}  STATUS")
+    lines.append(f"  {'FEATURE':<{w}}  {'KIND':<11}  {'SKEW':>8} {'THRESH':>6} {'P':>8}  {'DRIFT':>8} {'THRESH':>6} "
+                 f"{'P':>8}  STATUS")
+
+    def fmt(m):
+        if not m or "value" not in m:
+            return f"{'-':>8} {'-':>6} {'-':>8}"
+        return f"{m['value']:8.4f} {m['threshold']:6.3g} {m['p_value']:8.2g}"
     for r in res["features"]:
         d, s = r.get("drift"), r.get("skew")
-        status = "EXCEEDED" if r["feature"] in res["exceeded"] else ("ok" if d or s else "not measured")
-        fmt = (lambda m: f"{m['value']:8.4f} {m['threshold']:6.3g}" if m else f"{'-':>8} {'-':>6}")
+        few = [m for m in (s, d) if m and m.get("too_few")]
+        if r["feature"] in res["exceeded"]:
+            status = "EXCEEDED"
+        elif few:
+            n = min(min(m["examples"], m.get("baseline_examples", m["examples"])) for m in few)
+            status = f"too few {res['unit']} ({n} < {res['min_examples']}): no verdict"
+        elif any(m and m.get("not_comparable") for m in (s, d)):
+            status = "not measured: " + next(m["not_comparable"] for m in (s, d) if m and m.get("not_comparable"))
+        else:
+            status = "ok" if d or s else "not measured"
         lines.append(f"  {r['feature']:<{w}}  {r['kind']:<11}  {fmt(s)}  {fmt(d)}  {status}")
     if res["anomalies"]:
         lines.append("schema anomalies in the serving data (not part of the exit status):")
         lines += [f"  {k}: {v}" for k, v in res["anomalies"].items()]
-    lines.append(f"EXCEEDED: {len(res['exceeded'])} feature(s) above a skew or drift threshold: "
-                 f"{', '.join(res['exceeded'])}" if res["drifted"] else "no skew or drift above the thresholds")
+    if res["drifted"]:
+        lines.append(f"EXCEEDED: {len(res['exceeded'])} feature(s) above a skew or drift threshold: "
+                     f"{', '.join(res['exceeded'])}")
+    else:
+        lines.append("no skew or drift above the thresholds"
+                     + (f" ({len(res['too_few'])} feature(s) without a verdict: too few {res['unit']})"
+                        if res["too_few"] else ""))
     return "\n".join(lines)
 
 

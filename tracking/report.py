@@ -290,7 +290,7 @@ def _lineage(store: MetadataStore, info: dict) -> str:
     pushed = info.get("pushed")
     if not pushed:
         return ""
-    from .registry import summarize_lineage
+    from .lineage_summary import summarize_lineage
     lin = summarize_lineage(insp.lineage(store, pushed["id"]), store)
     head = (f'<p>PushedModel #{pushed["id"]}: pushed={e(str(pushed.get("pushed")))} '
             f'version <code>{e(str(pushed.get("pushed_version")))}</code> to '

@@ -1,6 +1,6 @@
 """tfpipe monitor --data: TFDV skew of new data against a model version's training data
 (found through lineage) and drift against the previous batch, label excluded, with exit
-codes a scheduler can act on. (The request log, --requests, is tested with the server in
+codes a scheduler can act on. (False alarms and the sample size: test_monitor_false_alarms.py.) (The request log, --requests, is tested with the server in
 test_serving.py.)"""
 import csv
 import json
@@ -37,7 +37,7 @@ def _version(penguin):
 
 
 def test_monitor_exit_codes(penguin, shifted, tmp_path):
-    from tfpipe.tracking.monitor import monitor, run_monitor
+    from tfpipe.tracking.monitor import format_monitor, monitor, run_monitor
     store = MetadataStore(penguin.metadata)
     v = _version(penguin)
     # the training data itself: nothing exceeds the thresholds; the label is not monitored
@@ -45,6 +45,8 @@ def test_monitor_exit_codes(penguin, shifted, tmp_path):
     assert not same["drifted"] and same["num_examples"] == 344 and same["label"] == "species"
     kinds = {r["feature"]: r for r in same["features"]}
     assert "species" not in kinds
+    # the label is in the training data, not in serving data: never "New column" nor compared
+    assert "species" not in same["anomalies"] and "New column" not in format_monitor(same)
     assert kinds["island"]["skew"]["comparator"] == "L_INFTY" and kinds["island"]["kind"] == "categorical"
     assert kinds["body_mass_g"]["skew"]["comparator"] == "JENSEN_SHANNON_DIVERGENCE"
     assert all(r["skew"]["value"] < 0.3 for r in same["features"] if "skew" in r)
@@ -72,7 +74,7 @@ def test_skew_and_drift_are_different_comparisons(penguin, shifted):
                   version=_version(penguin), thresholds={("drift", "island"): 0.9})
     rows = {r["feature"]: r for r in res["features"]}
     assert rows["island"]["drift"]["threshold"] == pytest.approx(0.9) and not rows["island"]["drift"]["exceeded"]
-    assert rows["island"]["skew"]["threshold"] == pytest.approx(0.3) and rows["island"]["skew"]["exceeded"]
+    assert rows["island"]["skew"]["threshold"] == pytest.approx(0.05) and rows["island"]["skew"]["exceeded"]
 
 
 def test_monitor_cli_flags_drift(penguin, shifted, tmp_path, capsys):
