@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from tfpipe.files import write_file
+from tfpipe import fileio
 
 __all__ = ["CONFIG_FILE", "ModelEntry", "ConfigError", "write_config", "read_config", "version_dirs",
            "resolve_versions"]
@@ -66,7 +66,7 @@ def write_config(path: str, entries: list[ModelEntry]) -> str:
     text = ("# Written by the tfpipe model registry on every alias change; read by TF Serving\n"
             "# (--model_config_file, --model_config_file_poll_wait_seconds) and by `tfpipe serve`.\n"
             + text_format.MessageToString(cfg))
-    write_file(path, text, durable=True)
+    fileio.write_text(path, text, durable=True)
     return path
 
 

@@ -48,6 +48,8 @@ import os
 import sys
 from dataclasses import dataclass, field
 
+from tfpipe import fileio
+
 from .config import CONFIG_FILE, ConfigError, ModelEntry, read_config, resolve_versions
 from .servable import LoadError, Servable
 
@@ -106,6 +108,12 @@ def _wanted(e: ModelEntry) -> Wanted:
 
 class BasePathSource:
     def __init__(self, name: str, base_path: str):
+        self.mirror = None
+        if fileio.is_remote(base_path):  # served from a local mirror of the bucket (serving/remote.py)
+            from .remote import Mirror
+            self.mirror = Mirror(base_path, log=lambda msg: print(f"[tfpipe serve] {msg}", file=sys.stderr,
+                                                                  flush=True)).start()
+            base_path = self.mirror.local
         self.name, self.base_path = name, os.path.abspath(base_path)
 
     def watch(self) -> tuple:

@@ -38,6 +38,7 @@ import threading
 import time
 import uuid
 
+from tfpipe import fileio
 from tfpipe.files import replacing
 
 __all__ = ["RequestLog", "ParquetSink", "BigQuerySink", "LogError", "open_sink", "read_log", "DAY_PREFIX"]
@@ -121,12 +122,14 @@ def _day(table) -> str:
 
 
 class ParquetSink:
+    """A directory, or an object-store prefix (``s3://``, ``gs://``: each file one upload)."""
+
     def __init__(self, root: str):
-        self.root = os.path.abspath(root)
-        if os.path.exists(self.root) and not os.path.isdir(self.root):
+        self.root = fileio.abspath(root)
+        if fileio.isfile(self.root):
             raise LogError(f"--log-requests {root}: exists and is not a directory; expected a directory for "
                            f"a Parquet dataset partitioned by day")
-        os.makedirs(self.root, exist_ok=True)
+        fileio.makedirs(self.root)
 
     def __str__(self):
         return self.root
@@ -135,8 +138,14 @@ class ParquetSink:
         """``table`` (rows of one day) as a new file of its day's partition; the rows written.
         pyarrow encodes and compresses without holding the GIL."""
         import pyarrow.parquet as pq
-        d = os.path.join(self.root, f"{DAY_PREFIX}{_day(table)}")  # made by replacing()
+        d = fileio.join(self.root, f"{DAY_PREFIX}{_day(table)}")  # made by replacing()
         name = f"part-{time.time_ns()}-{uuid.uuid4().hex[:8]}.parquet"
+        if fileio.is_remote(d):
+            import pyarrow as pa
+            buf = pa.BufferOutputStream()
+            pq.write_table(table, buf)
+            fileio.write_bytes(fileio.join(d, name), buf.getvalue().to_pybytes())
+            return table.num_rows
         with replacing(os.path.join(d, name)) as tmp:
             pq.write_table(table, tmp)
         return table.num_rows
@@ -281,24 +290,24 @@ def _parse_day(name: str) -> dt.date | None:
 
 def read_log(root: str, model: str, start: dt.datetime, end: dt.datetime):
     """The logged rows of ``model`` with ``start <= time < end`` (a pyarrow Table, possibly
-    empty) from a local Parquet request log."""
+    empty) from a Parquet request log in a directory or under an object-store prefix."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
-    if not os.path.isdir(root):
+    if not fileio.isdir(root):
         raise LogError(f"--requests {root}: no request log there (expected the directory given to "
                        f"'tfpipe serve --log-requests')")
     tables = []
-    for d in sorted(os.listdir(root)):
+    for d in fileio.listdir(root):
         day = _parse_day(d)
         if day is None or day < start.date() or day > end.date():
             continue
-        for f in sorted(os.listdir(os.path.join(root, d))):
+        for f in fileio.listdir(fileio.join(root, d)):
             if not f.endswith(".parquet") or f.startswith("."):
                 continue
-            path = os.path.join(root, d, f)
+            path = fileio.join(root, d, f)
             try:
-                t = pq.read_table(path)
+                t = pq.read_table(pa.BufferReader(fileio.read_bytes(path)) if fileio.is_remote(path) else path)
             except Exception as e:  # noqa: BLE001 - named with its file
                 raise LogError(f"request log file {path} cannot be read: {e}") from None
             t = t.filter(pc.equal(t["model"], model))

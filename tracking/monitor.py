@@ -32,6 +32,7 @@ import os
 import re
 import sys
 
+from tfpipe import fileio
 from tfpipe.artifacts import ExampleStatistics
 from tfpipe.state import SUCCEEDED
 
@@ -90,15 +91,20 @@ def training_inputs(store, artifact_id: int) -> dict:
 
 
 def _data_files(path: str, flag: str = "--data") -> list[str]:
-    if os.path.isfile(path):
-        return [path]
-    if os.path.isdir(path):
-        files = sorted(os.path.join(path, f) for f in os.listdir(path)
-                       if not f.startswith(".") and os.path.isfile(os.path.join(path, f)))
+    """The files to read, at local paths (a file on an object store is copied to the local
+    cache first, once per size and modification time)."""
+    if fileio.isfile(path):
+        return [_local(path)]
+    if fileio.isdir(path):
+        files = [f for f in fileio.glob(fileio.join(path, "*")) if not fileio.basename(f).startswith(".")]
         if files:
-            return files
+            return [_local(f) for f in files]
     raise MonitorError(f"{flag} {path}: expected a CSV/Parquet/TFRecord file or a directory of them; found "
-                       + ("an empty directory" if os.path.isdir(path) else "nothing at that path"))
+                       + ("an empty directory" if fileio.isdir(path) else "nothing at that path"))
+
+
+def _local(path: str) -> str:
+    return fileio.local_copy(path, fileio.version_of(path)) if fileio.is_remote(path) else path
 
 
 def _stats_of_table(table, where: str):
@@ -144,9 +150,9 @@ def parse_since(text: str) -> dt.timedelta:
 def _split_stats(stats_uri: str, split: str):
     import tensorflow_data_validation as tfdv
     p = ExampleStatistics(uri=stats_uri).stats_path(split)
-    if not os.path.isfile(p):
+    if not fileio.isfile(p):
         raise MonitorError(f"training statistics {p} do not exist (artifact removed?)")
-    return tfdv.load_stats_binary(p)
+    return tfdv.load_stats_binary(_local(p))
 
 
 def label_key(store, artifact_id: int) -> str | None:
@@ -226,8 +232,8 @@ def monitor(store, *, data: str | None = None, previous: str | None = None, requ
         raise MonitorError("--previous goes with --data; with --requests the previous window is the drift baseline")
     v = _target(store, model, version, alias)
     found = training_inputs(store, v["id"])
-    with open(os.path.join(found["schema"]["uri"], "schema.pbtxt")) as f:
-        schema = text_format.Parse(f.read(), schema_pb2.Schema())
+    schema = text_format.Parse(fileio.read_text(fileio.join(found["schema"]["uri"], "schema.pbtxt")),
+                               schema_pb2.Schema())
     label = label_key(store, v["id"])
     splits = found["statistics"]["properties"].get("split_names") or ["train"]
     split = "train" if "train" in splits else splits[0]
@@ -240,8 +246,8 @@ def monitor(store, *, data: str | None = None, previous: str | None = None, requ
         from tfpipe.tabular import read_table
         new_t = read_table(_data_files(data, "--data"))
         prev_t = read_table(_data_files(previous, "--previous")) if previous else None
-        res.update({"source": "data", "data": os.path.abspath(data),
-                    "previous": os.path.abspath(previous) if previous else None})
+        res.update({"source": "data", "data": fileio.abspath(data),
+                    "previous": fileio.abspath(previous) if previous else None})
         where, prev_where = f"--data {data}", f"--previous {previous}"
     else:
         from tfpipe.serving.request_log import LogError, read_log
@@ -257,7 +263,7 @@ def monitor(store, *, data: str | None = None, previous: str | None = None, requ
                                f"{(now - span).isoformat(timespec='seconds')} and {now.isoformat(timespec='seconds')}")
         new_t = _log_features(cur_log, f"--requests {requests}")
         prev_t = _log_features(prev_log, f"--requests {requests}") if prev_log is not None else None
-        res.update({"source": "requests", "data": os.path.abspath(requests), "since": since,
+        res.update({"source": "requests", "data": fileio.abspath(requests), "since": since,
                     "window": [(now - span).isoformat(), now.isoformat()],
                     "previous_window": [(now - 2 * span).isoformat(), (now - span).isoformat()],
                     "versions_served": sorted({int(x) for x in cur_log.column("version").to_pylist()}),

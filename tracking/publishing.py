@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 
+from tfpipe import fileio
 from tfpipe.files import replacing
 from tfpipe.metadata import MetadataStore
 
@@ -28,18 +29,22 @@ SERVING_LINK = "serving"
 
 # -- the file-system I/O of publishing -------------------------------------------------
 def _version_dir_exists(destination: str, version: str) -> bool:
-    return os.path.isdir(os.path.join(destination, version))
+    return fileio.isdir(fileio.join(destination, version))
 
 
 def _write_models_config(destination: str, entries: list) -> str:
     from tfpipe.serving.config import CONFIG_FILE, write_config
-    return write_config(os.path.join(destination, CONFIG_FILE), entries)
+    return write_config(fileio.join(destination, CONFIG_FILE), entries)
 
 
 def _point_link(destination: str, link: str, version: str) -> str:
     """Replace the symlink ``<destination>/<link>`` by one to ``version`` (relative: the
-    destination can move as a whole) with a rename, so a reader never finds it missing."""
-    path = os.path.join(destination, link)
+    destination can move as a whole) with a rename, so a reader never finds it missing. An
+    object store has no links: there ``<destination>/<link>`` is a small object holding the
+    version, written in one upload."""
+    path = fileio.join(destination, link)
+    if fileio.is_remote(destination):
+        return fileio.write_text(path, f"{version}\n")
     if os.path.exists(path) and not os.path.islink(path):
         raise RegistryError(f"{path} exists and is not a symlink; the registry switches serving by "
                             f"replacing a symlink and will not overwrite a real directory")
@@ -51,7 +56,7 @@ def _point_link(destination: str, link: str, version: str) -> str:
 # -- what is published -----------------------------------------------------------------
 def check_on_disk(v: dict) -> None:
     if not _version_dir_exists(v["destination"] or "", v["version"]):
-        target = os.path.join(v["destination"] or "", v["version"])
+        target = fileio.join(v["destination"] or "", v["version"])
         raise RegistryError(f"cannot serve version {v['version']}: {target} does not exist (the pushed model "
                             f"directory was removed); expected the Pusher's copy there")
 
