@@ -19,11 +19,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import os
+import re
 import time
 
 from .features import ModelInfo, read_model_info
 
-__all__ = ["Servable", "Batcher", "ModelError", "LoadError"]
+__all__ = ["Servable", "Batcher", "ModelError", "LoadError", "without_paths"]
 
 
 class ModelError(RuntimeError):
@@ -36,7 +37,26 @@ class ModelError(RuntimeError):
 
 
 class LoadError(RuntimeError):
-    """A model version could not be loaded."""
+    """A model version could not be loaded: ``str()`` for the server's log (with the
+    version's directory), ``public`` for answers (/healthz, model status, 404s), which show
+    no paths."""
+
+    def __init__(self, message: str, public: str | None = None):
+        super().__init__(message)
+        self.public = public or message
+
+
+_ABS_PATH = re.compile(r"(?<![\w.~-])(?:/[^\s/'\"]+){2,}/?")
+
+
+def without_paths(text: str, *roots: str) -> str:
+    """``text`` with each of ``roots`` (and what is under them) named relative to it, and any
+    other absolute path of two or more parts replaced by <path>."""
+    for root in roots:
+        if root:
+            root = os.path.abspath(root)
+            text = text.replace(root + os.sep, "").replace(root, "the version directory")
+    return _ABS_PATH.sub("<path>", text)
 
 
 def _outputs(fn, input_name: str, records: list[bytes]) -> dict:
@@ -161,7 +181,9 @@ class Servable:
             self.loaded = tf.saved_model.load(self.path)
         except Exception as e:  # noqa: BLE001 - reported as the version's status
             msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-            raise LoadError(f"model {self.name} version {self.version}: cannot load {self.path}: {msg}") from None
+            raise LoadError(f"model {self.name} version {self.version}: cannot load {self.path}: {msg}",
+                            f"model {self.name} version {self.version}: cannot load it: "
+                            f"{without_paths(msg, self.path)[:300]}") from None
         self._warm_up()
         self.load_s = time.monotonic() - t0
         return self

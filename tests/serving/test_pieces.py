@@ -32,11 +32,26 @@ def test_models_config_round_trip_and_errors(tmp_path):
     assert resolve_versions(a) == {3: str(tmp_path / "3"), 5: str(tmp_path / "5")}
     assert list(resolve_versions(b)) == [9]  # no policy: the latest, as TF Serving
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".models.config")]
-    with pytest.raises(ConfigError, match="not under"):
+    with pytest.raises(ConfigError, match="not in its base path") as e:
         resolve_versions(ModelEntry("m", str(tmp_path), versions=[4]))
+    assert str(tmp_path) not in str(e.value)  # it reaches /healthz: no path
     (tmp_path / "bad.config").write_text("model_config_list {\n  config { name: 'm' base_pth: '/x' }\n}\n")
-    with pytest.raises(ConfigError, match=r"bad.config:2:\d+: not a ModelServerConfig"):
+    with pytest.raises(ConfigError, match=r"^bad.config:2:\d+: not a ModelServerConfig"):
         read_config(str(tmp_path / "bad.config"))
+    (tmp_path / "bin.config").write_bytes(b"model_config_list {\n\xff }\n")
+    with pytest.raises(ConfigError, match=r"^bin.config:2: not UTF-8 text \(byte 0xff at offset 20\)"):
+        read_config(str(tmp_path / "bin.config"))
+
+
+def test_version_numbers_are_exact(tmp_path):
+    from tfpipe.serving.config import is_version, version_dirs
+    assert is_version("0") and is_version("1796505019") and is_version(str(2**63 - 1))
+    for bad in ("+1796505019", "1_796_505_019", " 1796505019", "01796505019", "\u0661\u0667", "1796505019 ",
+                "-1", "", str(2**63), "1e3", "\uff11"):
+        assert not is_version(bad), bad
+    for name in ("7", "07", "\u0667", "+8", "x"):
+        (tmp_path / name).mkdir()
+    assert list(version_dirs(str(tmp_path))) == [7]  # "07" and Arabic-Indic 7 would alias version 7
 
 
 def test_json_rows_are_checked_against_the_spec():
@@ -54,10 +69,21 @@ def test_json_rows_are_checked_against_the_spec():
              ({"island": "x", "mass": 1, "bill": [1.0, 2.0]}, "expected 1 value(s)"),
              ({"island": "x", "mass": 1}, "missing feature(s) ['bill']"),
              ({"island": "x", "mass": 1, "bill": 1.0, "islnd": "y"}, "unknown feature(s) ['islnd']"),
-             ("Dream", "expected an object of raw features")]
+             ("Dream", "expected an object of raw features"),
+             # each of these was a 500 (OverflowError, UnicodeEncodeError) before
+             ({"island": "x", "mass": 1, "bill": 10**400}, "instances[0].bill: expected a number (float) within "
+                                                           "float32's range (about 3.4e38), found a whole number of "
+                                                           "401 digits"),
+             ({"island": "x", "mass": 1, "bill": 1e39}, "found number 1e+39"),
+             ({"island": "\ud800", "mass": 1, "bill": 1.0}, "instances[0].island: expected a string of Unicode "
+                                                             "characters, found a lone surrogate (\\ud800) at "
+                                                             "character 0"),
+             ({"island": "x", "mass": 1, "bill": 1.0, "q" * 100_000: 1}, "unknown feature(s) ['" + "q" * 40 + "'...]")]
     for row, msg in cases:
-        with pytest.raises(RequestError, match=re.escape(msg.replace("instances[0]", "instances[1]"))):
+        with pytest.raises(RequestError, match=re.escape(msg.replace("instances[0]", "instances[1]"))) as e:
             to_examples([{"island": "a", "mass": 1, "bill": 2.0}, row], SPEC, "instances")
+        assert len(str(e.value)) < 300  # never the client's input beyond an excerpt
+    assert to_examples([{"island": "x", "mass": 1, "bill": float("nan")}], SPEC, "instances")  # as TF Serving
 
 
 class _BlockedSink:
