@@ -200,8 +200,12 @@ def test_server_flags_refuse_negative_intervals(capsys):
     from tfpipe.serving.server import build_parser
     args = build_parser().parse_args(["--model-dir", "m"])
     assert (args.watch, args.poll, args.keep_warm) == (0.1, 2.0, 2)
+    # the request limits and their documented defaults (docs/serving.md)
+    assert (args.max_body_bytes, args.max_instances, args.header_timeout, args.body_timeout, args.parse_threads) \
+        == (10 * 1024 * 1024, 10_000, 10.0, 30.0, 2)
     for flag, value, kind in (("--keep-warm", "-1", "whole number"), ("--watch", "abc", "number"),
-                              ("--poll", "-0.5", "number")):
+                              ("--poll", "-0.5", "number"), ("--max-body-bytes", "-1", "whole number"),
+                              ("--max-instances", "1.5", "whole number"), ("--body-timeout", "-1", "number")):
         with pytest.raises(SystemExit) as e:
             build_parser().parse_args(["--model-dir", "m", flag, value])
         assert e.value.code == 2
