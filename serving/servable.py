@@ -59,14 +59,37 @@ def without_paths(text: str, *roots: str) -> str:
     return _ABS_PATH.sub("<path>", text)
 
 
+_TF_NOISE = ("Graph execution error", "Detected at node", "<stack traces", "\t [[", " [[", "[[")
+
+
+def _tf_message(e) -> str:
+    """The line of a TensorFlow error that says what failed, without the graph's framing
+    and with at most an excerpt of the input it quotes (a parse error quotes the whole
+    serialized example)."""
+    from .features import excerpt
+    text = getattr(e, "message", None) or str(e)
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip(" ").startswith(_TF_NOISE)]
+    msg = lines[0] if lines else type(e).__name__
+    head, sep, _ = msg.partition("value: '")
+    if sep:  # the quoted value may span lines: take it from the whole text
+        quoted = text[text.index("value: '") + len("value: '"):].split("'\n", 1)[0]
+        msg = f"{head}value: {excerpt(quoted, 40)}"
+    return msg[:300]
+
+
 def _outputs(fn, input_name: str, records: list[bytes]) -> dict:
     import tensorflow as tf
     try:
         out = fn(**{input_name: tf.constant(records, dtype=tf.string)})
     except tf.errors.InvalidArgumentError as e:
-        raise ModelError(e.message.splitlines()[0] if e.message else str(e), bad_input=True) from None
+        raise ModelError(_tf_message(e), bad_input=True) from None
     except tf.errors.OpError as e:
-        raise ModelError(f"{type(e).__name__}: {e.message.splitlines()[0] if e.message else e}") from None
+        raise ModelError(f"{type(e).__name__}: {_tf_message(e)}") from None
+    except UnicodeDecodeError:
+        # TensorFlow quotes the input in a parse error and cannot turn bytes that are not
+        # UTF-8 into the error's message: the input was refused
+        raise ModelError("the model could not parse the examples: a {\"b64\"} value is not a serialized "
+                         "tf.Example it can read", bad_input=True) from None
     return {k: v.numpy() for k, v in out.items()}
 
 

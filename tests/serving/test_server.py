@@ -106,10 +106,13 @@ def test_bad_input_is_a_json_400_naming_where(srv):
         (b'{"instances": [{"x": 1e300}]}', "float32"),
         (b'{"instances": [{"x": 1.0, "s": null}], "signature_name": ["a"]}', "signature_name"),
         (b"\xff\xfe", "not JSON"),
+        # TensorFlow's parse error quotes the whole example, and fails on one that is not UTF-8
+        (json.dumps({"instances": [b64(b"\x0a\x02A\n" + b"B" * 100_000)]}).encode(), "Could not parse example input"),
+        (json.dumps({"instances": [b64(b"\x0a\xff\xff\xff" + b"A" * 100_000)]}).encode(), "not a serialized tf.Example"),
     ]
     for raw, msg in cases:
         status, resp, out = call(srv, "POST", "/v1/models/m:predict", raw=raw)
-        assert status == 400 and msg in out["error"], (raw[:60], out)
+        assert status == 400 and msg in out["error"] and len(out["error"]) < 400, (raw[:60], out["error"][:400])
         assert resp.getheader("X-Model-Version") == str(VERSION)
     # Starlette's own answers are JSON too
     assert call(srv, "GET", "/nowhere")[0] == 404
