@@ -70,7 +70,7 @@ def test_json_rows_are_checked_against_the_spec():
              ({"island": "x", "mass": 1}, "missing feature(s) ['bill']"),
              ({"island": "x", "mass": 1, "bill": 1.0, "islnd": "y"}, "unknown feature(s) ['islnd']"),
              ("Dream", "expected an object of raw features"),
-             # each of these was a 500 (OverflowError, UnicodeEncodeError) before
+             # values Python's own conversions refuse (OverflowError, UnicodeEncodeError): 400s, never 500s
              ({"island": "x", "mass": 1, "bill": 10**400}, "instances[0].bill: expected a number (float) within "
                                                            "float32's range (about 3.4e38), found a whole number of "
                                                            "401 digits"),
@@ -225,7 +225,7 @@ ROW = {"island": [b"Dream"], "mass": [4000], "bill": [39.5]}
 
 def test_request_log_bound_is_per_row():
     """A request with more rows than the queue has room for keeps what fits; the rest are
-    dropped and counted (the whole request used to be queued when the queue was empty)."""
+    dropped and counted, even when the queue was empty before it."""
     sink = _BlockedSink()
     log = RequestLog(sink, max_queue=10, flush_rows=10_000, flush_s=3600)
     kw = dict(model="m", version=1, label=None, signature="s", spec=SPEC)
@@ -259,7 +259,7 @@ def test_request_log_writes_a_lone_request_at_once():
 def test_a_row_the_log_cannot_read_back_is_set_aside_alone(tmp_path):
     """A {"b64"} tf.Example TensorFlow parses but Python's protobuf does not (a feature name
     that is not UTF-8): its row is set aside and counted; the rest of its request and of
-    the batch are written (the whole batch used to be lost)."""
+    the batch are written, never the batch lost for one row."""
     import pyarrow.parquet as pq
     from tests.serving.conftest import example_with_bad_name
     good = to_examples([{"island": "Biscoe", "mass": 3000, "bill": 40.0}], SPEC, "instances")[0]

@@ -193,7 +193,7 @@ def test_a_client_that_disconnects_leaves_no_traceback(srv):
 def test_a_large_request_does_not_hold_up_small_ones(srv):
     """A 50,000-example request is parsed on the parse pool: a small request sent once the
     large one is sent is answered before the large one's answer begins. Parsed on the event
-    loop (as before), the small one could not even be read until the large one had been
+    loop, the small one could not even be read until the large one had been
     parsed, and then waited behind it for the model."""
     import itertools
     big = json.dumps({"instances": [{"x": float(i % 7), "s": ["a", "b"]} for i in range(50_000)]}).encode()
