@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from tfpipe import fileio
 
 __all__ = ["CONFIG_FILE", "ModelEntry", "ConfigError", "write_config", "read_config", "version_dirs",
-           "resolve_versions"]
+           "resolve_versions", "is_version"]
 
 CONFIG_FILE = "models.config"
 
@@ -72,27 +72,37 @@ def write_config(path: str, entries: list[ModelEntry]) -> str:
 
 def read_config(path: str) -> list[ModelEntry]:
     """The models of a ModelServerConfig text file; ConfigError (with line and column) when
-    it does not parse."""
+    it cannot be read, is not UTF-8 text or does not parse. Messages name the file by its
+    base name: they reach answers (/healthz, model status), which show no paths."""
     from google.protobuf import text_format
     pb = _pb()
+    name = os.path.basename(path)
     try:
-        with open(path) as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            data = f.read()
     except OSError as e:
-        raise ConfigError(f"cannot read the model config {path}: {e.strerror}") from None
+        raise ConfigError(f"cannot read {name}: {e.strerror}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise ConfigError(f"{name}:{line}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); "
+                          f"expected a ModelServerConfig text proto") from None
     cfg = pb.ModelServerConfig()
     try:
         text_format.Parse(text, cfg)
     except text_format.ParseError as e:
-        raise ConfigError(f"{path}:{e.GetLine()}:{e.GetColumn()}: not a ModelServerConfig text proto: "
-                          f"{str(e).split(':', 2)[-1].strip()}") from None
+        raise ConfigError(f"{name}:{e.GetLine()}:{e.GetColumn()}: not a ModelServerConfig text proto: "
+                          f"{str(e).split(':', 2)[-1].strip()[:200]}") from None
+    except Exception as e:  # noqa: BLE001 - whatever else the parser raises is still a bad file
+        raise ConfigError(f"{name}: not a ModelServerConfig text proto: {type(e).__name__}") from None
     if cfg.WhichOneof("config") == "custom_model_config":
-        raise ConfigError(f"{path}: custom_model_config is not supported; expected model_config_list")
+        raise ConfigError(f"{name}: custom_model_config is not supported; expected model_config_list")
     out = []
     for c in cfg.model_config_list.config:
         if not c.name or not c.base_path:
-            raise ConfigError(f"{path}: every config needs a name and a base_path; found name={c.name!r} "
-                              f"base_path={c.base_path!r}")
+            raise ConfigError(f"{name}: every config needs a name and a base_path; found "
+                              + (f"name {c.name[:80]!r} without a base_path" if c.name else "a config without a name"))
         base = c.base_path if os.path.isabs(c.base_path) else os.path.join(os.path.dirname(os.path.abspath(path)),
                                                                           c.base_path)
         e = ModelEntry(c.name, base, labels={k: int(v) for k, v in c.version_labels.items()})
@@ -107,14 +117,22 @@ def read_config(path: str) -> list[ModelEntry]:
     return out
 
 
+def is_version(text: str) -> bool:
+    """A version number exactly as TF Serving writes one: ASCII digits, no sign, no
+    separator, no leading zero (``0`` itself aside), within int64."""
+    return (isinstance(text, str) and 0 < len(text) <= 19 and text.isascii() and text.isdigit()
+            and (text == "0" or text[0] != "0") and int(text) < 2**63)
+
+
 def version_dirs(base_path: str) -> dict[int, str]:
     """The integer version directories under a base path (TF Serving's layout)."""
     try:
         names = os.listdir(base_path)
     except OSError:
         return {}
+    # only canonical names: "01" or Arabic-Indic digits would otherwise alias version 1
     return {int(n): os.path.join(base_path, n) for n in names
-            if n.isdigit() and os.path.isdir(os.path.join(base_path, n))}
+            if is_version(n) and os.path.isdir(os.path.join(base_path, n))}
 
 
 def resolve_versions(entry: ModelEntry) -> dict[int, str]:
@@ -129,7 +147,7 @@ def resolve_versions(entry: ModelEntry) -> dict[int, str]:
         wanted = set(sorted(on_disk)[-(entry.latest or 1):])
     missing = sorted(v for v in wanted | set(entry.labels.values()) if v not in on_disk)
     if missing:
-        raise ConfigError(f"model {entry.name}: version(s) {missing} are not under {entry.base_path} "
+        raise ConfigError(f"model {entry.name}: version(s) {missing} are not in its base path "
                           f"(found {sorted(on_disk)})")
     bad = {k: v for k, v in entry.labels.items() if v not in wanted}
     if bad and entry.versions is not None:

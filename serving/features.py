@@ -22,10 +22,12 @@ import os
 from dataclasses import dataclass, field
 
 __all__ = ["FeatureSpec", "ModelInfo", "RequestError", "SpecError", "read_model_info", "to_examples",
-           "from_examples", "json_safe", "warm_up_example"]
+           "from_examples", "json_safe", "warm_up_example", "excerpt"]
 
 FLOAT, INT, BYTES = "float", "int64", "string"
 _DTYPE = {1: FLOAT, 9: INT, 7: BYTES}  # tensorflow DataType enum: DT_FLOAT, DT_INT64, DT_STRING
+_FLOAT32_MAX = 3.4028234663852886e38  # a float feature is parsed as float32
+EXCERPT = 80  # characters of a client's input an error message repeats, at most
 _EXPECT = {FLOAT: "a number (float)", INT: "a whole number (int64)", BYTES: "a string (or {\"b64\": ...})"}
 
 
@@ -177,18 +179,35 @@ def _class_names(model_dir: str, info: ModelInfo) -> list[str] | None:
 
 
 # -- JSON -> tf.Example ----------------------------------------------------------------------
+def excerpt(text, limit: int = EXCERPT) -> str:
+    """A client's string as an error message repeats it: quoted, at most ``limit`` characters
+    (then "..."), escapes for what is not printable ASCII."""
+    s = text if isinstance(text, str) else str(text)
+    return ascii(s[:limit]) + ("..." if len(s) > limit else "")
+
+
+def excerpts(names, limit: int = 5) -> str:
+    """A few of a client's names (feature names, keys), each an excerpt."""
+    names = list(names)
+    shown = ", ".join(excerpt(n, 40) for n in names[:limit])
+    return f"[{shown}{f', ... ({len(names)} in all)' if len(names) > limit else ''}]"
+
+
 def _kind_of(v) -> str:
     if v is None:
         return "null"
     if isinstance(v, bool):
         return f"boolean {v!r}".lower()
-    if isinstance(v, (int, float)):
+    if isinstance(v, int):
+        digits = len(str(abs(v)))
+        return f"number {v!r}" if digits <= 20 else f"a whole number of {digits} digits"
+    if isinstance(v, float):
         return f"number {v!r}"
     if isinstance(v, str):
-        return f"string {v[:40]!r}"
+        return f"string {excerpt(v, 40)}"
     if isinstance(v, list):
         return "a list"
-    return f"an object with keys {sorted(v)[:5]}" if isinstance(v, dict) else type(v).__name__
+    return f"an object with keys {excerpts(sorted(v))}" if isinstance(v, dict) else type(v).__name__
 
 
 def _values(spec: FeatureSpec, value, where: str) -> list:
@@ -199,7 +218,16 @@ def _values(spec: FeatureSpec, value, where: str) -> list:
         if spec.dtype == FLOAT:
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise RequestError(f"{at}: expected {_EXPECT[FLOAT]}, found {_kind_of(v)}")
-            out.append(float(v))
+            try:
+                f = float(v)
+            except OverflowError:  # a whole number beyond any float
+                f = None
+            # NaN and the infinities (JSON's NaN, Infinity) pass, as in TF Serving; a finite
+            # number float32 cannot hold would silently become an infinity
+            if f is None or math.isfinite(f) and abs(f) > _FLOAT32_MAX:
+                raise RequestError(f"{at}: expected {_EXPECT[FLOAT]} within float32's range (about 3.4e38), "
+                                   f"found {_kind_of(v)}")
+            out.append(f)
         elif spec.dtype == INT:
             if isinstance(v, float) and v.is_integer() and math.isfinite(v):
                 v = int(v)
@@ -215,7 +243,12 @@ def _values(spec: FeatureSpec, value, where: str) -> list:
                 except ValueError:
                     raise RequestError(f"{at}: 'b64' holds invalid base64") from None
             elif isinstance(v, str):
-                out.append(v.encode("utf-8"))
+                try:
+                    out.append(v.encode("utf-8"))
+                except UnicodeEncodeError as e:  # JSON's "\ud800": a lone surrogate, not a character
+                    raise RequestError(f"{at}: expected a string of Unicode characters, found a lone surrogate "
+                                       f"(\\u{ord(v[e.start]):04x}) at character {e.start}; send bytes that are "
+                                       f"not text as {{\"b64\": ...}}") from None
             else:
                 raise RequestError(f"{at}: expected {_EXPECT[BYTES]}, found {_kind_of(v)}")
         else:
@@ -261,7 +294,7 @@ def to_examples(rows: list, spec: dict[str, FeatureSpec], where: str, input_name
                                f"value, ...}} or {{\"b64\": serialized tf.Example}}, found {_kind_of(row)}")
         unknown = sorted(k for k in row if k not in spec and k not in ignore)
         if unknown:
-            raise RequestError(f"{at}: unknown feature(s) {unknown}; the model takes {sorted(spec)}")
+            raise RequestError(f"{at}: unknown feature(s) {excerpts(unknown)}; the model takes {sorted(spec)}")
         ex = example_pb2.Example()
         feats = ex.features.feature
         norm = {}

@@ -32,6 +32,13 @@ staging, any alias) and the registry's rollback target are in the config, so alw
 loaded. A version that fails to load keeps its label on the version it had, and the
 failure shows in the model's status.
 
+Availability first (TF Serving's availability-preserving policy): while a wanted version
+is loading or has failed to load, the versions it would replace stay served (``held``),
+so a junk newer version directory never unloads the one serving. A source that cannot be
+read (a ``models.config`` that is empty, not UTF-8, unparsable, gone, or no longer names
+a model) is an error on /healthz and in the log, once, while the last good read keeps
+serving; never a fall back to the highest version directory.
+
 Memory: after a sync that loaded a version, and after a version is unloaded, the manager
 collects garbage once and freezes what is left (``gc.freeze``): a loaded model is
 hundreds of thousands of Python objects that live as long as it is served, and the
@@ -50,8 +57,9 @@ from dataclasses import dataclass, field
 
 from tfpipe import fileio
 
-from .config import CONFIG_FILE, ConfigError, ModelEntry, read_config, resolve_versions
-from .servable import LoadError, Servable
+from .config import CONFIG_FILE, ConfigError, ModelEntry, is_version, read_config, resolve_versions
+from .features import excerpt
+from .servable import LoadError, Servable, without_paths
 
 __all__ = ["ModelManager", "ConfigSource", "BasePathSource", "DirSource", "NotFound", "Wanted"]
 
@@ -80,6 +88,10 @@ def _stat(path: str):
 
 
 class ConfigSource:
+    """Every model of a ``models.config``. A file that cannot be read, is not UTF-8, does not
+    parse or names no model raises ConfigError: the manager keeps serving what the last
+    good read asked for and reports the error."""
+
     def __init__(self, path: str):
         self.path = os.path.abspath(path)
 
@@ -87,10 +99,11 @@ class ConfigSource:
         return (_stat(self.path),)
 
     def wanted(self) -> list[Wanted]:
-        out = []
-        for e in read_config(self.path):
-            out.append(_wanted(e))
-        return out
+        entries = read_config(self.path)
+        if not entries:
+            raise ConfigError(f"{CONFIG_FILE} names no model; expected model_config_list {{ config {{ name: ... "
+                              f"base_path: ... }} }}")
+        return [_wanted(e) for e in entries]
 
     def names(self) -> list[str]:
         try:
@@ -107,6 +120,12 @@ def _wanted(e: ModelEntry) -> Wanted:
 
 
 class BasePathSource:
+    """A registry destination: its ``models.config`` when there is one, else its latest
+    version directory (TF Serving's ``--model_base_path``). Once a ``models.config`` was
+    read, one that no longer names the model, cannot be read or is gone is an error (the
+    versions it named keep serving), never a fall back to the latest directory, which may
+    be a version nobody promoted."""
+
     def __init__(self, name: str, base_path: str):
         self.mirror = None
         if fileio.is_remote(base_path):  # served from a local mirror of the bucket (serving/remote.py)
@@ -115,6 +134,7 @@ class BasePathSource:
                                                                   flush=True)).start()
             base_path = self.mirror.local
         self.name, self.base_path = name, os.path.abspath(base_path)
+        self._had_config = False
 
     def watch(self) -> tuple:
         return (_stat(os.path.join(self.base_path, CONFIG_FILE)), _stat(self.base_path))
@@ -123,11 +143,17 @@ class BasePathSource:
         cfg = os.path.join(self.base_path, CONFIG_FILE)
         if os.path.exists(cfg):
             try:
-                mine = [e for e in read_config(cfg) if e.name == self.name]
+                entries = read_config(cfg)
             except ConfigError as err:
                 return [Wanted(self.name, {}, {}, error=str(err))]
-            if mine:
-                return [_wanted(mine[0])]
+            mine = [e for e in entries if e.name == self.name]
+            if not mine:
+                return [Wanted(self.name, {}, {}, error=f"{CONFIG_FILE} does not name model {self.name} "
+                                                        f"({'it names no model' if not entries else 'it names other models'})")]
+            self._had_config = True
+            return [_wanted(mine[0])]
+        if self._had_config:
+            return [Wanted(self.name, {}, {}, error=f"{CONFIG_FILE} is gone from the model's base path")]
         return [_wanted(ModelEntry(self.name, self.base_path))]
 
     def names(self) -> list[str]:
@@ -148,12 +174,22 @@ class DirSource:
         return [self.name]
 
 
+def parse_version(text: str, name: str) -> int:
+    """A version from a URL, exactly as TF Serving writes one (ASCII digits, no sign, no
+    separator, no leading zero); NotFound otherwise."""
+    if not is_version(text):
+        raise NotFound(f"Malformed request: version {excerpt(text, 40)} of model {excerpt(name, 80)}: expected a "
+                       f"version number (ASCII digits, no sign, no leading zero)")
+    return int(text)
+
+
 @dataclass
 class _Model:
     versions: dict[int, Servable] = field(default_factory=dict)
     labels: dict[str, int] = field(default_factory=dict)
     errors: dict[int, str] = field(default_factory=dict)  # version -> why it is not served
     source_error: str | None = None
+    held: set = field(default_factory=set)  # versions no longer wanted, served until what replaces them loads
 
 
 DEFAULT_KEEP_WARM = 2
@@ -178,10 +214,14 @@ class ModelManager:
         self.swaps = 0
         self.syncs = 0
         self._unsettled = False  # a version was loaded or unloaded since the last settle()
+        self.started = False  # after start(): errors are logged as they happen (before: the caller reports them)
+        self.source_errors: dict[int, str] = {}  # source index -> why it could not be read (public)
+        self._source_names: dict[int, list[str]] = {}  # source index -> the models its last good read named
 
     # -- keeping in step -------------------------------------------------------------------
     async def start(self) -> None:
         await self.sync()
+        self.started = True
         loop = asyncio.get_running_loop()
         if self.poll_s > 0:
             self._tasks.append(loop.create_task(self._every(self.poll_s, self.sync)))
@@ -203,15 +243,38 @@ class ModelManager:
         if self._watched() != self._seen and not self._lock.locked():
             await self.sync()
 
+    def _say(self, msg: str) -> None:
+        if self.started:
+            self.log(msg)
+
     async def sync(self) -> None:
-        """Read every source and apply what it wants."""
+        """Read every source and apply what it wants. A source that cannot be read, or no
+        longer names a model it named, leaves what it served serving, with the error on
+        /healthz and in the model's status, logged once (not on every poll)."""
         loop = asyncio.get_running_loop()
         async with self._lock:
             seen = self._watched()  # before reading: a change during the read is seen next time
-            for src in self.sources:
-                for w in await loop.run_in_executor(self.executor, src.wanted):
+            for i, src in enumerate(self.sources):
+                try:
+                    wanted = await loop.run_in_executor(self.executor, src.wanted)
+                except Exception as e:  # noqa: BLE001 - a bad source must never stop the server
+                    msg = without_paths(str(e)) if isinstance(e, ConfigError) else \
+                        f"cannot read the model source: {type(e).__name__}: {without_paths(str(e))[:200]}"
+                    if self.source_errors.get(i) != msg and not self._source_names.get(i):
+                        self._say(f"{msg} ({getattr(src, 'path', '')})")
+                    self.source_errors[i] = msg
+                    for name in self._source_names.get(i, []):
+                        await self._apply(Wanted(name, {}, {}, error=msg))
+                    continue
+                self.source_errors.pop(i, None)
+                names = [w.name for w in wanted]
+                for name in self._source_names.get(i, []):
+                    if name not in names:  # TF Serving would unload it; the stricter choice keeps it
+                        wanted.append(Wanted(name, {}, {}, error=f"the model source no longer names model {name}"))
+                self._source_names[i] = list(dict.fromkeys([*self._source_names.get(i, []), *names]))
+                for w in wanted:
                     await self._apply(w)
-            self._seen = seen
+            self._seen = seen  # also after an error: an unchanged bad file is not re-read every tick
             self.syncs += 1
         if self._unsettled:
             self.settle()
@@ -233,11 +296,14 @@ class ModelManager:
         cur = self.models.get(w.name) or _Model()
         if w.error:
             if cur.source_error != w.error:
-                self.log(f"model {w.name}: {w.error}; still serving versions {sorted(cur.versions)}")
-            self.models[w.name] = _Model(cur.versions, cur.labels, cur.errors, w.error)
+                self._say(f"model {w.name}: {w.error}; still serving versions {sorted(cur.versions)}")
+            self.models[w.name] = _Model(cur.versions, cur.labels, cur.errors, w.error, cur.held)
             return
-        if set(w.versions) == set(cur.versions) | set(cur.errors) and w.labels == cur.labels and not cur.source_error and all(
-                v in cur.errors or cur.versions[v].path == os.path.abspath(p) for v, p in w.versions.items()):
+        if cur.source_error:
+            self._say(f"model {w.name}: its source is readable again")
+        if set(w.versions) == (set(cur.versions) - cur.held) | set(cur.errors) and w.labels == cur.labels \
+                and not cur.source_error and all(v in cur.errors or cur.versions[v].path == os.path.abspath(p)
+                                                 for v, p in w.versions.items()):
             return
         ready = {v: s for v, p in w.versions.items() if (s := self._reusable(w.name, cur, v, p)) is not None}
         errors = {v: e for v, e in cur.errors.items() if v in w.versions and v not in ready}
@@ -245,7 +311,7 @@ class ModelManager:
         if missing:
             # first what needs no loading: labels moving between loaded versions move now;
             # one moving to a version still to load stays on its old version meanwhile
-            self._swap(w.name, cur, ready, errors, w.labels)
+            self._swap(w.name, cur, ready, errors, w.labels, hold=True)
             cur = self.models[w.name]
             loading = self.loading.setdefault(w.name, set())
             for v, path in missing.items():
@@ -257,16 +323,24 @@ class ModelManager:
                     ready[v] = s
                     self.log(f"model {w.name} version {v} loaded in {s.load_s:.2f}s from {path}")
                 except LoadError as e:
-                    errors[v] = str(e)
-                    self.log(str(e))
+                    errors[v] = e.public
+                    self._say(str(e))
                 finally:
                     loading.discard(v)
-        self._swap(w.name, cur, ready, errors, w.labels)
+        self._swap(w.name, cur, ready, errors, w.labels, hold=any(v in errors for v in w.versions))
 
-    def _swap(self, name: str, cur: _Model, ready: dict, errors: dict, wanted_labels: dict) -> None:
+    def _swap(self, name: str, cur: _Model, ready: dict, errors: dict, wanted_labels: dict,
+              hold: bool = False) -> None:
         """Serve ``ready`` with the labels wanted, a label whose version is not ready staying
-        on the version it had; versions no longer served go warm."""
+        on the version it had; versions no longer served go warm. Availability first (TF
+        Serving's availability-preserving policy): while a wanted version has failed to
+        load or is still loading (``hold``), the versions it would replace keep serving
+        (``held``)."""
         versions, labels = dict(ready), {}
+        held = set()
+        if hold:
+            held = {v for v in cur.versions if v not in ready}
+            versions.update({v: cur.versions[v] for v in held})
         for label, v in wanted_labels.items():
             if v in versions:
                 labels[label] = v
@@ -274,7 +348,7 @@ class ModelManager:
                 old = cur.labels[label]
                 labels[label] = old
                 versions[old] = cur.versions[old]
-        new = _Model(versions, labels, dict(errors))
+        new = _Model(versions, labels, dict(errors), None, held)
         self.models[name] = new  # the switch: one assignment on the event loop
         self.swaps += 1
         moved = {k: (cur.labels.get(k), labels.get(k)) for k in set(labels) | set(cur.labels)
@@ -315,19 +389,15 @@ class ModelManager:
     # -- answering ---------------------------------------------------------------------------
     def model(self, name: str) -> _Model:
         m = self.models.get(name)
-        if m is None:
-            raise NotFound(f"Servable not found for request: no model named {name!r}; models: "
-                           f"{sorted(self.models)}")
+        if m is None:  # other models' names are not the client's business
+            raise NotFound(f"Servable not found for request: no model named {excerpt(name)}")
         return m
 
     def resolve(self, name: str, version: str | None = None, label: str | None = None) -> tuple[Servable, str | None]:
         """The servable a request addresses, and the label it was reached by."""
         m = self.model(name)
         if version is not None:
-            try:
-                v = int(version)
-            except ValueError:
-                raise NotFound(f"version {version!r} of model {name}: expected an integer version") from None
+            v = parse_version(version, name)
             if v not in m.versions:
                 why = m.errors.get(v)
                 raise NotFound(f"Servable not found for request: version {v} of model {name} is not served"
@@ -336,7 +406,7 @@ class ModelManager:
         if label is not None:
             if label not in m.labels:
                 raise NotFound(f"Servable not found for request: model {name} has no version labelled "
-                               f"{label!r}; labels: {sorted(m.labels)}")
+                               f"{excerpt(label, 40)}; labels: {sorted(m.labels)}")
             return m.versions[m.labels[label]], label
         if self.default_label and self.default_label in m.labels:
             return m.versions[m.labels[self.default_label]], self.default_label
@@ -371,9 +441,24 @@ class ModelManager:
         return {name: {"versions": sorted(m.versions), "labels": dict(sorted(m.labels.items())),
                        "errors": {str(k): v for k, v in m.errors.items()},
                        "loading": sorted(self.loading.get(name, ())), "source_error": m.source_error,
-                       "warm": sorted(self.warm.get(name, {})),
+                       "warm": sorted(self.warm.get(name, {})), "held": sorted(m.held),
                        "load_s": {str(v): s.load_s for v, s in m.versions.items()}}
                 for name, m in sorted(self.models.items())}
 
     def ready(self) -> bool:
         return bool(self.models) and all(m.versions for m in self.models.values())
+
+    def problems(self) -> list[str]:
+        """What is wrong, for answers (no paths): versions that failed to load, sources that
+        cannot be read or no longer name a model, models without a version to serve."""
+        out = []
+        for name, m in sorted(self.models.items()):
+            out.extend(m.errors[v] for v in sorted(m.errors))
+            if m.source_error:
+                out.append(f"model {name}: {m.source_error}")
+            if not m.versions and not m.errors and not m.source_error:
+                out.append(f"model {name}: no version to serve (no version directory under its base path and no "
+                           f"models.config naming one)")
+        # a source's error shows on its models; one that never named a model shows it here
+        out.extend(msg for i, msg in sorted(self.source_errors.items()) if not self._source_names.get(i))
+        return out or ([] if self.models else ["no model to serve"])

@@ -7,6 +7,12 @@ import argparse
 __all__ = ["DEFAULT_PORT", "add_server_args", "server_kwargs"]
 
 DEFAULT_PORT = 8501  # TF Serving's REST port
+# Request limits (docs/serving.md, "Limits"): every one answered with a JSON error
+MAX_BODY_BYTES = 10 * 1024 * 1024  # 413 beyond
+MAX_INSTANCES = 10_000  # examples per request; 413 beyond
+HEADER_TIMEOUT_S = 10.0  # from a connection's (or a kept-alive request's) first byte to its complete headers
+BODY_TIMEOUT_S = 30.0  # from complete headers to the last byte of the body; 408 beyond
+PARSE_THREADS = 2  # threads turning large JSON bodies into tf.Examples, off the event loop
 
 
 def _at_least_zero(kind):
@@ -48,12 +54,28 @@ def add_server_args(p: argparse.ArgumentParser) -> None:
                    help="log a sample of requests: a directory (Parquet, partitioned by day) or "
                         "bq://PROJECT.DATASET.TABLE")
     p.add_argument("--sample-rate", type=float, default=1.0, help="fraction of requests logged (default 1.0)")
+    p.add_argument("--max-body-bytes", type=_at_least_zero(int), default=MAX_BODY_BYTES, metavar="BYTES",
+                   help=f"largest request body; a larger one is refused with 413 (default {MAX_BODY_BYTES}, 10 MiB)")
+    p.add_argument("--max-instances", type=_at_least_zero(int), default=MAX_INSTANCES, metavar="N",
+                   help=f"most examples in one request; more is refused with 413 (default {MAX_INSTANCES})")
+    p.add_argument("--header-timeout", type=_at_least_zero(float), default=HEADER_TIMEOUT_S, metavar="SECONDS",
+                   help=f"a connection whose request headers are not complete this long after their first byte "
+                        f"(or after it opened) is closed (default {HEADER_TIMEOUT_S:g}; 0 = no limit)")
+    p.add_argument("--body-timeout", type=_at_least_zero(float), default=BODY_TIMEOUT_S, metavar="SECONDS",
+                   help=f"a request body not received whole this long after its headers is answered 408 and "
+                        f"the connection closed (default {BODY_TIMEOUT_S:g}; 0 = no limit)")
+    p.add_argument("--parse-threads", type=_at_least_zero(int), default=PARSE_THREADS, metavar="N",
+                   help=f"threads that parse large request bodies off the event loop (default {PARSE_THREADS}; "
+                        f"bodies under 16 KiB are parsed inline)")
 
 
 def server_kwargs(args) -> dict:
     return {"host": args.host, "port": args.port, "ready_file": args.ready_file, "poll_s": args.poll,
             "watch_s": args.watch, "keep_warm": args.keep_warm,
             "max_batch_size": args.max_batch_size, "batch_timeout_ms": args.batch_timeout_ms,
-            "batch_threads": args.batch_threads, "default_label": args.default_label}
+            "batch_threads": args.batch_threads, "default_label": args.default_label,
+            "max_body_bytes": args.max_body_bytes, "max_instances": args.max_instances,
+            "header_timeout_s": args.header_timeout, "body_timeout_s": args.body_timeout,
+            "parse_threads": args.parse_threads}
 
 

@@ -12,9 +12,9 @@ R, one row per example:
 | ``features`` | struct of list columns, one per raw feature | the request's raw features as the model parsed them (the label is never among them) |
 | ``response`` | string (JSON) | this example's prediction |
 
-The request path only draws the sample and appends to a bounded queue (``put_nowait``);
-when the queue is full the rows are dropped and counted, never waited for. A writer thread
-turns the queue into files. Counters (offered, written, dropped, errors) are on the
+The request path only draws the sample and appends to a bounded queue (bounded in rows);
+rows beyond its room are dropped and counted, never waited for. A writer thread turns the
+queue into files. Counters (offered, written, dropped, set_aside, errors) are on the
 server's ``/healthz`` and printed at shutdown.
 
 Sinks:
@@ -78,31 +78,51 @@ def _feature_column(values: list, dtype: str):
         return pa.array([None if v is None else _as_text(v) for v in values], type=t)
 
 
-def to_table(entries: list, spec: dict):
+def _read_back(record: bytes, spec: dict) -> dict:
+    from .features import from_examples
+    return from_examples([record], spec)[0]
+
+
+def to_table(entries: list, spec: dict, set_aside: list | None = None):
     """One Arrow table (the log's schema) from queued requests of one model and feature spec.
     Runs on the writer thread: the request path only queued references (see ``offer``).
     Python touches each request once and each row's features once per feature; repeating a
-    request's values over its rows is Arrow's ``take``."""
+    request's values over its rows is Arrow's ``take``.
+
+    A ``{"b64"}`` example is read back here with Python's protobuf, which is stricter than
+    TensorFlow's parser (a feature name that is not UTF-8 fails here, not in the model): such
+    a row is left out alone, with the reason appended to ``set_aside``, and the other rows,
+    of its request too, are written."""
     import pyarrow as pa
 
-    from .features import from_examples
     schema = _schema(spec)
     times, models, versions, labels, sigs = [], [], [], [], []
     which, all_rows, responses = [], [], []
     dumps = json.dumps
     for k, (when, model, version, label, sig, _, rows, records, outputs) in enumerate(entries):
         n = len(outputs)
-        if any(r is None for r in rows):  # {"b64"} requests: read their features back
-            it = iter(from_examples([rec for rec, r in zip(records, rows) if r is None], spec))
-            rows = [r if r is not None else next(it) for r in rows]
+        kept = range(n)
+        if any(r is None for r in rows[:n]):  # {"b64"} requests: read their features back
+            rows, kept = list(rows[:n]), []
+            for i in range(n):
+                if rows[i] is None:
+                    try:
+                        rows[i] = _read_back(records[i], spec)
+                    except Exception as e:  # noqa: BLE001 - this row only; counted by the caller
+                        if set_aside is not None:
+                            set_aside.append(f"a {{\"b64\"}} example of model {model} version {version} that "
+                                             f"Python's protobuf cannot read ({type(e).__name__}: "
+                                             f"{str(e)[:200]})")
+                        continue
+                kept.append(i)
         times.append(int(when * 1_000_000))
         models.append(model)
         versions.append(version)
         labels.append(label)
         sigs.append(sig)
-        which.extend([k] * n)
-        all_rows.extend(rows[:n])
-        responses.extend(map(dumps, outputs))
+        which.extend([k] * len(kept))
+        all_rows.extend(rows[i] for i in kept)
+        responses.extend(dumps(outputs[i]) for i in kept)
     blob = os.urandom(16 * len(entries)).hex()  # a random 128-bit id per request, one system call
     ids = [blob[32 * k:32 * k + 32] for k in range(len(entries))]
     rows_of = pa.array(which, pa.int32())
@@ -133,6 +153,11 @@ class ParquetSink:
 
     def __str__(self):
         return self.root
+
+    @property
+    def public_name(self) -> str:
+        """What /healthz shows: the directory's name, not its path."""
+        return f"parquet directory {os.path.basename(self.root)}"
 
     def write(self, table) -> int:
         """``table`` (rows of one day) as a new file of its day's partition; the rows written.
@@ -188,11 +213,18 @@ class RequestLog:
     """The bounded queue between the request path and a sink's writer thread.
 
     ``offer`` (on the event loop) appends one tuple of references to a deque: no lock, no
-    thread woken per request, no copy or conversion. The writer thread wakes every
-    ``flush_s`` seconds, or as soon as ``flush_rows`` rows are queued, takes everything
-    queued, and turns it into one Arrow table per (day, model, feature spec) and one
-    file each. At most ``max_queue`` rows wait; beyond that a request's rows are dropped
-    and counted, never waited for."""
+    copy or conversion. The bound is in rows: at most ``max_queue`` rows wait; a request
+    with more rows than there is room for keeps the rows that fit and the rest are dropped
+    and counted, never waited for.
+
+    When rows are written (see docs/serving.md, "Crash durability"): a row entering an
+    empty queue wakes the writer thread (the only wake-up the request path causes, at most
+    once per write); the writer takes everything queued at once unless it took something
+    less than ``flush_s`` seconds ago, in which case it waits until ``flush_s`` after that
+    take (or until ``flush_rows`` rows wait). So at a low rate a request's rows go to the
+    sink as soon as it is answered, and under load the writer makes at most one file per
+    ``flush_s`` per (day, model, feature spec). Every row is taken at most ``flush_s``
+    after it was queued, then written (one Arrow table per group, one sink call each)."""
 
     def __init__(self, sink, sample_rate: float = 1.0, max_queue: int = 10000, flush_rows: int = 2000,
                  flush_s: float = 1.0, seed: int | None = None):
@@ -202,11 +234,13 @@ class RequestLog:
         self.max_queue, self.flush_rows, self.flush_s = int(max_queue), int(flush_rows), float(flush_s)
         self._q: collections.deque = collections.deque()  # append/popleft are atomic: no lock needed
         self._rng = random.Random(seed)
-        # offered/dropped/_accepted are written only by the request path, taken/written/errors
-        # only by the writer: each counter has one writer thread
+        # offered/dropped/_accepted are written only by the request path; taken/written/errors/
+        # failed/set_aside only by the writer: each counter has one writer thread
         self.offered = self.dropped = self._accepted = 0
-        self._taken = self.written = self.errors = self.failed = 0
+        self._taken = self.written = self.errors = self.failed = self.set_aside = 0
         self.last_error: str | None = None
+        self.last_set_aside: str | None = None
+        self._last_take = -float("inf")  # time.monotonic() of the writer's last take
         self._kick = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tfpipe-request-log", daemon=True)
@@ -217,23 +251,28 @@ class RequestLog:
 
     def offer(self, *, model: str, version: int, label: str | None, signature: str, spec: dict,
               rows: list, records: list[bytes], outputs: list, when: float | None = None) -> bool:
-        """Queue one request's rows without waiting; False (and counted) when dropped.
-        ``rows``, ``records`` and ``outputs`` are kept by reference: the caller must not
-        change them afterwards."""
+        """Queue one request's rows without waiting; False when none was queued. Rows beyond
+        the queue's room are dropped and counted. ``rows``, ``records`` and ``outputs`` are
+        kept by reference: the caller must not change them afterwards."""
         n = len(outputs)
         self.offered += n
         queued = self._accepted - self._taken
-        if queued + n > self.max_queue and queued > 0:
+        room = self.max_queue - queued
+        if room <= 0:
             self.dropped += n
             return False
+        if n > room:  # the bound is per row: what fits is kept, the rest counted as dropped
+            self.dropped += n - room
+            rows, records, outputs, n = rows[:room], records[:room], outputs[:room], room
         self._q.append((when or time.time(), model, int(version), label, signature, spec, rows, records, outputs))
         self._accepted += n
-        if queued + n >= self.flush_rows and not self._kick.is_set():
+        if (queued == 0 or queued + n >= self.flush_rows) and not self._kick.is_set():
             self._kick.set()
         return True
 
     def _take(self) -> list:
         out = []
+        self._last_take = time.monotonic()
         while True:
             try:
                 e = self._q.popleft()
@@ -242,6 +281,27 @@ class RequestLog:
             out.append(e)
             self._taken += len(e[8])
 
+    def _convert(self, group: list, spec: dict):
+        """The group's table; when it cannot be built, each request's alone, and the rows of
+        a request that still fails are set aside (counted) instead of losing the group."""
+        import pyarrow as pa
+        reasons: list = []
+        try:
+            table = to_table(group, spec, reasons)
+        except Exception:  # noqa: BLE001 - narrowed down below, request by request
+            tables, reasons = [], []
+            for e in group:
+                try:
+                    tables.append(to_table([e], spec, reasons))
+                except Exception as err:  # noqa: BLE001 - this request's rows only
+                    reasons.extend([f"a request of model {e[1]} version {e[2]}: {type(err).__name__}: "
+                                    f"{str(err)[:200]}"] * len(e[8]))
+            table = pa.concat_tables(tables) if tables else None
+        if reasons:
+            self.set_aside += len(reasons)
+            self.last_set_aside = f"{len(reasons)} row(s) set aside, the last: {reasons[-1]}"
+        return table
+
     def _write(self, entries: list) -> None:
         groups: dict = {}
         for e in entries:
@@ -249,18 +309,27 @@ class RequestLog:
             spec = e[5]
             groups.setdefault((day, e[1], tuple((n, fs.dtype) for n, fs in spec.items())), []).append(e)
         for group in groups.values():
-            n = sum(len(e[8]) for e in group)
+            table = self._convert(group, group[0][5])
+            if table is None or not table.num_rows:
+                continue
             try:
-                self.written += self.sink.write(to_table(group, group[0][5]))
+                self.written += self.sink.write(table)
             except Exception as e:  # noqa: BLE001 - counted and reported; the server keeps serving
                 self.errors += 1
-                self.failed += n
+                self.failed += table.num_rows
                 self.last_error = f"{type(e).__name__}: {e}"
 
     def _run(self):
         while True:
-            self._kick.wait(self.flush_s)
+            self._kick.wait(self.flush_s if self.flush_s > 0 else 0.05)  # the timeout: a wake-up missed in a race
             self._kick.clear()
+            # at most one take per flush_s, unless flush_rows wait or the log is closing
+            while not self._stop.is_set() and self._accepted - self._taken < self.flush_rows:
+                wait = self._last_take + self.flush_s - time.monotonic()
+                if wait <= 0:
+                    break
+                self._kick.wait(wait)
+                self._kick.clear()
             stopping = self._stop.is_set()
             entries = self._take()
             if entries:
@@ -269,9 +338,10 @@ class RequestLog:
                 return
 
     def stats(self) -> dict:
-        return {"sink": str(self.sink), "sample_rate": self.sample_rate, "offered": self.offered,
-                "written": self.written, "dropped": self.dropped + self.failed,
-                "queued": self._accepted - self._taken, "errors": self.errors, "last_error": self.last_error}
+        return {"sink": getattr(self.sink, "public_name", str(self.sink)), "sample_rate": self.sample_rate, "offered": self.offered,
+                "written": self.written, "dropped": self.dropped + self.failed + self.set_aside,
+                "set_aside": self.set_aside, "queued": self._accepted - self._taken, "errors": self.errors,
+                "last_error": self.last_error, "last_set_aside": self.last_set_aside}
 
     def close(self, timeout_s: float = 60.0) -> dict:
         """Write what is queued, stop the writer; the final counters."""

@@ -19,11 +19,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import os
+import re
 import time
 
 from .features import ModelInfo, read_model_info
 
-__all__ = ["Servable", "Batcher", "ModelError", "LoadError"]
+__all__ = ["Servable", "Batcher", "ModelError", "LoadError", "without_paths"]
 
 
 class ModelError(RuntimeError):
@@ -36,7 +37,44 @@ class ModelError(RuntimeError):
 
 
 class LoadError(RuntimeError):
-    """A model version could not be loaded."""
+    """A model version could not be loaded: ``str()`` for the server's log (with the
+    version's directory), ``public`` for answers (/healthz, model status, 404s), which show
+    no paths."""
+
+    def __init__(self, message: str, public: str | None = None):
+        super().__init__(message)
+        self.public = public or message
+
+
+_ABS_PATH = re.compile(r"(?<![\w.~-])(?:/[^\s/'\"]+){2,}/?")
+
+
+def without_paths(text: str, *roots: str) -> str:
+    """``text`` with each of ``roots`` (and what is under them) named relative to it, and any
+    other absolute path of two or more parts replaced by <path>."""
+    for root in roots:
+        if root:
+            root = os.path.abspath(root)
+            text = text.replace(root + os.sep, "").replace(root, "the version directory")
+    return _ABS_PATH.sub("<path>", text)
+
+
+_TF_NOISE = ("Graph execution error", "Detected at node", "<stack traces", "\t [[", " [[", "[[")
+
+
+def _tf_message(e) -> str:
+    """The line of a TensorFlow error that says what failed, without the graph's framing
+    and with at most an excerpt of the input it quotes (a parse error quotes the whole
+    serialized example)."""
+    from .features import excerpt
+    text = getattr(e, "message", None) or str(e)
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip(" ").startswith(_TF_NOISE)]
+    msg = lines[0] if lines else type(e).__name__
+    head, sep, _ = msg.partition("value: '")
+    if sep:  # the quoted value may span lines: take it from the whole text
+        quoted = text[text.index("value: '") + len("value: '"):].split("'\n", 1)[0]
+        msg = f"{head}value: {excerpt(quoted, 40)}"
+    return msg[:300]
 
 
 def _outputs(fn, input_name: str, records: list[bytes]) -> dict:
@@ -44,9 +82,14 @@ def _outputs(fn, input_name: str, records: list[bytes]) -> dict:
     try:
         out = fn(**{input_name: tf.constant(records, dtype=tf.string)})
     except tf.errors.InvalidArgumentError as e:
-        raise ModelError(e.message.splitlines()[0] if e.message else str(e), bad_input=True) from None
+        raise ModelError(_tf_message(e), bad_input=True) from None
     except tf.errors.OpError as e:
-        raise ModelError(f"{type(e).__name__}: {e.message.splitlines()[0] if e.message else e}") from None
+        raise ModelError(f"{type(e).__name__}: {_tf_message(e)}") from None
+    except UnicodeDecodeError:
+        # TensorFlow quotes the input in a parse error and cannot turn bytes that are not
+        # UTF-8 into the error's message: the input was refused
+        raise ModelError("the model could not parse the examples: a {\"b64\"} value is not a serialized "
+                         "tf.Example it can read", bad_input=True) from None
     return {k: v.numpy() for k, v in out.items()}
 
 
@@ -161,7 +204,9 @@ class Servable:
             self.loaded = tf.saved_model.load(self.path)
         except Exception as e:  # noqa: BLE001 - reported as the version's status
             msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-            raise LoadError(f"model {self.name} version {self.version}: cannot load {self.path}: {msg}") from None
+            raise LoadError(f"model {self.name} version {self.version}: cannot load {self.path}: {msg}",
+                            f"model {self.name} version {self.version}: cannot load it: "
+                            f"{without_paths(msg, self.path)[:300]}") from None
         self._warm_up()
         self.load_s = time.monotonic() - t0
         return self

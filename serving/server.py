@@ -25,7 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from tfpipe.files import write_file
 
-from .options import DEFAULT_PORT, add_server_args, server_kwargs
+from .options import (BODY_TIMEOUT_S, DEFAULT_PORT, HEADER_TIMEOUT_S, MAX_BODY_BYTES, MAX_INSTANCES, PARSE_THREADS,
+                      add_server_args, server_kwargs)
 
 __all__ = ["serve", "main", "ServeError", "DEFAULT_PORT"]
 
@@ -55,15 +56,60 @@ def _write_ready(path: str, info: dict) -> None:
     write_file(path, json.dumps(info))
 
 
+def http_protocol(header_timeout_s: float):
+    """uvicorn's h11 protocol with a limit on the time a request's headers take: from a
+    connection's opening, or from the first byte of a kept-alive connection's next request,
+    to its complete headers; past it the connection is closed (uvicorn itself only times out
+    a connection idle between requests). The body's time is limited by the app."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class Protocol(H11Protocol):
+        _header_timer = None
+
+        def connection_made(self, transport):
+            super().connection_made(transport)
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+                self._arm()  # a request's headers have begun (or not yet): the clock runs
+            else:
+                self._disarm()
+
+        def connection_lost(self, exc):
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self):
+            if header_timeout_s > 0 and self._header_timer is None:
+                self._header_timer = self.loop.call_later(header_timeout_s, self._headers_late)
+
+        def _disarm(self):
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _headers_late(self):
+            self._header_timer = None
+            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+                self.transport.close()
+
+    return Protocol
+
+
 def serve(sources: list, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT, ready_file: str | None = None,
           poll_s: float = 2.0, watch_s: float = 0.1, keep_warm: int = 2, request_log=None,
           max_batch_size: int = 64, batch_timeout_ms: float = 0.0,
           batch_threads: int = 1, default_label: str | None = "production", graceful_s: float = 30.0,
-          log=None) -> int:
+          max_body_bytes: int = MAX_BODY_BYTES, max_instances: int = MAX_INSTANCES,
+          header_timeout_s: float = HEADER_TIMEOUT_S, body_timeout_s: float = BODY_TIMEOUT_S,
+          parse_threads: int = PARSE_THREADS, log=None) -> int:
     """Run the server until SIGTERM/SIGINT; the exit status."""
     import uvicorn
 
-    from .app import create_app
+    from .app import Limits, create_app
     from .manager import ModelManager
 
     say = log or (lambda msg: print(f"[tfpipe serve] {msg}", file=sys.stderr, flush=True))
@@ -73,27 +119,20 @@ def serve(sources: list, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT, r
                            servable_opts={"max_batch_size": max_batch_size,
                                           "batch_timeout_s": batch_timeout_ms / 1000.0,
                                           "batch_threads": batch_threads})
+    parse_executor = (ThreadPoolExecutor(max_workers=parse_threads, thread_name_prefix="tfpipe-parse")
+                      if parse_threads > 0 else None)
     sock = _bind(host, port)
     bound = sock.getsockname()[1]
     failed: list[str] = []
 
-    def problems() -> list[str]:
-        out = []
-        for name, m in manager.models.items():
-            out.extend(m.errors.values())
-            if m.source_error:
-                out.append(m.source_error)
-            if not m.versions and not m.errors and not m.source_error:
-                out.append(f"model {name}: no version to serve (no integer version directory under its "
-                           f"base path and no models.config naming one)")
-        return out or ([] if manager.models else ["no model to serve"])
-
     async def shutdown():
         await manager.close()
 
-    app = create_app(manager, request_log, on_shutdown=[shutdown])
+    app = create_app(manager, request_log, on_shutdown=[shutdown], parse_executor=parse_executor, log=say,
+                     limits=Limits(max_body_bytes=max_body_bytes, max_instances=max_instances,
+                                   body_timeout_s=body_timeout_s))
     config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=graceful_s,
-                            access_log=False)
+                            access_log=False, http=http_protocol(header_timeout_s))
     class _Server(uvicorn.Server):
         # uvicorn re-raises a captured SIGTERM after serving, which would kill the process
         # before the request log's last rows are written: the signals are handled below.
@@ -105,7 +144,7 @@ def serve(sources: list, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT, r
 
     async def run():
         await manager.start()  # every model loaded before the first request is accepted
-        failed.extend(problems())
+        failed.extend(manager.problems())
         if failed:
             await manager.close()
             return
@@ -128,9 +167,11 @@ def serve(sources: list, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT, r
     finally:
         sock.close()
         executor.shutdown(wait=False, cancel_futures=True)
+        if parse_executor is not None:
+            parse_executor.shutdown(wait=False, cancel_futures=True)
         if request_log is not None:
             st = request_log.close()
-            say(f"request log {st['sink']}: {st['written']} row(s) written, {st['dropped']} dropped"
+            say(f"request log {request_log.sink}: {st['written']} row(s) written, {st['dropped']} dropped"
                 + (f", {st['errors']} error(s) (last: {st['last_error']})" if st["errors"] else ""))
     if failed:
         say(f"error: {'; '.join(failed)}")

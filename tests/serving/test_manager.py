@@ -172,3 +172,37 @@ def test_loaded_models_leave_the_collectors_passes_and_unloaded_ones_are_freed(b
         gc.unfreeze()
 
     _run(scenario())
+
+
+def test_a_models_config_that_cannot_be_used_keeps_the_last_good_one(base):
+    """TF Serving would unload a model its config no longer names; an empty or undecodable
+    file is far more often a mistake than an intent: the last good config keeps serving and
+    the error is reported once, on /healthz (problems) and in the log."""
+    logs = []
+
+    async def scenario():
+        ex = ThreadPoolExecutor(2)
+        cfg = os.path.join(base, "models.config")
+        _config(base, {"production": 1}, [1, 2])
+        mgr = ModelManager([ConfigSource(cfg)], ex, poll_s=0, watch_s=0, log=logs.append)
+        await mgr.start()
+        for content, says in ((b"", "names no model"), (b"\xff", "not UTF-8"),
+                              (None, "no longer names model m")):
+            if content is None:
+                write_config(cfg, [ModelEntry("other", base, versions=[3])])
+            else:
+                with open(cfg, "wb") as f:
+                    f.write(content)
+            for _ in range(3):
+                await mgr.sync()
+            assert any(says in p for p in mgr.problems()), mgr.problems()
+            assert await _predict(mgr, "production") == 2.0 and mgr.ready()
+            assert sum(says in m for m in logs) == 1, logs
+        assert not any(base in p for p in mgr.problems())
+        _config(base, {"production": 2}, [1, 2])
+        await mgr.sync()
+        assert await _predict(mgr, "production") == 4.0 and "other" in mgr.models
+        await mgr.close()
+        ex.shutdown()
+
+    _run(scenario())

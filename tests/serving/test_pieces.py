@@ -32,11 +32,26 @@ def test_models_config_round_trip_and_errors(tmp_path):
     assert resolve_versions(a) == {3: str(tmp_path / "3"), 5: str(tmp_path / "5")}
     assert list(resolve_versions(b)) == [9]  # no policy: the latest, as TF Serving
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".models.config")]
-    with pytest.raises(ConfigError, match="not under"):
+    with pytest.raises(ConfigError, match="not in its base path") as e:
         resolve_versions(ModelEntry("m", str(tmp_path), versions=[4]))
+    assert str(tmp_path) not in str(e.value)  # it reaches /healthz: no path
     (tmp_path / "bad.config").write_text("model_config_list {\n  config { name: 'm' base_pth: '/x' }\n}\n")
-    with pytest.raises(ConfigError, match=r"bad.config:2:\d+: not a ModelServerConfig"):
+    with pytest.raises(ConfigError, match=r"^bad.config:2:\d+: not a ModelServerConfig"):
         read_config(str(tmp_path / "bad.config"))
+    (tmp_path / "bin.config").write_bytes(b"model_config_list {\n\xff }\n")
+    with pytest.raises(ConfigError, match=r"^bin.config:2: not UTF-8 text \(byte 0xff at offset 20\)"):
+        read_config(str(tmp_path / "bin.config"))
+
+
+def test_version_numbers_are_exact(tmp_path):
+    from tfpipe.serving.config import is_version, version_dirs
+    assert is_version("0") and is_version("1796505019") and is_version(str(2**63 - 1))
+    for bad in ("+1796505019", "1_796_505_019", " 1796505019", "01796505019", "\u0661\u0667", "1796505019 ",
+                "-1", "", str(2**63), "1e3", "\uff11"):
+        assert not is_version(bad), bad
+    for name in ("7", "07", "\u0667", "+8", "x"):
+        (tmp_path / name).mkdir()
+    assert list(version_dirs(str(tmp_path))) == [7]  # "07" and Arabic-Indic 7 would alias version 7
 
 
 def test_json_rows_are_checked_against_the_spec():
@@ -54,10 +69,21 @@ def test_json_rows_are_checked_against_the_spec():
              ({"island": "x", "mass": 1, "bill": [1.0, 2.0]}, "expected 1 value(s)"),
              ({"island": "x", "mass": 1}, "missing feature(s) ['bill']"),
              ({"island": "x", "mass": 1, "bill": 1.0, "islnd": "y"}, "unknown feature(s) ['islnd']"),
-             ("Dream", "expected an object of raw features")]
+             ("Dream", "expected an object of raw features"),
+             # values Python's own conversions refuse (OverflowError, UnicodeEncodeError): 400s, never 500s
+             ({"island": "x", "mass": 1, "bill": 10**400}, "instances[0].bill: expected a number (float) within "
+                                                           "float32's range (about 3.4e38), found a whole number of "
+                                                           "401 digits"),
+             ({"island": "x", "mass": 1, "bill": 1e39}, "found number 1e+39"),
+             ({"island": "\ud800", "mass": 1, "bill": 1.0}, "instances[0].island: expected a string of Unicode "
+                                                             "characters, found a lone surrogate (\\ud800) at "
+                                                             "character 0"),
+             ({"island": "x", "mass": 1, "bill": 1.0, "q" * 100_000: 1}, "unknown feature(s) ['" + "q" * 40 + "'...]")]
     for row, msg in cases:
-        with pytest.raises(RequestError, match=re.escape(msg.replace("instances[0]", "instances[1]"))):
+        with pytest.raises(RequestError, match=re.escape(msg.replace("instances[0]", "instances[1]"))) as e:
             to_examples([{"island": "a", "mass": 1, "bill": 2.0}, row], SPEC, "instances")
+        assert len(str(e.value)) < 300  # never the client's input beyond an excerpt
+    assert to_examples([{"island": "x", "mass": 1, "bill": float("nan")}], SPEC, "instances")  # as TF Serving
 
 
 class _BlockedSink:
@@ -122,13 +148,19 @@ def test_request_log_converts_in_batches_off_the_request_path(tmp_path):
     import pyarrow.parquet as pq
     log = RequestLog(ParquetSink(str(tmp_path / "log")), flush_rows=10_000, flush_s=60.0)
     rows = [{"island": [b"Dream"], "mass": [4000], "bill": [39.5]}]
+    # the first row finds the writer idle and is written at once; what follows within
+    # flush_s (60) waits for one take
+    first = dict(model="m", version=2, label="production", signature="serving_default", spec=SPEC, rows=rows,
+                 records=[b""], outputs=[[0.0, 1.0]])
+    log.offer(**first)
+    _wait(lambda: log.written == 1)
     kept = []
     for i in range(200):
         out = [[i / 200, 1 - i / 200]]
         kept.append(out)
         assert log.offer(model="m", version=2, label="production", signature="serving_default", spec=SPEC,
                          rows=rows, records=[b""], outputs=out)
-    assert log.stats()["queued"] == 200 and log.written == 0  # nothing converted on the request path
+    assert log.stats()["queued"] == 200 and log.written == 1  # nothing converted on the request path
     recs = to_examples([{"island": "Biscoe", "mass": 3000, "bill": 40.0}], SPEC, "instances")
     log.offer(model="m", version=2, label=None, signature="serving_default", spec=SPEC, rows=[None], records=recs,
               outputs=[[0.25, 0.75]])
@@ -138,11 +170,11 @@ def test_request_log_converts_in_batches_off_the_request_path(tmp_path):
     log.offer(model="m", version=3, label="staging", signature="serving_default", spec=SPEC, rows=two,
               records=[b"", b""], outputs=[[0.9, 0.1], [0.2, 0.8]])
     st = log.close()
-    assert st["written"] == 204 and st["dropped"] == 0 and st["errors"] == 0
+    assert st["written"] == 205 and st["dropped"] == 0 and st["errors"] == 0
     [day] = os.listdir(tmp_path / "log")
-    files = os.listdir(tmp_path / "log" / day)
-    assert len(files) == 1, files  # one batch, one file
-    t = pq.read_table(str(tmp_path / "log" / day / files[0])).to_pylist()
+    files = sorted(os.listdir(tmp_path / "log" / day))
+    assert len(files) == 2, files  # the first row alone, then one batch, one file
+    t = pq.read_table(str(tmp_path / "log" / day / files[1])).to_pylist()
     assert [r["response"] for r in t[:200]] == [f"[{o[0][0]}, {o[0][1]}]" for o in kept]
     assert len({r["request_id"] for r in t}) == 203 and {r["version"] for r in t[:202]} == {2}
     assert t[200]["features"] == {"island": ["Biscoe"], "mass": [3000], "bill": [40.0]} and t[200]["label"] is None
@@ -168,9 +200,78 @@ def test_server_flags_refuse_negative_intervals(capsys):
     from tfpipe.serving.server import build_parser
     args = build_parser().parse_args(["--model-dir", "m"])
     assert (args.watch, args.poll, args.keep_warm) == (0.1, 2.0, 2)
+    # the request limits and their documented defaults (docs/serving.md)
+    assert (args.max_body_bytes, args.max_instances, args.header_timeout, args.body_timeout, args.parse_threads) \
+        == (10 * 1024 * 1024, 10_000, 10.0, 30.0, 2)
     for flag, value, kind in (("--keep-warm", "-1", "whole number"), ("--watch", "abc", "number"),
-                              ("--poll", "-0.5", "number")):
+                              ("--poll", "-0.5", "number"), ("--max-body-bytes", "-1", "whole number"),
+                              ("--max-instances", "1.5", "whole number"), ("--body-timeout", "-1", "number")):
         with pytest.raises(SystemExit) as e:
             build_parser().parse_args(["--model-dir", "m", flag, value])
         assert e.value.code == 2
         assert f"argument {flag}: expected a {kind} >= 0, found '{value}'" in capsys.readouterr().err
+
+
+def _wait(cond, timeout=60.0):
+    import time
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+ROW = {"island": [b"Dream"], "mass": [4000], "bill": [39.5]}
+
+
+def test_request_log_bound_is_per_row():
+    """A request with more rows than the queue has room for keeps what fits; the rest are
+    dropped and counted, even when the queue was empty before it."""
+    sink = _BlockedSink()
+    log = RequestLog(sink, max_queue=10, flush_rows=10_000, flush_s=3600)
+    kw = dict(model="m", version=1, label=None, signature="s", spec=SPEC)
+    assert log.offer(rows=[ROW] * 25, records=[b""] * 25, outputs=[[1]] * 25, **kw)
+    st = log.stats()
+    assert st["offered"] == 25 and st["dropped"] == 15 and st["queued"] + sink.rows <= 10
+    assert log.offer(rows=[ROW] * 5, records=[b""] * 5, outputs=[[1]] * 5, **kw) is False  # no room at all
+    sink.release.set()
+    st = log.close()
+    assert st["written"] == 10 and st["dropped"] == 20
+
+
+def test_request_log_writes_a_lone_request_at_once():
+    """Crash durability: at a low rate a row is written as soon as it is queued, not at the
+    writer's next tick (flush_s an hour here); rows that follow within flush_s wait for it."""
+    class Sink:
+        rows = 0
+
+        def write(self, table):
+            Sink.rows += table.num_rows
+            return table.num_rows
+    log = RequestLog(Sink(), flush_s=3600)
+    kw = dict(model="m", version=1, label=None, signature="s", spec=SPEC, rows=[ROW], records=[b""])
+    log.offer(outputs=[[1]], **kw)
+    _wait(lambda: log.written == 1)
+    log.offer(outputs=[[2]], **kw)
+    assert log.stats()["queued"] == 1 and log.written == 1  # batched: taken at most one take per flush_s
+    assert log.close()["written"] == 2 and Sink.rows == 2
+
+
+def test_a_row_the_log_cannot_read_back_is_set_aside_alone(tmp_path):
+    """A {"b64"} tf.Example TensorFlow parses but Python's protobuf does not (a feature name
+    that is not UTF-8): its row is set aside and counted; the rest of its request and of
+    the batch are written, never the batch lost for one row."""
+    import pyarrow.parquet as pq
+    from tests.serving.conftest import example_with_bad_name
+    good = to_examples([{"island": "Biscoe", "mass": 3000, "bill": 40.0}], SPEC, "instances")[0]
+    bad = example_with_bad_name(1.0)
+    log = RequestLog(ParquetSink(str(tmp_path / "log")), flush_s=0.01)
+    kw = dict(model="m", version=1, label=None, signature="s", spec=SPEC)
+    log.offer(rows=[ROW, ROW], records=[b"", b""], outputs=[[1], [2]], **kw)
+    _wait(lambda: log.written == 2)
+    log.offer(rows=[None, None, None], records=[good, bad, good], outputs=[[3], [4], [5]], **kw)
+    log.offer(rows=[ROW], records=[b""], outputs=[[6]], **kw)
+    st = log.close()
+    assert st["written"] == 5 and st["set_aside"] == 1 and st["dropped"] == 1 and st["errors"] == 0
+    assert "cannot read" in st["last_set_aside"]
+    t = pq.read_table(str(tmp_path / "log")).to_pylist()
+    assert sorted(r["response"] for r in t) == ["[1]", "[2]", "[3]", "[5]", "[6]"]

@@ -73,7 +73,7 @@ def server(penguin, versions, tmp_path_factory):
     log = tmp_path_factory.mktemp("requestlog") / "log"
     exe = [sys.executable, "-m", "tfpipe.cli", "serve"]
     srv = ServerProcess.start(["--metadata", penguin.metadata, "--poll", "0.1", "--log-requests", str(log),
-                               "--sample-rate", "1.0"], command=exe,
+                               "--sample-rate", "1.0", "--max-instances", "1000"], command=exe,
                               env={"PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")})
     srv.log_dir = str(log)
     yield srv
@@ -158,6 +158,17 @@ def test_both_request_formats_classify_and_errors(server, versions):
         assert status == 404 and "error" in err, path
     status, health = server.request("GET", "/healthz")
     assert status == 200 and health["models"][MODEL]["labels"]["production"] == int(v1)
+    # `tfpipe serve` takes the server's limits; answers name the version that answered
+    status, err = server.request("POST", f"/v1/models/{MODEL}:predict", {"instances": rows[:1] * 1001})
+    assert status == 413 and "1001 examples" in err["error"] and "--max-instances" in err["error"]
+    import http.client
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=60)
+    conn.request("POST", f"/v1/models/{MODEL}:predict", body=json.dumps({"instances": rows[:1]}).encode(),
+                 headers={"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    resp.read()
+    conn.close()
+    assert resp.status == 200 and resp.getheader("X-Model-Name") == MODEL and resp.getheader("X-Model-Version") == v1
 
 
 def test_promote_and_rollback_under_load_fail_no_request(server, penguin, versions):
