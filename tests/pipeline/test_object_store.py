@@ -229,3 +229,62 @@ class _env:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def test_penguin_on_s3_served_logged_and_monitored(s3, tmp_path):
+    """Everything on the S3 server: the penguin pipeline pushes a model to the bucket, the
+    registry writes models.config there, `tfpipe serve` serves the production version from
+    the bucket, logs requests under a prefix on it, and `tfpipe monitor --requests` reads
+    that log (unshifted traffic: no alarm)."""
+    import csv
+    import json
+
+    from tfpipe import fileio
+    from tfpipe.serving.client import ServerProcess
+    base = f"{s3.bucket}/served-{uuid.uuid4().hex[:8]}"
+    md = str(tmp_path / "md.sqlite")
+    env = {**s3.env(), "TFPIPE_HOME": str(tmp_path / "home"), "TFPIPE_CACHE_DIR": str(tmp_path / "cache")}
+    with _env(env):
+        fileio.copy_tree(DATA, f"{base}/data")
+    tfpipe("run", PENGUIN, "-P", f"data_root={base}/data", "-P", f"root={base}/root", "-P", f"metadata={md}",
+           "-P", "train_steps=100", env=env, check=0)
+    rows = json.loads(tfpipe("models", "list", "--metadata", md, "--json", env=env, check=0).stdout)
+    (version,) = [r["version"] for r in rows]
+    tfpipe("models", "alias", "set", f"penguin@production", version, "--metadata", md, env=env, check=0)
+    with _env(env):
+        config = fileio.read_text(f"{base}/root/serving_model/models.config")
+        assert f'base_path: "{base}/root/serving_model"' in config and "production" in config
+        assert fileio.read_text(f"{base}/root/serving_model/serving").strip() == version
+    log = f"{base}/requests"
+    srv = ServerProcess.start(["--metadata", md, "--poll", "0.1", "--log-requests", log, "--sample-rate", "1.0"],
+                              command=[sys.executable, "-m", "tfpipe.cli", "serve"], env={**env, "PYTHONPATH": REPO})
+    try:
+        instances = []
+        for r in csv.DictReader(open(os.path.join(DATA, "penguins.csv"))):
+            inst = {}
+            for k in ("island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "sex", "year"):
+                v = r[k]
+                inst[k] = None if v in ("", "NA") else (v if k in ("island", "sex") else
+                                                        (int(float(v)) if k in ("flipper_length_mm", "body_mass_g", "year")
+                                                         else float(v)))
+            instances.append(inst)
+        status, body = srv.request("POST", "/v1/models/penguin/labels/production:predict", {"instances": instances})
+        assert status == 200 and len(body["predictions"]) == len(instances), body
+        status, body = srv.request("GET", "/v1/models/penguin")
+        assert [v["version"] for v in body["model_version_status"] if v["state"] == "AVAILABLE"] == [version]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            stats = srv.request("GET", "/healthz")[1]["request_log"]
+            if stats["queued"] == 0 and stats["written"] >= len(instances):
+                break
+            time.sleep(0.1)
+        assert stats["written"] >= len(instances) and stats["errors"] == 0, stats
+    finally:
+        srv.stop()
+    with _env(env):
+        parts = [k for k in fileio.list_files(log) if k.endswith(".parquet")]
+    assert parts and all(k.startswith("day=") for k in parts), parts
+    p = tfpipe("monitor", "--requests", log, "--model", "penguin", "--metadata", md, "--json", env=env)
+    res = json.loads(p.stdout)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert res["num_examples"] >= len(instances) and res["data"] == log
