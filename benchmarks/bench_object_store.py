@@ -54,6 +54,7 @@ def _pairs(report, name: str, pipeline: str, data_disk: str, data_s3: str, work:
 
 
 def run(report):
+    from tests.conftest import scoped_env
     from tests.object_store import SeaweedFS
     from tfpipe import fileio
     work = os.path.join(OUT, "object_store")
@@ -63,9 +64,7 @@ def run(report):
     try:
         bucket = server.make_bucket("bench")
         env = {**server.env(), "TFPIPE_CACHE_DIR": os.path.join(work, "cache")}
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        try:
+        with scoped_env(**env):
             rows = int(os.environ.get("TFPIPE_BENCH_OBJECT_ROWS", "1000000"))
             d = os.path.join(OUT, "data", f"penguins_{rows}")
             scaled_penguins(rows, os.path.join(d, "penguins.csv"))
@@ -86,11 +85,5 @@ def run(report):
                                 "-P", f"root={bucket}/{tag}/root",
                                 "-P", f"metadata={os.path.join(work, tag + '.sqlite')}", env=env)
             report("penguin pipeline, all cached, on S3: wall", cached["process_wall_s"], "s", "(target <= 2 s)")
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
     finally:
         server.stop()

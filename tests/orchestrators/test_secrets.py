@@ -113,9 +113,9 @@ def test_object_store_credentials_reach_no_compiled_output_nor_metadata(tmp_path
     tfpipe("run", str(src), env=env, check=0)
     with open(tmp_path / "md.sqlite", "rb") as f:
         (out / "metadata.txt").write_bytes(f.read())
-    from tests.pipeline.test_object_store import _env
+    from tests.conftest import scoped_env
     from tfpipe import fileio
-    with _env(env):
+    with scoped_env(**env):
         objects = fileio.list_files(moto_s3.bucket + "/root")
         assert any(k.startswith("hello/out/") for k in objects), objects  # the run wrote to the bucket
         text = _all_text(out) + "".join(fileio.read_bytes(f"{moto_s3.bucket}/root/{k}").decode("utf-8", "replace")

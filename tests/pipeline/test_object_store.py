@@ -15,7 +15,7 @@ import uuid
 
 import pytest
 
-from tests.conftest import REPO, tfpipe
+from tests.conftest import REPO, scoped_env, tfpipe
 
 PENGUIN = os.path.join(REPO, "examples", "penguin", "pipeline.py")
 DATA = os.path.join(REPO, "examples", "penguin", "data")
@@ -111,12 +111,12 @@ def test_data_half_in_process_cached_and_explained_on_s3(moto_s3, tmp_path):
     from tfpipe import fileio
     env = {**moto_s3.env(), "TFPIPE_HOME": str(tmp_path / "home"), "TFPIPE_CACHE_DIR": str(tmp_path / "cache")}
     data, root = f"{moto_s3.bucket}/data/penguin", f"{moto_s3.bucket}/root"
-    with _env(env):
+    with scoped_env(**env):
         fileio.copy_tree(DATA, data)
     args = [PENGUIN, "-P", f"data_root={data}", "-P", f"root={root}", "--to", "ExampleValidator"]
     p = tfpipe("run", *args, "--parallel", "1", env=env, check=0)
     assert "COMPLETE" in p.stderr + p.stdout
-    with _env(env):
+    with scoped_env(**env):
         files = fileio.list_files(root)
     assert any(k.startswith("ExampleGen/examples/") and k.endswith(".parquet") for k in files), sorted(files)
     assert any(k.startswith("StatisticsGen/statistics/") and k.endswith("FeatureStats.pb") for k in files)
@@ -133,11 +133,11 @@ def test_data_half_forked_from_the_task_host_on_gcs(gcs, tmp_path):
     from tfpipe import fileio
     env = {**gcs.env(), "TFPIPE_HOME": str(tmp_path / "home"), "TFPIPE_CACHE_DIR": str(tmp_path / "cache")}
     data, root = f"{gcs.bucket}/data/penguin", f"{gcs.bucket}/root"
-    with _env(env):
+    with scoped_env(**env):
         fileio.copy_tree(DATA, data)
     tfpipe("run", PENGUIN, "-P", f"data_root={data}", "-P", f"root={root}", "--to", "ExampleValidator",
            "--parallel", "2", env=env, check=0)
-    with _env(env):
+    with scoped_env(**env):
         files = fileio.list_files(root)
     assert any(k.startswith("SchemaGen/schema/") and k.endswith("schema.pbtxt") for k in files), sorted(files)
 
@@ -160,7 +160,7 @@ def test_sigkill_while_publishing_leaves_nothing_live(s3, tmp_path):
                              "-P", f"metadata={md}", "--parallel", "1", "--run-id", "k-1"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     seen, deadline = {}, time.monotonic() + 120
-    with _env(s3.env()):
+    with scoped_env(**s3.env()):
         while time.monotonic() < deadline and proc.poll() is None:
             seen = fileio.list_files(f"{root}/Big/out")
             if seen:
@@ -179,7 +179,7 @@ def test_sigkill_while_publishing_leaves_nothing_live(s3, tmp_path):
     store = _store(md)
     outs = store.io_of(e.id)[1]
     assert [a.state for arts in outs.values() for a in arts] == ["ABANDONED"]
-    with _env(s3.env()):
+    with scoped_env(**s3.env()):
         assert fileio.list_files(f"{root}/Big/out") == {}
     staging = tmp_path / "cache" / "staging"
     assert not any(os.listdir(staging / d) for d in os.listdir(staging))
@@ -212,24 +212,6 @@ def test_the_store_going_down_mid_run_fails_the_node_naming_it(moto_s3, tmp_path
     assert "Traceback" not in err
 
 
-class _env:
-    """Set environment variables for a block (the CLI runs in subprocesses; the checks here
-    read the store in this process)."""
-
-    def __init__(self, env: dict):
-        self.env, self.saved = env, {}
-
-    def __enter__(self):
-        self.saved = {k: os.environ.get(k) for k in self.env}
-        os.environ.update(self.env)
-
-    def __exit__(self, *exc):
-        for k, v in self.saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
 
 def test_penguin_on_s3_served_logged_and_monitored(s3, tmp_path):
     """Everything on the S3 server: the penguin pipeline pushes a model to the bucket, the
@@ -244,14 +226,14 @@ def test_penguin_on_s3_served_logged_and_monitored(s3, tmp_path):
     base = f"{s3.bucket}/served-{uuid.uuid4().hex[:8]}"
     md = str(tmp_path / "md.sqlite")
     env = {**s3.env(), "TFPIPE_HOME": str(tmp_path / "home"), "TFPIPE_CACHE_DIR": str(tmp_path / "cache")}
-    with _env(env):
+    with scoped_env(**env):
         fileio.copy_tree(DATA, f"{base}/data")
     tfpipe("run", PENGUIN, "-P", f"data_root={base}/data", "-P", f"root={base}/root", "-P", f"metadata={md}",
            "-P", "train_steps=100", env=env, check=0)
     rows = json.loads(tfpipe("models", "list", "--metadata", md, "--json", env=env, check=0).stdout)
     (version,) = [r["version"] for r in rows]
     tfpipe("models", "alias", "set", f"penguin@production", version, "--metadata", md, env=env, check=0)
-    with _env(env):
+    with scoped_env(**env):
         config = fileio.read_text(f"{base}/root/serving_model/models.config")
         assert f'base_path: "{base}/root/serving_model"' in config and "production" in config
         assert fileio.read_text(f"{base}/root/serving_model/serving").strip() == version
@@ -281,7 +263,7 @@ def test_penguin_on_s3_served_logged_and_monitored(s3, tmp_path):
         assert stats["written"] >= len(instances) and stats["errors"] == 0, stats
     finally:
         srv.stop()
-    with _env(env):
+    with scoped_env(**env):
         parts = [k for k in fileio.list_files(log) if k.endswith(".parquet")]
     assert parts and all(k.startswith("day=") for k in parts), parts
     p = tfpipe("monitor", "--requests", log, "--model", "penguin", "--metadata", md, "--json", env=env)

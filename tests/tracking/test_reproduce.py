@@ -102,7 +102,7 @@ def test_reproduce_refuses_dirty_record_and_missing_code(project):
 def test_reproduce_a_run_kept_on_object_storage(tmp_path, moto_s3):
     """Data and artifact root on S3: the reproduction reads the recorded data back from the
     bucket, checks its fingerprint, and compares its outputs with the run's on S3."""
-    from tests.pipeline.test_object_store import _env
+    from tests.conftest import scoped_env
     from tfpipe import fileio
     repo = tmp_path / "repo"
     repo.mkdir()
@@ -114,7 +114,7 @@ def test_reproduce_a_run_kept_on_object_storage(tmp_path, moto_s3):
     git(repo, "add", "pipeline.py")
     git(repo, "commit", "-qm", "first")
     env = {**moto_s3.env(), "TFPIPE_HOME": str(tmp_path / "home"), "REPRO_DATA": data, "REPRO_ROOT": root}
-    with _env(env):
+    with scoped_env(**env):
         fileio.copy_tree(os.path.join(REPO, "examples", "penguin", "data"), data)
     tfpipe("run", str(repo / "pipeline.py"), "-q", "--run-id", "r1", cwd=str(tmp_path), env=env, check=0)
     p = tfpipe("reproduce", "r1", "-o", str(tmp_path / "again"), "--json", "-q", cwd=str(tmp_path), env=env, check=0)
