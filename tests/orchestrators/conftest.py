@@ -112,6 +112,13 @@ class Scenario:
         return self
 
 
+@pytest.fixture(autouse=True)
+def _reach_s3(s3, monkeypatch):
+    """The penguin runs' artifacts are on the S3 server: every check here reads them there."""
+    for k, v in s3.env().items():
+        monkeypatch.setenv(k, v)
+
+
 @pytest.fixture(scope="session")
 def airflow_runner(tmp_path_factory):
     """An AIRFLOW_HOME in tmp with a migrated SQLite database (airflow db migrate)."""
