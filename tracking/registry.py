@@ -20,8 +20,17 @@ import json
 from . import aliases as rec
 from . import inspect as insp
 from . import publishing as pub
-from .aliases import (REGISTERED_MODEL, STAGE_ALIASES, STAGES, TRANSITION, RegistryError, RegistryUsageError,
-                      check_alias, current_user, parse_model_alias)
+from .aliases import (
+    REGISTERED_MODEL,
+    STAGE_ALIASES,
+    STAGES,
+    TRANSITION,
+    RegistryError,
+    RegistryUsageError,
+    check_alias,
+    current_user,
+    parse_model_alias,
+)
 from .lineage_summary import summarize_lineage
 from .publishing import SERVING_LINK, switch_serving
 

@@ -14,8 +14,8 @@ import json
 import os
 import string
 
-from tfpipe.artifacts import ExampleStatistics
 from tfpipe import fileio
+from tfpipe.artifacts import ExampleStatistics
 from tfpipe.metadata import MetadataStore
 
 from . import inspect as insp

@@ -264,7 +264,7 @@ def format_reproduction(res: dict) -> str:
         diff = format_differences(env["differences"])
         lines.append(f"  environment {env['hash'][:12]}: ran in this environment, "
                      + ("identical to the recorded one" if not diff else
-                        f"which differs from the recorded one (tfpipe reproduce --env re-creates it):"))
+                        "which differs from the recorded one (tfpipe reproduce --env re-creates it):"))
         lines += [f"    {x}" for x in diff]
     b = res.get("baseline") or {}
     for node, arts in b.get("pinned", {}).items():

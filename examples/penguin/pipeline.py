@@ -10,9 +10,20 @@ the Evaluator (TFMA), the InfraValidator and the Pusher.
 """
 import os
 
-from tfpipe.components import (Evaluator, ExampleGen, ExampleValidator, InfraValidator, Pusher, Resolver, SchemaGen,
-                        StatisticsGen, Trainer, Transform, Tuner)
 from tfpipe import Model, Pipeline
+from tfpipe.components import (
+    Evaluator,
+    ExampleGen,
+    ExampleValidator,
+    InfraValidator,
+    Pusher,
+    Resolver,
+    SchemaGen,
+    StatisticsGen,
+    Trainer,
+    Transform,
+    Tuner,
+)
 from tfpipe.graph import default_home
 
 # TFMA's EvalConfig as a dict: accuracy overall and per island, at least 0.6, and (when a

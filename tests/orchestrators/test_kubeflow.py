@@ -76,6 +76,7 @@ def test_submit_vertex_dry_run_prints_the_job(tmp_path):
 def _ir_in_package(path: str) -> dict:
     """The IR every task of a compiled KFP spec receives (the tfpipe_ir argument)."""
     import yaml
+
     from tfpipe.orchestrators.kubeflow.values import decode_ir
     with open(path) as f:
         spec = yaml.safe_load(f)

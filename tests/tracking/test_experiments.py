@@ -142,8 +142,8 @@ def test_reproduce_compares_content_reuses_the_baseline_and_checks_the_environme
 
 def test_reproduce_says_plainly_when_the_baseline_is_gone(modrepo):
     from tfpipe.metadata import MetadataStore
-    from tfpipe.tracking.reproduce import format_reproduction, pin_resolved
     from tfpipe.tracking.inspect import _run_context
+    from tfpipe.tracking.reproduce import format_reproduction, pin_resolved
     store = MetadataStore(modrepo.metadata)
     ir = json.loads(store.props(_run_context(store, "r2"))["ir"])
     res = pin_resolved(store, "r2", ir)

@@ -152,7 +152,7 @@ def test_both_request_formats_classify_and_errors(server, versions):
     assert status == 400 and "lengths differ" in err["error"]
     status, err = server.request("POST", f"/v1/models/{MODEL}:regress", {"examples": rows})
     assert status == 400 and "use :classify or :predict" in err["error"]
-    for path in (f"/v1/models/nope:predict", f"/v1/models/{MODEL}/versions/7:predict",
+    for path in ("/v1/models/nope:predict", f"/v1/models/{MODEL}/versions/7:predict",
                  f"/v1/models/{MODEL}/labels/nope:predict"):
         status, err = server.request("POST", path, {"instances": rows})
         assert status == 404 and "error" in err, path
