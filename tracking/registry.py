@@ -34,8 +34,8 @@ from .aliases import (
 from .lineage_summary import summarize_lineage
 from .publishing import SERVING_LINK, switch_serving
 
-__all__ = ["Registry", "RegistryError", "RegistryUsageError", "STAGES", "SERVING_LINK", "switch_serving", "format_models",
-           "format_version", "current_user", "parse_model_alias", "check_alias", "summarize_lineage",
+__all__ = ["Registry", "RegistryError", "RegistryUsageError", "STAGES", "SERVING_LINK", "switch_serving",
+           "format_models", "format_version", "current_user", "parse_model_alias", "check_alias", "summarize_lineage",
            "STAGE_ALIASES", "TRANSITION", "REGISTERED_MODEL"]
 
 

@@ -114,7 +114,8 @@ def pin_resolved(store: MetadataStore, run: str, ir: dict) -> dict:
         pinned, why = {}, None
         for key, arts in outs.items():
             for a in arts:
-                if not fileio.exists(a.uri) and not (fileio.is_remote(a.uri) and a.fingerprint == fingerprint_files([])):
+                if not fileio.exists(a.uri) and not (fileio.is_remote(a.uri)
+                                                     and a.fingerprint == fingerprint_files([])):
                     why = f"{a.type_name} #{a.id} at {a.uri} is gone"
                 elif a.fingerprint and fingerprint_path(fileio.local_copy(a.uri, a.fingerprint)) != a.fingerprint:
                     why = f"{a.type_name} #{a.id} at {a.uri} changed since the run (fingerprint)"

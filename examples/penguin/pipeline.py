@@ -62,7 +62,8 @@ def create_pipeline(data_root: str = DATA, name: str = "penguin", root: str | No
                   module_file=trainer_module, train_steps=20, eval_steps=5,
                   custom_config={"max_trials": tuning_trials, "tuner_epochs": 1},
                   parallel_trials=tuning_parallel_trials) if enable_tuning else None
-    trainer = Trainer(examples=transform.outputs.transformed_examples, transform_graph=transform.outputs.transform_graph,
+    trainer = Trainer(examples=transform.outputs.transformed_examples,
+                      transform_graph=transform.outputs.transform_graph,
                       schema=schema.outputs.schema,
                       hyperparameters=tuner.outputs.best_hyperparameters if tuner is not None else None,
                       module_file=trainer_module, train_steps=train_steps, eval_steps=12,

@@ -89,7 +89,8 @@ def test_submit_vertex_keeps_a_gs_or_fuse_root(tmp_path):
         src = tmp_path / f"pipe{i}.py"
         src.write_text("from tfpipe import Output, Pipeline, String, component\n\n"
                        "@component\ndef hello(out: Output[String], where: str = '') -> None:\n    out.write(where)\n\n"
-                       f"def create_pipeline():\n    return Pipeline('p', [hello(where={root + '/x'!r})], root={root!r})\n")
+                       "def create_pipeline():\n"
+                       f"    return Pipeline('p', [hello(where={root + '/x'!r})], root={root!r})\n")
         p = tfpipe("submit", str(src), "--target", "vertex", "--project", "my-project", "--region", "us-central1",
                    "--pipeline-root", "gs://my-bucket/root", "--dry-run",
                    env={"TFPIPE_HOME": str(tmp_path / "home")}, check=0)

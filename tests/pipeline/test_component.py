@@ -121,7 +121,8 @@ def test_cycle_is_detected_and_named(tmp_path):
     # wire a cycle by hand: a <- c <- a
     a.inputs["extra"] = c.outputs.result
     c.inputs["extra"] = a.outputs.result
-    with pytest.raises(PipelineDefinitionError, match=r"cycle through nodes \['a', 'b', 'c'\]|cycle through nodes \['a', 'c'"):
+    with pytest.raises(PipelineDefinitionError,
+                       match=r"cycle through nodes \['a', 'b', 'c'\]|cycle through nodes \['a', 'c'"):
         Pipeline("p", [b, c], root=str(tmp_path))
 
 

@@ -246,9 +246,9 @@ def test_penguin_on_s3_served_logged_and_monitored(s3, tmp_path):
             inst = {}
             for k in ("island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "sex", "year"):
                 v = r[k]
-                inst[k] = None if v in ("", "NA") else (v if k in ("island", "sex") else
-                                                        (int(float(v)) if k in ("flipper_length_mm", "body_mass_g", "year")
-                                                         else float(v)))
+                inst[k] = None if v in ("", "NA") else (
+                    v if k in ("island", "sex") else
+                    (int(float(v)) if k in ("flipper_length_mm", "body_mass_g", "year") else float(v)))
             instances.append(inst)
         status, body = srv.request("POST", "/v1/models/penguin/labels/production:predict", {"instances": instances})
         assert status == 200 and len(body["predictions"]) == len(instances), body

@@ -47,7 +47,7 @@ def create_pipeline():
                           baseline_model=baseline.outputs.model, eval_config=EVAL_CONFIG)
     return Pipeline("modrepo", [evaluator], root=os.path.join(home, "root"),
                     metadata=os.path.join(home, "metadata.sqlite"), beam_pipeline_args=["--direct_num_workers=1"])
-'''
+'''  # noqa: E501 (the user's pipeline file, written as it is)
 
 UNITS_BEFORE = 'd = keras.layers.Dense(int(hp.get("units", 8)), activation="relu")(d)'
 UNITS_AFTER = 'd = keras.layers.Dense(int(hp.get("units", 4)), activation="relu")(d)'
