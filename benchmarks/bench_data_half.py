@@ -77,7 +77,8 @@ def run(report):
     big = max(sizes)
     small = min(sizes)
     if big > ref:
-        report(f"wall time ratio {big:,} / {ref:,} rows", results[big]["process_wall_s"] / results[ref]["process_wall_s"],
+        report(f"wall time ratio {big:,} / {ref:,} rows",
+               results[big]["process_wall_s"] / results[ref]["process_wall_s"],
                "x", f"(target <= {big // ref * 12 // 10}x)")
         report(f"peak RSS ratio {big:,} / {ref:,} rows", results[big]["peak_rss_mb"] / results[ref]["peak_rss_mb"],
                "x", "(target <= 2x)")
@@ -115,7 +116,8 @@ def run(report):
     for k in (1, n):
         path = os.path.join(work, f"noop_{k}.py")
         with open(path, "w") as f:
-            f.write(NOOP.format(n=k, root=os.path.join(work, f"noop_root_{k}"), md=os.path.join(work, f"noop_{k}.sqlite")))
+            f.write(NOOP.format(n=k, root=os.path.join(work, f"noop_root_{k}"),
+                                md=os.path.join(work, f"noop_{k}.sqlite")))
         per[k] = tfpipe_run(path, "--no-cache", "--parallel", "1", cwd=REPO)["wall_s"]
     report("launcher overhead per node (no-op component, metadata writes + cache check)",
            1000 * (per[n] - per[1]) / (n - 1), "ms", "(target < 50 ms)")

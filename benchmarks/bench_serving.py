@@ -171,7 +171,8 @@ def run(report):
             report("failed requests in 10 promote/rollback cycles under 8 clients", len(r["errors"]), "requests",
                    f"of {r['requests']} (goal 0)")
             report("swap latency: registry call returned -> new version's first response (max of 20)",
-                   max(r["during"]) * 1000, "ms", f"p50 {statistics.median(r['during']) * 1000:.0f} ms (goal < 1000 ms)")
+                   max(r["during"]) * 1000, "ms",
+                   f"p50 {statistics.median(r['during']) * 1000:.0f} ms (goal < 1000 ms)")
         finally:
             srv.stop()
         # request logging: two logged servers and two unlogged ones, started in the order

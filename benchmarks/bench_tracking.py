@@ -79,8 +79,8 @@ def generate(store, root: str, n: int, pipeline: str = "bench") -> list[str]:
             ev.path.steps.add().key = key
             ev.path.steps.add().index = 0
             edges.append((j, j, ev))
-        store._retry(lambda: store.store.put_lineage_subgraph(execs, arts, [pctx, rctx], edges,
-                                                              reuse_context_if_already_exist=True))
+        store._retry(lambda execs=execs, arts=arts, rctx=rctx, edges=edges: store.store.put_lineage_subgraph(
+            execs, arts, [pctx, rctx], edges, reuse_context_if_already_exist=True))
     return run_ids
 
 

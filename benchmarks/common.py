@@ -33,7 +33,7 @@ def measure_python(body: str, argv: list[str] | None = None, env: dict | None = 
     e.update(env or {})
     p, wall, rss_kb = _spawn_measured([sys.executable, "-c", code], e, cwd, subprocess.PIPE)
     out = p.out.decode(errors="replace")
-    line = [l for l in out.splitlines() if l.startswith("@@MEASURE ")]
+    line = [ln for ln in out.splitlines() if ln.startswith("@@MEASURE ")]
     if not line:
         raise RuntimeError(f"benchmark child failed ({p.returncode}):\n{p.err.decode(errors='replace')[-4000:]}")
     m = json.loads(line[-1][len("@@MEASURE "):])

@@ -258,7 +258,8 @@ class record:
             _HOOKED = True
         self.rec = Recorder()
         self._environ = os.environ
-        os.environ = _RecordingEnviron(self._environ, self.rec)
+        # the real environment swapped for a recording wrapper (put back in __exit__), not cleared
+        os.environ = _RecordingEnviron(self._environ, self.rec)  # noqa: B003
         self.sys_path = list(sys.path)
         _ACTIVE = self.rec
         return self.rec
@@ -266,7 +267,7 @@ class record:
     def __exit__(self, *exc) -> None:
         global _ACTIVE
         _ACTIVE = None
-        os.environ = self._environ
+        os.environ = self._environ  # noqa: B003 (the real environment back)
         self.rec.sys_path_added = [p for p in sys.path if p not in self.sys_path]
 
 

@@ -247,8 +247,8 @@ def _add_param_arg(p: argparse.ArgumentParser, sweep: bool) -> None:
                    help="a create_pipeline() keyword (train_steps=1000) or a node parameter "
                         "(Trainer.train_steps=1000), converted to its declared type; repeatable"
                         + ("; a comma list (lr=0.001,0.01) makes a sweep: one run per combination "
-                           "(a str value holding a comma goes in double quotes, as in CSV: 'a,\"b,c\"'; list/dict values are "
-                           "JSON, never split)"
+                           "(a str value holding a comma goes in double quotes, as in CSV: 'a,\"b,c\"'; "
+                           "list/dict values are JSON, never split)"
                            if sweep else ""))
 
 

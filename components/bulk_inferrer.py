@@ -102,7 +102,8 @@ def BulkInferrer(examples: Input[Examples], model: Input[Model], inference_resul
     keep = columns if keep_columns is None else list(keep_columns)
     unknown = [c for c in keep if c not in columns]
     if unknown:
-        raise BulkInferrerError(f"BulkInferrer: keep_columns names {unknown}; Examples #{examples.id} has columns {columns}")
+        raise BulkInferrerError(f"BulkInferrer: keep_columns names {unknown}; "
+                                f"Examples #{examples.id} has columns {columns}")
     import pyarrow.parquet as pq
     in_schema = pq.read_schema(files[0])
     model_dir = model.saved_model_dir()

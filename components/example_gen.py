@@ -15,8 +15,7 @@ import glob
 import os
 import re
 
-from tfpipe import fileio
-from tfpipe import Examples, Output, component, current
+from tfpipe import Examples, Output, component, current, fileio
 from tfpipe.tabular import InputDataError, scan_files
 
 from ._tabular import SplitWriter, check_span_compatible, check_split_ratios, hash_split

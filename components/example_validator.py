@@ -39,7 +39,8 @@ def summarize_anomalies(anomalies) -> list[dict]:
                      "description": info.description})
     if anomalies.HasField("dataset_anomaly_info"):
         info = anomalies.dataset_anomaly_info
-        rows.append({"feature": "(dataset)", "kinds": [anomalies_pb2.AnomalyInfo.Type.Name(r.type) for r in info.reason],
+        rows.append({"feature": "(dataset)",
+                     "kinds": [anomalies_pb2.AnomalyInfo.Type.Name(r.type) for r in info.reason],
                      "short": info.short_description, "description": info.description})
     drift = getattr(anomalies, "drift_skew_info", [])
     for d in drift:

@@ -151,7 +151,8 @@ def check_serving_model(serving_model_dir: str, where: str) -> list[str]:
         raise ModelContractError(
             f"{where} saved no model: expected a TensorFlow SavedModel at fn_args.serving_model_dir "
             f"({serving_model_dir}), found {found}; export it with "
-            f"tfpipe.components.trainer.export_serving_model(model, tf_transform_output, fn_args.serving_model_dir, label_key)")
+            f"tfpipe.components.trainer.export_serving_model(model, tf_transform_output, "
+            f"fn_args.serving_model_dir, label_key)")
     sigs = signature_defs(serving_model_dir)
     if SERVING_SIGNATURE not in sigs:
         raise ModelContractError(

@@ -16,7 +16,6 @@ import os
 import shutil
 import time
 
-from tfpipe import fileio
 from tfpipe import (
     InfraBlessing,
     Input,
@@ -26,6 +25,7 @@ from tfpipe import (
     PushedModel,
     component,
     current,
+    fileio,
 )
 
 __all__ = ["Pusher", "PushError", "versions", "RECORD"]

@@ -17,10 +17,7 @@ digit, as they do between two Beam runners):
 """
 from __future__ import annotations
 
-import os
-
-from tfpipe import fileio
-from tfpipe import Examples, ExampleStatistics, Input, Output, component, current
+from tfpipe import Examples, ExampleStatistics, Input, Output, component, current, fileio
 from tfpipe.files import write_file
 
 __all__ = ["StatisticsGen", "load_statistics", "statistics_graph"]

@@ -82,7 +82,8 @@ def read_hyperparameters(hp: HyperParameters | None) -> dict | None:
                 and isinstance(config.get("values"), dict)):
             raise TrainerError(f"HyperParameters artifact at {hp.uri}: {hp.CONFIG_FILE} is not a KerasTuner "
                                f"HyperParameters config; expected {{'space': [...], 'values': {{...}}}}, found "
-                               f"{type(config).__name__} with keys {sorted(config) if isinstance(config, dict) else []}")
+                               f"{type(config).__name__} with keys "
+                               f"{sorted(config) if isinstance(config, dict) else []}")
         return config
     if not os.path.isfile(values_path):
         raise TrainerError(f"HyperParameters artifact at {hp.uri} has neither {hp.CONFIG_FILE} nor {hp.VALUES_FILE}")

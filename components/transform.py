@@ -25,7 +25,6 @@ from __future__ import annotations
 import os
 import tempfile
 
-from tfpipe import fileio
 from tfpipe import (
     Examples,
     ExampleStatistics,
@@ -36,6 +35,7 @@ from tfpipe import (
     TransformGraph,
     component,
     current,
+    fileio,
 )
 
 from ._autograph import libraries_not_autographed

@@ -185,7 +185,8 @@ def _errors(uri: str, what: str) -> Iterator[None]:
         raise e
     except OSError as e:
         text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if "bucket" in text.lower() and ("not found" in text.lower() or "no_such_bucket" in text.lower() or "nosuchbucket" in text.lower()):
+        if "bucket" in text.lower() and ("not found" in text.lower() or "no_such_bucket" in text.lower()
+                                         or "nosuchbucket" in text.lower()):
             raise StorageError(f"{what} failed at {describe(uri)}: the bucket does not exist") from None
         if "does not exist" in text or "No such file" in text or "NoSuchKey" in text:
             raise FileNotFoundError(f"{what}: no object at {describe(uri)}") from None

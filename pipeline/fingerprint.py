@@ -6,8 +6,8 @@ import ast
 import hashlib
 import os
 
-__all__ = ["fingerprint_path", "fingerprint_contents", "fingerprint_files", "module_fingerprint", "module_files", "module_file_fingerprints",
-           "file_sha256", "ModuleFileError"]
+__all__ = ["fingerprint_path", "fingerprint_contents", "fingerprint_files", "module_fingerprint", "module_files",
+           "module_file_fingerprints", "file_sha256", "ModuleFileError"]
 
 _CHUNK = 1 << 20
 
@@ -61,7 +61,8 @@ def _local_imports(path: str, search: list[str]) -> list[str]:
         with open(path, "rb") as f:
             tree = ast.parse(f.read(), filename=path)
     except SyntaxError as e:
-        raise ModuleFileError(f"module file {path}: syntax error at line {e.lineno}, column {e.offset}: {e.msg}") from None
+        raise ModuleFileError(f"module file {path}: syntax error at line {e.lineno}, column {e.offset}: "
+                              f"{e.msg}") from None
     names = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):

@@ -192,7 +192,8 @@ class Job:
         self.contexts = [p, r, n]
         if "ir" not in r.custom_properties:
             self.store.update_context(r, {"ir": json.dumps(self.ir, sort_keys=True),
-                                          "workdir": os.path.dirname(pl["source"]) if pl.get("source") else os.getcwd()})
+                                          "workdir": (os.path.dirname(pl["source"]) if pl.get("source")
+                                                      else os.getcwd())})
         self.spec = load_component(self.node["executor"], pl.get("source"))
         self.params = dict(self.node["parameters"])
         for k, ps in self.spec.parameters.items():  # the record and the cache key are complete

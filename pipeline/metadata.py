@@ -44,7 +44,8 @@ def parse_location(metadata: str | dict) -> dict:
             try:
                 metadata = json.loads(text)
             except json.JSONDecodeError as e:
-                raise MetadataError(f"metadata location {text[:80]!r}: not JSON ({e.msg} at column {e.colno})") from None
+                raise MetadataError(f"metadata location {text[:80]!r}: not JSON "
+                                    f"({e.msg} at column {e.colno})") from None
         elif "://" in text:
             return _parse_url(text)
         else:

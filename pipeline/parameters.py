@@ -258,7 +258,8 @@ def parse_assignments(pairs: list[str], keywords: dict[str, tuple[str | None, ob
         else:
             raise ParameterError(
                 f"-P {name}: no such parameter; expected a create_pipeline() keyword "
-                f"({', '.join(keywords) or 'none'}) or NODE.PARAM ({', '.join(sorted(display_name(k) for k in declared))})")
+                f"({', '.join(keywords) or 'none'}) or NODE.PARAM "
+                f"({', '.join(sorted(display_name(k) for k in declared))})")
         if label in out:
             raise ParameterError(f"-P {name}: given twice; give a sweep as one comma list ({name}=A,B)")
         values = []

@@ -336,7 +336,7 @@ def from_examples(records: list[bytes], spec: dict[str, FeatureSpec]) -> list[di
     for r in records:
         ex = example_pb2.Example.FromString(r)
         row = {}
-        for name, fs in spec.items():
+        for name, _fs in spec.items():
             f = ex.features.feature.get(name)
             if f is None:
                 row[name] = None

@@ -148,8 +148,9 @@ class BasePathSource:
                 return [Wanted(self.name, {}, {}, error=str(err))]
             mine = [e for e in entries if e.name == self.name]
             if not mine:
-                return [Wanted(self.name, {}, {}, error=f"{CONFIG_FILE} does not name model {self.name} "
-                                                        f"({'it names no model' if not entries else 'it names other models'})")]
+                return [Wanted(self.name, {}, {},
+                               error=f"{CONFIG_FILE} does not name model {self.name} "
+                                     f"({'it names no model' if not entries else 'it names other models'})")]
             self._had_config = True
             return [_wanted(mine[0])]
         if self._had_config:
@@ -205,7 +206,8 @@ class ModelManager:
         self.servable_opts = servable_opts or {}
         self.models: dict[str, _Model] = {}
         self.loading: dict[str, set] = {}  # model -> versions being loaded
-        self.warm: dict[str, dict[int, Servable]] = {}  # model -> versions out of the config, still loaded (oldest first)
+        # model -> versions out of the config, still loaded (oldest first)
+        self.warm: dict[str, dict[int, Servable]] = {}
         self.retiring: list[Servable] = []
         self._tasks: list[asyncio.Task] = []
         self._lock = asyncio.Lock()

@@ -26,7 +26,7 @@ Sinks:
 - ``bq://PROJECT.DATASET.TABLE``: the same rows streamed to BigQuery with
   google-cloud-bigquery (``insert_rows_json``; the table must exist with the columns
   above, ``features`` as a RECORD). Needs network and credentials: not tested here.
-"""
+"""  # noqa: E501 (the rows of the Markdown table above cannot be wrapped)
 from __future__ import annotations
 
 import collections
@@ -338,7 +338,8 @@ class RequestLog:
                 return
 
     def stats(self) -> dict:
-        return {"sink": getattr(self.sink, "public_name", str(self.sink)), "sample_rate": self.sample_rate, "offered": self.offered,
+        return {"sink": getattr(self.sink, "public_name", str(self.sink)), "sample_rate": self.sample_rate,
+                "offered": self.offered,
                 "written": self.written, "dropped": self.dropped + self.failed + self.set_aside,
                 "set_aside": self.set_aside, "queued": self._accepted - self._taken, "errors": self.errors,
                 "last_error": self.last_error, "last_set_aside": self.last_set_aside}

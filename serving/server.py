@@ -25,8 +25,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 from tfpipe.files import write_file
 
-from .options import (BODY_TIMEOUT_S, DEFAULT_PORT, HEADER_TIMEOUT_S, MAX_BODY_BYTES, MAX_INSTANCES, PARSE_THREADS,
-                      add_server_args, server_kwargs)
+from .options import (
+    BODY_TIMEOUT_S,
+    DEFAULT_PORT,
+    HEADER_TIMEOUT_S,
+    MAX_BODY_BYTES,
+    MAX_INSTANCES,
+    PARSE_THREADS,
+    add_server_args,
+    server_kwargs,
+)
 
 __all__ = ["serve", "main", "ServeError", "DEFAULT_PORT"]
 

@@ -36,7 +36,8 @@ ALLOWED = {  # folder -> the folders it may reference (besides itself)
     # classes, so above components; nothing of ours imports it (a user's module file does)
     "v1": {"pipeline", "components"},
 }
-OLD_NAMES = {"pipeline", "components", "orchestrators", "serving", "tracking", "cli", "v1"}  # never importable at top level
+# never importable at top level
+OLD_NAMES = {"pipeline", "components", "orchestrators", "serving", "tracking", "cli", "v1"}
 HEAVY = {"tensorflow", "tensorflow_data_validation", "tensorflow_transform", "tensorflow_model_analysis",
          "apache_beam", "tfx_bsl", "keras", "keras_tuner", "mlflow", "kfp", "airflow", "google", "pyarrow",
          "pandas", "numpy", "ml_metadata", "yaml", "starlette", "uvicorn", "tensorflow_serving"}

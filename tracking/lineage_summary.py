@@ -14,8 +14,8 @@ def summarize_lineage(tree: dict, store: MetadataStore | None = None) -> dict:
     evaluation a model version came from, flattened from its lineage tree. The evaluation
     is not upstream of a pushed model (its blessing is): with ``store`` it is found beside
     the blessing, as an output of the same Evaluator execution."""
-    out = {"data": [], "derived_examples": [], "infra_blessing": [], "schema": [], "transform": [], "model": [], "evaluation": [], "blessing": [],
-           "hyperparameters": [], "executions": []}
+    out = {"data": [], "derived_examples": [], "infra_blessing": [], "schema": [], "transform": [], "model": [],
+           "evaluation": [], "blessing": [], "hyperparameters": [], "executions": []}
     seen_a, seen_e = set(), set()
 
     def walk(node):

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
 import sys
 
@@ -304,7 +303,8 @@ def compare(train, schema, label: str | None, new_table, previous_table=None, *,
     if previous_table is not None:
         previous_table = _without(previous_table, [label] if label else [])
     new = _stats_of_table(new_table, where)
-    prev_stats = _stats_of_table(previous_table, previous_where) if previous_table is not None else None
+    if previous_table is not None:
+        _stats_of_table(previous_table, previous_where)  # raises MonitorError when the previous data has no rows
     train_by = {".".join(f.path.step) or f.name: f for f in train.datasets[0].features}
     kinds = {}
     for f in schema.feature:

@@ -20,13 +20,22 @@ import json
 from . import aliases as rec
 from . import inspect as insp
 from . import publishing as pub
-from .aliases import (REGISTERED_MODEL, STAGE_ALIASES, STAGES, TRANSITION, RegistryError, RegistryUsageError,
-                      check_alias, current_user, parse_model_alias)
+from .aliases import (
+    REGISTERED_MODEL,
+    STAGE_ALIASES,
+    STAGES,
+    TRANSITION,
+    RegistryError,
+    RegistryUsageError,
+    check_alias,
+    current_user,
+    parse_model_alias,
+)
 from .lineage_summary import summarize_lineage
 from .publishing import SERVING_LINK, switch_serving
 
-__all__ = ["Registry", "RegistryError", "RegistryUsageError", "STAGES", "SERVING_LINK", "switch_serving", "format_models",
-           "format_version", "current_user", "parse_model_alias", "check_alias", "summarize_lineage",
+__all__ = ["Registry", "RegistryError", "RegistryUsageError", "STAGES", "SERVING_LINK", "switch_serving",
+           "format_models", "format_version", "current_user", "parse_model_alias", "check_alias", "summarize_lineage",
            "STAGE_ALIASES", "TRANSITION", "REGISTERED_MODEL"]
 
 

@@ -14,8 +14,8 @@ import json
 import os
 import string
 
-from tfpipe.artifacts import ExampleStatistics
 from tfpipe import fileio
+from tfpipe.artifacts import ExampleStatistics
 from tfpipe.metadata import MetadataStore
 
 from . import inspect as insp
@@ -152,7 +152,7 @@ def _statistics(info: dict) -> str:
         for n in names:
             cells = [f'<td class="feature">{e(n)}</td>']
             ftype = ""
-            for s, d in per_split.items():
+            for _s, d in per_split.items():
                 f = next((x for x in d.features if (".".join(x.path.step) or x.name) == n), None)
                 if f is None:
                     cells.append('<span class="muted">absent</span>')
@@ -298,8 +298,9 @@ def _lineage(store: MetadataStore, info: dict) -> str:
             + (f' ({e(pushed["reason"])})' if pushed.get("reason") else "") + "</p>")
     rows = []
     for d in lin["data"]:
-        rows.append(["data", f"Examples #{d['id']}", e(f"span {d['span']}, input fingerprint "
-                                                     f"{(d['input_fingerprint'] or '-')[:16]}, rows {d['row_counts']}")])
+        rows.append(["data", f"Examples #{d['id']}",
+                     e(f"span {d['span']}, input fingerprint "
+                       f"{(d['input_fingerprint'] or '-')[:16]}, rows {d['row_counts']}")])
     for k in ("schema", "transform", "hyperparameters", "model"):
         for a in lin[k]:
             rows.append([k, f"#{a['id']}", f"<code>{e(a['uri'])}</code> fingerprint {(a['fingerprint'] or '-')[:16]}"])

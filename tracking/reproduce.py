@@ -114,7 +114,8 @@ def pin_resolved(store: MetadataStore, run: str, ir: dict) -> dict:
         pinned, why = {}, None
         for key, arts in outs.items():
             for a in arts:
-                if not fileio.exists(a.uri) and not (fileio.is_remote(a.uri) and a.fingerprint == fingerprint_files([])):
+                if not fileio.exists(a.uri) and not (fileio.is_remote(a.uri)
+                                                     and a.fingerprint == fingerprint_files([])):
                     why = f"{a.type_name} #{a.id} at {a.uri} is gone"
                 elif a.fingerprint and fingerprint_path(fileio.local_copy(a.uri, a.fingerprint)) != a.fingerprint:
                     why = f"{a.type_name} #{a.id} at {a.uri} changed since the run (fingerprint)"
@@ -264,7 +265,7 @@ def format_reproduction(res: dict) -> str:
         diff = format_differences(env["differences"])
         lines.append(f"  environment {env['hash'][:12]}: ran in this environment, "
                      + ("identical to the recorded one" if not diff else
-                        f"which differs from the recorded one (tfpipe reproduce --env re-creates it):"))
+                        "which differs from the recorded one (tfpipe reproduce --env re-creates it):"))
         lines += [f"    {x}" for x in diff]
     b = res.get("baseline") or {}
     for node, arts in b.get("pinned", {}).items():

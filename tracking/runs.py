@@ -220,7 +220,7 @@ def run_details(store: MetadataStore, run: str) -> dict:
     info["evaluation"] = {"slices": {}, "thresholds": {}, "file": None}
     info["history"], info["trials"], info["blessing"], info["pushed"] = {}, [], None, None
     for e in info["executions"]:
-        for key, outs in e["outputs"].items():
+        for _key, outs in e["outputs"].items():
             for o in outs:
                 t = o["type"]
                 if t == "ModelEvaluation" and not info["evaluation"]["slices"]:

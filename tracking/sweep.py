@@ -163,7 +163,7 @@ def run_sweep(irs: list[dict], values: list[dict], *, parallel: int | None = Non
                 status = "COMPLETE" if p.returncode == 0 else f"FAILED (exit {p.returncode}; see {log_path})"
                 _say(verbose, f"[{i + 1}/{n}] {_label(values[i])}: {status} in {took:.1f}s")
     except BaseException:
-        for p, log, *_ in procs.values():  # an interrupt: each run records itself FAILED ("interrupted")
+        for p, _log, *_ in procs.values():  # an interrupt: each run records itself FAILED ("interrupted")
             p.send_signal(2)
         for p, log, *_ in procs.values():
             try:

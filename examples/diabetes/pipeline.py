@@ -6,11 +6,10 @@ data/diabetes.csv) through the same components as the penguin example, as a regr
 """
 import os
 
-from tfpipe.components import (Evaluator, ExampleGen, InfraValidator, Pusher, Resolver, SchemaGen,
-                        StatisticsGen)
+from tfpipe import Model, Pipeline
+from tfpipe.components import Evaluator, ExampleGen, InfraValidator, Pusher, Resolver, SchemaGen, StatisticsGen
 from tfpipe.components.trainer import Trainer
 from tfpipe.components.transform import Transform
-from tfpipe import Model, Pipeline
 from tfpipe.graph import default_home
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -10,9 +10,20 @@ the Evaluator (TFMA), the InfraValidator and the Pusher.
 """
 import os
 
-from tfpipe.components import (Evaluator, ExampleGen, ExampleValidator, InfraValidator, Pusher, Resolver, SchemaGen,
-                        StatisticsGen, Trainer, Transform, Tuner)
 from tfpipe import Model, Pipeline
+from tfpipe.components import (
+    Evaluator,
+    ExampleGen,
+    ExampleValidator,
+    InfraValidator,
+    Pusher,
+    Resolver,
+    SchemaGen,
+    StatisticsGen,
+    Trainer,
+    Transform,
+    Tuner,
+)
 from tfpipe.graph import default_home
 
 # TFMA's EvalConfig as a dict: accuracy overall and per island, at least 0.6, and (when a
@@ -51,7 +62,8 @@ def create_pipeline(data_root: str = DATA, name: str = "penguin", root: str | No
                   module_file=trainer_module, train_steps=20, eval_steps=5,
                   custom_config={"max_trials": tuning_trials, "tuner_epochs": 1},
                   parallel_trials=tuning_parallel_trials) if enable_tuning else None
-    trainer = Trainer(examples=transform.outputs.transformed_examples, transform_graph=transform.outputs.transform_graph,
+    trainer = Trainer(examples=transform.outputs.transformed_examples,
+                      transform_graph=transform.outputs.transform_graph,
                       schema=schema.outputs.schema,
                       hyperparameters=tuner.outputs.best_hyperparameters if tuner is not None else None,
                       module_file=trainer_module, train_steps=train_steps, eval_steps=12,

@@ -23,8 +23,19 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import tensorflow_model_analysis as tfma  # noqa: E402
 
 from tfpipe import Model, Pipeline  # noqa: E402
-from tfpipe.components import (Evaluator, ExampleGen, ExampleValidator, InfraValidator, Pusher, Resolver, SchemaGen,
-                               StatisticsGen, Trainer, Transform, Tuner)
+from tfpipe.components import (
+    Evaluator,
+    ExampleGen,
+    ExampleValidator,
+    InfraValidator,
+    Pusher,
+    Resolver,
+    SchemaGen,
+    StatisticsGen,
+    Trainer,
+    Transform,
+    Tuner,
+)
 from tfpipe.graph import default_home  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -101,7 +101,8 @@ def cloud_root(ir: dict, target: str, pipeline_root: str | None) -> dict:
     root = str(ir["pipeline"]["root"])
     if target != "vertex" or not pipeline_root or root.startswith(("gs://", "/gcs/")):
         return ir
-    ir = {**ir, "pipeline": {**ir["pipeline"], "root": f"{pipeline_root.rstrip('/')}/{ir['pipeline']['name']}/artifacts"}}
+    ir = {**ir, "pipeline": {**ir["pipeline"],
+                             "root": f"{pipeline_root.rstrip('/')}/{ir['pipeline']['name']}/artifacts"}}
     return ir
 
 

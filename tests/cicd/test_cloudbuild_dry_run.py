@@ -57,9 +57,11 @@ def substitute(text: str, subs: dict, where: str) -> str:
         i = m.end()
     rest = text[i:]
     out.append(rest)
-    stray = [j for j in range(len(text)) if text[j] == "$" and not any(m.start() <= j < m.end() for m in _SUB.finditer(text))]
+    stray = [j for j in range(len(text))
+             if text[j] == "$" and not any(m.start() <= j < m.end() for m in _SUB.finditer(text))]
     if stray:
-        raise CloudBuildFileError(f"{where}: bare '$' at offset {stray[0]}: {text[max(0, stray[0] - 20):stray[0] + 20]!r}")
+        raise CloudBuildFileError(f"{where}: bare '$' at offset {stray[0]}: "
+                                  f"{text[max(0, stray[0] - 20):stray[0] + 20]!r}")
     return "".join(out)
 
 

@@ -174,7 +174,8 @@ def test_cloud_build_step_submits_cloudbuild_yaml_with_declared_substitutions(tm
     sha = "a" * 40
     ctx = ctx_for("workflow_dispatch", sha, inputs={"dry_run": True},
                   vars={"GCP_PROJECT_ID": "my-proj", "GCP_REGION": "us-central1", "GCP_ARTIFACT_REPOSITORY": "ct",
-                        "GCP_PIPELINE_ROOT": "gs://b/root", "GCP_BUILD_SERVICE_ACCOUNT": "build@my-proj.iam.gserviceaccount.com",
+                        "GCP_PIPELINE_ROOT": "gs://b/root",
+                        "GCP_BUILD_SERVICE_ACCOUNT": "build@my-proj.iam.gserviceaccount.com",
                         "VERTEX_SERVICE_ACCOUNT": ""},
                   needs={"plan": {"outputs": {"action": action, "module_files": "a/x_utils.py b/y_utils.py"}}})
     p, out = run_step("cloud-build", "Submit the Cloud Build", ctx, tmp_path, tmp_path, str(bindir))

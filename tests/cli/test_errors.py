@@ -56,7 +56,8 @@ def test_usage_errors_exit_2_everywhere(store, tmp_path):
         ((), "the following arguments are required: COMMAND"),
         (("run", str(tmp_path / "nope.py")), "does not exist"),
         (("run", alpha, "--target", "nope"), "invalid choice: 'nope'"),
-        (("run", alpha, "--from", "NoSuchNode"), "--from 'NoSuchNode': no such node; nodes are ['push', 'make_numbers', 'total']"),
+        (("run", alpha, "--from", "NoSuchNode"),
+         "--from 'NoSuchNode': no such node; nodes are ['push', 'make_numbers', 'total']"),
         (("run", alpha, "--to", "nope"), "--to 'nope': no such node"),
         (("run", alpha, "--run-id", "alpha-1"), "run id 'alpha-1' is already used"),
         (("compile", alpha, "--target", "nope"), "--target nope: not available; expected one of ['ir', 'airflow', "

@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from tests.conftest import REPO, tfpipe
+from tests.conftest import tfpipe
 
 PIPELINE = '''
 import json, os

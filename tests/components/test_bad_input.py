@@ -117,7 +117,8 @@ def test_unknown_column_appearing(tmp_path):
     _write(str(tmp_path / "data" / "span-2" / "a.csv"),
            HEADER.strip() + ",colour\n" + "".join(r.strip() + ",blue\n" for r in ROWS))
     p = _pipeline_file(tmp_path, f"input_base={str(tmp_path / 'data')!r}, input_pattern='span-{{SPAN}}/*.csv'")
-    _assert_failed(tmp_path, tfpipe("run", p), "ExampleGen", "has unknown column(s) ['colour'] not in the previous span")
+    _assert_failed(tmp_path, tfpipe("run", p), "ExampleGen",
+                   "has unknown column(s) ['colour'] not in the previous span")
 
 
 def test_label_column_missing(tmp_path):

@@ -260,8 +260,8 @@ def test_import_schema_and_anomalies_fail_or_warn(tmp_path):
 def test_drift_against_baseline_statistics(tmp_path):
     lines = open(PENGUINS).read().splitlines(True)
     header, body = lines[0], lines[1:]
-    adelie = [l for l in body if l.startswith("Adelie")]
-    gentoo = [l for l in body if l.startswith("Gentoo")]
+    adelie = [ln for ln in body if ln.startswith("Adelie")]
+    gentoo = [ln for ln in body if ln.startswith("Gentoo")]
     base = _spans(tmp_path, {1: header + "".join(adelie), 2: header + "".join(gentoo)})
     g1 = ExampleGen(input_base=base, input_pattern="span-{SPAN}/*.csv", span=1, id="g1")
     g2 = ExampleGen(input_base=base, input_pattern="span-{SPAN}/*.csv", span=2, id="g2")

@@ -143,9 +143,11 @@ def test_bad_run_fn_module(penguin_model, run_penguin_node, tmp_path, case):
 
 def test_model_without_serving_signature(penguin_model, run_penguin_node, tmp_path):
     mod = bad_module(tmp_path, "nosig.py", (
-        "import tensorflow as tf\n\nclass M(tf.Module):\n    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])\n"
+        "import tensorflow as tf\n\nclass M(tf.Module):\n"
+        "    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])\n"
         "    def f(self, x):\n        return x\n\ndef run_fn(fn_args):\n"
-        "    tf.saved_model.save(M(), fn_args.serving_model_dir, signatures={'predict': M().f.get_concrete_function()})\n"))
+        "    tf.saved_model.save(M(), fn_args.serving_model_dir, "
+        "signatures={'predict': M().f.get_concrete_function()})\n"))
     r = run_penguin_node("Trainer", trainer_module=mod)
     _failed(penguin_model, r, mod, "run_fn", "without a 'serving_default' signature", "predict")
 

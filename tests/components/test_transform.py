@@ -13,7 +13,8 @@ def test_transform_graph_loads_and_analyzers_saw_only_train(penguin_model):
     import tensorflow_transform as tft
     outs = penguin_model["outputs"]
     tg = outs["Transform"]["transform_graph"]
-    assert os.path.isdir(os.path.join(tg.uri, "transform_fn")) and os.path.isdir(os.path.join(tg.uri, "transformed_metadata"))
+    assert os.path.isdir(os.path.join(tg.uri, "transform_fn"))
+    assert os.path.isdir(os.path.join(tg.uri, "transformed_metadata"))
     tft_out = tft.TFTransformOutput(tg.uri)
     assert set(tft_out.transformed_feature_spec()) == {"bill_length_mm", "bill_depth_mm", "flipper_length_mm",
                                                       "body_mass_g", "island", "sex", "species"}

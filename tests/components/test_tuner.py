@@ -85,7 +85,8 @@ def test_trainer_gets_best_hyperparameters_and_fn_args(penguin_model, tuned, run
     assert rec["train_files"] and all(p.startswith(te.split_uri("train")) for p in rec["train_files"])
     assert all(p.startswith(te.split_uri("eval")) for p in rec["eval_files"])
     assert rec["train_steps"] == 200 and rec["eval_steps"] == 12 and rec["base_model"] is None
-    assert rec["transform_output"] == rec["transform_graph_path"] == penguin_model["outputs"]["Transform"]["transform_graph"].uri
+    assert (rec["transform_output"] == rec["transform_graph_path"]
+            == penguin_model["outputs"]["Transform"]["transform_graph"].uri)
     assert rec["schema_path"].endswith("schema.pbtxt") and os.path.isfile(rec["schema_path"])
     assert rec["batch"]["island"] == [8, 1] and rec["label_shape"] == [8, 1]
     assert "species" not in rec["batch"]
@@ -99,7 +100,8 @@ def test_tuner_fn_missing_is_refused_when_compiling(penguin_model, tmp_path):
     mod = bad_module(tmp_path, "no_tuner.py", "def run_fn(fn_args):\n    pass\n")
     with pytest.raises(PipelineDefinitionError) as e:
         compile_pipeline(create_pipeline(**penguin_model["kw"], enable_tuning=True, trainer_module=mod))
-    assert "node Tuner (Tuner)" in str(e.value) and mod in str(e.value) and "defines no function tuner_fn" in str(e.value)
+    assert ("node Tuner (Tuner)" in str(e.value) and mod in str(e.value)
+            and "defines no function tuner_fn" in str(e.value))
 
 
 def test_serial_search_in_process(penguin_model, run_penguin_node):

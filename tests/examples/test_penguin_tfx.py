@@ -53,7 +53,8 @@ def test_the_two_module_sets_differ_in_import_lines_only():
     assert ("penguin_trainer.py", "+from tfpipe import v1 as tfx") in changed
     assert ("penguin_tuner.py", "+from tfpipe import v1 as tfx") in changed
     for name in names:
-        assert not any(m == "tfx" or m.startswith("tfx.") for m in _imported_modules(os.path.join(TFPIPE_MODULES, name)))
+        assert not any(m == "tfx" or m.startswith("tfx.")
+                       for m in _imported_modules(os.path.join(TFPIPE_MODULES, name)))
 
 
 def test_the_data_is_made_from_the_raw_penguin_table():

@@ -150,7 +150,8 @@ def test_dags_test_that_hangs_after_its_dag_run_finished_is_ended(tmp_path):
     assert code == -signal.SIGTERM and "DagRun Finished: dag_id=p" in log
     worker = int(pidfile.read_text())
     for _ in range(50):  # the stand-in's own child went with its process group
-        if subprocess.run(["ps", "-o", "stat=", "-p", str(worker)], capture_output=True, text=True).stdout.strip() in ("", "Z"):
+        stat = subprocess.run(["ps", "-o", "stat=", "-p", str(worker)], capture_output=True, text=True).stdout
+        if stat.strip() in ("", "Z"):
             break
         time.sleep(0.1)
     else:

@@ -36,7 +36,8 @@ def _normal(store: MetadataStore, run_id: str, root: str) -> dict:
         if e["cached_from"] is not None:
             [s] = store.executions([int(e["cached_from"])])
             sp = store.props(s)
-            src = {"node": sp.get("node_id"), "run": sp.get("run_id"), "same_key": sp.get("cache_key") == e["cache_key"]}
+            src = {"node": sp.get("node_id"), "run": sp.get("run_id"),
+                   "same_key": sp.get("cache_key") == e["cache_key"]}
         arts = {a.id: a for a in store.get_artifacts([i for ids in e["inputs"].values() for i in ids])}
         assert e["node_id"] not in out, f"two executions of {e['node_id']} in run {run_id}"
         out[e["node_id"]] = {
@@ -125,7 +126,8 @@ def test_changed_parameter_from_conf_runs_the_changed_node_and_its_downstream(ca
     assert run["ContractBoom"]["parameters"]["fail_flag"].endswith("still-never-there")
     local = _normal(MetadataStore(local_ir["pipeline"]["metadata"]), "c-3", local_ir["pipeline"]["root"])
     assert run == local
-    assert cached_runs["states"]["c-3"] == {t: "success" for t in ["tfpipe.cache_check"] + [n["id"] for n in ir["nodes"]]}
+    assert cached_runs["states"]["c-3"] == {t: "success"
+                                            for t in ["tfpipe.cache_check"] + [n["id"] for n in ir["nodes"]]}
 
 
 def test_check_records_nothing_when_a_node_would_run(tmp_path):

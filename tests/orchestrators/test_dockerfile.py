@@ -37,7 +37,8 @@ def _pip_installs(commands):
             args = words[words.index("install") + 1:]
             cons = [args[i + 1] for i, a in enumerate(args) if a == "-c"]
             editable = "-e" in args
-            targets = [a for i, a in enumerate(args) if not a.startswith("-") and (i == 0 or args[i - 1] not in ("-c",))]
+            targets = [a for i, a in enumerate(args)
+                       if not a.startswith("-") and (i == 0 or args[i - 1] not in ("-c",))]
             found.append((cons, editable, [re.sub(r"\[.*\]$", "", t) for t in targets]))
     return found
 

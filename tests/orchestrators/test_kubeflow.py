@@ -76,6 +76,7 @@ def test_submit_vertex_dry_run_prints_the_job(tmp_path):
 def _ir_in_package(path: str) -> dict:
     """The IR every task of a compiled KFP spec receives (the tfpipe_ir argument)."""
     import yaml
+
     from tfpipe.orchestrators.kubeflow.values import decode_ir
     with open(path) as f:
         spec = yaml.safe_load(f)
@@ -88,7 +89,8 @@ def test_submit_vertex_keeps_a_gs_or_fuse_root(tmp_path):
         src = tmp_path / f"pipe{i}.py"
         src.write_text("from tfpipe import Output, Pipeline, String, component\n\n"
                        "@component\ndef hello(out: Output[String], where: str = '') -> None:\n    out.write(where)\n\n"
-                       f"def create_pipeline():\n    return Pipeline('p', [hello(where={root + '/x'!r})], root={root!r})\n")
+                       "def create_pipeline():\n"
+                       f"    return Pipeline('p', [hello(where={root + '/x'!r})], root={root!r})\n")
         p = tfpipe("submit", str(src), "--target", "vertex", "--project", "my-project", "--region", "us-central1",
                    "--pipeline-root", "gs://my-bucket/root", "--dry-run",
                    env={"TFPIPE_HOME": str(tmp_path / "home")}, check=0)

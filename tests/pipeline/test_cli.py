@@ -42,8 +42,10 @@ def test_help_is_fast_because_nothing_heavy_is_imported():
 
 def test_compiling_imports_no_tensorflow_or_beam(tmp_path):
     code = ("import sys\nfrom tfpipe.cli import main\n"
-            f"rc = main(['compile', {os.path.join(REPO, 'examples', 'penguin', 'pipeline.py')!r}, '-o', {str(tmp_path / 'ir.json')!r}])\n"
-            "print('RC', rc, [m for m in ('tensorflow', 'tensorflow_data_validation', 'apache_beam') if m in sys.modules])")
+            f"rc = main(['compile', {os.path.join(REPO, 'examples', 'penguin', 'pipeline.py')!r}, "
+            f"'-o', {str(tmp_path / 'ir.json')!r}])\n"
+            "print('RC', rc, [m for m in ('tensorflow', 'tensorflow_data_validation', 'apache_beam') "
+            "if m in sys.modules])")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert "RC 0 []" in p.stdout, p.stdout + p.stderr
     ir = json.load(open(tmp_path / "ir.json"))
@@ -126,7 +128,7 @@ def test_two_runs_at_once_against_one_sqlite_store(tmp_path):
     procs = [subprocess.Popen([sys.executable, "-m", "tfpipe.cli", "run", f], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for f in files]
     outs = [p.communicate(timeout=300) for p in procs]
-    for p, (o, e) in zip(procs, outs):
+    for p, (_o, e) in zip(procs, outs):
         assert p.returncode == 0, e
     store = MetadataStore(str(tmp_path / "m.sqlite"))
     runs = [store.props(c) for c in store.contexts_of_type("pipeline_run")]

@@ -42,7 +42,8 @@ def test_ir_matches_golden_file(name, make):
             f.write(text)
     with open(path) as f:
         golden = f.read()
-    assert json.loads(text) == json.loads(golden), f"IR changed; if intended, re-run with UPDATE_GOLDEN=1 and review {path}"
+    assert json.loads(text) == json.loads(golden), (
+        f"IR changed; if intended, re-run with UPDATE_GOLDEN=1 and review {path}")
 
 
 def test_ir_is_plain_json_with_version_and_topological_nodes():

@@ -121,7 +121,8 @@ def test_cycle_is_detected_and_named(tmp_path):
     # wire a cycle by hand: a <- c <- a
     a.inputs["extra"] = c.outputs.result
     c.inputs["extra"] = a.outputs.result
-    with pytest.raises(PipelineDefinitionError, match=r"cycle through nodes \['a', 'b', 'c'\]|cycle through nodes \['a', 'c'"):
+    with pytest.raises(PipelineDefinitionError,
+                       match=r"cycle through nodes \['a', 'b', 'c'\]|cycle through nodes \['a', 'c'"):
         Pipeline("p", [b, c], root=str(tmp_path))
 
 
@@ -170,10 +171,10 @@ def test_code_version_covers_code_files_the_executor_runs_without_importing(tmp_
 def test_node_ids_component_and_pipeline_names_are_safe_names(bad):
     """Names that become task ids, KFP names, metadata names and folders under the artifact
     root are checked when the pipeline is defined, for every orchestrator."""
+    from tests.fixtures.trivial import make_numbers
     from tfpipe import Pipeline
     from tfpipe.component import ComponentDefinitionError
     from tfpipe.graph import PipelineDefinitionError
-    from tests.fixtures.trivial import make_numbers
     with pytest.raises(WiringError, match="node id .*expected a name of letters, digits"):
         make_numbers(id=bad)
 
@@ -188,9 +189,9 @@ def test_node_ids_component_and_pipeline_names_are_safe_names(bad):
 def test_an_ir_file_with_an_unsafe_node_id_is_refused(tmp_path):
     import json
 
-    from tfpipe.compiler import IRError, load_ir
     from tests.fixtures.trivial import make_numbers
     from tfpipe import Pipeline, compile_pipeline
+    from tfpipe.compiler import IRError, load_ir
     ir = compile_pipeline(Pipeline("p", [make_numbers()], root=str(tmp_path / "r"), metadata=str(tmp_path / "m")))
     ir["nodes"][0]["id"] = "../../escaped"
     (tmp_path / "ir.json").write_text(json.dumps(ir))

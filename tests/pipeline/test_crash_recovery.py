@@ -168,7 +168,8 @@ def test_parallel_runs_killed_or_terminated_end_their_nodes_failed(killed_in_bea
     p = _start(path, "kp-term", parallel=2)
     err = _signal_during(p, "Trainer", signal.SIGTERM, 3.0)
     assert p.returncode == 143, err[-3000:]
-    assert err.strip().splitlines()[-1] == "tfpipe: interrupted by SIGTERM; run kp-term marked FAILED, its staging removed"
+    assert err.strip().splitlines()[-1] == ("tfpipe: interrupted by SIGTERM; run kp-term marked FAILED, "
+                                            "its staging removed")
     assert "Traceback" not in err
     info = insp.show_run(store, "kp-term")
     assert info["status"] == "FAILED" and {e["node_id"]: e["state"] for e in info["executions"]}["Trainer"] == "FAILED"

@@ -92,8 +92,8 @@ def test_file_system_layer_on_each_store(store, tmp_path):
 
 
 def test_an_unreachable_store_is_named_without_credentials(monkeypatch):
-    from tfpipe import fileio
     from tests.object_store import free_port
+    from tfpipe import fileio
     endpoint = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDTFPIPETEST")
@@ -232,7 +232,7 @@ def test_penguin_on_s3_served_logged_and_monitored(s3, tmp_path):
            "-P", "train_steps=100", env=env, check=0)
     rows = json.loads(tfpipe("models", "list", "--metadata", md, "--json", env=env, check=0).stdout)
     (version,) = [r["version"] for r in rows]
-    tfpipe("models", "alias", "set", f"penguin@production", version, "--metadata", md, env=env, check=0)
+    tfpipe("models", "alias", "set", "penguin@production", version, "--metadata", md, env=env, check=0)
     with scoped_env(**env):
         config = fileio.read_text(f"{base}/root/serving_model/models.config")
         assert f'base_path: "{base}/root/serving_model"' in config and "production" in config
@@ -246,9 +246,9 @@ def test_penguin_on_s3_served_logged_and_monitored(s3, tmp_path):
             inst = {}
             for k in ("island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "sex", "year"):
                 v = r[k]
-                inst[k] = None if v in ("", "NA") else (v if k in ("island", "sex") else
-                                                        (int(float(v)) if k in ("flipper_length_mm", "body_mass_g", "year")
-                                                         else float(v)))
+                inst[k] = None if v in ("", "NA") else (
+                    v if k in ("island", "sex") else
+                    (int(float(v)) if k in ("flipper_length_mm", "body_mass_g", "year") else float(v)))
             instances.append(inst)
         status, body = srv.request("POST", "/v1/models/penguin/labels/production:predict", {"instances": instances})
         assert status == 200 and len(body["predictions"]) == len(instances), body

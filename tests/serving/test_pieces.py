@@ -261,6 +261,7 @@ def test_a_row_the_log_cannot_read_back_is_set_aside_alone(tmp_path):
     that is not UTF-8): its row is set aside and counted; the rest of its request and of
     the batch are written, never the batch lost for one row."""
     import pyarrow.parquet as pq
+
     from tests.serving.conftest import example_with_bad_name
     good = to_examples([{"island": "Biscoe", "mass": 3000, "bill": 40.0}], SPEC, "instances")[0]
     bad = example_with_bad_name(1.0)

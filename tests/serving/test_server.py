@@ -108,7 +108,8 @@ def test_bad_input_is_a_json_400_naming_where(srv):
         (b"\xff\xfe", "not JSON"),
         # TensorFlow's parse error quotes the whole example, and fails on one that is not UTF-8
         (json.dumps({"instances": [b64(b"\x0a\x02A\n" + b"B" * 100_000)]}).encode(), "Could not parse example input"),
-        (json.dumps({"instances": [b64(b"\x0a\xff\xff\xff" + b"A" * 100_000)]}).encode(), "not a serialized tf.Example"),
+        (json.dumps({"instances": [b64(b"\x0a\xff\xff\xff" + b"A" * 100_000)]}).encode(),
+         "not a serialized tf.Example"),
     ]
     for raw, msg in cases:
         status, resp, out = call(srv, "POST", "/v1/models/m:predict", raw=raw)
@@ -224,7 +225,8 @@ def test_a_large_request_does_not_hold_up_small_ones(srv):
 
 def test_versions_parse_exactly_and_answers_name_no_path_nor_other_model(srv):
     ok = call(srv, "POST", f"/v1/models/m/versions/{VERSION}:predict", {"instances": [{"x": 1.0, "s": None}]})
-    assert ok[0] == 200 and ok[1].getheader("X-Model-Name") == "m" and ok[1].getheader("X-Model-Version") == str(VERSION)
+    assert (ok[0] == 200 and ok[1].getheader("X-Model-Name") == "m"
+            and ok[1].getheader("X-Model-Version") == str(VERSION))
     default = call(srv, "POST", "/v1/models/m:predict", {"instances": [{"x": 1.0, "s": None}]})
     assert default[1].getheader("X-Model-Version") == str(VERSION)
     arabic = "".join(chr(0x660 + int(c)) for c in str(VERSION))
@@ -237,7 +239,8 @@ def test_versions_parse_exactly_and_answers_name_no_path_nor_other_model(srv):
     status, _, out = call(srv, "POST", "/v1/models/nope:predict", {"instances": [{"x": 1.0, "s": None}]})
     assert status == 404 and "secret" not in out["error"]
     long_name = "y" * 100_000
-    for body in ({"instances": [{"x": 1.0, long_name: 1}]}, {"instances": [{"x": 1.0, "s": None}], "signature_name": long_name},
+    for body in ({"instances": [{"x": 1.0, long_name: 1}]},
+                 {"instances": [{"x": 1.0, "s": None}], "signature_name": long_name},
                  {"inputs": {"x": [1.0], long_name: [1.0, 2.0]}}, {"instances": [{"x": long_name}]}):
         status, _, out = call(srv, "POST", "/v1/models/m:predict", body)
         assert status == 400 and len(out["error"]) < 400 and "y" * 81 not in out["error"], out["error"][:200]
@@ -253,7 +256,8 @@ def _served(saved_models, tmp_path, config: bool):
     put_version(base, 1, saved_models[1])
     put_version(base, 2, saved_models[2])  # archived: never promoted
     if config:
-        write_config(os.path.join(base, "models.config"), [ModelEntry("m", base, versions=[1], labels={"production": 1})])
+        write_config(os.path.join(base, "models.config"),
+                     [ModelEntry("m", base, versions=[1], labels={"production": 1})])
     return base
 
 
@@ -265,11 +269,13 @@ def test_a_models_config_that_names_no_model_or_is_not_text_keeps_the_last_good_
     base = _served(saved_models, tmp_path, config=True)
     cfg = os.path.join(base, "models.config")
     with ServerProcess.start(["--model-base-path", base, "--model-name", "m", "--poll", "0.1"]) as s:
-        assert call(s, "POST", "/v1/models/m:predict", {"instances": [{"x": 1.0, "s": None}]})[1].getheader("X-Model-Version") == "1"
+        first = call(s, "POST", "/v1/models/m:predict", {"instances": [{"x": 1.0, "s": None}]})
+        assert first[1].getheader("X-Model-Version") == "1"
         for content, says in ((b"", "does not name model m"), (b"model_config_list {\xff}", "not UTF-8")):
             with open(cfg, "wb") as f:
                 f.write(content)
-            h = wait_for(lambda: (lambda h: h if any(says in p for p in h["problems"]) else None)(health(s)), says)
+            h = wait_for(lambda says=says: (lambda got: got if any(says in p for p in got["problems"]) else None)(
+                health(s)), says)
             assert h["status"] == "degraded" and h["models"]["m"]["labels"] == {"production": 1}
             wait_syncs(s, 10)
             status, resp, out = call(s, "POST", "/v1/models/m:predict", {"instances": [{"x": 1.0, "s": None}]})

@@ -47,7 +47,7 @@ def create_pipeline():
                           baseline_model=baseline.outputs.model, eval_config=EVAL_CONFIG)
     return Pipeline("modrepo", [evaluator], root=os.path.join(home, "root"),
                     metadata=os.path.join(home, "metadata.sqlite"), beam_pipeline_args=["--direct_num_workers=1"])
-'''
+'''  # noqa: E501 (the user's pipeline file, written as it is)
 
 UNITS_BEFORE = 'd = keras.layers.Dense(int(hp.get("units", 8)), activation="relu")(d)'
 UNITS_AFTER = 'd = keras.layers.Dense(int(hp.get("units", 4)), activation="relu")(d)'
@@ -142,8 +142,8 @@ def test_reproduce_compares_content_reuses_the_baseline_and_checks_the_environme
 
 def test_reproduce_says_plainly_when_the_baseline_is_gone(modrepo):
     from tfpipe.metadata import MetadataStore
-    from tfpipe.tracking.reproduce import format_reproduction, pin_resolved
     from tfpipe.tracking.inspect import _run_context
+    from tfpipe.tracking.reproduce import format_reproduction, pin_resolved
     store = MetadataStore(modrepo.metadata)
     ir = json.loads(store.props(_run_context(store, "r2"))["ir"])
     res = pin_resolved(store, "r2", ir)

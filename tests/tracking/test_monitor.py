@@ -1,7 +1,7 @@
 """tfpipe monitor --data: TFDV skew of new data against a model version's training data
 (found through lineage) and drift against the previous batch, label excluded, with exit
-codes a scheduler can act on. (False alarms and the sample size: test_monitor_false_alarms.py.) (The request log, --requests, is tested with the server in
-test_serving.py.)"""
+codes a scheduler can act on. (False alarms and the sample size: test_monitor_false_alarms.py.)
+(The request log, --requests, is tested with the server in test_serving.py.)"""
 import csv
 import json
 import os

@@ -1,8 +1,8 @@
 """tfpipe monitor does not cry wolf and still sees a real shift: twenty unshifted samples
 of 200 rows of penguin (against the pipeline's own training statistics) and of a sparse
 dataset (the handwritten digits, below) raise no alarm; one feature moved by one standard
-deviation, or one category's share doubled, is flagged in every sample. Too few examples give no verdict; the label and the request log's own
-columns are never compared.
+deviation, or one category's share doubled, is flagged in every sample. Too few examples
+give no verdict; the label and the request log's own columns are never compared.
 
 The sparse dataset, tests/fixtures/digits.csv.gz, is the UCI "Optical Recognition of
 Handwritten Digits" test set (E. Alpaydin, C. Kaynak; CC BY 4.0) exactly as scikit-learn

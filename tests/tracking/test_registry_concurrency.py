@@ -101,7 +101,8 @@ def published(dest: str) -> dict:
 def mlflow_aliases(uri: str) -> dict:
     from mlflow.tracking import MlflowClient
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    by_mv = {str(mv.version): mv.tags["tfpipe.pushed_version"] for mv in client.search_model_versions(f"name = '{MODEL}'")}
+    by_mv = {str(mv.version): mv.tags["tfpipe.pushed_version"]
+             for mv in client.search_model_versions(f"name = '{MODEL}'")}
     return {a: by_mv[str(mv)] for a, mv in client.get_registered_model(MODEL).aliases.items()}
 
 

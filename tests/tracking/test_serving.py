@@ -152,7 +152,7 @@ def test_both_request_formats_classify_and_errors(server, versions):
     assert status == 400 and "lengths differ" in err["error"]
     status, err = server.request("POST", f"/v1/models/{MODEL}:regress", {"examples": rows})
     assert status == 400 and "use :classify or :predict" in err["error"]
-    for path in (f"/v1/models/nope:predict", f"/v1/models/{MODEL}/versions/7:predict",
+    for path in ("/v1/models/nope:predict", f"/v1/models/{MODEL}/versions/7:predict",
                  f"/v1/models/{MODEL}/labels/nope:predict"):
         status, err = server.request("POST", path, {"instances": rows})
         assert status == 404 and "error" in err, path
@@ -236,7 +236,8 @@ def test_request_log_and_monitor_flags_shift(server, penguin, versions, tmp_path
     import pyarrow.parquet as pq
     t = pq.read_table(os.path.join(server.log_dir, days[0]))
     assert {"time", "model", "version", "label", "features", "response"} <= set(t.column_names)
-    assert set(t.column("model").to_pylist()) == {MODEL} and "species" not in [f.name for f in t.schema.field("features").type]
+    assert set(t.column("model").to_pylist()) == {MODEL}
+    assert "species" not in [f.name for f in t.schema.field("features").type]
     assert len(json.loads(t.column("response")[0].as_py())) == 3
     # unshifted traffic: no skew; nothing logged before it, so drift is not measured
     p = _monitor(md, server.log_dir)

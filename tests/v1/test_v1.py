@@ -30,7 +30,8 @@ def test_what_module_files_do_not_use_is_not_pretended():
 
 
 def test_importing_it_loads_no_tensorflow():
-    code = "import sys\nfrom tfpipe import v1 as tfx\nprint(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))"
+    code = ("import sys\nfrom tfpipe import v1 as tfx\n"
+            "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert p.stdout.strip() == "[]"
 
