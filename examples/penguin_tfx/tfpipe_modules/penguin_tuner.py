@@ -4,7 +4,6 @@ import functools
 import keras  # Keras 3: the Keras keras_tuner checks models against
 import keras_tuner
 import tensorflow_transform as tft
-
 from tfpipe import v1 as tfx
 
 from penguin_common import EVAL_BATCH, TRAIN_BATCH

@@ -8,14 +8,15 @@ and returns logits for the three species.
 """
 from typing import List
 
+from absl import logging
 import keras_tuner
 import tensorflow as tf
 import tensorflow_transform as tft
-from absl import logging
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from penguin_common import EVAL_BATCH, LABEL, NUM_CLASSES, NUMERIC_FEATURES, TRAIN_BATCH, xf
+from penguin_common import (EVAL_BATCH, LABEL, NUM_CLASSES, NUMERIC_FEATURES,
+                            TRAIN_BATCH, xf)
 
 
 def default_hyperparameters() -> keras_tuner.HyperParameters:
