@@ -19,7 +19,7 @@ import json
 import os
 import re
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 __all__ = ["InitError", "ProjectSpec", "TEMPLATE_DIR", "ORCHESTRATORS", "render_text", "plan_files", "scaffold",
            "infer_columns", "PROJECT_NAME_PATTERN", "BUCKET_PATTERN", "COLUMN_PATTERN", "tfpipe_requirement"]
@@ -172,14 +172,11 @@ def _data_files(data: str | None) -> list[tuple[str, str]]:
 
 @dataclass
 class ProjectSpec:
-    directory: str
+    """The validated values a project's templates receive."""
     name: str
     bucket: str = ""
     orchestrator: str = "vertex"
-    data: str | None = None
-    label: str | None = None
     requirement: str = ""
-    data_files: list = field(default_factory=list)
 
     def values(self, label: str, numeric: list[str], categorical: list[str]) -> dict:
         return {"name": self.name, "bucket": self.bucket, "orchestrator": self.orchestrator,
@@ -195,8 +192,9 @@ def default_name(directory: str) -> str:
     return base
 
 
-def _template_files(orchestrator: str) -> list[tuple[str, str]]:
-    """(template path, project-relative output path) for every file the project gets."""
+def _template_files() -> list[tuple[str, str]]:
+    """(template path, project-relative output path) for every file the project gets besides
+    its data. The orchestrator changes values (cloudbuild.yaml's _TARGET), not the file set."""
     out = []
     for d, dirs, files in os.walk(TEMPLATE_DIR):
         dirs[:] = sorted(x for x in dirs if x != "__pycache__")
@@ -206,22 +204,13 @@ def _template_files(orchestrator: str) -> list[tuple[str, str]]:
             if rel.startswith("data/"):
                 continue  # data comes from _data_files
             rel = "/".join("." + p[4:] if p.startswith("dot-") else p for p in rel.split("/"))
-            if rel.endswith(".tmpl"):
-                rel = rel[:-5]
-            # a file meant for one orchestrator only: NAME.ORCH.EXT; the others skip it
-            parts = rel.rsplit("/", 1)[-1].split(".")
-            if len(parts) >= 3 and parts[-2] in ORCHESTRATORS:
-                if parts[-2] != orchestrator:
-                    continue
-                rel = rel[: -len(parts[-1]) - len(parts[-2]) - 2] + "." + parts[-1]
-            out.append((src, rel))
+            out.append((src, rel[:-5] if rel.endswith(".tmpl") else rel))
     return out
 
 
-def plan_files(spec: ProjectSpec) -> list[str]:
+def plan_files(orchestrator: str, data_files: list[tuple[str, str]]) -> list[str]:
     """The project-relative paths ``scaffold`` writes."""
-    return sorted([rel for _, rel in _template_files(spec.orchestrator)] +
-                  [f"data/{n}" for _, n in _data_files(spec.data)])
+    return sorted([rel for _, rel in _template_files()] + [f"data/{n}" for _, n in data_files])
 
 
 def _check_target(directory: str, files: list[str], force: bool) -> None:
@@ -257,12 +246,11 @@ def scaffold(directory: str, name: str | None = None, bucket: str = "", orchestr
         raise InitError(f"--bucket {bucket!r}: expected s3://BUCKET or gs://BUCKET with an optional /PREFIX of "
                         f"letters, digits, '.', '_' and '-' ({BUCKET_PATTERN})")
     bucket = bucket.rstrip("/")
-    spec = ProjectSpec(directory=directory, name=name, bucket=bucket, orchestrator=orchestrator, data=data,
-                       label=label, requirement=tfpipe_requirement())
+    spec = ProjectSpec(name=name, bucket=bucket, orchestrator=orchestrator, requirement=tfpipe_requirement())
     data_files = _data_files(data)
     label, numeric, categorical = infer_columns([s for s, _ in data_files], label)
-    templates = _template_files(orchestrator)
-    files = sorted([rel for _, rel in templates] + [f"data/{n}" for _, n in data_files])
+    templates = _template_files()
+    files = plan_files(orchestrator, data_files)
     _check_target(directory, files, force)
     values = spec.values(label, numeric, categorical)
     rendered = []

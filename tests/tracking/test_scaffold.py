@@ -6,6 +6,8 @@ would (wheel, fresh virtualenv, tests, run, CI plan, linters)."""
 import ast
 import json
 import os
+import subprocess
+import sys
 import tomllib
 
 import pytest
@@ -57,7 +59,7 @@ def test_markers_are_replaced_in_one_pass_and_unknown_ones_fail():
 
 
 def test_every_template_marker_names_a_value():
-    values = scaffold.ProjectSpec("d", "demo", requirement="tfpipe==1.0").values("species", ["a"], ["b"])
+    values = scaffold.ProjectSpec("demo", requirement="tfpipe==1.0").values("species", ["a"], ["b"])
     for d, _, files in os.walk(scaffold.TEMPLATE_DIR):
         for f in files:
             if f.endswith(".tmpl"):
@@ -158,3 +160,40 @@ def test_a_non_empty_directory_is_refused_and_force_writes_only_new_files(tmp_pa
     f.write_text("x")
     p = tfpipe("init", str(f), "--name", "p", check=2)
     assert f"{f}: expected a new or empty directory, found a file" in p.stderr
+
+
+def test_data_folder_copies_every_csv_and_refuses_another_header(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.csv").write_text("x,kind\n1,p\n2,q\n")
+    (src / "b.csv").write_text("x,kind\n3,p\n")
+    (src / "notes.txt").write_text("not data\n")
+    d = tmp_path / "proj"
+    assert [f for f in scaffold.scaffold(str(d), data=str(src), label="kind") if f.startswith("data/")] == \
+        ["data/a.csv", "data/b.csv"]
+    (src / "c.csv").write_text("y,kind\n3,p\n")
+    with pytest.raises(InitError, match=r"c.csv: expected the header of .*a.csv \(x,kind\), found y,kind"):
+        scaffold.scaffold(str(tmp_path / "proj2"), data=str(src), label="kind")
+    assert not (tmp_path / "proj2").exists()
+
+
+@pytest.mark.slow
+def test_a_project_from_other_data_passes_its_own_tests(tmp_path):
+    """Numeric features only and another label: the generated modules follow modules/features.py."""
+    import csv
+    rows = list(csv.DictReader(open(scaffold.BUNDLED_DATA)))
+    data = tmp_path / "birds.csv"
+    with open(data, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["bill", "flipper", "kind"])
+        for r in rows:
+            w.writerow([r["bill_length_mm"], r["flipper_length_mm"], r["species"]])
+    d = tmp_path / "birds"
+    scaffold.scaffold(str(d), data=str(data), label="kind")
+    feats = {}
+    exec((d / "modules" / "features.py").read_text(), feats)
+    assert (feats["LABEL_KEY"], feats["NUMERIC_FEATURES"], feats["CATEGORICAL_FEATURES"]) == \
+        ("kind", ["bill", "flipper"], [])
+    p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], cwd=str(d),
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0 and "5 passed" in p.stdout, p.stdout[-4000:] + p.stderr[-2000:]
