@@ -197,3 +197,26 @@ def test_a_project_from_other_data_passes_its_own_tests(tmp_path):
     p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], cwd=str(d),
                        capture_output=True, text=True, timeout=600)
     assert p.returncode == 0 and "5 passed" in p.stdout, p.stdout[-4000:] + p.stderr[-2000:]
+
+
+def test_workflows_pass_only_declared_substitutions_and_the_readme_names_every_variable(tmp_path):
+    import re
+    d = tmp_path / "proj"
+    scaffold.scaffold(str(d), name="proj")
+    wf = d / ".github" / "workflows"
+    retrain = yaml.safe_load((wf / "retrain.yml").read_text())
+    submit = "\n".join(s["run"] for s in retrain["jobs"]["cloud-build"]["steps"] if "run" in s)
+    passed = set(re.findall(r"[;^](_[A-Z_]+)=", submit))
+    declared = set(yaml.safe_load((d / "cloudbuild.yaml").read_text())["substitutions"])
+    assert passed and passed <= declared, passed - declared
+    assert "--config cloudbuild.yaml" in submit and "tfpipe ci plan" in (wf / "retrain.yml").read_text()
+    used = set()
+    for f in wf.glob("*.yml"):
+        used |= set(re.findall(r"\$\{\{\s*vars\.([A-Z0-9_]+)", f.read_text()))
+    readme = (d / "README.md").read_text()
+    assert used and not [v for v in sorted(used) if f"`{v}`" not in readme], used
+    on = yaml.safe_load((wf / "test.yml").read_text())[True]
+    assert "pull_request" in on
+    assert yaml.safe_load((wf / "monitor.yml").read_text())[True]["schedule"]
+    assert "gh workflow run retrain.yml" in (wf / "monitor.yml").read_text()
+    assert yaml.safe_load((wf / "deploy.yml").read_text())["jobs"]["staging"]["environment"] == "pre-production"
