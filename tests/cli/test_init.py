@@ -25,6 +25,8 @@ import pytest
 import yaml
 
 from tests.cicd.gitrepo import commit, git
+from tests.cicd.test_cloudbuild_dry_run import (BUILTINS, CLOUD_BUILDERS, DEFAULT_ENTRYPOINT, SHA,
+                                                resolve_substitutions, substitute, write_recorders)
 from tests.cicd.test_workflow_lint import LINT, _check_jsonschema
 from tests.conftest import REPO
 from tests.orchestrators.test_kubeflow import _ir_in_package
@@ -223,3 +225,80 @@ def test_compile_for_airflow_and_kubeflow(user, project, tmp_path):
              extra_env={"TFPIPE_HOME": str(tmp_path / "home"), "PIPELINE_BUCKET": BUCKET}))
     spec = yaml.safe_load(out.read_text())
     assert len(spec["root"]["dag"]["tasks"]) == 9
+
+
+CB_SUBS = {"_REGION": "europe-west4", "_REPOSITORY": "ct-repo", "_BUCKET": "gs://test-bucket", "_DRY_RUN": "true"}
+CB_IMAGE = f"europe-west4-docker.pkg.dev/{BUILTINS['PROJECT_ID']}/ct-repo/{NAME}:{SHA}"
+
+
+def run_project_cloudbuild(user, project, tmp_path, overrides):
+    """The project's cloudbuild.yaml, step by step, as tests/cicd/test_cloudbuild_dry_run.py
+    runs the repository's: Cloud Build's substitution rules applied to the file as written,
+    the docker and Cloud SDK builders' commands recorded instead of run, and the steps in the
+    pipeline image run for real with the user's virtualenv (the wheel) in a copy of the
+    project standing for the image's /opt/project. Returns ({step: CompletedProcess}, calls, workspace)."""
+    doc = yaml.safe_load((project / "cloudbuild.yaml").read_text())
+    work, image_src = tmp_path / "workspace", tmp_path / "image-src"
+    for root in (work, image_src):
+        shutil.copytree(project, root, ignore=shutil.ignore_patterns(".git"))
+    subs = resolve_substitutions(doc, {**overrides, "_IMAGE_SOURCE_DIR": str(image_src)})
+    log = tmp_path / "cloud-commands.jsonl"
+    log.touch()
+    write_recorders(tmp_path / "recorders", log)
+    ran = {}
+    for n, step in enumerate(doc["steps"]):
+        where = f"{project.name}/cloudbuild.yaml steps[{n}] ({step['id']})"
+        name = substitute(step["name"], subs, where)
+        builder = name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] else name
+        entry = step.get("entrypoint") or DEFAULT_ENTRYPOINT[builder]
+        argv = [substitute(entry, subs, where)] + [substitute(str(a), subs, where) for a in step.get("args", [])]
+        env = {k: substitute(v, subs, where) for k, _, v in (kv.partition("=") for kv in step.get("env", []))}
+        if builder in CLOUD_BUILDERS:
+            env["PATH"] = str(tmp_path / "recorders") + os.pathsep + os.environ["PATH"]
+            p = subprocess.run(argv, cwd=work, env={**os.environ, **env}, capture_output=True, text=True,
+                               timeout=120)
+        else:
+            assert name == CB_IMAGE, f"{where}: builder {name!r} is neither a cloud builder nor the pipeline image"
+            p = user(*argv, cwd=work, extra_env={"TFPIPE_HOME": "", **env}, timeout=600)
+        assert p.returncode == 0, f"{where} exited {p.returncode}\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
+        ran[step["id"]] = p
+    return ran, [json.loads(line) for line in log.read_text().splitlines()], work
+
+
+def test_cloudbuild_full_build_on_vertex(user, project, tmp_path):
+    ran, calls, work = run_project_cloudbuild(user, project, tmp_path, {**CB_SUBS, "_MODULES_ONLY": "false"})
+    build = next(c for c in calls if c[:2] == ["docker", "build"])
+    assert CB_IMAGE in build and build[-1] == "."
+    assert ["docker", "push", CB_IMAGE] in calls
+    assert ["gcloud", "storage", "rsync", "--recursive", "data", f"gs://test-bucket/{NAME}/data"] in calls
+    spec = yaml.safe_load((work / "pipeline.yaml").read_text())
+    assert {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()} == {CB_IMAGE}
+    job = json.loads(ran["submit"].stdout)
+    assert job["dry_run"] is True and job["target"] == "vertex" and job["images"] == [CB_IMAGE]
+    assert job["artifact_root"] == f"gs://test-bucket/{NAME}/artifacts"
+    assert job["pipeline_root"] == f"gs://test-bucket/{NAME}/vertex" and job["parameters"] == {}
+
+
+def test_cloudbuild_modules_only_reuses_the_image_and_points_at_the_uploaded_modules(user, project, tmp_path):
+    ran, calls, _ = run_project_cloudbuild(user, project, tmp_path, {
+        **CB_SUBS, "_MODULES_ONLY": "true", "_MODULE_FILES": "modules/model.py"})
+    assert not [c for c in calls if c[0] == "docker"]
+    assert any(c[:4] == ["gcloud", "artifacts", "docker", "tags"] and c[-1] == CB_IMAGE for c in calls)
+    upload = next(c for c in calls if c[:3] == ["gcloud", "storage", "cp"])
+    assert sorted(upload[3:-1]) == ["modules/features.py", "modules/model.py", "modules/preprocessing.py"]
+    assert upload[-1] == f"gs://test-bucket/{NAME}/modules/{SHA}/modules/"
+    job = json.loads(ran["submit"].stdout)
+    fuse = f"/gcs/test-bucket/{NAME}/modules/{SHA}/modules"
+    assert job["parameters"] == {"Trainer__module_file": f"{fuse}/model.py",
+                                 "Transform__module_file": f"{fuse}/preprocessing.py"}
+
+
+def test_cloudbuild_airflow_target_publishes_the_dag(user, project, tmp_path):
+    ran, calls, work = run_project_cloudbuild(user, project, tmp_path, {
+        **CB_SUBS, "_TARGET": "airflow", "_DRY_RUN": "false", "_AIRFLOW_DAGS": "gs://composer-bucket/dags"})
+    assert sorted(os.listdir(work / "dags")) == [f"{NAME}.ir.json", f"{NAME}.py"]
+    ir = json.loads((work / "dags" / f"{NAME}.ir.json").read_text())
+    assert ir["airflow"]["operator"] == "kubernetes" and ir["airflow"]["image"] == CB_IMAGE
+    assert ir["pipeline"]["root"] == f"gs://test-bucket/{NAME}/artifacts"
+    assert ["gcloud", "storage", "cp", f"dags/{NAME}.ir.json", f"dags/{NAME}.py", "gs://composer-bucket/dags/"] \
+        in calls
