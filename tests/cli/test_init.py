@@ -302,3 +302,11 @@ def test_cloudbuild_airflow_target_publishes_the_dag(user, project, tmp_path):
     assert ir["pipeline"]["root"] == f"gs://test-bucket/{NAME}/artifacts"
     assert ["gcloud", "storage", "cp", f"dags/{NAME}.ir.json", f"dags/{NAME}.py", "gs://composer-bucket/dags/"] \
         in calls
+
+
+def test_cloudbuild_kubeflow_target_submits_to_the_host(user, project, tmp_path):
+    ran, calls, _ = run_project_cloudbuild(user, project, tmp_path, {
+        **CB_SUBS, "_TARGET": "kubeflow", "_KFP_HOST": "http://127.0.0.1:8888"})
+    job = json.loads(ran["submit"].stdout)
+    assert job["dry_run"] is True and job["target"] == "kubeflow", job
+    assert job["host"] == "http://127.0.0.1:8888"
