@@ -145,11 +145,17 @@ def test_the_projects_own_unit_tests_pass(user, project):
     assert "5 passed" in p.stdout, p.stdout
 
 
-def test_run_blesses_and_pushes(user, project, tmp_path):
-    home = tmp_path / "home"
+@pytest.fixture(scope="session")
+def run_home(user, project, tmp_path_factory):
+    """TFPIPE_HOME after `tfpipe run pipeline.py` from the user's virtualenv, and its output."""
+    home = tmp_path_factory.mktemp("run") / "home"
     p = _ok(user("tfpipe", "run", "pipeline.py", "-P", "train_steps=60", "--parallel", "1", cwd=project,
                  extra_env={"TFPIPE_HOME": str(home)}, timeout=900))
-    out = p.stdout + p.stderr
+    return home, p.stdout + p.stderr
+
+
+def test_run_blesses_and_pushes(run_home):
+    home, out = run_home
     assert "[Evaluator] BLESSED" in out and "COMPLETE" in out, out[-3000:]
     pushed = home / "serving_model" / NAME
     versions = [v for v in os.listdir(pushed) if v.isdigit()]
@@ -157,6 +163,45 @@ def test_run_blesses_and_pushes(user, project, tmp_path):
     assert (pushed / versions[0] / "saved_model.pb").is_file()
     record = json.loads((pushed / versions[0] / "tfpipe_push.json").read_text())
     assert record, "the push record is empty"
+
+
+FAKE_GCLOUD = """#!{python}
+import os, shutil, sys
+# `gcloud storage cp SRC DST` with gs://test-bucket/ mapped to a local folder; anything else fails
+root = {root!r}
+local = lambda u: os.path.join(root, u[len("gs://test-bucket/"):]) if u.startswith("gs://test-bucket/") else u
+if sys.argv[1:3] != ["storage", "cp"] or len(sys.argv) != 5:
+    sys.exit("fake gcloud: unexpected " + " ".join(sys.argv[1:]))
+os.makedirs(os.path.dirname(local(sys.argv[4])) or ".", exist_ok=True)
+shutil.copyfile(local(sys.argv[3]), local(sys.argv[4]))
+"""
+
+
+def test_deploy_workflow_promotes_the_newest_pushed_version_to_staging(user, project, run_home, tmp_path):
+    """deploy.yml's promote script, run by bash as Actions runs it, on the run's real metadata
+    store; gcloud is a stand-in that copies between a local folder (the bucket) and the runner."""
+    home, _ = run_home
+    job = yaml.safe_load((project / ".github" / "workflows" / "deploy.yml").read_text())["jobs"]["staging"]
+    assert job["env"]["PIPELINE_NAME"] == NAME
+    script = next(s["run"] for s in job["steps"] if s.get("name") == "Promote the newest pushed version to staging")
+    bucket, runner, fake = tmp_path / "bucket", tmp_path / "runner", tmp_path / "bin"
+    store = bucket / NAME / "tfpipe" / "metadata.sqlite"
+    store.parent.mkdir(parents=True)
+    shutil.copyfile(home / "metadata.sqlite", store)
+    runner.mkdir()
+    fake.mkdir()
+    (fake / "gcloud").write_text(FAKE_GCLOUD.format(python=sys.executable, root=str(bucket)))
+    (fake / "gcloud").chmod(0o755)
+    summary = tmp_path / "summary.md"
+    p = user("bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script, cwd=project, extra_env={
+        "PATH": str(fake) + os.pathsep + str(user.venv / "bin") + os.pathsep + os.environ["PATH"],
+        "PIPELINE_NAME": NAME, "PIPELINE_BUCKET": "gs://test-bucket", "RUNNER_TEMP": str(runner),
+        "GITHUB_SHA": SHA, "GITHUB_STEP_SUMMARY": str(summary), "TFPIPE_HOME": str(home)})
+    _ok(p)
+    rows = json.loads(_ok(user("tfpipe", "models", "list", "--model", NAME, "--metadata", str(store), "--json",
+                               cwd=project)).stdout)
+    assert len(rows) == 1 and rows[0]["stage"] == "staging" and "staging" in rows[0]["aliases"], rows
+    assert f"version {rows[0]['version']} is now `staging`" in summary.read_text()
 
 
 def test_ci_plan_on_the_projects_commits(user, project, tmp_path):
