@@ -355,3 +355,60 @@ def test_cloudbuild_kubeflow_target_submits_to_the_host(user, project, tmp_path)
     job = json.loads(ran["submit"].stdout)
     assert job["dry_run"] is True and job["target"] == "kubeflow", job
     assert job["host"] == "http://127.0.0.1:8888"
+
+
+RECORDING_GCLOUD = """#!{python}
+import json, sys
+with open({log!r}, "a") as f:
+    f.write(json.dumps(sys.argv[1:]) + "\\n")
+if sys.argv[1:3] == ["builds", "submit"]:
+    print("build-123")
+"""
+
+
+def test_retrain_workflow_plans_a_module_change_and_submits_a_modules_only_build(user, project, tmp_path):
+    """retrain.yml's plan script and its Cloud Build submit script, run by bash as Actions runs
+    them: the plan on a real push (the wheel's `tfpipe ci plan`), its outputs handed to the
+    submit, whose gcloud is a recorder."""
+    repo = tmp_path / "repo"
+    shutil.copytree(project, repo)
+    before = git(repo, "rev-parse", "HEAD")
+    with open(repo / "modules" / "preprocessing.py", "a") as f:
+        f.write("\n# clip outliers next time\n")
+    commit(repo, "preprocessing")
+    wf = yaml.safe_load((repo / ".github" / "workflows" / "retrain.yml").read_text())
+    runner, out, summary = tmp_path / "runner", tmp_path / "plan-output", tmp_path / "summary.md"
+    runner.mkdir()
+    bash = ("bash", "--noprofile", "--norc", "-eo", "pipefail", "-c")
+    base_env = {**wf["env"], "RUNNER_TEMP": str(runner), "GITHUB_OUTPUT": str(out), "GITHUB_STEP_SUMMARY": str(summary)}
+    plan_step = next(s for s in wf["jobs"]["plan"]["steps"] if s.get("id") == "plan")
+    _ok(user(*bash, plan_step["run"], cwd=repo, extra_env={**base_env, "EVENT_NAME": "push", "PUSH_BEFORE": before,
+                                                           "INPUT_ACTION": ""}))
+    outputs = dict(line.split("=", 1) for line in out.read_text().splitlines())
+    assert outputs == {"action": "modules_only", "module_files": "modules/preprocessing.py"}, outputs
+    assert "Retrain plan for `demo`: `modules_only` (push)" in summary.read_text()
+
+    log, fake = tmp_path / "gcloud.jsonl", tmp_path / "bin"
+    fake.mkdir()
+    (fake / "gcloud").write_text(RECORDING_GCLOUD.format(python=sys.executable, log=str(log)))
+    (fake / "gcloud").chmod(0o755)
+    build_step = next(s for s in wf["jobs"]["cloud-build"]["steps"] if s.get("id") == "build")
+    env = {**base_env, "PATH": str(fake) + os.pathsep + os.environ["PATH"], "GITHUB_SHA": SHA,
+           "GCP_PROJECT_ID": "my-project", "GCP_REGION": "europe-west4", "GCP_ARTIFACT_REPOSITORY": "ct-repo",
+           "PIPELINE_BUCKET": "gs://test-bucket", "GCP_BUILD_SERVICE_ACCOUNT": "", "VERTEX_SERVICE_ACCOUNT": "",
+           "KFP_HOST": "", "AIRFLOW_DAGS": "", "ACTION": outputs["action"], "MODULE_FILES": outputs["module_files"],
+           "DRY_RUN": "false"}
+    _ok(user(*bash, build_step["run"], cwd=repo, extra_env=env))
+    call = json.loads(log.read_text().splitlines()[0])
+    subs = call[call.index("--substitutions") + 1]
+    assert subs.startswith("^;^") and call[:3] == ["builds", "submit", "."]
+    got = dict(kv.split("=", 1) for kv in subs[3:].split(";"))
+    assert got["_MODULES_ONLY"] == "true" and got["_MODULE_FILES"] == "modules/preprocessing.py"
+    assert got["_BUCKET"] == "gs://test-bucket" and got["COMMIT_SHA"] == SHA
+    assert set(got) - {"COMMIT_SHA"} <= set(yaml.safe_load((repo / "cloudbuild.yaml").read_text())["substitutions"])
+    assert "build_id=build-123" in out.read_text()
+    # a bucket that is not gs:// stops the job before anything is submitted
+    log.unlink()
+    p = user(*bash, build_step["run"], cwd=repo, extra_env={**env, "PIPELINE_BUCKET": "s3://team"})
+    assert p.returncode == 1 and "PIPELINE_BUCKET: expected gs://BUCKET, found 's3://team'" in p.stdout
+    assert not log.exists()
