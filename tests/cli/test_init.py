@@ -2,7 +2,9 @@
 once per session), the wheel installed into a fresh virtualenv, and from that virtualenv a
 project made, its own unit tests run, the pipeline run to a blessed and pushed model, CI plans
 computed on real commits, its workflows and Cloud Build file linted, a Vertex AI submit dry
-run and the Airflow and Kubeflow compiles. One project, made once, serves every check.
+run and the Airflow and Kubeflow compiles, its cloudbuild.yaml run step by step, and the
+scripts of its retrain and deploy workflows run by bash (the cloud CLIs stood in for by a
+recorder or a local copy). One project, made once, serves every check.
 
 The fresh virtualenv: the wheel is installed with --no-deps by the main environment's pip
 (`pip --python`), and the heavy dependencies (TensorFlow, TFX libraries, Beam, KFP, pytest)
