@@ -32,9 +32,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", help="project and pipeline name (default: DIR's name)")
     p.add_argument("--orchestrator", default="vertex", choices=["vertex", "kubeflow", "airflow"],
                    help="where the retrain workflow sends the pipeline (default: vertex)")
-    p.add_argument("--bucket", metavar="URI", help="s3://BUCKET or gs://BUCKET[/PREFIX]: the default of the one setting root, "
-                                    "data and push destination follow (default: local; $PIPELINE_BUCKET overrides)")
-    p.add_argument("--data", metavar="PATH", help="a CSV file or a folder of CSV files to use instead of the bundled penguin data")
+    p.add_argument("--bucket", metavar="URI",
+                   help="s3://BUCKET or gs://BUCKET[/PREFIX]: the default of the one setting root, data and push "
+                        "destination follow (default: local; $PIPELINE_BUCKET overrides)")
+    p.add_argument("--data", metavar="PATH",
+                   help="a CSV file or a folder of CSV files to use instead of the bundled penguin data")
     p.add_argument("--label", metavar="COLUMN", help="the column to predict (default: species)")
     p.add_argument("--force", action="store_true",
                    help="write into a non-empty directory, only when none of the project's files exists there")

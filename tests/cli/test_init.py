@@ -27,8 +27,15 @@ import pytest
 import yaml
 
 from tests.cicd.gitrepo import commit, git
-from tests.cicd.test_cloudbuild_dry_run import (BUILTINS, CLOUD_BUILDERS, DEFAULT_ENTRYPOINT, SHA,
-                                                resolve_substitutions, substitute, write_recorders)
+from tests.cicd.test_cloudbuild_dry_run import (
+    BUILTINS,
+    CLOUD_BUILDERS,
+    DEFAULT_ENTRYPOINT,
+    SHA,
+    resolve_substitutions,
+    substitute,
+    write_recorders,
+)
 from tests.cicd.test_workflow_lint import LINT, _check_jsonschema
 from tests.conftest import REPO
 from tests.orchestrators.test_kubeflow import _ir_in_package
