@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from .common import EXIT_FAILED, EXIT_OK, UsageError, compile_file, pipeline_function
@@ -33,7 +34,39 @@ def _kubeflow_compiler():
     return compile_kubeflow
 
 
-RUN_TARGETS = {"local": _local_runner, "beam": _beam_runner}
+def _airflow_runner():
+    """The compiled DAG under a real Airflow 3 (``airflow dags test``; its own virtualenv,
+    found through ``$TFPIPE_AIRFLOW``, else ``.venv-airflow`` here or ``airflow`` on the
+    PATH), in an AIRFLOW_HOME under the tfpipe home; the api-server it starts is stopped
+    when the run ends."""
+    import shutil
+
+    from tfpipe.graph import default_home
+    from tfpipe.orchestrators.airflow.local import AIRFLOW_BIN_ENV, AirflowLocalRunner
+
+    def make(verbose: bool = True):
+        candidates = (os.environ.get(AIRFLOW_BIN_ENV), os.path.join(os.getcwd(), ".venv-airflow", "bin", "airflow"),
+                      shutil.which("airflow"))
+        found = [p for p in candidates if p and os.path.exists(p)]
+        if not found:
+            raise UsageError(f"--target airflow: no Airflow 3 found; expected ${AIRFLOW_BIN_ENV} naming the `airflow` "
+                             f"command of Airflow's own virtualenv (it cannot share tfpipe's: docs/orchestrators.md), "
+                             f"or `airflow` on the PATH")
+        return AirflowLocalRunner(os.path.join(default_home(), "airflow"), airflow_bin=found[0], verbose=verbose)
+    return make
+
+
+def _kfp_local_runner():
+    from tfpipe.graph import default_home
+    from tfpipe.orchestrators.kubeflow.local import KfpLocalRunner
+
+    def make(verbose: bool = True):
+        return KfpLocalRunner(verbose=verbose, workdir=os.path.join(default_home(), "kfp-local"))
+    return make
+
+
+RUN_TARGETS = {"local": _local_runner, "beam": _beam_runner, "airflow": _airflow_runner,
+               "kfp-local": _kfp_local_runner}
 COMPILE_TARGETS = {"airflow": _airflow_compiler, "kubeflow": _kubeflow_compiler}
 
 
@@ -136,8 +169,13 @@ def cmd_run(args) -> int:
         runner = RUN_TARGETS[args.target]()(verbose=not args.quiet, parallel=args.parallel)
     else:
         runner = RUN_TARGETS[args.target]()(verbose=not args.quiet)
-    res = runner.run(ir, run_id=args.run_id, from_node=args.from_node, to_node=args.to_node,
-                     enable_cache=False if args.no_cache else None)
+    try:
+        res = runner.run(ir, run_id=args.run_id, from_node=args.from_node, to_node=args.to_node,
+                         enable_cache=False if args.no_cache else None)
+    finally:
+        close = getattr(runner, "close", None)  # an orchestrator's own servers (Airflow's api-server)
+        if close is not None:
+            close()
     from tfpipe.tracking.mlflow_export import (
         export_after_run,  # imports mlflow only if configured
     )
@@ -255,7 +293,10 @@ def _add_param_arg(p: argparse.ArgumentParser, sweep: bool) -> None:
 def add_commands(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("run", help="run a pipeline file (it defines create_pipeline())")
     r.add_argument("pipeline")
-    r.add_argument("--target", default="local", choices=sorted(RUN_TARGETS))
+    r.add_argument("--target", default="local", choices=sorted(RUN_TARGETS),
+                   help="local (default), beam (one Beam pipeline), airflow (the compiled DAG under a real Airflow 3, "
+                        "$TFPIPE_AIRFLOW), kfp-local (the compiled KFP spec under kfp.local); each exits 0 only "
+                        "when every node succeeded")
     r.add_argument("--run-id")
     r.add_argument("--from", dest="from_node", metavar="NODE", help="run this node and everything downstream")
     r.add_argument("--to", dest="to_node", metavar="NODE", help="run up to and including this node")
