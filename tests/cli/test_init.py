@@ -186,6 +186,27 @@ shutil.copyfile(local(sys.argv[3]), local(sys.argv[4]))
 """
 
 
+@pytest.mark.parametrize("target", ["kfp-local", "airflow"])
+def test_the_project_runs_under_kfp_local_and_airflow(user, project, tmp_path, target):
+    """`tfpipe run --target kfp-local|airflow` on the scaffolded pipeline, from the user's
+    virtualenv: blessed and pushed, exit 0; its data on a store that cannot be reached, the
+    first node fails and the command exits 1 naming it."""
+    airflow = os.path.join(REPO, ".venv-airflow", "bin", "airflow")
+    env = {"TFPIPE_HOME": str(tmp_path / "home"), "TFPIPE_AIRFLOW": airflow}
+    p = _ok(user("tfpipe", "run", "pipeline.py", "--target", target, "-P", "train_steps=60", "--run-id", "t-ok",
+                 cwd=project, extra_env=env, timeout=900))
+    assert "run t-ok COMPLETE" in p.stderr, p.stderr[-3000:]
+    pushed = tmp_path / "home" / "serving_model" / NAME
+    assert any((pushed / v / "saved_model.pb").is_file() for v in os.listdir(pushed) if v.isdigit())
+    from tests.object_store import free_port
+    bad = user("tfpipe", "run", "pipeline.py", "--target", target, "--run-id", "t-bad", cwd=project, timeout=900,
+               extra_env={**env, "PIPELINE_BUCKET": "s3://unreachable-bucket",
+                          "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}", "AWS_ACCESS_KEY_ID": "x",
+                          "AWS_SECRET_ACCESS_KEY": "y", "AWS_MAX_ATTEMPTS": "1"})
+    assert bad.returncode == 1, bad.stderr[-3000:]
+    assert "ExampleGen" in bad.stderr and "bucket unreachable-bucket" in bad.stderr, bad.stderr[-3000:]
+
+
 def test_deploy_workflow_promotes_the_newest_pushed_version_to_staging(user, project, run_home, tmp_path):
     """deploy.yml's promote script, run by bash as Actions runs it, on the run's real metadata
     store; gcloud is a stand-in that copies between a local folder (the bucket) and the runner."""
