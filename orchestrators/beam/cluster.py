@@ -56,16 +56,26 @@ def pipeline_args(*, job_port: int, worker_port: int, workers: int) -> list[str]
 
 
 def bundles_by_job(log_dir: str) -> dict[str, dict[int, int]]:
-    """{job (its control endpoint): {SDK worker process id: bundles it processed}}, in the
-    order the jobs started, from the pool's ``bundles.log``."""
+    """{job (its control endpoint, ``#2``... when a later job got the same port): {SDK worker
+    process id: bundles it processed}}, in the order the jobs started, from the pool's
+    ``bundles.log``."""
     jobs: dict[str, dict[int, int]] = {}
     path = os.path.join(log_dir, BUNDLES_LOG)
     if not os.path.exists(path):
         return jobs
+    current: dict[str, tuple[str, dict[str, int]]] = {}  # control -> (its latest job's key, worker id -> pid)
     with open(path) as f:
         for line in f:
-            pid, _wid, control, _instruction = line.split()
-            counts = jobs.setdefault(control, {})
+            pid, wid, control, _instruction = line.split()
+            key, workers = current.get(control, (control, {}))
+            if workers.get(wid, int(pid)) != int(pid):
+                # within a job a worker id is one process; another process under a worker id
+                # already taken is the next job, which the OS gave the same control port
+                n = sum(1 for k in jobs if k == control or k.startswith(control + "#")) + 1
+                key, workers = f"{control}#{n}", {}
+            workers[wid] = int(pid)
+            current[control] = (key, workers)
+            counts = jobs.setdefault(key, {})
             counts[int(pid)] = counts.get(int(pid), 0) + 1
     return jobs
 

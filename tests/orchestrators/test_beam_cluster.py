@@ -125,3 +125,15 @@ def test_a_busy_port_is_reported(tmp_path):
                             "--log-dir", str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert p.returncode == 1
     assert f"worker pool: cannot listen on 127.0.0.1:{port}" in p.stderr
+
+
+def test_jobs_that_got_the_same_control_port_are_told_apart(tmp_path):
+    """The OS may give a later job the control port of an earlier one: a job is still the
+    processes that served it (each worker id one process within a job)."""
+    from tfpipe.orchestrators.beam.cluster import BUNDLES_LOG, bundles_by_job
+    (tmp_path / BUNDLES_LOG).write_text(
+        "101 worker_0 localhost:5000 b1\n102 worker_1 localhost:5000 b2\n101 worker_0 localhost:5000 b3\n"
+        "201 worker_0 localhost:6000 b1\n202 worker_1 localhost:6000 b2\n"
+        "301 worker_0 localhost:6000 b1\n302 worker_1 localhost:6000 b2\n301 worker_0 localhost:6000 b3\n")
+    assert bundles_by_job(str(tmp_path)) == {"localhost:5000": {101: 2, 102: 1}, "localhost:6000": {201: 1, 202: 1},
+                                             "localhost:6000#2": {301: 2, 302: 1}}
