@@ -104,14 +104,8 @@ def resolve_input(params: dict) -> dict:
     all_files = sorted({f for fs in selected.values() for f in fs})
     return {"resolved_span": chosen[-1] if chosen else 0,
             "resolved_version": version if version is not None else 0,
-            "input_files": selected, "input_fingerprint": fingerprint_files([_local(f) for f in all_files]),
+            "input_files": selected, "input_fingerprint": fingerprint_files([fileio.local_file(f) for f in all_files]),
             "previous_span_files": previous[:1]}
-
-
-def _local(path: str) -> str:
-    """A local path to read: the file itself, or its copy in the local cache when it is an
-    object (fetched once per size and modification time)."""
-    return fileio.local_copy(path, fileio.version_of(path)) if fileio.is_remote(path) else path
 
 
 class _NamedAsGiven:
@@ -121,7 +115,7 @@ class _NamedAsGiven:
         self.names: dict[str, str] = {}
 
     def local(self, path: str) -> str:
-        loc = _local(path)
+        loc = fileio.local_file(path)
         if loc != path:
             self.names[loc] = path
         return loc

@@ -44,8 +44,8 @@ from collections.abc import Iterator
 __all__ = [
     "StorageError", "is_remote", "scheme", "join", "dirname", "basename", "abspath", "exists", "isdir",
     "isfile", "listdir", "list_files", "glob", "makedirs", "remove", "rmtree", "open_file", "read_bytes",
-    "read_text", "write_bytes", "write_text", "copy_tree", "copy_file", "upload_tree", "download_tree",
-    "local_copy", "version_of", "arrow_fs", "describe", "size", "cache_dir", "endpoint",
+    "read_text", "write_bytes", "write_text", "copy_tree", "copy_file", "upload_tree",
+    "local_copy", "local_file", "version_of", "arrow_fs", "describe", "cache_dir", "endpoint",
 ]
 
 REMOTE_SCHEMES = ("s3", "gs")
@@ -243,15 +243,6 @@ def version_of(uri: str) -> str:
         raise FileNotFoundError(f"no object at {describe(uri)}")
     mtime = info.mtime_ns if info.mtime_ns is not None else ""
     return f"{info.size}:{mtime}"
-
-
-def size(uri: str) -> int:
-    if not is_remote(uri):
-        return os.path.getsize(uri)
-    info = _info(uri)
-    if not _is_file_info(info):
-        raise FileNotFoundError(f"no object at {describe(uri)}")
-    return int(info.size)
 
 
 def list_files(uri: str) -> dict[str, int]:
@@ -502,14 +493,16 @@ def upload_tree(local: str, uri: str) -> dict[str, int]:
     return sent
 
 
-def download_tree(uri: str, local: str) -> dict[str, int]:
-    return copy_tree(uri, local)
-
-
 def cache_dir() -> str:
     """Where remote artifacts are copied to be read locally: ``$TFPIPE_CACHE_DIR`` or
     ``~/.cache/tfpipe``."""
     return os.environ.get("TFPIPE_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "tfpipe")
+
+
+def local_file(path: str) -> str:
+    """A local path to read a file from: the path itself, or the object's copy in the cache
+    (fetched once per size and modification time)."""
+    return local_copy(path, version_of(path)) if is_remote(path) else path
 
 
 def local_copy(uri: str, version: str = "") -> str:

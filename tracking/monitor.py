@@ -93,17 +93,14 @@ def _data_files(path: str, flag: str = "--data") -> list[str]:
     """The files to read, at local paths (a file on an object store is copied to the local
     cache first, once per size and modification time)."""
     if fileio.isfile(path):
-        return [_local(path)]
+        return [fileio.local_file(path)]
     if fileio.isdir(path):
         files = [f for f in fileio.glob(fileio.join(path, "*")) if not fileio.basename(f).startswith(".")]
         if files:
-            return [_local(f) for f in files]
+            return [fileio.local_file(f) for f in files]
     raise MonitorError(f"{flag} {path}: expected a CSV/Parquet/TFRecord file or a directory of them; found "
                        + ("an empty directory" if fileio.isdir(path) else "nothing at that path"))
 
-
-def _local(path: str) -> str:
-    return fileio.local_copy(path, fileio.version_of(path)) if fileio.is_remote(path) else path
 
 
 def _stats_of_table(table, where: str):
@@ -151,7 +148,7 @@ def _split_stats(stats_uri: str, split: str):
     p = ExampleStatistics(uri=stats_uri).stats_path(split)
     if not fileio.isfile(p):
         raise MonitorError(f"training statistics {p} do not exist (artifact removed?)")
-    return tfdv.load_stats_binary(_local(p))
+    return tfdv.load_stats_binary(fileio.local_file(p))
 
 
 def label_key(store, artifact_id: int) -> str | None:

@@ -73,8 +73,7 @@ def check_data(info: dict, remap=lambda p: p) -> list[dict]:
         for key, files, want in checks:
             files = [remap(f) for f in files]
             missing = [f for f in files if not fileio.isfile(f)]
-            got = None if missing else fingerprint_files(
-                [fileio.local_copy(f, fileio.version_of(f)) for f in files])
+            got = None if missing else fingerprint_files([fileio.local_file(f) for f in files])
             rows.append({"node": ex["node_id"], "key": key, "files": files, "recorded": want, "current": got,
                          "missing": missing, "ok": got == want})
     return rows
