@@ -35,6 +35,7 @@ import time
 from benchmarks.common import PENGUINS, REPO
 
 SECONDS = float(os.environ.get("BENCH_SERVING_SECONDS", "10"))
+LARGEST = 10_000  # the server's default --max-instances
 FEATURES = ["island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "sex", "year"]
 
 
@@ -125,6 +126,18 @@ async def _client(port: int, path: str, bodies: list[bytes], stop_at: float, lat
         writer.close()
 
 
+async def _beside(port: int, small_bodies: list[bytes], large_bodies: list[bytes], seconds: float):
+    """One client of 1-instance requests while another sends large ones back to back."""
+    stop_at = time.perf_counter() + seconds
+    small, large = ([], []), ([], [])
+    t0 = time.perf_counter()
+    await asyncio.gather(_client(port, "/v1/models/penguin:predict", large_bodies, stop_at, *large, 0),
+                         _client(port, "/v1/models/penguin:predict", small_bodies, stop_at, *small, 0))
+    wall = time.perf_counter() - t0
+    return tuple({"p50": _pct(lat, 50), "p99": _pct(lat, 99), "errors": err, "requests": len(lat),
+                  "throughput": len(lat) / wall} for lat, err in (small, large))
+
+
 async def _load(port: int, clients: int, seconds: float, bodies: list[bytes], model: str = "penguin") -> dict:
     lat, errors = [], []
     stop_at = time.perf_counter() + seconds
@@ -194,6 +207,27 @@ def run(report):
         finally:
             for s in servers.values():
                 s.stop()
+        srv = _serve(md, *logged)
+        try:
+            asyncio.run(_load(srv.port, 32, 2.0, bodies))  # warm-up
+            r = asyncio.run(_load(srv.port, 32, SECONDS, bodies))
+            report("serve with request logging, 32 clients: throughput", r["throughput"], "req/s",
+                   f"x{r['throughput'] / base['throughput']:.2f} of direct (goal >= 1.5x); "
+                   f"{len(r['errors'])} failed")
+            report("serve with request logging, 32 clients: p99 latency", r["p99"] * 1000, "ms",
+                   f"p50 {r['p50'] * 1000:.1f} ms (goal p99 <= 30 ms)")
+            big = [json.dumps({"instances": [instances[(k + i) % len(instances)] for i in range(LARGEST)]}).encode()
+                   for k in range(3)]
+            asyncio.run(_load(srv.port, 1, 1.0, bodies))
+            alone = asyncio.run(_load(srv.port, 1, SECONDS / 2, bodies))
+            small, large = asyncio.run(_beside(srv.port, bodies, big, SECONDS / 2))
+            report(f"1-instance requests beside {LARGEST:,}-instance ones: added p99 latency",
+                   (small["p99"] - alone["p99"]) * 1000, "ms",
+                   f"p99 {alone['p99'] * 1000:.1f} ms alone, {small['p99'] * 1000:.1f} ms beside "
+                   f"(goal <= 50 ms added); the large requests took {large['p50'] * 1000:.0f} ms at p50, "
+                   f"{large['requests']} done, {len(small['errors']) + len(large['errors'])} failed")
+        finally:
+            srv.stop()
         tp = {k: sum(x["requests"] for x in v) / sum(x["wall"] for x in v) for k, v in rounds.items()}
         off, on = (tp["off-1"] + tp["off-2"]) / 2, (tp["on-1"] + tp["on-2"]) / 2
         failed = sum(len(x["errors"]) for v in rounds.values() for x in v)

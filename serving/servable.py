@@ -3,7 +3,9 @@ front of each of its signatures.
 
 Batching: concurrent requests for the same signature wait in an asyncio queue; whenever a
 compute slot is free, everything queued (up to ``max_batch_size`` examples) goes into ONE
-signature call on a worker thread, and each request gets its own rows back. At low load a
+signature call on a worker thread, and each request gets its own rows back; a request larger
+than a batch is split over several calls, and the requests with the fewest examples left
+go first, so a small request waits behind at most one batch of a large one. At low load a
 request never waits for company (the model is idle, its batch is itself); under load the
 queue fills while the model computes, so batches grow by themselves. ``batch_timeout_s``
 > 0 additionally holds a partial batch that long for more requests (TF Serving's
@@ -17,7 +19,6 @@ version switch never fails a request in flight.
 from __future__ import annotations
 
 import asyncio
-import collections
 import os
 import re
 import time
@@ -93,13 +94,27 @@ def _outputs(fn, input_name: str, records: list[bytes]) -> dict:
     return {k: v.numpy() for k, v in out.items()}
 
 
+class _Pending:
+    """A request in a batcher's queue: its examples, how many are handed to the model, and
+    the outputs of the parts computed so far (a request larger than a batch is split)."""
+    __slots__ = ("records", "fut", "sent", "parts", "got")
+
+    def __init__(self, records: list, fut):
+        self.records, self.fut = records, fut
+        self.sent, self.got = 0, 0
+        self.parts: list = []
+
+    def remaining(self) -> int:
+        return len(self.records) - self.sent
+
+
 class Batcher:
     def __init__(self, fn, input_name: str, executor, max_batch_size: int = 64, batch_timeout_s: float = 0.0,
                  threads: int = 1):
         self.fn, self.input_name, self.executor = fn, input_name, executor
         self.max_batch_size, self.batch_timeout_s = max(1, int(max_batch_size)), float(batch_timeout_s)
         self.threads = max(1, int(threads))
-        self._queue: collections.deque = collections.deque()
+        self._queue: list[_Pending] = []
         self._rows = 0
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
@@ -112,10 +127,27 @@ class Batcher:
             self._wake = asyncio.Event()
             self._task = loop.create_task(self._dispatch())
         fut = loop.create_future()
-        self._queue.append((records, fut))
+        self._queue.append(_Pending(records, fut))
         self._rows += len(records)
         self._wake.set()
         return await fut
+
+    def _take(self) -> list:
+        """The next batch: (request, start, end) parts of at most ``max_batch_size`` examples
+        in all. Requests with the fewest examples left go first, so a small request never
+        waits behind more than one batch of a large one (which is split, as TF Serving's
+        ``enable_large_batch_splitting``); a large request fills what room is left."""
+        room, parts = self.max_batch_size, []
+        for p in sorted(self._queue, key=_Pending.remaining):
+            if room == 0:
+                break
+            k = min(room, p.remaining())
+            parts.append((p, p.sent, p.sent + k))
+            p.sent += k
+            room -= k
+        self._queue = [p for p in self._queue if p.remaining() and not p.fut.done()]
+        self._rows -= self.max_batch_size - room
+        return parts
 
     async def _dispatch(self):
         slots = asyncio.Semaphore(self.threads)
@@ -127,54 +159,66 @@ class Batcher:
             await slots.acquire()
             if self.batch_timeout_s > 0 and self._rows < self.max_batch_size:
                 await asyncio.sleep(self.batch_timeout_s)
-            batch, n = [], 0
-            while self._queue and (not batch or n + len(self._queue[0][0]) <= self.max_batch_size):
-                item = self._queue.popleft()
-                batch.append(item)
-                n += len(item[0])
-            self._rows -= n
+            parts = self._take()
             if not self._queue:
                 self._wake.clear()
-            asyncio.get_running_loop().create_task(self._run(batch, slots))
+            asyncio.get_running_loop().create_task(self._run(parts, slots))
 
-    async def _run(self, batch, slots):
+    def _done(self, p: _Pending, start: int, end: int, outs: dict) -> None:
+        if p.fut.done():
+            return
+        p.parts.append((start, outs))
+        p.got += end - start
+        if p.got >= len(p.records):
+            if len(p.parts) == 1:
+                p.fut.set_result(p.parts[0][1])
+                return
+            import numpy as np
+            p.parts.sort(key=lambda x: x[0])
+            p.fut.set_result({k: np.concatenate([o[k] for _, o in p.parts]) for k in p.parts[0][1]})
+
+    def _fail(self, p: _Pending, e: BaseException) -> None:
+        if not p.fut.done():
+            p.fut.set_exception(e if isinstance(e, Exception) else ModelError("the server is stopping"))
+        p.sent = len(p.records)  # nothing more of it is handed to the model
+
+    async def _run(self, parts, slots):
         loop = asyncio.get_running_loop()
         try:
-            records = [r for recs, _ in batch for r in recs]
+            records = [r for p, a, b in parts for r in p.records[a:b]] if len(parts) > 1 else \
+                parts[0][0].records[parts[0][1]:parts[0][2]]
             self.batches += 1
             self.examples += len(records)
             try:
                 outs = await loop.run_in_executor(self.executor, _outputs, self.fn, self.input_name, records)
-            except ModelError:
-                if len(batch) == 1:
-                    raise
-                for recs, fut in batch:  # one bad request must not fail the others
+            except ModelError as e:
+                if len(parts) == 1:
+                    self._fail(parts[0][0], e)
+                    return
+                for p, a, b in parts:  # one bad request must not fail the others
+                    if p.fut.done():
+                        continue
                     try:
-                        res = await loop.run_in_executor(self.executor, _outputs, self.fn, self.input_name, recs)
-                        if not fut.done():
-                            fut.set_result(res)
-                    except Exception as e:  # noqa: BLE001 - handed to the request that caused it
-                        if not fut.done():
-                            fut.set_exception(e)
+                        self._done(p, a, b, await loop.run_in_executor(self.executor, _outputs, self.fn,
+                                                                    self.input_name, p.records[a:b]))
+                    except Exception as e2:  # noqa: BLE001 - handed to the request that caused it
+                        self._fail(p, e2)
                 return
             i = 0
-            for recs, fut in batch:
-                if not fut.done():
-                    fut.set_result({k: v[i:i + len(recs)] for k, v in outs.items()})
-                i += len(recs)
+            for p, a, b in parts:
+                self._done(p, a, b, {k: v[i:i + b - a] for k, v in outs.items()})
+                i += b - a
         except BaseException as e:  # noqa: BLE001 - every waiting request learns why
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(e if isinstance(e, Exception) else ModelError("the server is stopping"))
+            for p, _, _ in parts:
+                self._fail(p, e)
         finally:
             slots.release()
 
     def close(self):
         if self._task is not None:
             self._task.cancel()
-        for _, fut in self._queue:
-            if not fut.done():
-                fut.set_exception(ModelError("the model version was unloaded"))
+        for p in self._queue:
+            self._fail(p, ModelError("the model version was unloaded"))
         self._queue.clear()
 
 
