@@ -41,12 +41,20 @@ class EvaluationError(RuntimeError):
     pass
 
 
+def _counted(batch, progress_key: str):
+    from tfpipe.runtime import count
+    count(progress_key, batch.num_rows)
+    return batch
+
+
 def evaluation_graph(p, *, data_location: str, eval_config, output_path: str, model_dir: str,
-                     baseline_dir: str | None = None) -> None:
+                     baseline_dir: str | None = None, progress_key: str = "") -> None:
     """Add the evaluation to Beam pipeline ``p``: tf.Examples from ``data_location`` (TFRecord
     files) as Arrow record batches into TFMA's ``ExtractEvaluateAndWriteResults``, which
     writes metrics, plots and the validation result under ``output_path``. What
     ``tfma.run_model_analysis`` builds, on the pipeline's own runner."""
+    import apache_beam as beam
+    import pyarrow as pa
     import tensorflow_model_analysis as tfma
     from tfx_bsl.public.tfxio import TFExampleRecord
     models = [tfma.default_eval_shared_model(model_dir, eval_config=eval_config, model_name="candidate")]
@@ -55,6 +63,7 @@ def evaluation_graph(p, *, data_location: str, eval_config, output_path: str, mo
     tfxio = TFExampleRecord(file_pattern=data_location, raw_record_column_name=tfma.ARROW_INPUT_COLUMN,
                             telemetry_descriptors=["tfpipe"])
     (p | "ReadExamples" >> tfxio.BeamSource()
+       | "CountRows" >> beam.Map(_counted, progress_key).with_output_types(pa.RecordBatch)
        | "ExtractEvaluateAndWriteResults" >> tfma.ExtractEvaluateAndWriteResults(
            eval_config=eval_config, eval_shared_model=models if len(models) > 1 else models[0],
            output_path=output_path))
@@ -206,10 +215,13 @@ def Evaluator(examples: Input[Examples], model: Input[Model], evaluation: Output
                 n += 1
     ctx.log(f"evaluating on {n:,} examples of {list(example_splits)}")
     os.makedirs(evaluation.uri, exist_ok=True)
-    with libraries_not_autographed(), ctx.beam_pipeline() as p:  # tf_keras / TFT code traced unconverted
+    from tfpipe.runtime import tracking
+    key = f"Evaluator {evaluation.uri}"
+    with libraries_not_autographed(), tracking(key, n, "rows evaluated"), \
+            ctx.beam_pipeline() as p:  # tf_keras / TFT code traced unconverted
         evaluation_graph(p, data_location=data, eval_config=proto, output_path=evaluation.uri,
                          model_dir=model.saved_model_dir(),
-                         baseline_dir=baseline_model.saved_model_dir() if has_baseline else None)
+                         baseline_dir=baseline_model.saved_model_dir() if has_baseline else None, progress_key=key)
     validation = tfma.load_validation_result(evaluation.uri)
     reasons = _reasons(validation)
     blessed = bool(validation.validation_ok) and not reasons

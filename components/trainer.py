@@ -144,8 +144,18 @@ def _recording_fit(history: dict, log_dir: str, log):
                           if isinstance(v, (int, float)) or hasattr(v, "__float__"))
         log(f"epoch {len(history.get('loss', [])) or epoch + 1}: {shown}")
 
+    ctx = current()
+
     def patched(k):
         class _Recorder(k.callbacks.Callback):
+            def on_train_begin(self, logs=None):
+                p = self.params or {}
+                self._step, self._total = 0, (p.get("steps") or 0) * (p.get("epochs") or 1) or None
+
+            def on_train_batch_end(self, batch, logs=None):
+                self._step += 1
+                ctx.progress(self._step, self._total, "steps trained")
+
             def on_epoch_end(self, epoch, logs=None):
                 on_epoch_end(epoch, logs)
 
@@ -157,6 +167,8 @@ def _recording_fit(history: dict, log_dir: str, log):
                 cbs.append(k.callbacks.TensorBoard(log_dir=log_dir))
             cbs.append(_Recorder())
             kwargs["callbacks"] = cbs
+            if len(args) < 5:  # fit(x, y, batch_size, epochs, verbose, ...): not given positionally
+                kwargs.setdefault("verbose", 0)  # progress is the node's log lines, not a bar per step
             return original(self, *args, **kwargs)
         return original, fit
 

@@ -37,6 +37,7 @@ from tfpipe import (
     current,
     fileio,
 )
+from tfpipe.runtime import tracking
 
 from ._autograph import libraries_not_autographed
 from ._user_code import call_user_fn, check_static, compile_check, describe, load_user_fn
@@ -70,11 +71,14 @@ def raw_arrow_schema(schema):
                       if f.type in types])
 
 
-def _to_raw_batches(table, arrow_schema):
-    """A Parquet table -> list-typed record batches cast to the schema's types."""
+def _to_raw_batches(table, arrow_schema, progress_key: str = ""):
+    """A Parquet table -> list-typed record batches cast to the schema's types (its rows
+    counted towards the node's progress under ``progress_key``)."""
     import pyarrow as pa
 
+    from tfpipe.runtime import count
     from tfpipe.tabular import to_list_batch
+    count(progress_key, table.num_rows)
     missing = [n for n in arrow_schema.names if n not in table.column_names]
     if missing:
         raise TransformError(f"columns {missing} of the schema are not in the examples "
@@ -97,10 +101,11 @@ def _read_schema(schema: Schema):
 def transform_beam_graph(p, *, examples: Examples, raw_schema, preprocessing_fn, transform_graph: TransformGraph,
                          transformed_examples: Examples, post_transform_statistics: ExampleStatistics,
                          analyze_splits: list[str], splits: list[str], compute_statistics: bool,
-                         temp_dir: str) -> None:
+                         temp_dir: str, progress_key: str = "") -> None:
     """Add Transform's work to Beam pipeline ``p``: TFT analyzes ``analyze_splits`` with
     ``preprocessing_fn`` and writes the transform graph, then transforms each of ``splits``
-    into TFRecord files of tf.Example (and their TFDV statistics)."""
+    into TFRecord files of tf.Example (and their TFDV statistics). Rows read count towards
+    ``progress_key`` (``tfpipe.runtime.tracking``)."""
     import apache_beam as beam
     import pyarrow as pa
     import tensorflow_data_validation as tfdv
@@ -116,7 +121,7 @@ def transform_beam_graph(p, *, examples: Examples, raw_schema, preprocessing_fn,
         files = examples.parquet_files(split)
         return (p | f"Read[{split}]" >> beam.io.ReadFromParquetBatched(files[0] if len(files) == 1 else
                                                                        examples.parquet_glob(split))
-                  | f"ToLists[{split}]" >> beam.FlatMap(_to_raw_batches, arrow_schema)
+                  | f"ToLists[{split}]" >> beam.FlatMap(_to_raw_batches, arrow_schema, progress_key)
                   .with_output_types(pa.RecordBatch))
 
     with tft_beam.Context(temp_dir=temp_dir):
@@ -174,12 +179,17 @@ def Transform(examples: Input[Examples], schema: Input[Schema],
 
     tmp = ctx.tmp_dir or tempfile.mkdtemp(prefix="tfpipe-transform-")
     ctx.log(f"analyzing {analyze_splits} and transforming {splits} with {what}")
-    with libraries_not_autographed(), ctx.beam_pipeline() as p:
+    read = list(dict.fromkeys([*analyze_splits, *splits]))
+    total = sum((examples.row_counts or {}).get(s, 0) for s in read) or None
+    key = f"Transform {transformed_examples.uri}"
+    with libraries_not_autographed(), tracking(key, total, f"rows of {'+'.join(read)} read"), \
+            ctx.beam_pipeline() as p:
         transform_beam_graph(p, examples=examples, raw_schema=raw_schema, preprocessing_fn=wrapped_fn,
                              transform_graph=transform_graph, transformed_examples=transformed_examples,
                              post_transform_statistics=post_transform_statistics,
                              analyze_splits=list(analyze_splits), splits=splits,
-                             compute_statistics=compute_statistics, temp_dir=os.path.join(tmp, "tft"))
+                             compute_statistics=compute_statistics, temp_dir=os.path.join(tmp, "tft"),
+                             progress_key=key)
 
     # the raw schema beside the graph, as TFX lays it out (raw_feature_spec() reads it)
     from google.protobuf import text_format

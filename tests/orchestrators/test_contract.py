@@ -2,6 +2,7 @@
 executions, artifacts and lineage in ML Metadata, the same cache behaviour, and the same
 failure handling, whether it runs locally, as one Beam pipeline, under Airflow or kfp.local."""
 import os
+import re
 
 import pytest
 
@@ -96,6 +97,16 @@ def test_penguin_model_blessed_and_pushed(scenarios, orch):
     version = fileio.join(pushed.destination, pushed.pushed_version)
     files = fileio.list_files(version)
     assert "saved_model.pb" in files and "tfpipe_push.json" in files, sorted(files)
+
+
+def test_long_nodes_show_progress_in_airflow_task_logs(scenarios):
+    """Transform, the Trainer and the Evaluator say how far along they are (done of total, the
+    rate, the time left) in Airflow's task logs, as in a local run's output."""
+    log = scenarios("airflow").summaries["penguin-1"]["airflow_log"]
+    for node, what in (("Transform", "rows of train+eval read"), ("Trainer", "steps trained"),
+                       ("Evaluator", "rows evaluated")):
+        assert re.search(rf"\[{node}\] [\d,]+/[\d,]+ {re.escape(what)} \(100%\)", log), \
+            f"no final progress line of {node} in the task logs"
 
 
 @pytest.mark.parametrize("orch", ORCHESTRATORS)
