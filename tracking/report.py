@@ -127,6 +127,9 @@ def _feature_cell(f) -> tuple[str, str]:
     return e(kind or "no statistics"), ""
 
 
+OPEN_FEATURES = 12  # a statistics table of more features starts folded (one line that says what it holds)
+
+
 def _statistics(info: dict) -> str:
     arts = _outputs(info, "ExampleStatistics")
     if not arts:
@@ -163,7 +166,9 @@ def _statistics(info: dict) -> str:
                 cells.append(f'<div class="small">{summary}</div>{chart}')
             cells.insert(1, e(ftype))
             rows.append(cells)
-        parts.append(_table(["feature", "type"] + [f"split {e(s)}" for s in per_split], rows, "stats"))
+        table = _table(["feature", "type"] + [f"split {e(s)}" for s in per_split], rows, "stats")
+        parts.append(f'<details{" open" if len(rows) <= OPEN_FEATURES else ""}><summary>{len(rows)} feature(s): '
+                     f'{e(", ".join(names[:6]) + (", ..." if len(names) > 6 else ""))}</summary>{table}</details>')
     parts.append("</section>")
     return "".join(parts)
 

@@ -62,6 +62,7 @@ def test_report_contents(report, penguin):
     charts = [a for t, a in p.tags if t == "svg" and a.get("aria-label") in ("histogram", "top values")]
     assert len(charts) >= 2 * 8
     assert "body_mass_g" in p.text["statistics"] and "mean=" in p.text["statistics"]
+    assert ("details", {"open": None}) in p.tags  # a table of a few features starts unfolded
     found = json.load(open(glob.glob(os.path.join(penguin.root, "ExampleValidator", "anomalies", "*",
                                                   "anomalies.json"))[0]))
     n = sum(len(v) for v in found.values())
@@ -82,6 +83,27 @@ def test_report_contents(report, penguin):
         for k in ("src", "href"):
             v = a.get(k) or ""
             assert not v or v.startswith("#"), (t, k, v)
+
+
+def test_statistics_of_many_features_start_folded(tmp_path):
+    """A wide dataset's statistics table is one line (how many features, the first names)
+    until opened, so training and evaluation are not thousands of pixels down the page."""
+    import pandas as pd
+    import tensorflow_data_validation as tfdv
+
+    from tfpipe import ExampleStatistics, fileio
+    from tfpipe.tracking.report import _statistics
+    art = ExampleStatistics(uri=str(tmp_path / "stats"))
+    wide = pd.DataFrame({f"pixel_{i}": [float(i + j) for j in range(50)] for i in range(64)})
+    for split in ("train", "eval"):
+        fileio.write_bytes(art.stats_path(split), tfdv.generate_statistics_from_dataframe(wide).SerializeToString())
+    info = {"executions": [{"node_id": "StatisticsGen", "outputs": {"statistics": [
+        {"type": "ExampleStatistics", "state": "LIVE", "uri": art.uri, "id": 7}]}}]}
+    p = _Parse()
+    p.feed(_statistics(info))
+    assert ("details", {}) in p.tags and ("details", {"open": None}) not in p.tags
+    assert "64 feature(s): pixel_0, pixel_1" in p.text["statistics"]
+    assert p.text["statistics"].count("pixel_63") == 1  # in the folded table, once
 
 
 def test_report_renders_in_headless_chromium(report, tmp_path):
