@@ -6,7 +6,10 @@ from tfpipe.metadata import MetadataStore
 
 from .results import load_evaluation
 
-__all__ = ["summarize_lineage"]
+__all__ = ["summarize_lineage", "MODEL_ROLES"]
+
+# a Model reached through these inputs is not the model itself
+MODEL_ROLES = {"baseline_model": "baseline", "base_model": "warm-start base"}
 
 
 def summarize_lineage(tree: dict, store: MetadataStore | None = None) -> dict:
@@ -18,7 +21,7 @@ def summarize_lineage(tree: dict, store: MetadataStore | None = None) -> dict:
            "evaluation": [], "blessing": [], "hyperparameters": [], "executions": []}
     seen_a, seen_e = set(), set()
 
-    def walk(node):
+    def walk(node, via: str = ""):
         a = node["artifact"]
         if a["id"] not in seen_a:
             seen_a.add(a["id"])
@@ -34,8 +37,8 @@ def summarize_lineage(tree: dict, store: MetadataStore | None = None) -> dict:
                 out["schema"].append(base)
             elif t == "TransformGraph":
                 out["transform"].append(base)
-            elif t == "Model":
-                out["model"].append(base)
+            elif t == "Model":  # by the input it was reached through: the Evaluator's baseline, a warm start
+                out["model"].append({**base, "role": MODEL_ROLES.get(via, "candidate")})
             elif t == "ModelEvaluation":
                 ev = load_evaluation(a["uri"])
                 out["evaluation"].append({**base, "slices": ev["slices"], "thresholds": ev["thresholds"]})
@@ -58,9 +61,9 @@ def summarize_lineage(tree: dict, store: MetadataStore | None = None) -> dict:
             out["executions"].append({k: pb.get(k) for k in ("execution_id", "node_id", "component", "run_id",
                                                              "git_commit", "git_dirty", "code_version",
                                                              "data_fingerprint", "parameters")})
-        for subs in node.get("inputs", {}).values():
+        for key, subs in node.get("inputs", {}).items():
             for s in subs:
-                walk(s)
+                walk(s, key)
 
     walk(tree)
     commits = sorted({(e["git_commit"] or "-") + ("*" if e["git_dirty"] else "") for e in out["executions"]})

@@ -275,7 +275,8 @@ def format_version(info: dict) -> str:
                      f"{(d['input_fingerprint'] or '-')[:12]} rows {d['row_counts']}")
     for k in ("schema", "transform", "model", "hyperparameters"):
         for a in lin[k]:
-            lines.append(f"  {k}: #{a['id']} fingerprint {(a['fingerprint'] or '-')[:12]} {a['uri']}")
+            what = f"{k} ({a['role']})" if a.get("role") else k
+            lines.append(f"  {what}: #{a['id']} fingerprint {(a['fingerprint'] or '-')[:12]} {a['uri']}")
     for ev in lin["evaluation"]:
         overall = next(iter(ev["slices"].values()), {}) if ev["slices"] else {}
         lines.append(f"  evaluation: #{ev['id']} " + " ".join(f"{k}={v:.4g}" for k, v in list(overall.items())[:6])

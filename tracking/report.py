@@ -308,7 +308,8 @@ def _lineage(store: MetadataStore, info: dict) -> str:
                        f"{(d['input_fingerprint'] or '-')[:16]}, rows {d['row_counts']}")])
     for k in ("schema", "transform", "hyperparameters", "model"):
         for a in lin[k]:
-            rows.append([k, f"#{a['id']}", f"<code>{e(a['uri'])}</code> fingerprint {(a['fingerprint'] or '-')[:16]}"])
+            rows.append([e(f"{k} ({a['role']})" if a.get("role") else k), f"#{a['id']}",
+                         f"<code>{e(a['uri'])}</code> fingerprint {(a['fingerprint'] or '-')[:16]}"])
     for ev in lin["evaluation"]:
         rows.append(["evaluation", f"#{ev['id']}", e(f"{len(ev['slices'])} slices")])
     for b in lin["blessing"]:

@@ -99,6 +99,7 @@ def test_lineage_of_a_version(penguin):
     [data] = lin["data"]
     assert data["span"] == 0 and len(data["input_fingerprint"]) == 64 and data["row_counts"]["train"] > 0
     assert len(lin["schema"]) == 1 and len(lin["transform"]) == 1 and len(lin["model"]) == 1
+    assert lin["model"][0]["role"] == "candidate"
     assert len(lin["hyperparameters"]) == 1  # the Tuner's best hyperparameters
     assert lin["evaluation"][0]["slices"]["Overall"]["example_count"] > 0
     assert lin["blessing"][0]["blessed"] is True
@@ -107,5 +108,33 @@ def test_lineage_of_a_version(penguin):
     assert trainer["run_id"] == penguin.runs[1]
     assert lin["code_commits"] and all(c for c in lin["code_commits"])
     text = tfpipe("models", "show", v2, "--metadata", penguin.metadata, check=0).stdout
-    for word in ("data: Examples", "schema: #", "transform: #", "evaluation: #", "code commits:", "Trainer (Trainer)"):
+    for word in ("data: Examples", "schema: #", "transform: #", "evaluation: #", "code commits:", "Trainer (Trainer)",
+                 "model (candidate): #"):
         assert word in text
+
+
+def test_lineage_tells_the_baseline_and_a_warm_start_from_the_model():
+    """A Model reached through the Evaluator's baseline_model (or a Trainer's base_model) is
+    labelled as such in the summary that models show and the report print."""
+    from tfpipe.tracking.lineage_summary import summarize_lineage
+
+    def art(i, t):
+        return {"id": i, "type": t, "uri": f"/m/{i}", "state": "LIVE", "properties": {"fingerprint": f"f{i}"}}
+
+    def made(i, node, inputs):
+        return {"execution_id": i, "node_id": node, "component": node, "run_id": "r", "git_commit": "c",
+                "git_dirty": False, "code_version": "1", "data_fingerprint": "", "parameters": {}}, inputs
+
+    def node(a, pb=None):
+        n = {"artifact": a}
+        if pb:
+            n["produced_by"], n["inputs"] = pb
+        return n
+    warm = node(art(1, "Model"))
+    candidate = node(art(2, "Model"), made(10, "Trainer", {"base_model": [warm]}))
+    baseline = node(art(3, "Model"))
+    blessing = node(art(4, "ModelBlessing"), made(11, "Evaluator", {"model": [candidate],
+                                                                     "baseline_model": [baseline]}))
+    pushed = node(art(5, "PushedModel"), made(12, "Pusher", {"model": [candidate], "model_blessing": [blessing]}))
+    roles = {m["id"]: m["role"] for m in summarize_lineage(pushed)["model"]}
+    assert roles == {2: "candidate", 1: "warm-start base", 3: "baseline"}
