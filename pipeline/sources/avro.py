@@ -18,6 +18,7 @@ from . import Source, SourceError
 
 __all__ = ["AvroSource", "avro_schema", "avro_batches"]
 
+AVRO_BATCH_ROWS = 32 * 1024
 _PRIMITIVE = {"int": "int64", "long": "int64", "float": "float64", "double": "float64", "string": "string",
               "boolean": "bool_", "bytes": "binary"}
 _EXPECTED = ("expected int, long, float, double, string, boolean, bytes, enum, fixed, an array of one of these, "
@@ -85,6 +86,7 @@ def avro_batches(path: str, schema, rows: int) -> Iterator[Any]:
     import pyarrow as pa
     names = schema.names
     total = 0
+    rows = min(rows, AVRO_BATCH_ROWS)  # records are Python dicts until a batch is made
 
     def batch(buf):
         cols = []
