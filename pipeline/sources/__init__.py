@@ -103,7 +103,11 @@ def load_source(name: str, config: dict | None = None) -> Source:
             raise SourceError(f"source {name!r}: cannot load {spec or name}: {e}") from None
     if not callable(getattr(cls, "snapshot", None)) or not callable(getattr(cls, "read", None)):
         raise SourceError(f"source {name!r}: {cls!r} has no snapshot() and read() methods")
-    return cls(**(config or {}))
+    try:
+        return cls(**(config or {}))
+    except TypeError as e:  # a missing or unknown keyword argument
+        raise SourceError(f"source {name!r}: cannot make it with source_config keys {sorted(config or {})}: "
+                          f"{e}") from None
 
 
 def check_snapshot(snap: Any, name: str) -> dict:
