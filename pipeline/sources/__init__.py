@@ -214,7 +214,7 @@ def _describe(src: Any, name: str) -> str:
         d = src.describe()
     except Exception:  # a user's source without describe(): its name will do
         d = ""
-    return f"{name!r} ({d})" if d and d != name else repr(name)
+    return f"{name!r} ({d})" if d and d not in (name, Source.kind) else repr(name)
 
 
 def describe_version(data_version: dict) -> str:
