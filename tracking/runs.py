@@ -186,27 +186,59 @@ def _params_text(params: dict, n: int = 60) -> str:
     return s if len(s) <= n else s[:n - 3] + "..."
 
 
+LIST_WIDTH = 120  # runs list fits a terminal this wide; runs show and --json have everything
+
+
+def _fit(table: list[list], header: list[str], first_flex: int, width: int = LIST_WIDTH) -> list[list]:
+    """Cut the cells of the columns from ``first_flex`` on (metrics, sweep, parameters) so
+    that every line fits ``width``: a column that needs less than an equal share of what the
+    others leave keeps it all, the rest share the remainder; a cell is cut after a whole word
+    (a metric, a parameter) where it can be, ending in '...'."""
+    cells = [[("" if c is None else str(c)) for c in r] for r in table]
+    fixed = sum(max(len(r[i]) for r in [header] + cells) for i in range(first_flex)) + 2 * (len(header) - 1)
+    need = {i: max(len(r[i]) for r in [header] + cells) for i in range(first_flex, len(header))}
+    room, share = width - fixed, {}
+    for k, i in enumerate(sorted(need, key=need.get)):
+        share[i] = max(4, min(need[i], room // (len(need) - k)))
+        room -= share[i]
+
+    def cut(c: str, n: int) -> str:
+        if len(c) <= n:
+            return c
+        head = c[:n - 4]
+        return head[:head.rindex(" ")] + " ..." if " " in head else c[:max(0, n - 3)] + "..."
+    return [r[:first_flex] + [cut(c, share[i]) for i, c in enumerate(r) if i >= first_flex] for r in cells]
+
+
+def _abbrev(name: str, n: int = 14) -> str:
+    """A metric's name in a list: ``sparse_categorical_accuracy`` -> ``sparse_c..uracy``."""
+    return name if len(name) <= n else name[:8] + ".." + name[-(n - 10):]
+
+
 def format_runs(rows: list[dict]) -> str:
     if not rows:
         return "no runs recorded"
     table = []
     with_params = any(r.get("params") for r in rows)
-    with_sweep = any(r.get("sweep") for r in rows)
     for r in rows:
-        metrics = " ".join(f"{k}={v:.4g}" for k, v in ordered_metrics(r.get("metrics", {})).items())
-        if r.get("blessed") is not None:
-            metrics += (" " if metrics else "") + ("blessed" if r["blessed"] else "NOT-blessed")
-        table.append([r["run_id"], r["pipeline"], r["status"], insp._ts(r["started_at"]),
+        metrics = " ".join(f"{_abbrev(k)}={v:.4g}" for k, v in ordered_metrics(r.get("metrics", {})).items())
+        blessed = "-" if r.get("blessed") is None else "yes" if r["blessed"] else "NO"
+        table.append([r["run_id"], r["pipeline"] if len(r["pipeline"]) <= 12 else r["pipeline"][:9] + "...",
+                      r["status"], insp._ts(r["started_at"])[5:16],
                       f"{r['duration_s']:.1f}s" if r["duration_s"] is not None else "-",
-                      (r["git_commit"] or "-")[:10] + ("*" if r["git_dirty"] else ""),
-                      r.get("data_span") if r.get("data_span") is not None else "-",
-                      _short(r.get("data_fingerprint")), f"{r.get('nodes', 0)}/{r.get('cached', 0)}",
-                      metrics or "-"]
-                     + ([r.get("sweep") or "-"] if with_sweep else [])
+                      (r["git_commit"] or "-")[:7] + ("*" if r["git_dirty"] else ""),
+                      (_short(r.get("data_fingerprint")) or "-")[:6], f"{r.get('cached', 0)}/{r.get('nodes', 0)}",
+                      blessed, metrics or "-"]
                      + ([_params_text(r.get("params") or {}) or "-"] if with_params else []))
-    text = insp._table(table, ["RUN", "PIPELINE", "STATUS", "STARTED", "DURATION", "COMMIT", "SPAN",
-                               "DATA", "NODES/CACHED", "METRICS"] + (["SWEEP"] if with_sweep else [])
-                       + (["PARAMETERS"] if with_params else []))
+    header = (["RUN", "PIPELINE", "STATUS", "STARTED", "TIME", "COMMIT", "DATA", "CACHED", "BLESSED", "METRICS"]
+              + (["PARAMS"] if with_params else []))
+    pipelines = {r["pipeline"] for r in rows}
+    if len(pipelines) == 1:  # said once above the table instead of on every line
+        header.pop(1)
+        table = [t[:1] + t[2:] for t in table]
+    text = insp._table(_fit(table, header, first_flex=len(header) - 1 - with_params), header)
+    if len(pipelines) == 1:
+        text = f"pipeline {next(iter(pipelines))}\n" + text
     if any(r["git_dirty"] for r in rows):
         text += "\n(* after a commit: the work tree had uncommitted changes)"
     return text

@@ -55,7 +55,9 @@ def test_runs_list_shows_data_code_and_metrics(penguin):
     assert again[penguin.runs[1]]["metrics"] == r2["metrics"]
     out = tfpipe("runs", "list", "--metadata", penguin.metadata, check=0).stdout
     line = next(x for x in out.splitlines() if x.startswith(penguin.runs[1]))
-    assert "sparse_categorical_accuracy=" in line and "blessed" in line and r2["data_fingerprint"][:12] in line
+    assert out.splitlines()[0] == f"pipeline {r2['pipeline']}"  # one pipeline: named once, not on each line
+    assert " yes " in line and r2["data_fingerprint"][:6] in line
+    assert all(len(x) <= 120 for x in out.splitlines())
     # metrics in one order, the most telling first, whether the summary was just computed or
     # read back from its cache (stored with sorted keys), row after row, listing after listing
     assert list(r2["metrics"]) == list(again[penguin.runs[1]]["metrics"]) == ["sparse_categorical_accuracy",
@@ -63,7 +65,28 @@ def test_runs_list_shows_data_code_and_metrics(penguin):
     assert list(ordered_metrics({"loss": 1, "example_count": 2, "auc": 3, "zeta": 4, "accuracy": 5})) == [
         "accuracy", "auc", "loss", "example_count", "zeta"]
     again_text = tfpipe("runs", "list", "--metadata", penguin.metadata, check=0).stdout
-    assert again_text == out and line.index("sparse_categorical_accuracy=") < line.index("example_count=")
+    assert again_text == out and line.split(" yes ")[1].strip().startswith("sparse_c..racy=")
+
+
+def test_runs_list_fits_120_columns_cutting_metrics_and_parameters_after_whole_words():
+    from tfpipe.tracking.runs import format_runs
+    rows = [{"run_id": f"20261206-0125{i:02d}-b04cca", "pipeline": p, "status": "COMPLETE", "started_at": 1.8e9,
+             "duration_s": 29.1, "git_commit": "4c8e05358bdd", "git_dirty": i == 1, "data_fingerprint": "3bb2eb931d",
+             "nodes": 10, "cached": 5, "blessed": i != 2, "sweep": "lr" if i == 0 else None,
+             "metrics": {"sparse_categorical_accuracy": 0.98, "example_count": 96, "auc": 0.91, "loss": 0.2},
+             "params": {"Trainer.learning_rate": 0.001, "Trainer.units": 128, "Trainer.custom_config": "x" * 80}}
+            for i, p in enumerate(("penguin", "penguin-with-a-long-name", "penguin"))]
+    text = format_runs(rows)
+    lines = text.splitlines()
+    assert all(len(x) <= 120 for x in lines), [len(x) for x in lines]
+    assert lines[0].split() == ["RUN", "PIPELINE", "STATUS", "STARTED", "TIME", "COMMIT", "DATA", "CACHED",
+                                "BLESSED", "METRICS", "PARAMS"]  # a sweep's name: runs show
+    assert lines[1].startswith("20261206-012500-b04cca") and " NO " in lines[3] and "4c8e053*" in lines[2]
+    assert "after a commit" in lines[-1]
+    # one pipeline and no parameters: the metrics have the room, cut after a whole metric
+    text = format_runs([{**r, "pipeline": "penguin", "params": None} for r in rows])
+    assert text.splitlines()[0] == "pipeline penguin" and all(len(x) <= 120 for x in text.splitlines())
+    assert "yes      sparse_c..racy=0.98 ..." in text.splitlines()[2]
 
 
 def test_compare_penguin_runs_parameters_data_metrics_artifacts(penguin):
