@@ -1,4 +1,5 @@
-"""ExampleGen: CSV, Parquet or TFRecord(tf.Example) files -> split Examples.
+"""ExampleGen: CSV, Parquet, TFRecord(tf.Example) or Avro files, a Delta Lake table, or any
+data source (``tfpipe.sources``) -> split Examples.
 
 Examples are stored as Parquet, one directory per split (``Split-train/``...). Columnar
 storage is the measured choice: TFDV statistics over Arrow record batches are ~20x faster
@@ -7,11 +8,16 @@ the Trainer's data accessor turns it into a ``tf.data.Dataset``.
 
 The driver step picks the span (``{SPAN}``/``{VERSION}`` in the input pattern: the newest
 span by default, or a fixed span, or a range) and fingerprints the selected files'
-content, so changed data is never served from cache.
+content, so changed data is never served from cache. For a source (``source=``, or an
+``input_base`` that is a Delta table: a directory with ``_delta_log``) the driver takes the
+source's snapshot instead: its fingerprint is the input fingerprint, its data version (a
+Delta table version) is recorded on the Examples, and the executor reads exactly that
+snapshot.
 """
 from __future__ import annotations
 
 import glob
+import json
 import os
 import re
 
@@ -56,21 +62,68 @@ def _matches(input_base: str, pattern: str) -> list[tuple[str, int | None, int |
     return out
 
 
+def is_delta_table(path: str) -> bool:
+    """A directory (or object prefix) holding a Delta table's ``_delta_log``."""
+    return bool(path) and fileio.isdir(fileio.join(path, "_delta_log"))
+
+
+def source_of(params: dict) -> tuple[str, dict] | None:
+    """``(source name, its config)`` when ExampleGen reads a source rather than files:
+    ``source=`` given, or an ``input_base`` that is a Delta table (``source_config`` then
+    holds the Delta options: ``version``, ``timestamp``)."""
+    source = params.get("source") or ""
+    cfg = dict(params.get("source_config") or {})
+    base = params.get("input_base") or ""
+    if source:
+        if base:
+            raise InputDataError(f"ExampleGen was given both input_base={base!r} and source={source!r}; expected "
+                                 f"one: files or a Delta table under input_base, or a source")
+        return source, cfg
+    if not base:
+        raise InputDataError("ExampleGen has neither input_base= (files, or a Delta table) nor source=; "
+                             "expected one of them")
+    if is_delta_table(base):
+        return "delta", {"path": base, **cfg}
+    if cfg:
+        raise InputDataError(f"source_config {sorted(cfg)} is given, but input_base {base} is not a Delta table "
+                             f"(no _delta_log) and no source= is named; expected source=... with it")
+    return None
+
+
+def _resolve_source(name: str, cfg: dict, params: dict) -> dict:
+    from tfpipe.sources import SourceError, check_snapshot, load_source
+    src = load_source(name, cfg)
+    pinned = params.get("source_snapshot")
+    snap = check_snapshot(pinned if pinned else src.snapshot(), name)
+    try:
+        snap = json.loads(json.dumps(snap, sort_keys=True))
+    except (TypeError, ValueError) as e:
+        raise SourceError(f"source {name!r}: snapshot() returned a value that is not JSON: {e}") from None
+    snap.setdefault("data_version", {})
+    snap.setdefault("reproducible", False)
+    return {"resolved_span": 0, "resolved_version": 0, "input_fingerprint": snap["fingerprint"],
+            "data_version": snap["data_version"], "source_snapshot": snap}
+
+
 def resolve_input(params: dict) -> dict:
-    """The driver: which files (per split), which span and version, and their fingerprint."""
+    """The driver: which files (per split), which span and version, and their fingerprint;
+    or, for a source, its snapshot (see ``source_of``)."""
     from tfpipe.fingerprint import fingerprint_files
+    src = source_of(params)
+    if src is not None:
+        return _resolve_source(*src, params)
     base = params["input_base"]
     splits = params.get("input_splits") or {}
     patterns = splits or {"*": params.get("input_pattern") or ""}
     if not fileio.exists(base) and not fileio.glob(base):
         raise InputDataError(f"input_base {base} does not exist; expected a directory or file of "
-                             f"CSV, Parquet or TFRecord data")
+                             f"CSV, Parquet, TFRecord or Avro data, or a Delta table")
     found = {name: _matches(base, pat) for name, pat in patterns.items()}
     for name, m in found.items():
         if not m:
             where = fileio.join(base, patterns[name]) if patterns[name] else base
             raise InputDataError(f"input {where!r} matches no files; expected at least one "
-                                 f"CSV, Parquet or TFRecord file")
+                                 f"CSV, Parquet, TFRecord or Avro file")
     spans = sorted({s for m in found.values() for _, s, _ in m if s is not None})
     want = params.get("span", -1)
     span_range = params.get("span_range") or []
@@ -134,17 +187,27 @@ class _NamedAsGiven:
 
 
 @component(name="ExampleGen", driver=resolve_input)
-def ExampleGen(examples: Output[Examples], input_base: str, input_pattern: str = "",
+def ExampleGen(examples: Output[Examples], input_base: str = "", input_pattern: str = "",
                input_splits: dict = None, split_ratios: dict = None, partition_feature: str = "",
                format: str = "auto", span: int = -1, span_range: list = (), label_key: str = "",
                encoding: str = "utf8", allow_new_columns: bool = False, allow_missing_columns: bool = False,
-               string_columns: list = ()) -> None:
-    """Ingest files under ``input_base`` (``input_pattern`` may hold ``{SPAN}``/``{VERSION}``).
+               string_columns: list = (), source: str = "", source_config: dict = None,
+               source_snapshot: dict = None) -> None:
+    """Ingest files under ``input_base`` (``input_pattern`` may hold ``{SPAN}``/``{VERSION}``),
+    a Delta table at ``input_base``, or the data source ``source`` (docs/data_sources.md).
 
     ``input_splits`` maps split names to patterns for pre-split data; otherwise rows are
     hashed (on ``partition_feature`` or the whole row) into ``split_ratios`` buckets,
     default ``{"train": 2, "eval": 1}``. ``label_key`` names a column that must exist and
     hold values.
+
+    ``source``: a built-in source (``"avro"``, ``"delta"``, ``"sql"``, ``"bigquery"``), an
+    entry point of the ``tfpipe.sources`` group, or ``"package.module:Class"``, made with
+    the keyword arguments ``source_config`` (JSON; compiled into the pipeline, so never a
+    password inline). An ``input_base`` that is a Delta table (it has ``_delta_log``) is
+    read as ``source="delta"``, ``source_config`` then giving ``version`` or ``timestamp``
+    (default: the newest version). ``source_snapshot`` pins the snapshot to read (what
+    ``tfpipe reproduce`` sets); otherwise the driver takes the source's snapshot.
 
     Data is checked where it enters: a header that repeats a name, a column of numbers with
     a few other values (unless ``string_columns`` names it: read as strings, and said so in
@@ -153,18 +216,36 @@ def ExampleGen(examples: Output[Examples], input_base: str, input_pattern: str =
     naming the file, line, column and spans.
     """
     ctx = current()
-    d = getattr(ctx, "driver_output", None) or resolve_input(
-        {"input_base": input_base, "input_pattern": input_pattern, "input_splits": input_splits,
-         "span": span, "span_range": list(span_range)})
+    params = {"input_base": input_base, "input_pattern": input_pattern, "input_splits": input_splits,
+              "span": span, "span_range": list(span_range), "source": source, "source_config": source_config,
+              "source_snapshot": source_snapshot}
+    d = getattr(ctx, "driver_output", None) or resolve_input(params)
+    src = source_of(params)
+    if src is not None:
+        from tfpipe.sources import load_source, scan_source
+        name, cfg = src
+        snap = source_snapshot or d["source_snapshot"]
+        source_obj = load_source(name, cfg)
+        where = [source_obj.describe() if callable(getattr(source_obj, "describe", None)) else name]
+        ctx.log(f"reading source {name!r} ({where[0]}), snapshot {snap['fingerprint'][:12]}"
+                + (f", data version {snap['data_version']}" if snap.get("data_version") else ""))
+        scans = {"*": scan_source(source_obj, snap, name)}
+        _ingest(ctx, examples, d, scans, {"*": where}, split_ratios, partition_feature, label_key, string_columns)
+        examples.source = name
+        examples.data_version = snap.get("data_version") or {}
+        return
     with _NamedAsGiven() as given:
         files_by_split = {name: [given.local(f) for f in files] for name, files in d["input_files"].items()}
         previous = [given.local(f) for f in d.get("previous_span_files") or []]
-        _ingest(ctx, examples, d, files_by_split, previous, split_ratios, partition_feature, format, label_key,
-                encoding, allow_new_columns, allow_missing_columns, string_columns)
+        scans = _scan_files(ctx, d, files_by_split, previous, format, encoding, allow_new_columns,
+                            allow_missing_columns, string_columns)
+        _ingest(ctx, examples, d, scans, files_by_split, split_ratios, partition_feature, label_key,
+                string_columns)
+        examples.source = "files"
 
 
-def _ingest(ctx, examples, d, files_by_split, previous, split_ratios, partition_feature, format, label_key, encoding,
-            allow_new_columns, allow_missing_columns, string_columns) -> None:
+def _scan_files(ctx, d, files_by_split, previous, format, encoding, allow_new_columns, allow_missing_columns,
+                string_columns) -> dict:
     scans = {}  # split (or "*") -> (schema, batches): every file streamed in bounded memory
     for name, files in files_by_split.items():
         ctx.log(f"reading {len(files)} file(s) for {'all splits' if name == '*' else name}")
@@ -177,6 +258,13 @@ def _ingest(ctx, examples, d, files_by_split, previous, split_ratios, partition_
             if missing:
                 ctx.log(f"span {d['resolved_span']} lacks column(s) {missing} of the previous span "
                         f"(allow_missing_columns)")
+    return scans
+
+
+def _ingest(ctx, examples, d, scans, files_by_split, split_ratios, partition_feature, label_key,
+            string_columns) -> None:
+    """Hash-split (or keep the given splits of) ``scans`` (split or "*" -> (schema, batches))
+    into Parquet per split; ``files_by_split`` names where each scan's rows come from."""
     for c in string_columns:
         ctx.log(f"column {c!r} read as strings (string_columns)")
     ratios = split_ratios or {"train": 2, "eval": 1}

@@ -157,7 +157,10 @@ class Examples(Artifact, _Split):
     (``payload_format`` FORMAT_TF_EXAMPLE: what Transform writes)."""
 
     PROPERTIES = {"span": int, "version": int, "split_names": list, "row_counts": dict,
-                  "payload_format": str, "input_fingerprint": str, "columns": dict}
+                  "payload_format": str, "input_fingerprint": str, "columns": dict,
+                  # what ExampleGen read: "files", or the source's name ("delta", "avro", a
+                  # user's "module:Class"), and its data version (a Delta table's version)
+                  "source": str, "data_version": dict}
     PARQUET_FILE = "data.parquet"
     TF_EXAMPLE_FORMAT = "FORMAT_TF_EXAMPLE"
     TFRECORD_PREFIX = "transformed_examples"

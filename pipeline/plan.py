@@ -23,7 +23,7 @@ __all__ = ["NodePlan", "plan_run", "format_plan", "DATA_KEYS"]
 
 # driver outputs that describe the data a node reads: a change in them is a data change
 DATA_KEYS = ("input_fingerprint", "resolved_span", "resolved_version", "input_files", "previous_span_files",
-             "schema_fingerprint")
+             "schema_fingerprint", "data_version", "source_snapshot")
 
 
 @dataclass
@@ -59,6 +59,20 @@ def _previous(store: MetadataStore, pipeline: str, node_id: str):
     return execs[0] if execs else None
 
 
+def _data_version_change(old, new) -> str:
+    """A source's data version change in words: ``delta version 1 -> 2``."""
+    old, new = old if isinstance(old, dict) else {}, new if isinstance(new, dict) else {}
+    if not old and not new:
+        return ""
+    parts = []
+    for k in sorted(set(old) | set(new)):
+        if old.get(k) != new.get(k):
+            name = "delta version" if k == "delta_version" else k
+            parts.append(f"{name} {_short(old.get(k)) if k in old else '(none)'} -> "
+                         f"{_short(new.get(k)) if k in new else '(none)'}")
+    return ", ".join(parts)
+
+
 def _diff(old: dict, new: dict) -> list[str]:
     """Why two cache materials differ, in the words a user acts on."""
     out = []
@@ -74,10 +88,13 @@ def _diff(old: dict, new: dict) -> list[str]:
     if "input_fingerprint" in data:
         files = np_.get("input_files")
         files = sorted({f for fs in files.values() for f in fs}) if isinstance(files, dict) else files
-        out.append(f"input data changed (input_fingerprint {_short(op.get('input_fingerprint'))} -> "
+        versions = _data_version_change(op.get("data_version"), np_.get("data_version"))
+        out.append("input data changed (" + (f"{versions}; " if versions else "")
+                   + f"input_fingerprint {_short(op.get('input_fingerprint'))} -> "
                    f"{_short(np_.get('input_fingerprint'))}" + (f"; files {files}" if files else "") + ")")
     for k in data:
-        if k not in ("input_fingerprint", "input_files"):
+        if k not in ("input_fingerprint", "input_files", "source_snapshot") \
+                and not (k == "data_version" and "input_fingerprint" in data):
             out.append(f"{k}: {_short(op.get(k))} -> {_short(np_.get(k))}")
     for k in sorted(set(op) | set(np_)):
         if k in DATA_KEYS or op.get(k) == np_.get(k):

@@ -40,7 +40,8 @@ ALLOWED = {  # folder -> the folders it may reference (besides itself)
 OLD_NAMES = {"pipeline", "components", "orchestrators", "serving", "tracking", "cli", "v1"}
 HEAVY = {"tensorflow", "tensorflow_data_validation", "tensorflow_transform", "tensorflow_model_analysis",
          "apache_beam", "tfx_bsl", "keras", "keras_tuner", "mlflow", "kfp", "airflow", "google", "pyarrow",
-         "pandas", "numpy", "ml_metadata", "yaml", "starlette", "uvicorn", "tensorflow_serving"}
+         "pandas", "numpy", "ml_metadata", "yaml", "starlette", "uvicorn", "tensorflow_serving", "deltalake",
+         "fastavro"}
 _REF = re.compile(r"\btfpipe(?:\.[A-Za-z_]\w*)*")
 _OLD_REF = re.compile(r"^(pipeline|components|orchestrators|serving|tracking|cli)(\.\w+)*:\w+$")
 

@@ -30,7 +30,7 @@ __all__ = ["list_runs", "format_runs", "compare_runs", "format_compare", "run_de
 
 # driver outputs that describe the data a run read: shown under "data", not "parameters"
 DATA_KEYS = ("input_fingerprint", "resolved_span", "resolved_version", "input_files", "previous_span_files",
-             "schema_fingerprint")
+             "schema_fingerprint", "data_version", "source_snapshot")
 
 
 def _s(e, key: str):
@@ -316,6 +316,8 @@ def compare_runs(store: MetadataStore, runs: list[str], diff: bool = False) -> d
         out["code"].append(row(node=node, field="code_version", values=[e and e["code_version"] for e in es]))
         keys = sorted({k for e in es if e for k in e["parameters"]})
         for k in keys:
+            if k == "source_snapshot":  # its fingerprint and data version have rows of their own
+                continue
             vals = [e["parameters"].get(k) if e else None for e in es]
             (out["data"] if k in DATA_KEYS else out["parameters"]).append(row(node=node, parameter=k, values=vals))
         out["data"].append(row(node=node, parameter="data_fingerprint",

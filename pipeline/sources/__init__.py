@@ -40,7 +40,8 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any, Iterator
 
-__all__ = ["Source", "BUILTIN", "ENTRY_POINT_GROUP", "SourceError", "load_source", "check_snapshot"]
+__all__ = ["Source", "BUILTIN", "ENTRY_POINT_GROUP", "SourceError", "load_source", "check_snapshot", "scan_source",
+           "describe_version"]
 
 ENTRY_POINT_GROUP = "tfpipe.sources"
 
@@ -114,3 +115,70 @@ def check_snapshot(snap: Any, name: str) -> dict:
     if not isinstance(snap.get("data_version", {}), dict):
         raise SourceError(f"source {name!r}: snapshot()'s 'data_version' is not a dict")
     return snap
+
+
+def scan_source(src: Any, snapshot: dict, name: str):
+    """``(schema, batches)`` of ``src.read(snapshot)`` as ExampleGen writes them: the schema of
+    the first batch (a source that yields nothing is an ``InputDataError``), then every
+    batch in it (a ``pyarrow.Table`` is taken batch by batch; a batch in another schema is
+    cast when its types are compatible, else an error naming the column and both types)."""
+    import pyarrow as pa
+
+    from tfpipe.tabular import InputDataError, types_compatible
+    where = _describe(src, name)
+
+    def batches_of(items):
+        for b in items:
+            if isinstance(b, pa.Table):
+                yield from b.to_batches()
+            elif isinstance(b, pa.RecordBatch):
+                yield b
+            else:
+                raise SourceError(f"source {where}: read() yielded a {type(b).__name__}; expected "
+                                  f"pyarrow.RecordBatch (or pyarrow.Table)")
+
+    it = iter(batches_of(src.read(snapshot)))
+    first = None
+    for b in it:
+        first = b
+        if b.num_rows:
+            break
+    if first is None or not first.num_rows:
+        version = describe_version(snapshot.get("data_version") or {})
+        cols = f" (columns {first.schema.names})" if first is not None else ""
+        raise InputDataError(f"source {where} returned no rows{cols}" + (f" at {version}" if version else "")
+                             + "; expected at least one row")
+    schema = first.schema
+
+    def batches():
+        yield first
+        for b in it:
+            if b.schema == schema:
+                yield b
+                continue
+            if b.schema.names != schema.names:
+                raise InputDataError(f"source {where}: a batch has columns {b.schema.names}; expected the "
+                                     f"columns of the first batch, {schema.names}")
+            for f, g in zip(schema, b.schema):
+                if f.type != g.type and not types_compatible(f.type, g.type):
+                    raise InputDataError(f"source {where}, column {f.name!r}: a batch has type {g.type}; "
+                                         f"expected {f.type} (as in the first batch)")
+            yield pa.RecordBatch.from_arrays([c.cast(f.type) for c, f in zip(b.columns, schema)], schema=schema)
+    return schema, batches()
+
+
+def _describe(src: Any, name: str) -> str:
+    try:
+        d = src.describe()
+    except Exception:  # a user's source without describe(): its name will do
+        d = ""
+    return f"{name!r} ({d})" if d and d != name else repr(name)
+
+
+def describe_version(data_version: dict) -> str:
+    """A data version in a few words: ``delta version 3``, or its items ``k=v``."""
+    if not data_version:
+        return ""
+    if "delta_version" in data_version:
+        return f"delta version {data_version['delta_version']}"
+    return ", ".join(f"{k}={v}" for k, v in sorted(data_version.items()) if not isinstance(v, (dict, list)))
