@@ -240,8 +240,12 @@ class SqlSource(Source):
             raise InputDataError(f"sql source {self.where}: cannot use the URL: {self._scrub(e)}") from None
 
     def _scrub(self, e) -> str:
+        """The database's message in one line, without the password."""
         text = str(getattr(e, "orig", None) or e).strip()
         text = re.split(r"\n\(Background on this error", text)[0]
+        # PostgreSQL's LINE 1: ... and its caret line say where; the message and HINT say what
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip() and set(ln.strip()) != {"^"}]
+        text = "; ".join(ln for ln in lines if not ln.startswith("LINE ")) or text
         pw = getattr(self, "_password", "")
         return text.replace(pw, "***") if pw else text
 
