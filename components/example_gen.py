@@ -22,6 +22,7 @@ import os
 import re
 
 from tfpipe import Examples, Output, component, current, fileio
+from tfpipe.sources import source_of
 from tfpipe.tabular import InputDataError, scan_files
 
 from ._tabular import SplitWriter, check_span_compatible, check_split_ratios, hash_split
@@ -60,34 +61,6 @@ def _matches(input_base: str, pattern: str) -> list[tuple[str, int | None, int |
             out.append((f, int(d["span"]) if d.get("span") else None,
                         int(d["version"]) if d.get("version") else None))
     return out
-
-
-def is_delta_table(path: str) -> bool:
-    """A directory (or object prefix) holding a Delta table's ``_delta_log``."""
-    return bool(path) and fileio.isdir(fileio.join(path, "_delta_log"))
-
-
-def source_of(params: dict) -> tuple[str, dict] | None:
-    """``(source name, its config)`` when ExampleGen reads a source rather than files:
-    ``source=`` given, or an ``input_base`` that is a Delta table (``source_config`` then
-    holds the Delta options: ``version``, ``timestamp``)."""
-    source = params.get("source") or ""
-    cfg = dict(params.get("source_config") or {})
-    base = params.get("input_base") or ""
-    if source:
-        if base:
-            raise InputDataError(f"ExampleGen was given both input_base={base!r} and source={source!r}; expected "
-                                 f"one: files or a Delta table under input_base, or a source")
-        return source, cfg
-    if not base:
-        raise InputDataError("ExampleGen has neither input_base= (files, or a Delta table) nor source=; "
-                             "expected one of them")
-    if is_delta_table(base):
-        return "delta", {"path": base, **cfg}
-    if cfg:
-        raise InputDataError(f"source_config {sorted(cfg)} is given, but input_base {base} is not a Delta table "
-                             f"(no _delta_log) and no source= is named; expected source=... with it")
-    return None
 
 
 def _resolve_source(name: str, cfg: dict, params: dict) -> dict:

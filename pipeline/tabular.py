@@ -1,4 +1,4 @@
-"""Tabular data as the core's Examples hold it: reading CSV, Parquet or TFRecord files into
+"""Tabular data as the core's Examples hold it: reading CSV, Parquet, TFRecord or Avro files into
 Arrow with errors that say file, line and column; writing Parquet; and the list-typed
 record batches TFDV and TFT take. Shared by the components (ExampleGen, StatisticsGen,
 Transform, ...) and by tracking (monitoring serving data); pyarrow is imported inside the
@@ -20,16 +20,16 @@ class InputDataError(ValueError):
 
 def format_of(path: str, fmt: str = "auto") -> str:
     if fmt != "auto":
-        if fmt not in ("csv", "parquet", "tfrecord"):
-            raise InputDataError(f"format {fmt!r}: expected 'auto', 'csv', 'parquet' or 'tfrecord'")
+        if fmt not in ("csv", "parquet", "tfrecord", "avro"):
+            raise InputDataError(f"format {fmt!r}: expected 'auto', 'csv', 'parquet', 'tfrecord' or 'avro'")
         return fmt
     name = path.lower()
     for ext, f in ((".csv", "csv"), (".csv.gz", "csv"), (".parquet", "parquet"), (".tfrecord", "tfrecord"),
-                   (".tfrecord.gz", "tfrecord"), (".tfrecords", "tfrecord")):
+                   (".tfrecord.gz", "tfrecord"), (".tfrecords", "tfrecord"), (".avro", "avro")):
         if name.endswith(ext):
             return f
-    raise InputDataError(f"file {path}: cannot tell its format from the name; expected .csv, .parquet "
-                         f"or .tfrecord, or pass format=...")
+    raise InputDataError(f"file {path}: cannot tell its format from the name; expected .csv, .parquet, "
+                         f".tfrecord or .avro, or pass format=...")
 
 
 def _find_bad_utf8(path: str) -> tuple[int, int, int]:
@@ -208,6 +208,9 @@ class FileScan:
             if f.metadata.num_rows == 0:
                 raise InputDataError(f"file {path} holds no rows; expected at least one")
             return f.schema_arrow, f
+        if self.format == "avro":
+            from tfpipe.sources.avro import avro_schema
+            return avro_schema(path), None
         t = _read_tfrecord(path)
         return t.schema, t
 
@@ -222,6 +225,10 @@ class FileScan:
             return
         if self.format == "tfrecord":
             yield from src.to_batches(max_chunksize=BATCH_ROWS)
+            return
+        if self.format == "avro":
+            from tfpipe.sources.avro import avro_batches
+            yield from avro_batches(self.path, schema, BATCH_ROWS)
             return
         tally, rows = _NumericTally(self.path, self.string_columns), 0
         while True:

@@ -150,6 +150,8 @@ def format_lineage(tree: dict, depth: int = 0) -> str:
             extra = f" input_fingerprint={pb['parameters']['input_fingerprint'][:12]}"
             if pb["parameters"].get("input_files"):
                 extra += f" files={pb['parameters']['input_files']}"
+            if pb["parameters"].get("data_version"):
+                extra += f" data_version={json.dumps(pb['parameters']['data_version'], sort_keys=True)}"
         lines.append(f"{pad}  <- {pb['component']} ({pb['node_id']}) execution #{pb['execution_id']} "
                      f"run {pb['run_id']} code={pb['code_version']} "
                      f"commit={(pb['git_commit'] or '-')[:10]}{'*' if pb['git_dirty'] else ''}{extra}")

@@ -7,7 +7,13 @@ execution's parameters. Reproduction refuses, with the reason, when
 
 - the run recorded uncommitted changes (``git_dirty``) - unless ``allow_dirty``;
 - its commit is not in the repository any more (or there is no repository);
-- the input data no longer matches the recorded fingerprint (files changed or gone).
+- the input data no longer matches the recorded fingerprint (files changed or gone);
+- a data source's snapshot cannot be read again as it was: it is not reproducible (a SQL
+  table without a version column) and its data changed since (``check_sources``).
+
+A reproducible source snapshot (a Delta table at a version) is pinned: the re-run's
+ExampleGen reads the recorded snapshot (``source_snapshot``), so the recorded Delta version
+by time travel, whatever versions came after.
 
 The code is the recorded commit exported with ``git archive`` (the user's repository and
 work tree are left untouched); the local runner re-runs the recorded IR in a subprocess
@@ -33,7 +39,7 @@ from . import inspect as insp
 from .content import compare_content
 from .envs import EnvironmentError_, build_environment, export_commit, format_differences, lock_differences, run_lock
 
-__all__ = ["reproduce", "format_reproduction", "ReproduceError", "check_data"]
+__all__ = ["reproduce", "format_reproduction", "ReproduceError", "check_data", "check_sources"]
 
 
 class ReproduceError(RuntimeError):
@@ -76,6 +82,48 @@ def check_data(info: dict, remap=lambda p: p) -> list[dict]:
             got = None if missing else fingerprint_files([fileio.local_file(f) for f in files])
             rows.append({"node": ex["node_id"], "key": key, "files": files, "recorded": want, "current": got,
                          "missing": missing, "ok": got == want})
+    return rows
+
+
+def check_sources(info: dict, ir: dict, remap=lambda p: p) -> list[dict]:
+    """Each ExampleGen of the run that read a data source: a reproducible snapshot is pinned
+    in ``ir`` (its node's ``source_snapshot``: the re-run reads exactly it); for one that is
+    not, the source's current snapshot is taken and must have the recorded fingerprint.
+    One row per source with ``ok`` and ``how``; ``why`` when it is not ok."""
+    from tfpipe.sources import describe_version, load_source, source_of
+    nodes = {n["id"]: n for n in ir["nodes"]}
+    rows = []
+    for ex in info["executions"]:
+        p = ex["parameters"]
+        snap = p.get("source_snapshot")
+        if not isinstance(snap, dict) or ex["node_id"] not in nodes:
+            continue
+        node = nodes[ex["node_id"]]
+        version = describe_version(snap.get("data_version") or {}) or "its recorded snapshot"
+        row = {"node": ex["node_id"], "key": "source_snapshot", "recorded": snap["fingerprint"],
+               "data_version": snap.get("data_version") or {}, "reproducible": bool(snap.get("reproducible")),
+               "files": [], "missing": []}
+        if snap.get("reproducible"):
+            node["parameters"]["source_snapshot"] = snap
+            row.update(current=snap["fingerprint"], ok=True, how=f"{version}, read again as recorded")
+            rows.append(row)
+            continue
+        name, cfg = source_of(remap({k: p.get(k) for k in ("input_base", "source", "source_config")}))
+        try:
+            now = load_source(name, cfg).snapshot()
+            got = now.get("fingerprint")
+        except Exception as e:  # the source is gone or unreachable: say so, as for missing files
+            got, now = None, {"error": str(e)}
+        row["current"] = got
+        row["ok"] = got == snap["fingerprint"]
+        row["how"] = f"{version}, unchanged (its source is not reproducible: checked against its data now)"
+        if not row["ok"]:
+            what = f"reading it failed: {now['error']}" if "error" in now else \
+                f"its data changed since (fingerprint {snap['fingerprint'][:12]} -> {(got or '-')[:12]}" + \
+                (f"; now {describe_version(now.get('data_version') or {})}" if now.get("data_version") else "") + ")"
+            row["why"] = (f"source {name!r} cannot be read again as it was: its snapshot ({version}) is not "
+                          f"reproducible and {what}")
+        rows.append(row)
     return rows
 
 
@@ -183,6 +231,13 @@ def reproduce(store: MetadataStore, run: str, out_dir: str | None = None, allow_
 
     new_ir = remap(ir)
     new_ir["pipeline"].pop("sweep", None)  # the re-run is a run of its own, not one of the sweep
+    sources = check_sources(info, new_ir, remap)
+    bad = [d for d in sources if not d["ok"]]
+    if bad:
+        shutil.rmtree(out, ignore_errors=True)
+        raise ReproduceError(f"{where}: " + "; ".join(f"node {d['node']}: {d['why']}" for d in bad)
+                             + "; run the pipeline anew instead")
+    data = data + sources
     baseline = pin_resolved(store, run, new_ir)
     # the environment: re-created from the run's lock (--env), or what differs from this one
     environment = {"hash": props.get("environment_hash")}
@@ -254,7 +309,8 @@ def format_reproduction(res: dict) -> str:
              f"(commit {res['commit'][:10]}{', uncommitted changes NOT reproduced' if res['allowed_dirty'] else ''})",
              f"  fresh directory: {res['out_dir']}"]
     for d in res["data_checks"]:
-        lines.append(f"  data {d['node']}.{d['key']}: {d['recorded'][:12]} matches")
+        lines.append(f"  data {d['node']}.{d['key']}: {d['recorded'][:12]} "
+                     + (d["how"] if d.get("how") else "matches"))
     env = res.get("environment") or {}
     if env.get("built"):
         lines.append(f"  environment {env['hash'][:12]}: re-created, {env['built']}")

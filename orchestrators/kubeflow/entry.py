@@ -10,11 +10,27 @@ from .values import decode, decode_ir
 __all__ = ["run"]
 
 
+def _as_compiled(value, compiled):
+    """A parameter value as KFP hands it over, with the integers of the compiled value given
+    back: KFP carries a dict or list parameter as a protobuf Struct, whose numbers are all
+    floating point (``{"version": 1}`` arrives as ``{"version": 1.0}``)."""
+    if isinstance(value, float) and isinstance(compiled, int) and not isinstance(compiled, bool) \
+            and value == compiled:
+        return compiled
+    if isinstance(value, dict) and isinstance(compiled, dict):
+        return {k: _as_compiled(v, compiled.get(k)) for k, v in value.items()}
+    if isinstance(value, list) and isinstance(compiled, (list, tuple)) and len(value) == len(compiled):
+        return [_as_compiled(v, c) for v, c in zip(value, compiled)]
+    return value
+
+
 def run(ir: str, node_id: str, run_id: str, parameters: dict) -> None:
     """``parameters``: the task's own parameters by their names on the node."""
     from tfpipe.parameters import parameter_name
-    ir_json = json.dumps(decode_ir(ir))
-    parameters = {parameter_name(node_id, k): v for k, v in decode(parameters).items()}
+    decoded = decode_ir(ir)
+    ir_json = json.dumps(decoded)
+    compiled = next((n.get("parameters") or {} for n in decoded.get("nodes", []) if n.get("id") == node_id), {})
+    parameters = {parameter_name(node_id, k): _as_compiled(v, compiled.get(k)) for k, v in decode(parameters).items()}
     from .. import taskhost
     if taskhost.enabled():  # kfp.local on this machine: the warm task host forks the task
         rc = taskhost.run_via_host(["--ir-json", ir_json, "--node", node_id, "--run", run_id,

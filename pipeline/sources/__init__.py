@@ -41,7 +41,7 @@ from importlib import import_module
 from typing import Any, Iterator
 
 __all__ = ["Source", "BUILTIN", "ENTRY_POINT_GROUP", "SourceError", "load_source", "check_snapshot", "scan_source",
-           "describe_version"]
+           "describe_version", "source_of", "is_delta_table"]
 
 ENTRY_POINT_GROUP = "tfpipe.sources"
 
@@ -115,6 +115,44 @@ def check_snapshot(snap: Any, name: str) -> dict:
     if not isinstance(snap.get("data_version", {}), dict):
         raise SourceError(f"source {name!r}: snapshot()'s 'data_version' is not a dict")
     return snap
+
+
+def is_delta_table(path: str) -> bool:
+    """A directory (or object prefix) holding a Delta table's ``_delta_log``."""
+    return bool(path) and _fileio().isdir(_fileio().join(path, "_delta_log"))
+
+
+def source_of(params: dict) -> tuple[str, dict] | None:
+    """``(source name, its config)`` when ExampleGen reads a source rather than files:
+    ``source=`` given, or an ``input_base`` that is a Delta table (``source_config`` then
+    holds the Delta options: ``version``, ``timestamp``)."""
+    source = params.get("source") or ""
+    cfg = dict(params.get("source_config") or {})
+    base = params.get("input_base") or ""
+    if source:
+        if base:
+            raise _input_error(f"ExampleGen was given both input_base={base!r} and source={source!r}; expected "
+                           f"one: files or a Delta table under input_base, or a source")
+        return source, cfg
+    if not base:
+        raise _input_error("ExampleGen has neither input_base= (files, or a Delta table) nor source=; "
+                           "expected one of them")
+    if is_delta_table(base):
+        return "delta", {"path": base, **cfg}
+    if cfg:
+        raise _input_error(f"source_config {sorted(cfg)} is given, but input_base {base} is not a Delta table "
+                           f"(no _delta_log) and no source= is named; expected source=... with it")
+    return None
+
+
+def _fileio():
+    from tfpipe import fileio
+    return fileio
+
+
+def _input_error(msg: str):
+    from tfpipe.tabular import InputDataError
+    return InputDataError(msg)
 
 
 def scan_source(src: Any, snapshot: dict, name: str):

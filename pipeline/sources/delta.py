@@ -6,10 +6,11 @@ version, recorded as the version read (``data_version = {"delta_version": N, "ta
 A version is immutable, so the snapshot is reproducible: ``read(snapshot)`` reads version
 N again (time travel) after newer versions exist, as long as its files are not vacuumed.
 
-The table is on local disk or on object storage (``s3://``, ``gs://``), reached with the
-standard environment variables (``AWS_ENDPOINT_URL``, ``AWS_REGION``, ``AWS_ACCESS_KEY_ID``
-and ``AWS_SECRET_ACCESS_KEY``, ...), as ``tfpipe.fileio`` is; ``storage_options`` may add
-delta-rs options that are not secrets. Rows stream in batches of ``BATCH_ROWS``.
+The table is on local disk or on object storage: ``s3://``, reached with the standard
+environment variables (``AWS_ENDPOINT_URL``, ``AWS_REGION``, ``AWS_ACCESS_KEY_ID`` and
+``AWS_SECRET_ACCESS_KEY``, ...) as ``tfpipe.fileio`` is, or ``gs://`` with Google's
+application default credentials; ``storage_options`` may add delta-rs options that are not
+secrets. Rows stream in batches of ``BATCH_ROWS``.
 
 Errors (``InputDataError``): a version that does not exist (naming the versions that do), a
 timestamp before the table's first commit, a column whose type differs from the version
@@ -49,10 +50,8 @@ def delta_storage_options(uri: str, extra: dict | None = None) -> dict:
                 opts["AWS_ALLOW_HTTP"] = "true"
         opts["AWS_REGION"] = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
         opts["AWS_S3_ALLOW_UNSAFE_RENAME"] = "true"  # tfpipe only reads; delta-rs asks it of writers
-    elif uri.startswith("gs://") and os.environ.get("STORAGE_EMULATOR_HOST"):
-        host = os.environ["STORAGE_EMULATOR_HOST"]
-        opts["GOOGLE_BASE_URL"] = host if "://" in host else "http://" + host
-        opts["GOOGLE_SKIP_SIGNATURE"] = "true"
+    # gs://: delta-rs's own Google client, with the application default credentials (it
+    # cannot be pointed at the GCS emulator, so only S3 is tested here)
     opts.update({str(k): str(v) for k, v in (extra or {}).items()})
     return opts
 
