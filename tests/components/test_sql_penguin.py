@@ -141,3 +141,49 @@ def test_bad_sql_input_fails_example_gen_with_nothing_partial(mysql, postgres, t
         proc = tfpipe("run", _bad_pipeline(tmp, config), env=env)
         _assert_failed(tmp, proc, "ExampleGen", *fragments)
         assert mysql.password not in proc.stderr and postgres.password not in proc.stderr
+
+
+def test_reproduce_reads_a_versioned_table_again_and_refuses_a_changed_unversioned_one(mysql, postgres, tmp_path):
+    """``tfpipe reproduce``: a MariaDB table with a version column is read again as recorded
+    after rows were added; a PostgreSQL table without one is reproduced while unchanged, and
+    refused plainly once a row changed."""
+    import json
+
+    from tests.components.test_delta_source import _project
+    my_url = mysql.create_database("repro_sql")
+    n = load_penguins(lambda s: mysql.sql(f"USE repro_sql; {s}"), "penguins")
+    pg_url = postgres.create_database("repro_sql")
+    load_penguins(lambda s: postgres.sql(f"SET ROLE {postgres.USER}; {s}", database="repro_sql"), "penguins")
+    env = {**mysql.env(), **postgres.env(), "MY_URL": my_url, "PG_URL": pg_url}
+
+    versioned = tmp_path / "versioned"
+    versioned.mkdir()
+    repo = _project(versioned, "source='sql', source_config={'url': os.environ['MY_URL'], 'table': 'penguins', "
+                               "'version_column': 'id'}")
+    e = {**env, "TFPIPE_HOME": str(versioned / "home")}
+    tfpipe("run", str(repo / "pipeline.py"), "-q", "--run-id", "v1", cwd=str(versioned), env=e, check=0)
+    mysql.sql("USE repro_sql; INSERT INTO penguins SELECT id + 1000, species, island, bill_length_mm, "
+              "bill_depth_mm, flipper_length_mm, body_mass_g, sex, year FROM penguins WHERE id <= 10")
+    res = json.loads(tfpipe("reproduce", "v1", "-o", str(versioned / "again"), "--json", "-q", cwd=str(versioned),
+                            env=e, check=0).stdout)
+    assert res["status"] == "COMPLETE" and res["identical"] == res["total"] == 2, res
+    [check] = res["data_checks"]
+    assert check["ok"] and check["reproducible"] and check["data_version"]["max_version"] == n
+    [count] = [r for r in res["artifacts"] if r["node"] == "count_rows"]
+    assert json.load(open(os.path.join(count["reproduced_uri"], "value"))) == n  # not n + 10
+
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    repo = _project(plain, "source='sql', source_config={'url': os.environ['PG_URL'], 'table': 'penguins', "
+                           f"'password_env': {postgres.PASSWORD_ENV!r}}}")
+    e = {**env, "TFPIPE_HOME": str(plain / "home")}
+    tfpipe("run", str(repo / "pipeline.py"), "-q", "--run-id", "p1", cwd=str(plain), env=e, check=0)
+    res = json.loads(tfpipe("reproduce", "p1", "--json", "-q", cwd=str(plain), env=e, check=0).stdout)
+    [check] = res["data_checks"]
+    assert check["ok"] and not check["reproducible"] and "not reproducible" in check["how"]
+    postgres.sql(f"SET ROLE {postgres.USER}; UPDATE penguins SET sex = NULL WHERE id = 3", database="repro_sql")
+    p = tfpipe("reproduce", "p1", "-o", str(plain / "again"), "-q", cwd=str(plain), env=e)
+    assert p.returncode == 1
+    assert "node ExampleGen: source 'sql' cannot be read again as it was: its snapshot" in p.stderr
+    assert "is not reproducible and its data changed since" in p.stderr
+    assert postgres.password not in p.stderr and not (plain / "again").exists()
