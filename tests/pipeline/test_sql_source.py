@@ -194,6 +194,11 @@ def test_bad_input_names_what_was_expected_and_where(db, monkeypatch):
         db.source(query="SELECT a.id, b.id FROM small a, small b").snapshot()
     with pytest.raises(InputDataError, match="exactly one of query= .* or table="):
         db.source()
+    # a value that does not fit its column's Arrow type (an unsigned BIGINT above int64's range)
+    if db.kind == "mariadb":
+        big = db.source(query="SELECT id, CAST(18446744073709551615 AS UNSIGNED) AS big FROM small")
+        with pytest.raises(InputDataError, match=r"rows 1 to 1 of the result do not fit .*18446744073709551615"):
+            list(big.read(big.snapshot()))
 
 
 def test_streams_in_bounded_batches_through_a_server_side_cursor(db):
