@@ -199,6 +199,7 @@ class SqlSource(Source):
         self._backend = "postgresql" if base_scheme == "postgres" else base_scheme
         path, _, qs = rest.partition("?")
         params = dict(p.partition("=")[::2] for p in qs.split("&") if p)
+        check_no_inline_secrets(params, "sql source: the url's query")
         self._refs = {k: params.pop(k) for k in _REFS if k in params}
         self._refs.update({k: config[k] for k in _REFS if k in config})
         self._url = f"{self._drivername}://{path}" + ("?" + "&".join(f"{k}={v}" for k, v in params.items())
@@ -278,15 +279,17 @@ class SqlSource(Source):
 
     def _base(self, conn) -> str:
         if self.query:
-            return self.query
+            # sa.text() would take ' :name' in the user's SQL for a bind parameter
+            return re.sub(r"(?<!\\):", r"\\:", self.query)
         return "SELECT * FROM " + ".".join(self._quote(conn, p) for p in self.table.split("."))
 
     def _execute(self, conn, sql: str, params=None, what="the query"):
         import sqlalchemy as sa
         try:
             return conn.execute(sa.text(sql), params or {})
-        except sa.exc.DBAPIError as e:
-            if e.connection_invalidated or isinstance(e, sa.exc.OperationalError) and self._is_lost(e):
+        except sa.exc.StatementError as e:  # the DBAPI's errors, and SQLAlchemy's own about a statement
+            if getattr(e, "connection_invalidated", False) or isinstance(e, sa.exc.OperationalError) \
+                    and self._is_lost(e):
                 raise InputDataError(f"sql source: lost the connection to {self.where} during {what}: "
                                      f"{self._scrub(e)}") from None
             raise self._failed(e, what) from None

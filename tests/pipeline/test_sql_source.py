@@ -105,6 +105,12 @@ def test_query_through_the_registry(db):
     assert snap["data_version"]["query"].startswith("SELECT species") and snap["data_version"]["rows"] == 2
     got = rows_of(src.read(snap), key="species")
     assert [(r["species"], r["mean_mass"], r["n"]) for r in got] == [("Adelie", 3600.0, 2), ("Gentoo", 5000.0, 1)]
+    # SQL with a %, a ' :word' and a cast (PostgreSQL's ::) in it, read at a version (a bound parameter)
+    cast = "CAST(mass AS CHAR)" if db.kind == "mariadb" else "mass::text"
+    src = db.source(query=f"SELECT id, species, {cast} AS m, 'a :b' AS c FROM q WHERE species LIKE 'A%'",
+                    version_column="id")
+    got = rows_of(src.read(src.snapshot()))
+    assert [(r["id"], r["m"], r["c"]) for r in got] == [(1, "3700", "a :b"), (3, "3500", "a :b")]
 
 
 def test_version_column_snapshot_reads_the_same_rows_later(db):
@@ -179,6 +185,8 @@ def test_bad_input_names_what_was_expected_and_where(db, monkeypatch):
     # a password inline is refused before anything connects
     with pytest.raises(ValueError, match="URL with a password in it"):
         SqlSource(db.url.replace("tfpipe@", "tfpipe:hunter2@"), table="small")
+    with pytest.raises(ValueError, match="password holds a password inline"):
+        SqlSource(db.url.split("?")[0] + "?password=hunter2", table="small")
     # a query the database refuses: its own message
     with pytest.raises(InputDataError, match=r"(?s)(doesn't exist|does not exist).*query: SELECT \* FROM no_such"):
         db.source(query="SELECT * FROM no_such_table").snapshot()
