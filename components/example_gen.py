@@ -63,8 +63,18 @@ def _matches(input_base: str, pattern: str) -> list[tuple[str, int | None, int |
     return out
 
 
+# options of files under input_base, with their defaults: an error when given with a source
+_FILE_OPTIONS = {"input_pattern": "", "input_splits": None, "span": -1, "span_range": [], "string_columns": [],
+                 "format": "auto"}
+
+
 def _resolve_source(name: str, cfg: dict, params: dict) -> dict:
     from tfpipe.sources import SourceError, check_snapshot, load_source
+    given = [k for k, default in _FILE_OPTIONS.items() if params.get(k) not in (None, default, (), [], {})]
+    if given:
+        raise InputDataError(f"ExampleGen reads source {name!r}, but {', '.join(given)} (options of files under "
+                             f"input_base) {'is' if len(given) == 1 else 'are'} given; expected the source's own "
+                             f"options in source_config")
     src = load_source(name, cfg)
     pinned = params.get("source_snapshot")
     snap = check_snapshot(pinned if pinned else src.snapshot(), name)
@@ -203,7 +213,7 @@ def ExampleGen(examples: Output[Examples], input_base: str = "", input_pattern: 
         ctx.log(f"reading source {name!r} ({where[0]}), snapshot {snap['fingerprint'][:12]}"
                 + (f", data version {snap['data_version']}" if snap.get("data_version") else ""))
         scans = {"*": scan_source(source_obj, snap, name)}
-        _ingest(ctx, examples, d, scans, {"*": where}, split_ratios, partition_feature, label_key, string_columns)
+        _ingest(ctx, examples, d, scans, {"*": where}, split_ratios, partition_feature, label_key, ())
         examples.source = name
         examples.data_version = snap.get("data_version") or {}
         return

@@ -103,7 +103,11 @@ def load_source(name: str, config: dict | None = None) -> Source:
             raise SourceError(f"source {name!r}: cannot load {spec or name}: {e}") from None
     if not callable(getattr(cls, "snapshot", None)) or not callable(getattr(cls, "read", None)):
         raise SourceError(f"source {name!r}: {cls!r} has no snapshot() and read() methods")
-    return cls(**(config or {}))
+    try:
+        return cls(**(config or {}))
+    except TypeError as e:  # a missing or unknown keyword argument
+        raise SourceError(f"source {name!r}: cannot make it with source_config keys {sorted(config or {})}: "
+                          f"{e}") from None
 
 
 def check_snapshot(snap: Any, name: str) -> dict:
@@ -210,7 +214,7 @@ def _describe(src: Any, name: str) -> str:
         d = src.describe()
     except Exception:  # a user's source without describe(): its name will do
         d = ""
-    return f"{name!r} ({d})" if d and d != name else repr(name)
+    return f"{name!r} ({d})" if d and d not in (name, Source.kind) else repr(name)
 
 
 def describe_version(data_version: dict) -> str:

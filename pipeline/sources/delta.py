@@ -186,7 +186,12 @@ class DeltaSource(Source):
             raise SourceError(f"source 'delta' ({self.uri}): the snapshot has no delta_version; expected one "
                               f"made by DeltaSource.snapshot()")
         table = self._open(version)
-        dataset = table.to_pyarrow_dataset()
+        try:
+            dataset = table.to_pyarrow_dataset()
+        except Exception as e:  # a protocol or feature this deltalake cannot read (deletion vectors, ...)
+            import deltalake
+            raise _input_error(f"Delta table {self.uri} at version {version} cannot be read by deltalake "
+                               f"{deltalake.__version__}: {e}") from None
         try:
             yield from dataset.to_batches(batch_size=BATCH_ROWS)
         except OSError as e:  # a data file of the version is gone (vacuumed) or unreadable

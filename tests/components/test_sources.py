@@ -99,6 +99,20 @@ def test_unknown_source_names_what_is_known(tmp_path):
     assert "source 'no_such_source' is not known" in err and "'avro'" in err and "tfpipe.sources" in err
 
 
+def test_a_source_config_the_class_does_not_take_names_the_keys(tmp_path, user_module):
+    r = _run(tmp_path, source="squares_src:Squares", source_config={"n": 3, "rows": 5})
+    assert not r.ok
+    assert "source 'squares_src:Squares': cannot make it with source_config keys ['n', 'rows']" in str(r.error)
+    assert "'rows'" in str(r.error)
+
+
+def test_file_options_with_a_source_are_an_error(tmp_path, user_module):
+    r = _run(tmp_path, source="squares_src:Squares", source_config={"n": 3}, input_pattern="*.csv", span=2)
+    assert not r.ok
+    assert ("ExampleGen reads source 'squares_src:Squares', but input_pattern, span (options of files under "
+            "input_base) are given") in str(r.error)
+
+
 def test_inline_password_in_source_config_is_refused_at_compile_time(tmp_path):
     from tfpipe.credentials import CredentialError
     gen = ExampleGen(source="sql", source_config={"url": "postgresql://db/x", "password": "hunter2"})
