@@ -26,7 +26,8 @@ password_file=None, password_secret=None, batch_rows=50_000)``:
 
 Reading: one transaction at REPEATABLE READ (MariaDB/MySQL, PostgreSQL), so the check that
 the data still matches the snapshot and the rows read see the same data; a server-side
-cursor, so at most ``batch_rows`` rows sit in memory; Arrow types from the columns' SQL
+cursor, so at most ``batch_rows`` rows sit in memory (from MariaDB/MySQL each row as one
+CSV line the server renders, parsed by Arrow: see ``_lines_sql``); Arrow types from the columns' SQL
 types, the same for every batch (a column that is NULL in the first rows keeps its type):
 integers -> int64, DECIMAL/NUMERIC -> float64 (a float: digits beyond about 15 are lost),
 FLOAT/REAL/DOUBLE -> float64, BOOLEAN -> bool (MySQL's BOOLEAN is TINYINT: int64), text,
