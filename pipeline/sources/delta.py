@@ -103,20 +103,23 @@ class DeltaSource(Source):
             raise _input_error(f"Delta table {self.uri}: no table there (no readable _delta_log); expected a Delta "
                                f"table's directory") from None
         except Exception as e:  # delta-rs says "missing version", "invalid version"...
-            if version is None:
-                raise _input_error(f"Delta table {self.uri}: cannot read it: {e}") from None
-            raise _input_error(f"Delta table {self.uri} has no version {version}; versions found: "
-                               f"{self._versions_text()}") from None
+            if version is not None:
+                try:
+                    versions = [h["version"] for h in self._history()]
+                except Exception:
+                    versions = None
+                if versions is not None and version not in versions:
+                    raise _input_error(f"Delta table {self.uri} has no version {version}; versions found: "
+                                       f"{self._versions_text(versions)}") from None
+            at = f" at version {version}" if version is not None else ""
+            raise _input_error(f"Delta table {self.uri}: cannot read it{at}: {e}") from None
 
     def _history(self, table=None) -> list[dict]:
         t = table if table is not None else self._open()
         return sorted(t.history(), key=lambda h: h["version"])
 
-    def _versions_text(self) -> str:
-        try:
-            vs = [h["version"] for h in self._history()]
-        except Exception:
-            return "none readable"
+    def _versions_text(self, versions: list[int]) -> str:
+        vs = sorted(versions)
         if not vs:
             return "none"
         if vs == list(range(vs[0], vs[-1] + 1)) and len(vs) > 3:
