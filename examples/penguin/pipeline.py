@@ -7,6 +7,11 @@ the Evaluator (TFMA), the InfraValidator and the Pusher.
     tfpipe run examples/penguin/pipeline.py -P learning_rate=0.003,0.03 -P units=8,16   # a sweep
 
 ``learning_rate`` and ``units`` are the model's hyperparameters when the Tuner is off.
+``source`` and ``source_config`` read the penguins from a data source instead of
+``data_root``'s CSV (docs/data_sources.md), e.g. a SQL table::
+
+    create_pipeline(source="sql", source_config={"url": "postgresql://app@127.0.0.1:5432/zoo",
+                                                 "table": "penguins", "password_env": "ZOO_DB_PASSWORD"})
 """
 import os
 
@@ -50,8 +55,10 @@ def create_pipeline(data_root: str = DATA, name: str = "penguin", root: str | No
                     beam_pipeline_args: list[str] | None = None, enable_tuning: bool = False,
                     train_steps: int = 500, learning_rate: float = 1e-2, units: int = 8,
                     tuning_parallel_trials: int = 1, tuning_trials: int = 4,
-                    trainer_module: str = TRAINER_MODULE, transform_module: str = TRANSFORM_MODULE) -> Pipeline:
-    example_gen = ExampleGen(input_base=data_root, label_key="species")
+                    trainer_module: str = TRAINER_MODULE, transform_module: str = TRANSFORM_MODULE,
+                    source: str = "", source_config: dict | None = None) -> Pipeline:
+    example_gen = ExampleGen(source=source, source_config=source_config, label_key="species") if source \
+        else ExampleGen(input_base=data_root, label_key="species")
     stats = StatisticsGen(examples=example_gen.outputs.examples)
     schema = SchemaGen(statistics=stats.outputs.statistics)
     validator = ExampleValidator(statistics=stats.outputs.statistics, schema=schema.outputs.schema)
