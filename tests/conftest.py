@@ -115,3 +115,13 @@ def gcs(tmp_path_factory):
     server.bucket = server.make_bucket("tfpipe-test")
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """MLflow's tracking server and UI (tests/mlflow_server.py) on a free loopback port: a
+    SQLite backend store and the artifacts it serves, in the session's tmp."""
+    from tests.mlflow_server import MlflowServer
+    server = MlflowServer(str(tmp_path_factory.mktemp("mlflow-server"))).start()
+    yield server
+    server.stop()

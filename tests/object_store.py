@@ -53,6 +53,10 @@ class Server:
         return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": "tfpipe-test",
                 "AWS_SECRET_ACCESS_KEY": "tfpipe-test-secret", "AWS_REGION": "us-east-1"}
 
+    def process_env(self) -> dict | None:
+        """The server process's environment (None: this one's)."""
+        return None
+
     def ready(self) -> bool:
         try:
             urllib.request.urlopen(self.endpoint + "/", timeout=1)
@@ -65,7 +69,7 @@ class Server:
     def start(self, timeout: float = 60) -> "Server":
         log = open(os.path.join(self.base, "server.log"), "ab")
         self.proc = subprocess.Popen(self.command(), stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                                     start_new_session=True, cwd=self.base)
+                                     start_new_session=True, cwd=self.base, env=self.process_env())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

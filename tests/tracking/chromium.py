@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import subprocess
+from html.parser import HTMLParser
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -89,3 +90,78 @@ def check_legends(chart: dict) -> None:
             assert not overlap(a["box"], b["box"]), (chart["label"], a["text"], b["text"])
     if items and chart["series"]:
         assert sorted(it["text"] for it in items) == sorted(set(chart["series"])), chart["label"]
+
+
+# -- pages of a web application (MLflow's UI): rendered until its data has arrived --------
+def render(url: str, tmp, expect=(), ready=None, size=(1280, 800)) -> str:
+    """The DOM of ``url`` after Chromium ran its scripts and their requests settled (a
+    virtual-time budget); rendered again with a larger budget while a string of ``expect``
+    is not in its text yet or ``ready(dom)`` is false (a slow server, a chart still being
+    drawn), at most three times. The last DOM either way: the caller's assertions say what
+    is missing."""
+    dom = ""
+    for budget in (15000, 30000, 60000):
+        dom = subprocess.run(_base(tmp) + [f"--window-size={size[0]},{size[1]}", f"--virtual-time-budget={budget}",
+                                           "--dump-dom", url],
+                             capture_output=True, text=True, timeout=180, check=True).stdout
+        text = page_text(dom)
+        if all(e in text for e in expect) and (ready is None or ready(dom)):
+            break
+    return dom
+
+
+def screenshot_url(url: str, path, tmp, size=(1280, 800)) -> bytes:
+    """A PNG of ``url`` (scripts run, requests settled) at ``size``, written to ``path``."""
+    subprocess.run(_base(tmp) + [f"--screenshot={path}", f"--window-size={size[0]},{size[1]}", "--hide-scrollbars",
+                                 "--virtual-time-budget=30000", url], capture_output=True, timeout=180, check=True)
+    return open(path, "rb").read()
+
+
+_VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+
+class _Texts(HTMLParser):
+    """The text of a DOM, and of each element whose ``role`` attribute is ``role``."""
+
+    def __init__(self, role: str | None = None):
+        super().__init__()
+        self.role, self.stack, self.found = role, [["", False, []]], []
+
+    def handle_starttag(self, tag, attrs):
+        if tag not in _VOID:
+            self.stack.append([tag, self.role is not None and dict(attrs).get("role") == self.role, []])
+
+    def handle_endtag(self, tag):
+        depth = next((i for i in range(len(self.stack) - 1, 0, -1) if self.stack[i][0] == tag), None)
+        while depth is not None and len(self.stack) > depth:
+            name, match, parts = self.stack.pop()
+            text = "" if name in ("script", "style") else " ".join(p for p in parts if p)
+            self.stack[-1][2].append(text)
+            if match:
+                self.found.append(_squash(text))
+
+    def handle_data(self, data):
+        self.stack[-1][2].append(data.strip())
+
+
+def _squash(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def page_text(dom: str) -> str:
+    """The visible text of a DOM (scripts and styles left out), whitespace squashed."""
+    p = _Texts()
+    p.feed(dom)
+    p.close()
+    while len(p.stack) > 1:
+        p.handle_endtag(p.stack[-1][0])
+    return _squash(" ".join(p.stack[0][2]))
+
+
+def role_texts(dom: str, role: str) -> list[str]:
+    """The text of every element with ``role="<role>"`` (a table's rows: ``row``), in
+    document order of their ends."""
+    p = _Texts(role)
+    p.feed(dom)
+    p.close()
+    return p.found
