@@ -1,6 +1,6 @@
 """tfpipe.sources.bigquery offline. BigQuery itself cannot be reached from the tests (no
 Google Cloud project, no credentials), so snapshot() and read() through the BigQuery client
-are NOT tested against BigQuery (docs/data_sources_sql.md says so). What is: the Beam read
+are NOT tested against BigQuery (docs/data_sources.md says so). What is: the Beam read
 translates into a Dataflow job (the DataflowRunner's dry run, which builds the job without
 contacting Google Cloud) whose BigQuery source holds the query: a table read as of the
 snapshot time, or the user's query; the rows Beam yields become Arrow batches of the
