@@ -112,7 +112,9 @@ def render_compare(store: MetadataStore, runs: list[str], title: str | None = No
         if r["differs"]:
             diff_rows.append(["parameter", e(f"{r['node']}.{r['parameter']}"), *[e(_v(v)[:80]) for v in r["values"]]])
     for r in cmp["data"]:
-        if r["differs"]:
+        # a node's data_fingerprint hashes its inputs: it differs whenever an upstream output
+        # did, which the rows of the cause (data read, parameters, code) already show
+        if r["differs"] and r["parameter"] != "data_fingerprint":
             diff_rows.append(["data", e(f"{r['node']}.{r['parameter']}"), *[e(_v(v)[:16]) for v in r["values"]]])
     for r in cmp["code"]:
         if r["differs"]:
