@@ -104,7 +104,7 @@ demo: $(STAMP)
 # ruff (configured in pyproject.toml) first: a lint error fails in seconds, before the suite.
 test: $(STAMP) $(ACTIONLINT_STAMP) $(AIRFLOW_STAMP) $(STORAGE_STAMP) $(MLFLOW_STAMP) chromium mariadb postgresql
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=25 tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
