@@ -11,6 +11,8 @@ import sys
 
 
 def main(argv: list[str]) -> int:
+    from tfpipe.runtime import pin_keras
+    pin_keras()  # inherited from the Tuner's process; set here too for a worker started otherwise
     from ._user_code import describe, load_user_fn
     from .fn_args import DataAccessor, FnArgs
     from .tuner import run_tuner_fn

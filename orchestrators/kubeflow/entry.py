@@ -15,7 +15,10 @@ def run(ir: str, node_id: str, run_id: str, parameters: dict) -> None:
     from tfpipe.parameters import parameter_name
     ir_json = json.dumps(decode_ir(ir))
     parameters = {parameter_name(node_id, k): v for k, v in decode(parameters).items()}
+    from tfpipe.runtime import pin_keras
+
     from .. import taskhost
+    pin_keras()  # before the task host is chosen: it is keyed by the Keras its imports resolved
     if taskhost.enabled():  # kfp.local on this machine: the warm task host forks the task
         rc = taskhost.run_via_host(["--ir-json", ir_json, "--node", node_id, "--run", run_id,
                                     "--orchestrator", "kubeflow", "--params", json.dumps(parameters)])
