@@ -20,7 +20,9 @@ def main(argv: list[str]) -> int:
     fn = load_user_fn("Tuner", "tuner_fn", spec["module_file"], spec["ref"])
     fn_args = FnArgs(**spec["fn_args"], data_accessor=DataAccessor())
     tuner, fit_kwargs = run_tuner_fn(fn, describe(spec["module_file"], spec["ref"], "tuner_fn"), fn_args)
-    tuner.search(**fit_kwargs)
+    from ._autograph import libraries_not_autographed
+    with libraries_not_autographed():  # as in the Tuner's own process
+        tuner.search(**fit_kwargs)
     return 0
 
 
