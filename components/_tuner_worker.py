@@ -11,6 +11,8 @@ import sys
 
 
 def main(argv: list[str]) -> int:
+    from tfpipe.runtime import pin_keras
+    pin_keras()  # inherited from the Tuner's process; set here too for a worker started otherwise
     from ._user_code import describe, load_user_fn
     from .fn_args import DataAccessor, FnArgs
     from .tuner import run_tuner_fn
@@ -18,7 +20,9 @@ def main(argv: list[str]) -> int:
     fn = load_user_fn("Tuner", "tuner_fn", spec["module_file"], spec["ref"])
     fn_args = FnArgs(**spec["fn_args"], data_accessor=DataAccessor())
     tuner, fit_kwargs = run_tuner_fn(fn, describe(spec["module_file"], spec["ref"], "tuner_fn"), fn_args)
-    tuner.search(**fit_kwargs)
+    from ._autograph import libraries_not_autographed
+    with libraries_not_autographed():  # as in the Tuner's own process
+        tuner.search(**fit_kwargs)
     return 0
 
 

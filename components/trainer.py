@@ -10,7 +10,9 @@ A TFX module file ports by changing its import lines alone::
 
 ``fn_args.hyperparameters`` is what TFX gives (the KerasTuner config); the model may be
 saved with ``tf.saved_model.save`` and the module's own signatures, as in TFX, or with
-``export_serving_model`` (the Model contract the penguin example follows).
+``export_serving_model`` (the Model contract the penguin example follows); TFX's
+``model.save(dir, save_format='tf', signatures=...)`` writes the same SavedModel with a
+Keras 3 model (``_savedmodel_save``).
 
 While ``run_fn`` runs, every ``keras.Model.fit`` call gets two callbacks added: one that
 records the per-epoch History (``<model_run.uri>/history.json``) and logs progress, and a
@@ -113,9 +115,9 @@ def build_fn_args(examples, schema=None, transform_graph=None, train_split="trai
 
 
 def _keras_flavours() -> list:
-    """The Keras packages a ``run_fn`` may train with: Keras 3 and, when TFX's idiom is in
-    use (TensorFlow Transform sets ``TF_USE_LEGACY_KERAS=1``, so ``tf.keras`` is tf_keras),
-    Keras 2 as well."""
+    """The Keras packages a ``run_fn`` may train with: Keras 3 and, when tf_keras is in use
+    (imported, as TensorFlow Transform does for its layer, or behind ``tf.keras`` with
+    ``TF_USE_LEGACY_KERAS=1``), Keras 2 as well."""
     import sys
 
     import keras
@@ -184,6 +186,33 @@ def _recording_fit(history: dict, log_dir: str, log):
             k.Model.fit = original
 
 
+@contextlib.contextmanager
+def _savedmodel_save():
+    """TFX's Keras modules save with ``model.save(dir, save_format='tf', signatures=...)``,
+    tf_keras's SavedModel export; Keras 3 (``tf.keras`` under tfpipe's rule,
+    ``tfpipe.runtime.pin_keras``) refuses ``save_format``. In the block, Keras 3's
+    ``Model.save`` to a directory with ``save_format='tf'`` (or ``'tensorflow'``) writes the
+    same SavedModel through ``tf.saved_model.save(model, dir, signatures, options)``; any
+    other call is Keras 3's own."""
+    import keras
+    original = keras.Model.save
+
+    def save(self, filepath, *args, **kwargs):
+        fmt = kwargs.get("save_format")
+        if (isinstance(fmt, str) and fmt.lower() in ("tf", "tensorflow") and not args
+                and not str(filepath).endswith((".keras", ".h5", ".hdf5"))):
+            import tensorflow as tf
+            tf.saved_model.save(self, str(filepath), signatures=kwargs.get("signatures"),
+                                options=kwargs.get("options"))
+            return None
+        return original(self, filepath, *args, **kwargs)
+    keras.Model.save = save
+    try:
+        yield
+    finally:
+        keras.Model.save = original
+
+
 @component(name="Trainer", driver=_driver, check=compile_check("Trainer", "run_fn", "run_fn"))
 def Trainer(examples: Input[Examples], model: Output[Model], model_run: Output[ModelRun],
             transform_graph: Input[TransformGraph] | None = None, schema: Input[Schema] | None = None,
@@ -205,7 +234,7 @@ def Trainer(examples: Input[Examples], model: Output[Model], model_run: Output[M
             + (", warm start from " + fn_args.base_model if fn_args.base_model else ""))
     history: dict = {}
     os.makedirs(model_run.uri, exist_ok=True)
-    with _recording_fit(history, model_run.uri, ctx.log), libraries_not_autographed():
+    with _recording_fit(history, model_run.uri, ctx.log), _savedmodel_save(), libraries_not_autographed():
         call_user_fn("Trainer", user_fn, what, fn_args)
     sigs = check_serving_model(serving_dir, f"Trainer: {what}")
     with open(model_run.history_path(), "w") as f:

@@ -178,8 +178,10 @@ def Tuner(examples: Input[Examples], best_hyperparameters: Output[HyperParameter
             on_trial_end(trial)
             ctx.log(f"trial {trial.trial_id}: score {trial.score} with {dict(trial.hyperparameters.values)}")
         tuner.on_trial_end = logged_trial_end
+        from ._autograph import libraries_not_autographed
         try:
-            tuner.search(**fit_kwargs)
+            with libraries_not_autographed():  # as in the Trainer: a tf_keras model's first step in seconds
+                tuner.search(**fit_kwargs)
         except Exception as e:
             raise TunerError(f"Tuner: the search of the tuner from {what} raised {type(e).__name__}: {e}") from e
     trials = _trial_records(tuner.oracle)

@@ -135,6 +135,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-cache", action="store_true")
     ap.add_argument("-q", "--quiet", action="store_true", help="no progress lines (errors still)")
     a = ap.parse_args(argv)
+    from tfpipe.runtime import pin_keras
+    pin_keras()  # before the task host is chosen: it is keyed by the Keras its imports resolved
     from . import taskhost
     if taskhost.enabled():  # run in a forked child of the warm task host (see taskhost.py)
         rc = taskhost.run_via_host(sys.argv[1:] if argv is None else list(argv))

@@ -51,6 +51,7 @@ IDLE_ENV = "TFPIPE_TASK_HOST_IDLE"
 PRELOAD_ENV = "TFPIPE_TASK_HOST_PRELOAD"
 DEFAULT_PRELOAD = ("numpy,pyarrow,pandas,ml_metadata,apache_beam,tensorflow,tensorflow_data_validation,"
                    "tensorflow_transform,tensorflow_model_analysis,keras_tuner")
+KERAS_ENV = "TF_USE_LEGACY_KERAS"  # tfpipe.runtime.KERAS_ENV (only the standard library here)
 _HDR = struct.Struct("!Q")
 _READY_TIMEOUT_S = 300.0
 
@@ -62,7 +63,9 @@ def enabled(env=None) -> bool:
 def _key() -> str:
     purelib = sysconfig.get_paths()["purelib"]
     parts = [sys.executable, sys.prefix, purelib, str(_mtime(purelib)), os.path.abspath(__file__),
-             str(_mtime(os.path.abspath(__file__))), os.environ.get(PRELOAD_ENV, DEFAULT_PRELOAD)]
+             str(_mtime(os.path.abspath(__file__))), os.environ.get(PRELOAD_ENV, DEFAULT_PRELOAD),
+             # the Keras tf.keras resolved to in the host's imports (tfpipe.runtime.pin_keras)
+             os.environ.get(KERAS_ENV, "0")]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
 
@@ -223,6 +226,8 @@ def stop_host(wait_s: float = 0.0) -> bool:
 # --- host ---------------------------------------------------------------------------------
 
 def _preload() -> None:
+    from tfpipe.runtime import pin_keras
+    pin_keras()  # before TensorFlow Transform's import could set it (the host's key has it)
     t0 = time.monotonic()
     for name in filter(None, (n.strip() for n in os.environ.get(PRELOAD_ENV, DEFAULT_PRELOAD).split(","))):
         try:
@@ -250,6 +255,20 @@ def _recv_request(conn: socket.socket) -> tuple[dict, list[int]]:
     return json.loads(body), fds
 
 
+def _caller_environment(env: dict) -> None:
+    """The caller's environment and nothing else: what the host's imports set, through
+    ``os.environ`` (TensorFlow Transform's ``TF_USE_LEGACY_KERAS=1`` when the host's own was
+    unset) or in C (``setenv``, which ``os.environ`` does not see), is gone; so is anything the
+    caller had removed."""
+    try:
+        import ctypes
+        ctypes.CDLL(None).clearenv()
+    except (OSError, AttributeError):  # no clearenv (not glibc/musl): os.environ's own keys go below
+        pass
+    os.environ.clear()
+    os.environ.update(env)
+
+
 def _child(req: dict, fds: list[int], keep_closed: list[int]) -> None:
     """In the forked child: become the task process the caller would have started."""
     try:
@@ -262,8 +281,7 @@ def _child(req: dict, fds: list[int], keep_closed: list[int]) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         os.chdir(req["cwd"])
-        os.environ.clear()
-        os.environ.update(req["env"])
+        _caller_environment(req["env"])
         # `python -m` puts the working directory first; tfpipe is imported afresh (the host
         # imported only this module and the core package around it)
         sys.path[0:0] = [req["cwd"]] + [p for p in req["env"].get("PYTHONPATH", "").split(os.pathsep) if p]

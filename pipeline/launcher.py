@@ -31,7 +31,7 @@ from .fingerprint import ModuleFileError, file_sha256, fingerprint_path, module_
 from .loader import load_component
 from .metadata import MetadataError, MetadataStore
 from .provenance import environment, environment_record, git_info, owner
-from .runtime import ExecutionContext, Interrupted
+from .runtime import ExecutionContext, Interrupted, pin_keras
 from .state import SUCCEEDED, State
 
 __all__ = ["run_node", "NodeFailed", "NodeResult", "InputResolutionError", "NotCached", "resolve_inputs"]
@@ -401,6 +401,7 @@ def run_node(ir: dict, node_id: str, run_id: str, store: MetadataStore | None = 
     """Run one node of a compiled pipeline through every phase; raises NodeFailed.
     ``cache_only``: a node that is not a cache hit fails (NotCached) instead of executing
     (a resolver node still resolves: it creates nothing)."""
+    pin_keras()  # a no-op where an entry point did it (before anything imported TensorFlow)
     job = Job(ir, _node(ir, node_id), run_id, store or MetadataStore(ir["pipeline"]["metadata"]),
               enable_cache, verbose)
     try:

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 
 __all__ = ["ExecutionContext", "current", "quiet_libraries", "Interrupted", "interrupt_on_signals", "tracking",
-           "count", "progress_line"]
+           "count", "progress_line", "KERAS_ENV", "pin_keras"]
 
 _CURRENT: contextvars.ContextVar["ExecutionContext | None"] = contextvars.ContextVar("tfpipe_ctx", default=None)
 
@@ -150,8 +150,10 @@ def count(key: str, n: int) -> None:
 def quiet_libraries() -> None:
     """Keep TensorFlow's C++ start-up chatter and vendor deprecation notices out of the
     user's progress output (set TFPIPE_DEBUG=1 to see everything). Called by every entry
-    point that runs nodes: the CLI and an orchestrator's task."""
+    point that runs nodes: the CLI and an orchestrator's task. Also pins the Keras
+    ``tf.keras`` resolves to (``pin_keras``)."""
     import os
+    pin_keras()
     if os.environ.get("TFPIPE_DEBUG"):
         return
     import logging
@@ -168,6 +170,25 @@ def quiet_libraries() -> None:
         absl_logging.set_verbosity(absl_logging.ERROR)
     except ImportError:
         pass
+
+
+#: TensorFlow 2.16 reads it once, at the first use of ``tf.keras``: "1" routes ``tf.keras`` to
+#: tf_keras (Keras 2), anything else to Keras 3 (``import keras``)
+KERAS_ENV = "TF_USE_LEGACY_KERAS"
+
+
+def pin_keras() -> str:
+    """The one rule for which Keras a module file gets, whatever runs the node (the CLI,
+    an orchestrator's task, the task host and each child it forks, a Beam SDK worker, a
+    Tuner worker): ``TF_USE_LEGACY_KERAS`` as the caller's environment has it, and when it
+    is unset, "0", what TensorFlow 2.16 defines (``tf.keras`` is Keras 3, the Keras that
+    keras_tuner checks models against). Set before anything imports TensorFlow Transform,
+    which would otherwise set it to "1" for the rest of the process and its children, so
+    that ``tf.keras`` would depend on whether TFT or TFMA was imported first. Returns the
+    value. (TFT then uses the tf_keras package for its own layer, which a Keras 3 model
+    carries into its SavedModel like any tf.Module; docs/transform_trainer.md.)"""
+    import os
+    return os.environ.setdefault(KERAS_ENV, "0")
 
 
 class Interrupted(KeyboardInterrupt):

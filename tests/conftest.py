@@ -7,6 +7,8 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# what the CLI and every task do before anything imports TensorFlow (tfpipe.runtime.pin_keras)
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "0")
 
 
 def tfpipe(*args, cwd=None, env=None, timeout=600, check=None):

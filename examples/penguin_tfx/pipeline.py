@@ -15,14 +15,12 @@ TFX 1.16 (``make bench`` runs both, side by side):
 """
 import os
 
-# As TFX pipelines do: TensorFlow Transform 1.16 works with Keras 2 only, so tf.keras must
-# be tf_keras, and the choice is made for the process at the first use of tf.keras (which
-# importing TFMA makes).
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+# TFX's pipeline sets TF_USE_LEGACY_KERAS=1 here (tfx_pipeline.py); under tfpipe the Keras a
+# module file gets is fixed before this file loads (docs/transform_trainer.md, "Which Keras a
+# module file gets"): tf.keras is Keras 3 unless the environment tfpipe starts from sets it.
+import tensorflow_model_analysis as tfma
 
-import tensorflow_model_analysis as tfma  # noqa: E402
-
-from tfpipe import Model, Pipeline  # noqa: E402
+from tfpipe import Model, Pipeline
 from tfpipe.components import (
     Evaluator,
     ExampleGen,
@@ -36,7 +34,7 @@ from tfpipe.components import (
     Transform,
     Tuner,
 )
-from tfpipe.graph import default_home  # noqa: E402
+from tfpipe.graph import default_home
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "data")

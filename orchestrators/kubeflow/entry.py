@@ -31,7 +31,10 @@ def run(ir: str, node_id: str, run_id: str, parameters: dict) -> None:
     ir_json = json.dumps(decoded)
     compiled = next((n.get("parameters") or {} for n in decoded.get("nodes", []) if n.get("id") == node_id), {})
     parameters = {parameter_name(node_id, k): _as_compiled(v, compiled.get(k)) for k, v in decode(parameters).items()}
+    from tfpipe.runtime import pin_keras
+
     from .. import taskhost
+    pin_keras()  # before the task host is chosen: it is keyed by the Keras its imports resolved
     if taskhost.enabled():  # kfp.local on this machine: the warm task host forks the task
         rc = taskhost.run_via_host(["--ir-json", ir_json, "--node", node_id, "--run", run_id,
                                     "--orchestrator", "kubeflow", "--params", json.dumps(parameters)])

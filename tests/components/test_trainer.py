@@ -215,8 +215,8 @@ def test_warm_start_from_a_base_model(penguin_model):
 
 
 def test_fit_of_keras_2_and_keras_3_models_is_recorded(tmp_path):
-    """A TFX module trains tf.keras = tf_keras (Keras 2) models; tfpipe's own examples Keras 3
-    ones: the Trainer records the History (and adds TensorBoard) for both."""
+    """A module trains tf_keras (Keras 2) models (``import tf_keras``, or ``tf.keras`` with
+    TF_USE_LEGACY_KERAS=1) or Keras 3 ones: the Trainer records the History (and adds TensorBoard) for both."""
     import keras
     import tf_keras
 
@@ -235,6 +235,29 @@ def test_fit_of_keras_2_and_keras_3_models_is_recorded(tmp_path):
     assert (keras.Model.fit, tf_keras.Model.fit) == originals  # the patches are undone
     assert [len(h["loss"]) for h in histories.values()] == [2, 2]
     assert [line.split(":")[0] for line in lines] == ["epoch 1", "epoch 2"] * 2
+
+
+def test_tfx_model_save_with_save_format_tf_writes_a_savedmodel_with_keras_3(tmp_path):
+    """TFX's Keras modules end with ``model.save(dir, save_format='tf', signatures=...)``, which
+    Keras 3 (tf.keras under tfpipe's rule) refuses: in the Trainer it writes the SavedModel
+    with those signatures; a .keras file is still Keras 3's own; the patch is undone."""
+    import keras
+    import tensorflow as tf
+
+    from tfpipe.components.trainer import _savedmodel_save
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3)])
+    serve = tf.function(lambda x: {"outputs": model(x)}, input_signature=[tf.TensorSpec([None, 2], tf.float32)])
+    original = keras.Model.save
+    with pytest.raises(ValueError, match="save_format"):
+        model.save(str(tmp_path / "refused"), save_format="tf", signatures={"serving_default": serve})
+    with _savedmodel_save():
+        model.save(str(tmp_path / "sm"), save_format="tf", signatures={"serving_default": serve})
+        model.save(str(tmp_path / "m.keras"))
+    assert keras.Model.save is original
+    loaded = tf.saved_model.load(str(tmp_path / "sm"))
+    out = loaded.signatures["serving_default"](x=tf.ones([1, 2]))
+    assert out["outputs"].shape == (1, 3)
+    assert keras.saving.load_model(str(tmp_path / "m.keras")).count_params() == model.count_params()
 
 
 def test_library_code_is_left_to_graph_mode_while_user_code_is_traced():

@@ -88,3 +88,58 @@ def test_no_usable_host_means_the_caller_runs_the_task_itself(tmp_path, monkeypa
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
     assert taskhost.run_via_host(["--node", "X"]) is None
     assert "running the task here" in capsys.readouterr().err
+
+
+LEAKY_PRELOAD = '''import ctypes, os
+# what a preloaded library may do to the host's environment: TensorFlow Transform sets
+# TF_USE_LEGACY_KERAS=1 through os.environ; C code calls setenv, which os.environ never sees
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+os.environ["PRELOAD_SET_IN_PYTHON"] = "host"
+ctypes.CDLL(None).setenv(b"PRELOAD_SET_IN_C", b"host", 1)
+'''
+
+ENV_PROBE = '''import os, subprocess
+def main(argv):
+    names = ("TF_USE_LEGACY_KERAS", "PRELOAD_SET_IN_PYTHON", "PRELOAD_SET_IN_C", "PROBE_VALUE")
+    print("task", [os.environ.get(n) for n in names])
+    # a process the task starts gets the C environment
+    print("subprocess", subprocess.run(["sh", "-c", "echo $TF_USE_LEGACY_KERAS,$PRELOAD_SET_IN_PYTHON,"
+                                        "$PRELOAD_SET_IN_C,$PROBE_VALUE"], capture_output=True, text=True).stdout)
+    return 0
+'''
+
+
+def test_what_the_hosts_imports_set_in_the_environment_does_not_reach_a_task(tmp_path, host_env):
+    """The host's preload sets TF_USE_LEGACY_KERAS (as TFT's import does) and variables through
+    os.environ and C's setenv; a task sees the caller's environment only, and so do the
+    processes it starts."""
+    from tfpipe.orchestrators import taskhost
+    preload = tmp_path / "preload"
+    preload.mkdir()
+    (preload / "leaky_preload.py").write_text(LEAKY_PRELOAD)
+    (tmp_path / "probe_task.py").write_text(ENV_PROBE)
+    env = {**host_env, taskhost.PRELOAD_ENV: "json,leaky_preload", "TF_USE_LEGACY_KERAS": "0",
+           "PYTHONPATH": os.pathsep.join([REPO, str(preload)])}
+    try:
+        p = _client(tmp_path, env)
+        assert p.returncode == 0, p.stderr
+        assert "task ['0', None, None, 'from-the-caller']" in p.stdout
+        assert "subprocess 0,,,from-the-caller" in p.stdout
+        with open(subprocess.run([sys.executable, "-c", "from tfpipe.orchestrators.taskhost import socket_path; "
+                                  "print(socket_path())"], env=env, capture_output=True, text=True,
+                                 check=True).stdout.strip() + ".log") as f:
+            assert "preload leaky_preload" not in f.read()  # it was imported, without error
+    finally:
+        with scoped_env(**{taskhost.PRELOAD_ENV: env[taskhost.PRELOAD_ENV], "TF_USE_LEGACY_KERAS": "0"}):
+            taskhost.stop_host(wait_s=20)
+
+
+def test_the_host_is_chosen_by_the_callers_keras():
+    """A caller with TF_USE_LEGACY_KERAS=1 and one without it are served by different hosts
+    (tf.keras is resolved once, by the host's imports)."""
+    from tfpipe.orchestrators import taskhost
+    with scoped_env(TF_USE_LEGACY_KERAS="1"):
+        legacy = taskhost.socket_path()
+    with scoped_env(TF_USE_LEGACY_KERAS="0"):
+        keras3 = taskhost.socket_path()
+    assert legacy != keras3
