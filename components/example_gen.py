@@ -169,7 +169,30 @@ class _NamedAsGiven:
         return False
 
 
-@component(name="ExampleGen", driver=resolve_input)
+_WIDENING = {frozenset({"int64", "double"}), frozenset({"int32", "int64"}), frozenset({"float", "double"})}
+
+
+def same_column_types(params: dict, previous: dict) -> None:
+    """A source's column that changed type since this node's last COMPLETE run fails the
+    run (the schema and the transform were made from the old type), unless the source's
+    config says ``allow_type_changes``; a column that became null-only, and an integer that
+    became floating point, are not changes."""
+    new = (params.get("data_version") or {}).get("columns") or {}
+    old = (previous.get("data_version") or {}).get("columns") or {}
+    if not new or not old or (params.get("source_config") or {}).get("allow_type_changes"):
+        return
+    changed = {c: (old[c], t) for c, t in new.items()
+               if c in old and old[c] != t and "null" not in (old[c], t) and frozenset({old[c], t}) not in _WIDENING}
+    if changed:
+        from tfpipe.sources import describe_version
+        what = "; ".join(f"column {c!r} was {a}, is now {b}" for c, (a, b) in sorted(changed.items()))
+        raise InputDataError(
+            f"source {params.get('source')!r}: {what} (last run read {describe_version(previous.get('data_version'))}"
+            f"; this one {describe_version(params.get('data_version'))}); expected the column types the schema "
+            f"and transform were made from (or \"allow_type_changes\": true in source_config to accept)")
+
+
+@component(name="ExampleGen", driver=resolve_input, check_previous=same_column_types)
 def ExampleGen(examples: Output[Examples], input_base: str = "", input_pattern: str = "",
                input_splits: dict = None, split_ratios: dict = None, partition_feature: str = "",
                format: str = "auto", span: int = -1, span_range: list = (), label_key: str = "",

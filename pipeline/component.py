@@ -107,9 +107,10 @@ class ComponentSpec:
     def __init__(self, fn: Callable, name: str | None = None, driver: Callable | None = None,
                  version: str | None = None, resolver: Callable | None = None,
                  code_files: tuple[str, ...] = (), check: Callable | None = None,
-                 converters: dict[str, Callable] | None = None):
+                 converters: dict[str, Callable] | None = None, check_previous: Callable | None = None):
         self.fn = fn
         self.check = check  # check(parameters) when the pipeline is compiled, before any node runs
+        self.check_previous = check_previous  # check_previous(parameters, previous ones) after the driver
         self.name = check_name("component name", fn.__name__ if name is None else name, ComponentDefinitionError)
         self.driver = driver
         self.resolver = resolver  # see pipeline/resolver.py: picks existing artifacts, no executor
@@ -312,7 +313,8 @@ class Node:
 
 def component(fn: Callable | None = None, *, name: str | None = None, driver: Callable | None = None,
               version: str | None = None, resolver: Callable | None = None, code_files: tuple[str, ...] = (),
-              check: Callable | None = None, converters: dict[str, Callable] | None = None):
+              check: Callable | None = None, converters: dict[str, Callable] | None = None,
+              check_previous: Callable | None = None):
     """Turn a typed function into a component. Usable bare (``@component``) or with options.
 
     ``driver(parameters) -> dict`` runs before the cache decision (e.g. ExampleGen picking a
@@ -337,10 +339,16 @@ def component(fn: Callable | None = None, *, name: str | None = None, driver: Ca
     into its JSON dict (the Evaluator's ``eval_config`` takes a ``tfma.EvalConfig`` message
     this way; the IR stays JSON). A value it does not handle it returns unchanged; a
     TypeError or ValueError it raises becomes a WiringError naming node and parameter.
+
+    ``check_previous(parameters, previous)`` runs after the driver with the parameters
+    (the driver's output included) of this node's last COMPLETE execution in the pipeline,
+    when there is one: what may not change from one run to the next (ExampleGen: a column's
+    type) fails the execution there, before anything is written. It raises with a message.
     """
     def wrap(f: Callable) -> ComponentSpec:
         spec = ComponentSpec(f, name=name, driver=driver, version=version, resolver=resolver,
-                             code_files=code_files, check=check, converters=converters)
+                             code_files=code_files, check=check, converters=converters,
+                             check_previous=check_previous)
         spec._attr_name = f.__name__
         return spec
     return wrap(fn) if fn is not None else wrap

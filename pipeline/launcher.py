@@ -285,12 +285,27 @@ class Job:
         files): what it returns joins the parameters, so the cache key."""
         if self.spec.driver is not None:
             self.params.update(self.spec.driver(dict(self.params)) or {})
+        if self.spec.check_previous is not None:
+            previous = self._previous_parameters()
+            if previous is not None:
+                self.spec.check_previous(dict(self.params), previous)
         data_fp = self.params.get("input_fingerprint") or hashlib.sha256(json.dumps(
             {k: [a.fingerprint for a in v] for k, v in sorted(self.inputs.items())}).encode()).hexdigest()
         material = cache_material(self.spec, self.node, self.params, self.inputs)
         self.props = {"cache_key": material_key(material), "cache_material": json.dumps(material, sort_keys=True),
                       "parameters": json.dumps(self.params, sort_keys=True, default=str),
                       "data_fingerprint": data_fp}
+
+    def _previous_parameters(self) -> dict | None:
+        """The parameters of this node's newest COMPLETE execution in the pipeline (not this one)."""
+        ctx = self.store.context("node", f"{self.pipeline['name']}.{self.node['id']}", create=False)
+        if ctx is None:
+            return None
+        for e in sorted(self.store.executions_by_context(ctx), key=lambda e: e.id, reverse=True):
+            if self.store.state_name(e) == State.COMPLETE:
+                text = self.store.props(e).get("parameters")
+                return json.loads(text) if text else None
+        return None
 
     def cache_lookup(self):
         use = self.pipeline.get("enable_cache", True) and self.node.get("enable_cache", True)

@@ -172,7 +172,8 @@ class SqlSource(Source):
     def __init__(self, url: str, query: str | None = None, table: str | None = None,
                  version_column: str | None = None, password_env: str | None = None,
                  password_file: str | None = None, password_secret: str | None = None,
-                 batch_rows: int = 50_000, **unknown: Any):
+                 batch_rows: int = 50_000, allow_type_changes: bool = False, **unknown: Any):
+        # allow_type_changes: read by ExampleGen's check against its previous run's columns
         config = {k: v for k, v in dict(url=url, query=query, table=table, version_column=version_column,
                                         password_env=password_env, password_file=password_file,
                                         password_secret=password_secret, batch_rows=batch_rows).items()
@@ -180,7 +181,8 @@ class SqlSource(Source):
         check_no_inline_secrets({**config, **unknown}, "sql source")
         if unknown:
             raise InputDataError(f"sql source: unknown option(s) {sorted(unknown)}; expected url, query or table, "
-                                 f"version_column, password_env/password_file/password_secret, batch_rows")
+                                 f"version_column, password_env/password_file/password_secret, batch_rows, "
+                                 f"allow_type_changes")
         super().__init__(**config)
         if not isinstance(url, str) or "://" not in url:
             raise InputDataError(f"sql source: url {url!r}: expected a SQLAlchemy URL such as "

@@ -187,3 +187,28 @@ def test_reproduce_reads_a_versioned_table_again_and_refuses_a_changed_unversion
     assert "node ExampleGen: source 'sql' cannot be read again as it was: its snapshot" in p.stderr
     assert "is not reproducible and its data changed since" in p.stderr
     assert postgres.password not in p.stderr and not (plain / "again").exists()
+
+
+def test_a_column_type_changed_since_the_last_run_fails_example_gen(mysql, tmp_path):
+    """A SQL table keeps no schema history: a column whose type changed since ExampleGen's
+    last COMPLETE run fails the next run (naming column, both types and both data versions),
+    nothing of it published and nothing downstream run; allow_type_changes accepts it."""
+    from tfpipe.metadata import MetadataStore
+    url = mysql.create_database("type_change")
+    mysql.sql("USE type_change; CREATE TABLE t (id INT, x INT, label VARCHAR(5)); "
+              "INSERT INTO t VALUES (1, 10, 'a'), (2, 20, 'b'), (3, 30, 'a')")
+    env = mysql.env()
+    config = {"url": url, "table": "t"}
+    tfpipe("run", _bad_pipeline(tmp_path, config), env=env, check=0)
+    mysql.sql("USE type_change; ALTER TABLE t MODIFY x VARCHAR(10); UPDATE t SET x = CONCAT('v', x)")
+    proc = tfpipe("run", _bad_pipeline(tmp_path, config), env=env)
+    assert proc.returncode == 1
+    assert "column 'x' was int64, is now string" in proc.stderr and "allow_type_changes" in proc.stderr
+    store = MetadataStore(str(tmp_path / "m.sqlite"))
+    execs = sorted(store.store.get_executions(), key=lambda e: e.id)
+    assert [(store.props(e)["node_id"], store.state_name(e)) for e in execs] == [
+        ("ExampleGen", "COMPLETE"), ("StatisticsGen", "COMPLETE"), ("ExampleGen", "FAILED")]
+    assert "column 'x' was int64, is now string" in store.props(execs[-1])["error"]
+    assert len([a for a in store.list_artifacts("Examples") if a.state == "LIVE"]) == 1
+    assert mysql.password not in proc.stderr
+    tfpipe("run", _bad_pipeline(tmp_path, {**config, "allow_type_changes": True}), env=env, check=0)
