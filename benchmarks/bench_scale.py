@@ -22,10 +22,11 @@ size over 1M rows.
 TFX runs only at sizes it finishes within ``$TFPIPE_BENCH_TFX_LIMIT_S`` (default 1800 s):
 past that it is stopped, the size is reported as not finished, and larger sizes are not
 tried. Without a TFX virtualenv (``benchmarks/tfx_env.py`` cannot build one here) TFX is
-skipped with the reason printed. At the largest size (``$TFPIPE_BENCH_SCALE_CLUSTER_ROWS``
-to choose another; ``0`` skips it) tfpipe also runs with its Beam work on a local Beam
-cluster of 2 SDK worker processes; the Beam nodes' times are compared with the in-process
-run and their row counts printed (each node also checks its own count against its input).
+skipped with the reason printed (``$TFPIPE_BENCH_SCALE_TFX=0`` skips it). At the largest
+size (``$TFPIPE_BENCH_SCALE_CLUSTER_ROWS`` to choose another; ``0`` skips it) tfpipe also
+runs with its Beam work on a local Beam cluster of 2 SDK worker processes; the Beam nodes'
+times are compared with the in-process run and their row counts printed (each node also
+checks its own count against its input).
 """
 from __future__ import annotations
 
@@ -130,7 +131,8 @@ def _tfx_python(log) -> tuple[str | None, str]:
         from .tfx_env import TfxEnvError, ensure_venv
         return ensure_venv(log=log), ""
     except (TfxEnvError, OSError, Exception) as e:  # noqa: BLE001 - any failure to build: skip TFX, say why
-        return None, f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        return None, f"no TFX 1.16 virtualenv: {type(e).__name__}: {first}"
 
 
 def _fmt(v, spec=".1f") -> str:
@@ -165,9 +167,12 @@ def run(report):
     cluster_rows = int(float(os.environ.get("TFPIPE_BENCH_SCALE_CLUSTER_ROWS", str(sizes[-1]))))
     work = os.path.join(OUT, "scale")
     shutil.rmtree(work, ignore_errors=True)
-    python, why = _tfx_python(lambda m: print(f"   {m}", flush=True))
+    if os.environ.get("TFPIPE_BENCH_SCALE_TFX", "1") == "0":
+        python, why = None, "TFPIPE_BENCH_SCALE_TFX=0 says not to run it"
+    else:
+        python, why = _tfx_python(lambda m: print(f"   {m}", flush=True))
     if python is None:
-        print(f"   TFX skipped: no TFX 1.16 virtualenv ({why})", flush=True)
+        print(f"   TFX skipped ({why})", flush=True)
     results: dict[int, dict] = {}
     tfx_stopped_at = None
     for rows in sizes:
@@ -253,12 +258,13 @@ def _cluster(report, rows: int, direct: dict | None, work: str, steps: int) -> N
     root = os.path.join(work, f"{rows}-tfpipe-cluster")
     with LocalBeamCluster(workers=2, log_dir=os.path.join(work, "cluster-logs")) as cluster:
         c = _run_tfpipe(data_dir, root, steps, beam_args=cluster.pipeline_args, siblings=True)
-        workers = {pid for job in cluster.bundles_by_job().values() for pid in job}
+        jobs = cluster.bundles_by_job()
+        workers = {pid for job in jobs.values() for pid in job}
     d = direct["tfpipe"]
     counts = {"direct": _cluster_counts(os.path.join(work, f"{rows}-tfpipe", "metadata.sqlite")),
               "cluster": _cluster_counts(os.path.join(root, "metadata.sqlite"))}
-    print(f"\n   {rows:,} rows, Beam nodes: in-process (1 worker) vs local Beam cluster ({len(workers)} SDK worker "
-          f"processes ran bundles)")
+    print(f"\n   {rows:,} rows, Beam nodes: in-process (1 worker) vs local Beam cluster of 2 SDK workers "
+          f"({len(jobs)} Beam jobs; {len(workers)} SDK worker processes in all ran bundles)")
     print(f"   {'node':20} {'direct s':>9} {'cluster s':>10} {'ratio':>6} {'rows direct':>13} {'rows cluster':>13}")
     for n in BEAM_NODES:
         a, b = d["nodes"].get(n, (None, None))[1], c["nodes"].get(n, (None, None))[1]
