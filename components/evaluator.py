@@ -243,7 +243,7 @@ def Evaluator(examples: Input[Examples], model: Input[Model], evaluation: Output
     for split in example_splits:  # streamed from ExampleGen's Parquet files: no copy of the rows on disk or in memory
         files = examples.parquet_files(split)
         patterns.append(files[0] if len(files) == 1 else examples.parquet_glob(split))
-        n += sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+        n += sum(pq.read_metadata(f).num_rows for f in files)  # footers only; a gs:// or s3:// URI too
     ctx.log(f"evaluating on {n:,} examples of {list(example_splits)}")
     os.makedirs(evaluation.uri, exist_ok=True)
     from tfpipe.runtime import tracking
