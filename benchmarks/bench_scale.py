@@ -16,7 +16,9 @@ examples per second (rows the node reads: the whole dataset for ExampleGen, Stat
 and Transform, the eval split for the Evaluator, steps x batch for the Trainer); the peak
 over samples (every 0.5 s) of the memory of the whole process tree, as the sum of PSS
 (``/proc/PID/smaps_rollup``: a forked child is not counted twice, and cannot hide either)
-and the sum of RSS. Ratios tfpipe / TFX against the goals at 1M rows, and tfpipe's largest
+and the sum of RSS. PSS also splits pages shared with processes outside the tree (another
+program mapping the same TensorFlow libraries lowers it): take it on a quiet machine; the
+RSS sum is the upper bound. Ratios tfpipe / TFX against the goals at 1M rows, and tfpipe's largest
 size over 1M rows.
 
 TFX runs only at sizes it finishes within ``$TFPIPE_BENCH_TFX_LIMIT_S`` (default 1800 s):
