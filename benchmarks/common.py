@@ -134,3 +134,110 @@ def scaled_penguins(rows: int, path: str, seed: int = 0, chunk: int = 1_000_000)
             w.write_table(pa.table(cols).cast(t.schema))
     os.replace(path + ".tmp", path)
     return path
+
+
+def _children_by_parent() -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                stat = f.read()
+        except OSError:  # gone since the listing
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        out.setdefault(ppid, []).append(int(d))
+    return out
+
+
+def process_tree(root: int) -> list[int]:
+    """``root`` and every process descended from it (from /proc, Linux)."""
+    children, out, todo = _children_by_parent(), [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo += children.get(pid, [])
+    return out
+
+
+def _memory_kb(pid: int) -> tuple[int, int]:
+    """(PSS, RSS) of one process in KB: PSS from /proc/PID/smaps_rollup (shared pages split
+    between the processes sharing them, so a forked child's copy-on-write pages are not
+    counted twice), RSS from /proc/PID/status; (0, 0) when it is gone."""
+    pss = rss = 0
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    pss = int(line.split()[1])
+                    break
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    rss = int(line.split()[1])
+                    break
+    except (OSError, ValueError):
+        pass
+    return pss, rss
+
+
+def tree_memory_mb(roots: list[int], exclude: tuple[int, ...] = ()) -> tuple[float, float, int]:
+    """(sum of PSS, sum of RSS, number of processes) over the trees under ``roots``."""
+    pids = {p for r in roots for p in process_tree(r)} - set(exclude)
+    pss = rss = 0
+    for p in pids:
+        a, b = _memory_kb(p)
+        pss, rss = pss + a, rss + b
+    return pss / 1024, rss / 1024, len(pids)
+
+
+def measure_tree(cmd: list[str], env: dict | None = None, cwd: str | None = None, what: str = "",
+                 timeout: float | None = None, interval: float = 0.5, siblings: bool = False,
+                 log_path: str | None = None) -> dict:
+    """Run ``cmd`` in its own session; wall time from start to exit, and the peak over
+    samples every ``interval`` s of the memory of its whole process tree: the sum of PSS
+    (``peak_pss_mb``; what a forked worker really adds) and the sum of RSS (``peak_rss_mb``;
+    shared pages counted once per process). ``siblings``: also count every other process
+    this benchmark process started (a local Beam cluster's job server and SDK workers).
+    Past ``timeout`` seconds the whole session is killed and ``timed_out`` is True (no
+    error); a non-zero exit otherwise raises, with the end of stderr (kept in ``log_path``)."""
+    import signal
+    import threading
+    e = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    e.update(env or {})
+    log = open(log_path, "wb") if log_path else None
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log or subprocess.PIPE, env=e, cwd=cwd,
+                         start_new_session=True)
+    peak = {"pss": 0.0, "rss": 0.0, "procs": 0}
+    done = threading.Event()
+
+    def sample():
+        me = os.getpid()
+        while not done.is_set():
+            pss, rss, n = tree_memory_mb([me] if siblings else [p.pid], exclude=(me,) if siblings else ())
+            peak["pss"], peak["rss"] = max(peak["pss"], pss), max(peak["rss"], rss)
+            peak["procs"] = max(peak["procs"], n)
+            done.wait(interval)
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    timed_out = False
+    try:
+        _, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        os.killpg(p.pid, signal.SIGKILL)
+        _, err = p.communicate()
+    wall = time.monotonic() - t0
+    done.set()
+    th.join()
+    if log:
+        log.close()
+        with open(log_path, "rb") as f:
+            err = f.read()[-8000:]
+    if p.returncode and not timed_out:
+        tail = (err or b"").decode(errors="replace")[-4000:]
+        raise RuntimeError(f"{what or ' '.join(cmd)} exited {p.returncode}:\n{tail}")
+    return {"process_wall_s": wall, "peak_pss_mb": peak["pss"], "peak_rss_mb": peak["rss"],
+            "max_processes": peak["procs"], "timed_out": timed_out}

@@ -47,26 +47,61 @@ def _counted(batch, progress_key: str):
     return batch
 
 
-def evaluation_graph(p, *, data_location: str, eval_config, output_path: str, model_dir: str,
-                     baseline_dir: str | None = None, progress_key: str = "") -> None:
-    """Add the evaluation to Beam pipeline ``p``: tf.Examples from ``data_location`` (TFRecord
-    files) as Arrow record batches into TFMA's ``ExtractEvaluateAndWriteResults``, which
-    writes metrics, plots and the validation result under ``output_path``. What
-    ``tfma.run_model_analysis`` builds, on the pipeline's own runner."""
+EVAL_BATCH_ROWS = 1000  # tfx_bsl's cap on the batches a TFXIO source hands TFMA
+
+
+def _with_raw_records(table, progress_key: str = "", rows: int = EVAL_BATCH_ROWS):
+    """A plain-column Parquet table (what ``ReadFromParquetBatched`` yields) -> record
+    batches of up to ``rows`` rows as TFMA gets them from a TFRecord of tf.Examples through
+    TFXIO: list-typed columns (floats as float32, the only
+    float tf.Example holds; a null is a missing value) plus the serialized tf.Example of
+    each row in ``tfma.ARROW_INPUT_COLUMN``, which the model's signatures parse."""
+    import pyarrow as pa
+    from tensorflow_model_analysis import ARROW_INPUT_COLUMN
+    from tfx_bsl.coders import example_coder
+    from tfx_bsl.tfxio.record_based_tfxio import AppendRawRecordColumn
+
+    from tfpipe.runtime import count
+    from tfpipe.tabular import to_list_batch
+    count(progress_key, table.num_rows)
+    for batch in table.to_batches(max_chunksize=rows):
+        lb = to_list_batch(batch)
+        cols = [c.cast(pa.list_(pa.float32())) if pa.types.is_floating(c.type.value_type) else c for c in lb.columns]
+        lb = pa.RecordBatch.from_arrays(cols, names=lb.schema.names)
+        yield AppendRawRecordColumn(lb, ARROW_INPUT_COLUMN, example_coder.RecordBatchToExamples(lb))
+
+
+def evaluation_graph(p, *, eval_config, output_path: str, model_dir: str, data_location: str | None = None,
+                     parquet_patterns: list[str] | None = None, baseline_dir: str | None = None,
+                     progress_key: str = "") -> None:
+    """Add the evaluation to Beam pipeline ``p``: examples as Arrow record batches into
+    TFMA's ``ExtractEvaluateAndWriteResults``, which writes metrics, plots and the
+    validation result under ``output_path``. What ``tfma.run_model_analysis`` builds, on
+    the pipeline's own runner. The examples are ``parquet_patterns`` (Parquet files, as
+    ExampleGen writes them; streamed, each batch given its serialized tf.Examples) or
+    ``data_location`` (TFRecord files of tf.Example, read through TFXIO)."""
     import apache_beam as beam
     import pyarrow as pa
     import tensorflow_model_analysis as tfma
     from tfx_bsl.public.tfxio import TFExampleRecord
+    if (data_location is None) == (parquet_patterns is None):
+        raise ValueError("evaluation_graph: give exactly one of data_location and parquet_patterns")
     models = [tfma.default_eval_shared_model(model_dir, eval_config=eval_config, model_name="candidate")]
     if baseline_dir is not None:
         models.append(tfma.default_eval_shared_model(baseline_dir, eval_config=eval_config, model_name="baseline"))
-    tfxio = TFExampleRecord(file_pattern=data_location, raw_record_column_name=tfma.ARROW_INPUT_COLUMN,
-                            telemetry_descriptors=["tfpipe"])
-    (p | "ReadExamples" >> tfxio.BeamSource()
-       | "CountRows" >> beam.Map(_counted, progress_key).with_output_types(pa.RecordBatch)
-       | "ExtractEvaluateAndWriteResults" >> tfma.ExtractEvaluateAndWriteResults(
-           eval_config=eval_config, eval_shared_model=models if len(models) > 1 else models[0],
-           output_path=output_path))
+    if parquet_patterns is not None:
+        reads = [p | f"ReadParquet[{i}]" >> beam.io.ReadFromParquetBatched(pattern)
+                 for i, pattern in enumerate(parquet_patterns)]
+        raw = reads[0] if len(reads) == 1 else tuple(reads) | "FlattenSplits" >> beam.Flatten()
+        batches = raw | "ToExamples" >> beam.FlatMap(_with_raw_records, progress_key).with_output_types(pa.RecordBatch)
+    else:
+        tfxio = TFExampleRecord(file_pattern=data_location, raw_record_column_name=tfma.ARROW_INPUT_COLUMN,
+                                telemetry_descriptors=["tfpipe"])
+        batches = (p | "ReadExamples" >> tfxio.BeamSource()
+                     | "CountRows" >> beam.Map(_counted, progress_key).with_output_types(pa.RecordBatch))
+    _ = batches | "ExtractEvaluateAndWriteResults" >> tfma.ExtractEvaluateAndWriteResults(
+        eval_config=eval_config, eval_shared_model=models if len(models) > 1 else models[0],
+        output_path=output_path)
 
 EvalConfigError = ec.EvalConfigError
 
@@ -202,24 +237,20 @@ def Evaluator(examples: Input[Examples], model: Input[Model], evaluation: Output
     ctx.log(f"metrics {names}; {len(proto.slicing_specs) or 1} slicing spec(s); baseline: "
             f"{'Model #%s' % baseline_model.id if has_baseline else 'none'}")
 
-    import tensorflow as tf
+    import pyarrow.parquet as pq
     import tensorflow_model_analysis as tfma
-
-    from .examples_io import serialized_examples
-    data = os.path.join(ctx.tmp_dir, "eval_data.tfrecord")
-    n = 0
-    with tf.io.TFRecordWriter(data) as w:
-        for s in example_splits:
-            for rec in serialized_examples(examples, s):
-                w.write(rec)
-                n += 1
+    patterns, n = [], 0
+    for split in example_splits:  # streamed from ExampleGen's Parquet files: no copy of the rows on disk or in memory
+        files = examples.parquet_files(split)
+        patterns.append(files[0] if len(files) == 1 else examples.parquet_glob(split))
+        n += sum(pq.read_metadata(f).num_rows for f in files)  # footers only; a gs:// or s3:// URI too
     ctx.log(f"evaluating on {n:,} examples of {list(example_splits)}")
     os.makedirs(evaluation.uri, exist_ok=True)
     from tfpipe.runtime import tracking
     key = f"Evaluator {evaluation.uri}"
     with libraries_not_autographed(), tracking(key, n, "rows evaluated"), \
             ctx.beam_pipeline() as p:  # tf_keras / TFT code traced unconverted
-        evaluation_graph(p, data_location=data, eval_config=proto, output_path=evaluation.uri,
+        evaluation_graph(p, parquet_patterns=patterns, eval_config=proto, output_path=evaluation.uri,
                          model_dir=model.saved_model_dir(),
                          baseline_dir=baseline_model.saved_model_dir() if has_baseline else None, progress_key=key)
     validation = tfma.load_validation_result(evaluation.uri)

@@ -117,16 +117,21 @@ def transform_beam_graph(p, *, examples: Examples, raw_schema, preprocessing_fn,
     tensor_reps = tensor_representation_util.InferTensorRepresentationsFromSchema(raw_schema)
     adapter_config = tensor_adapter.TensorAdapterConfig(arrow_schema, tensor_reps)
 
-    def read(split):
+    def read(split, label="", key=""):
         files = examples.parquet_files(split)
-        return (p | f"Read[{split}]" >> beam.io.ReadFromParquetBatched(files[0] if len(files) == 1 else
-                                                                       examples.parquet_glob(split))
-                  | f"ToLists[{split}]" >> beam.FlatMap(_to_raw_batches, arrow_schema, progress_key)
+        return (p | f"Read{label}[{split}]" >> beam.io.ReadFromParquetBatched(files[0] if len(files) == 1 else
+                                                                              examples.parquet_glob(split))
+                  | f"ToLists{label}[{split}]" >> beam.FlatMap(_to_raw_batches, arrow_schema, key)
                   .with_output_types(pa.RecordBatch))
 
     with tft_beam.Context(temp_dir=temp_dir):
-        raw_by_split = {s: read(s) for s in dict.fromkeys([*analyze_splits, *splits])}
-        analyze_in = [raw_by_split[s] for s in analyze_splits]
+        # The analyzed splits are read once for the analysis and once more to be transformed:
+        # TransformDataset waits for the transform_fn, so a read shared by both would be held
+        # whole in memory until the analysis ends (Beam's in-process runner buffers a
+        # PCollection between stages); reading Parquet again is cheap. Rows count towards the
+        # progress as they are read to be transformed.
+        raw_by_split = {s: read(s, "", progress_key) for s in splits}
+        analyze_in = [read(s, "ForAnalysis") for s in analyze_splits]
         raw = analyze_in[0] if len(analyze_in) == 1 else tuple(analyze_in) | "Flatten" >> beam.Flatten()
         transform_fn = (raw, adapter_config) | "Analyze" >> tft_beam.AnalyzeDataset(preprocessing_fn)
         _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(transform_graph.uri)
@@ -179,10 +184,9 @@ def Transform(examples: Input[Examples], schema: Input[Schema],
 
     tmp = ctx.tmp_dir or tempfile.mkdtemp(prefix="tfpipe-transform-")
     ctx.log(f"analyzing {analyze_splits} and transforming {splits} with {what}")
-    read = list(dict.fromkeys([*analyze_splits, *splits]))
-    total = sum((examples.row_counts or {}).get(s, 0) for s in read) or None
+    total = sum((examples.row_counts or {}).get(s, 0) for s in splits) or None
     key = f"Transform {transformed_examples.uri}"
-    with libraries_not_autographed(), tracking(key, total, f"rows of {'+'.join(read)} read"), \
+    with libraries_not_autographed(), tracking(key, total, f"rows of {'+'.join(splits)} transformed"), \
             ctx.beam_pipeline() as p:
         transform_beam_graph(p, examples=examples, raw_schema=raw_schema, preprocessing_fn=wrapped_fn,
                              transform_graph=transform_graph, transformed_examples=transformed_examples,

@@ -71,11 +71,23 @@ def _pickle_user_modules_by_value() -> None:
     """Functions of a module file or pipeline file (loaded under a private name,
     ``tfpipe.loader.load_module_from_file``) travel to Beam's workers as code, not as a
     reference to a module that no SDK worker process can import (a remote worker fails
-    with ``No module named 'tfpipe_user_...'``). Their imports of neighbouring files
-    remain references: those files must be importable on the workers."""
+    with ``No module named 'tfpipe_user_...'``). So do the modules such a file imported
+    from its own folder by bare name (TFX's penguin modules' ``from penguin_common import
+    ...``): the folder is on the path of the process that loaded the file only."""
+    import os
+
     from apache_beam.internal.cloudpickle import cloudpickle
-    for mod in list(sys.modules.values()):
+    mods = list(sys.modules.values())
+    folders = set()
+    for mod in mods:
         if getattr(mod, "__tfpipe_loaded_from_file__", False):
+            cloudpickle.register_pickle_by_value(mod)
+            if getattr(mod, "__file__", None):
+                folders.add(os.path.dirname(os.path.abspath(mod.__file__)))
+    for mod in mods:
+        f = getattr(mod, "__file__", None)
+        if (f and "." not in getattr(mod, "__name__", ".") and not getattr(mod, "__tfpipe_loaded_from_file__", False)
+                and os.path.basename(f) != "__init__.py" and os.path.dirname(os.path.abspath(f)) in folders):
             cloudpickle.register_pickle_by_value(mod)
 
 

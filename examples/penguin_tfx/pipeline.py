@@ -59,7 +59,7 @@ def create_pipeline(data_root: str = DATA, name: str = "penguin_tfx", root: str 
                     metadata: str | None = None, serving_dir: str | None = None, module_dir: str = MODULES,
                     train_steps: int = 100, eval_steps: int = 5, threshold: float = 0.6,
                     with_tuner: bool = False, tuner_trials: int = 2, with_infra_validator: bool = False,
-                    enable_cache: bool = True) -> Pipeline:
+                    enable_cache: bool = True, beam_pipeline_args: list = ("--direct_num_workers=1",)) -> Pipeline:
     example_gen = ExampleGen(input_base=data_root)
     statistics_gen = StatisticsGen(examples=example_gen.outputs.examples)
     schema_gen = SchemaGen(statistics=statistics_gen.outputs.statistics, infer_feature_shape=True)
@@ -97,4 +97,4 @@ def create_pipeline(data_root: str = DATA, name: str = "penguin_tfx", root: str 
                                                      else os.path.join(default_home(), "serving_model", name)))
     nodes.append(pusher)
     return Pipeline(name=name, root=root, metadata=metadata, enable_cache=enable_cache, components=nodes,
-                    beam_pipeline_args=["--direct_num_workers=1"])
+                    beam_pipeline_args=list(beam_pipeline_args))

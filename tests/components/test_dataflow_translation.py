@@ -100,25 +100,16 @@ def test_transform_pipeline_translates_for_dataflow(artifacts, tmp_path, bucket)
 
 
 def test_evaluation_pipeline_translates_for_dataflow(artifacts, tmp_path, bucket):
-    import tensorflow as tf
-
     from examples.penguin.pipeline import EVAL_CONFIG
     from tfpipe.components import _eval_config as ec
     from tfpipe.components.evaluator import evaluation_graph
-    from tfpipe.components.examples_io import serialized_examples
     examples, model = artifacts["ExampleGen"]["examples"], artifacts["Trainer"]["model"]
-    from tfpipe import fileio
-    local = str(tmp_path / "eval.tfrecord")
-    with tf.io.TFRecordWriter(local) as w:
-        for rec in serialized_examples(examples, "eval"):
-            w.write(rec)
-    data = f"{bucket}/eval-in/eval.tfrecord"
-    fileio.copy_file(local, data)
+    examples = on_gcs(examples, f"{bucket}/eval-in/examples")  # the Parquet the Evaluator streams
     proto = ec.to_proto(ec.normalize(EVAL_CONFIG), False)
     job, names = dataflow_job(lambda p: evaluation_graph(
-        p, data_location=data, eval_config=proto, output_path=f"{bucket}/eval-out/evaluation",
-        model_dir=model.saved_model_dir()))
+        p, parquet_patterns=[examples.parquet_glob("eval")], eval_config=proto,
+        output_path=f"{bucket}/eval-out/evaluation", model_dir=model.saved_model_dir()))
     assert_dataflow_job(job)
-    assert {"ReadExamples", "ExtractEvaluateAndWriteResults"} <= names
+    assert {"ReadParquet[0]", "ToExamples", "ExtractEvaluateAndWriteResults"} <= names
     inner = {n.split("/")[1] for n in names if n.startswith("ExtractEvaluateAndWriteResults/")}
     assert {"ExtractAndEvaluate", "WriteResults"} <= inner, inner  # TFMA's extract, evaluate and write

@@ -103,7 +103,7 @@ def test_long_nodes_show_progress_in_airflow_task_logs(scenarios):
     """Transform, the Trainer and the Evaluator say how far along they are (done of total, the
     rate, the time left) in Airflow's task logs, as in a local run's output."""
     log = scenarios("airflow").summaries["penguin-1"]["airflow_log"]
-    for node, what in (("Transform", "rows of train+eval read"), ("Trainer", "steps trained"),
+    for node, what in (("Transform", "rows of train+eval transformed"), ("Trainer", "steps trained"),
                        ("Evaluator", "rows evaluated")):
         assert re.search(rf"\[{node}\] [\d,]+/[\d,]+ {re.escape(what)} \(100%\)", log), \
             f"no final progress line of {node} in the task logs"
