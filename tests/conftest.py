@@ -127,3 +127,60 @@ def mlflow_server(tmp_path_factory):
     server = MlflowServer(str(tmp_path_factory.mktemp("mlflow-server"))).start()
     yield server
     server.stop()
+
+
+# Test tiers (`make test` runs them all; `make test-fast` leaves out the four marked here):
+# a test is marked by the fixtures it uses, directly or through other fixtures, so a new test
+# on the penguin store or a database server lands in its tier without anyone marking it.
+# Shared fixtures go by their name (and folder), a module's own by "<module file>::<name>".
+# A test that asks for a server in its body (request.getfixturevalue) carries the mark itself.
+TIER_FIXTURES = {
+    "slow": {  # trains a model or runs a pipeline past the data half
+        "tests/components::penguin_model", "tests/components::run_penguin_node",
+        "tests/tracking::penguin", "tests/orchestrators::scenarios",
+        "tests/components/test_binary_classification.py::run",
+        "tests/components/test_data_half.py::penguin",
+        "tests/components/test_model_validation.py::runs",
+        "tests/examples/test_diabetes.py::diabetes",
+        "tests/examples/test_penguin_tfx.py::ported",
+        "tests/orchestrators/test_beam_cluster.py::penguin_on_cluster",
+        "tests/orchestrators/test_keras_parity.py::parity",
+        "tests/pipeline/test_mysql_store.py::penguin_on_mysql",
+        "tests/pipeline/test_crash_recovery.py::crash",  # penguin to the Trainer, killed and resumed
+        "tests/test_user_repository.py::user_repo",
+        "tests/tracking/test_experiments.py::modrepo",
+        "tests/tracking/test_sweep.py::sweep",
+        "tests/cli/test_init.py::dist",  # python -m build, then a virtualenv installing the wheel
+    },
+    "airflow": {"tests/orchestrators::airflow_runner", "tests/orchestrators::scenarios",
+                "tests/orchestrators/test_keras_parity.py::parity"},  # asks for airflow_runner when run
+    "services": {"tests::mysql", "tests::postgres", "tests::s3", "tests::moto_s3", "tests::gcs",
+                 "tests::mlflow_server",
+                 # these ask for one of the servers above when run (request.getfixturevalue)
+                 "tests/pipeline/test_sql_source.py::db", "tests/pipeline/test_object_store.py::store"},
+}
+
+
+def _drives_chromium(item) -> bool:
+    """The test calls a helper of tests/tracking/chromium.py (or reads its CHROMIUM)."""
+    fn = getattr(item, "function", None)
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return False
+    g = fn.__globals__
+    return any(getattr(g.get(n), "__module__", None) == "tests.tracking.chromium" or n == "CHROMIUM"
+               for n in code.co_names)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        used = set()
+        for name in getattr(item, "fixturenames", ()):
+            for fd in (info.name2fixturedefs.get(name, ()) if info else ()):
+                used.add(f"{fd.baseid or 'tests'}::{name}")
+        for marker, fixtures in TIER_FIXTURES.items():
+            if used & fixtures:
+                item.add_marker(marker)
+        if _drives_chromium(item):
+            item.add_marker("chromium")

@@ -1,7 +1,12 @@
 """Bad input to the data half: a clear one-paragraph error naming what was expected, what
-was found and where; exit 1; a FAILED execution in metadata; nothing LIVE, nothing partial."""
+was found and where; exit 1; a FAILED execution in metadata; nothing LIVE, nothing partial.
+
+A few cases go through the real CLI (``tfpipe run`` in a subprocess: its exit code and
+stderr); the others run the same pipeline file in this process (``run_here``: the run's
+error is what the CLI prints after ``error:``), which spares a process start per case."""
 import glob
 import os
+import types
 
 from tests.conftest import tfpipe
 from tfpipe.metadata import MetadataStore
@@ -32,6 +37,16 @@ def _pipeline_file(tmp_path, gen_args: str, schema_file: str | None = None) -> s
     path = tmp_path / "pipeline.py"
     path.write_text(src)
     return str(path)
+
+
+def run_here(path: str, to_node: str | None = None):
+    """``tfpipe run <path>`` without the subprocess: the file loaded and compiled as the CLI
+    does, run by the local runner; returncode and stderr as the CLI would give them."""
+    from tfpipe.cli.common import load_pipeline
+    from tfpipe.compiler import compile_pipeline
+    from tfpipe.orchestrators.local import LocalRunner
+    res = LocalRunner(verbose=False).run(compile_pipeline(load_pipeline(path)), to_node=to_node)
+    return types.SimpleNamespace(returncode=0 if res.ok else 1, stderr="" if res.ok else f"error: {res.error}")
 
 
 def _assert_failed(tmp_path, proc, node: str, *fragments: str):
@@ -71,19 +86,19 @@ def test_input_path_missing(tmp_path):
 def test_pattern_matching_no_files(tmp_path):
     (tmp_path / "data").mkdir()
     p = _pipeline_file(tmp_path, f"input_base={str(tmp_path / 'data')!r}, input_pattern='span-{{SPAN}}/*.csv'")
-    _assert_failed(tmp_path, tfpipe("run", p), "ExampleGen", "span-{SPAN}/*.csv' matches no files")
+    _assert_failed(tmp_path, run_here(p), "ExampleGen", "span-{SPAN}/*.csv' matches no files")
 
 
 def test_empty_file(tmp_path):
     f = _write(str(tmp_path / "data" / "a.csv"), "")
     p = _pipeline_file(tmp_path, f"input_base={str(tmp_path / 'data')!r}")
-    _assert_failed(tmp_path, tfpipe("run", p), "ExampleGen", f"file {f} is empty")
+    _assert_failed(tmp_path, run_here(p), "ExampleGen", f"file {f} is empty")
 
 
 def test_header_only_csv(tmp_path):
     f = _write(str(tmp_path / "data" / "a.csv"), HEADER)
     p = _pipeline_file(tmp_path, f"input_base={str(tmp_path / 'data')!r}")
-    _assert_failed(tmp_path, tfpipe("run", p), "ExampleGen", f"file {f} has a header", "but no data rows")
+    _assert_failed(tmp_path, run_here(p), "ExampleGen", f"file {f} has a header", "but no data rows")
 
 
 def test_ragged_row_reports_file_and_line(tmp_path):
@@ -98,7 +113,7 @@ def test_non_utf8_byte_reports_line_and_column(tmp_path):
     f = _write(str(tmp_path / "data" / "a.csv"),
                (HEADER + ROWS[0]).encode() + b"Gentoo,Bis\xffcoe,46.1,13.2,211,4500,female,2007\n", "wb")
     p = _pipeline_file(tmp_path, f"input_base={str(tmp_path / 'data')!r}")
-    _assert_failed(tmp_path, tfpipe("run", p), "ExampleGen",
+    _assert_failed(tmp_path, run_here(p), "ExampleGen",
                    f"file {f}, line 3, column 11: byte 0xff is not valid UTF-8")
 
 
@@ -107,7 +122,7 @@ def test_column_type_changing_between_spans(tmp_path):
     f2 = _write(str(tmp_path / "data" / "span-2" / "a.csv"),
                 HEADER + ROWS[0] + "Gentoo,Biscoe,46.1,13.2,211,heavy,female,2007\n")
     p = _pipeline_file(tmp_path, f"input_base={str(tmp_path / 'data')!r}, input_pattern='span-{{SPAN}}/*.csv'")
-    _assert_failed(tmp_path, tfpipe("run", p), "ExampleGen",
+    _assert_failed(tmp_path, run_here(p), "ExampleGen",
                    "column 'body_mass_g' changed type between spans: int64 in the previous span",
                    f"string in span 2 ({f2}); first such value 'heavy' at line 3")
 
@@ -117,7 +132,7 @@ def test_unknown_column_appearing(tmp_path):
     _write(str(tmp_path / "data" / "span-2" / "a.csv"),
            HEADER.strip() + ",colour\n" + "".join(r.strip() + ",blue\n" for r in ROWS))
     p = _pipeline_file(tmp_path, f"input_base={str(tmp_path / 'data')!r}, input_pattern='span-{{SPAN}}/*.csv'")
-    _assert_failed(tmp_path, tfpipe("run", p), "ExampleGen",
+    _assert_failed(tmp_path, run_here(p), "ExampleGen",
                    "has unknown column(s) ['colour'] not in the previous span")
 
 
@@ -125,14 +140,14 @@ def test_label_column_missing(tmp_path):
     no_label = "".join(r.split(",", 1)[1] for r in [HEADER, *ROWS])
     _write(str(tmp_path / "data" / "a.csv"), no_label)
     p = _pipeline_file(tmp_path, f"input_base={str(tmp_path / 'data')!r}, label_key='species'")
-    _assert_failed(tmp_path, tfpipe("run", p), "ExampleGen", "label column 'species' is missing from the")
+    _assert_failed(tmp_path, run_here(p), "ExampleGen", "label column 'species' is missing from the")
 
 
 def test_label_column_entirely_empty(tmp_path):
     rows = "".join("," + r.split(",", 1)[1] for r in ROWS * 4)
     _write(str(tmp_path / "data" / "a.csv"), HEADER + rows)
     p = _pipeline_file(tmp_path, f"input_base={str(tmp_path / 'data')!r}, label_key='species'")
-    _assert_failed(tmp_path, tfpipe("run", p), "ExampleGen", "label column 'species' has no values in any of the")
+    _assert_failed(tmp_path, run_here(p), "ExampleGen", "label column 'species' has no values in any of the")
 
 
 def test_schema_file_that_does_not_parse(tmp_path):
@@ -160,14 +175,14 @@ def _penguins_with(line_no: int, column: str, value: str) -> str:
 def test_duplicated_header_names_are_refused_where_they_enter(tmp_path):
     f = _write(str(tmp_path / "data" / "a.csv"), HEADER.replace("year", "sex") + "".join(ROWS))
     p = _pipeline_file(tmp_path, f"input_base={str(tmp_path / 'data')!r}")
-    _assert_failed(tmp_path, tfpipe("run", p), "ExampleGen",
+    _assert_failed(tmp_path, run_here(p), "ExampleGen",
                    f"file {f}: the header repeats column names ('sex' at columns 7, 8)")
 
 
 def test_one_non_numeric_value_in_a_numeric_column_is_an_error_naming_value_and_line(tmp_path):
     f = _write(str(tmp_path / "data" / "a.csv"), _penguins_with(101, "body_mass_g", "abc"))
     p = _pipeline_file(tmp_path, f"input_base={str(tmp_path / 'data')!r}")
-    _assert_failed(tmp_path, tfpipe("run", p), "ExampleGen",
+    _assert_failed(tmp_path, run_here(p), "ExampleGen",
                    f"file {f}, line 101, column 'body_mass_g': expected a number",
                    "found 'abc'", "string_columns=['body_mass_g']")
 
@@ -214,7 +229,7 @@ def test_a_bad_value_far_past_the_first_block_names_its_line_and_leaves_nothing(
     f = _write(str(tmp_path / "data" / "a.csv"), "".join(lines))
     assert os.path.getsize(f) > 16 << 20
     p = _pipeline_file(tmp_path, f"input_base={str(tmp_path / 'data')!r}")
-    _assert_failed(tmp_path, tfpipe("run", p), "ExampleGen",
+    _assert_failed(tmp_path, run_here(p), "ExampleGen",
                    f"file {f}, line {bad_line}, column 'body_mass_g': expected int64 values (as in the rows "
                    f"before), found 'heavy'")
 
@@ -224,7 +239,7 @@ def test_files_of_one_split_with_int_and_float_columns_are_unified_to_float(tmp_
     _write(str(tmp_path / "data" / "a.csv"), HEADER + "".join(ROWS))
     _write(str(tmp_path / "data" / "b.csv"), HEADER + "Adelie,Dream,40.0,18.0,190,3800.5,male,2008\n")
     p = _pipeline_file(tmp_path, f"input_base={str(tmp_path / 'data')!r}")
-    proc = tfpipe("run", p, "--to", "ExampleGen")
+    proc = run_here(p, to_node="ExampleGen")
     assert proc.returncode == 0, proc.stderr[-3000:]
     parts = [pq.read_table(f) for f in glob.glob(str(tmp_path / "root" / "ExampleGen" / "examples" / "*" / "*" /
                                                      "*.parquet"))]
@@ -232,7 +247,7 @@ def test_files_of_one_split_with_int_and_float_columns_are_unified_to_float(tmp_
     assert sorted(v for t in parts for v in t.column("body_mass_g").to_pylist()) == [3500.0, 3750.0, 3800.5, 4500.0]
     b_int = HEADER + "Adelie,Dream,40.0,18.0,190,heavy,male,2008\n"
     _write(str(tmp_path / "data" / "b.csv"), b_int)
-    proc2 = tfpipe("run", p, "--to", "ExampleGen")
+    proc2 = run_here(p, to_node="ExampleGen")
     assert proc2.returncode == 1
     assert f"file {tmp_path / 'data' / 'b.csv'}, column 'body_mass_g': type string differs from int64" in \
         proc2.stderr

@@ -55,6 +55,7 @@ def states(r) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.services  # asks for the mysql or postgres fixture below
 @pytest.mark.parametrize("kind", ["mariadb", "postgresql"])
 def test_penguin_pipeline_from_a_sql_table_to_a_pushed_model(kind, request, tmp_path):
     server = request.getfixturevalue("mysql" if kind == "mariadb" else "postgres")
