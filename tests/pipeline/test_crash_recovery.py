@@ -157,7 +157,7 @@ def test_parallel_runs_killed_or_terminated_end_their_nodes_failed(killed_in_bea
     assert p.returncode == -signal.SIGKILL
     store = MetadataStore(str(d / "m.sqlite"))
     from tfpipe.tracking import inspect as insp
-    deadline = time.monotonic() + 120  # the host ends the node's process once its caller is gone (slower on a busy machine)
+    deadline = time.monotonic() + 120  # the host ends the node's process once its caller is gone
     while time.monotonic() < deadline and _execs(store, "kp-kill")["Trainer"]["state"] == "RUNNING":
         time.sleep(0.5)
     trainer = _execs(store, "kp-kill")["Trainer"]
