@@ -14,8 +14,10 @@ from tests.fixtures.trivial import describe, explode, make_numbers, slow, total
 
 def create_pipeline():
     nums = make_numbers(n=5)
+    # seconds differ by a millisecond: identical parameters would give the two nodes one cache
+    # key, and the one that looked it up after the other finished would be a cache hit
     nodes = [slow(id="slow_a", numbers=nums.outputs.numbers, seconds=SLOW),
-             slow(id="slow_b", numbers=nums.outputs.numbers, seconds=SLOW)]
+             slow(id="slow_b", numbers=nums.outputs.numbers, seconds=SLOW + 0.001)]
     if BOOM:  # ready in the order explode, slow_b, slow_a: two start, the third waits
         nodes.append(explode(numbers=nums.outputs.numbers, message="boom in parallel"))
     else:
