@@ -121,8 +121,16 @@ def _plan(ir: dict, args) -> list:
     nodes = select_nodes(ir, args.from_node, args.to_node)
     loc = parse_location(ir["pipeline"]["metadata"])
     if "sqlite" in loc and not os.path.exists(loc["sqlite"]):  # nothing recorded yet: create nothing
-        return [NodePlan(n["id"], n["component"], "run",
-                         [f"it never ran before (no metadata store yet at {describe_location(loc)})"]) for n in nodes]
+        from tfpipe.loader import load_component
+        never = f"it never ran before (no metadata store yet at {describe_location(loc)})"
+        plans = []
+        for n in nodes:
+            if load_component(n["executor"], ir["pipeline"].get("source")).resolver is not None:
+                plans.append(NodePlan(n["id"], n["component"], "resolve",
+                                      ["a resolver picks artifacts anew every run (nothing recorded yet)"]))
+            else:
+                plans.append(NodePlan(n["id"], n["component"], "run", [never]))
+        return plans
     return plan_run(ir, MetadataStore(ir["pipeline"]["metadata"]), nodes, False if args.no_cache else None)
 
 

@@ -160,6 +160,7 @@ def plan_run(ir: dict, store: MetadataStore, nodes: list[dict], enable_cache: bo
     selected = {n["id"] for n in nodes}
     virtual: dict[str, dict] = {}
     will_run: set[str] = set()
+    resolving: set[str] = set()  # resolvers whose upstream will run: what they pick is not known yet
     plans: list[NodePlan] = []
     for n in nodes:
         spec = load_component(n["executor"], pl.get("source"))
@@ -170,8 +171,21 @@ def plan_run(ir: dict, store: MetadataStore, nodes: list[dict], enable_cache: bo
         plan = NodePlan(n["id"], n["component"], "run")
         plans.append(plan)
         upstream = [u for u in n["upstream"] if u in will_run]
+        if upstream and spec.resolver is not None:
+            # What it picks depends on what the upstream run records: counted as a resolve,
+            # and its downstream as running.
+            plan.action = "resolve"
+            plan.reasons.append(f"a resolver picks artifacts anew every run, here after upstream "
+                                f"{', '.join(upstream)} runs")
+            will_run.add(n["id"])
+            resolving.add(n["id"])
+            continue
         if upstream:
-            plan.reasons.append(f"upstream {', '.join(upstream)} will run")
+            running = [u for u in upstream if u not in resolving]
+            said = [f"upstream {', '.join(running)} will run"] if running else []
+            said += [f"upstream resolver {', '.join(u for u in upstream if u in resolving)} resolves anew"
+                     ] if len(running) < len(upstream) else []
+            plan.reasons.append("; ".join(said))
             will_run.add(n["id"])
             continue
         node = {**n, "_optional": frozenset(k for k, s in spec.inputs.items() if s.optional)}
