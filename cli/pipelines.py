@@ -169,12 +169,13 @@ def cmd_run(args) -> int:
         return _run_sweep(args, irs, swept)
     if args.sort_by:
         raise UsageError("--sort-by is for sweeps (a -P value with several comma-separated values)")
-    if args.parallel is None:
+    auto = args.parallel is None  # the default: nodes at once only where that is expected to pay
+    if auto:
         from tfpipe.orchestrators.local.runner import default_parallel
         args.parallel = default_parallel()
     ir = irs[0]
     if args.target == "local":
-        runner = RUN_TARGETS[args.target]()(verbose=not args.quiet, parallel=args.parallel)
+        runner = RUN_TARGETS[args.target]()(verbose=not args.quiet, parallel=args.parallel, auto=auto)
     else:
         runner = RUN_TARGETS[args.target]()(verbose=not args.quiet)
     try:

@@ -59,6 +59,15 @@ def _previous(store: MetadataStore, pipeline: str, node_id: str):
     return execs[0] if execs else None
 
 
+def last_duration(store: MetadataStore, pipeline: str, node_id: str) -> float | None:
+    """Seconds the node's newest execution took, if it completed; else None."""
+    prev = _previous(store, pipeline, node_id)
+    if prev is None or store.state_name(prev) not in SUCCEEDED:
+        return None
+    d = store.props(prev).get("duration_s")
+    return float(d) if isinstance(d, (int, float)) else None
+
+
 def _data_version_change(old, new) -> str:
     """A source's data version change in words: ``delta version 1 -> 2``."""
     old, new = old if isinstance(old, dict) else {}, new if isinstance(new, dict) else {}

@@ -38,7 +38,7 @@ from tfpipe.state import SUCCEEDED, State
 
 from .. import taskhost
 
-__all__ = ["LocalRunner", "default_parallel"]
+__all__ = ["LocalRunner", "default_parallel", "expected_seconds", "worth_forking"]
 
 
 def default_parallel() -> int:
@@ -74,6 +74,56 @@ class _Reclaim:
             gc.unfreeze()
 
 
+#: what running a node in a forked task costs beyond the node itself (the fork, the task's
+#: connection and set-up, reading its record back): about a quarter to half a second here
+_FORK_COST_S = 0.4
+#: a node that never completed is expected to take this long
+_UNKNOWN_NODE_S = 1.0
+#: of the time two nodes could overlap, the part a run saves: nodes at once share the
+#: machine's cores (and TensorFlow, Beam and Arrow each use several)
+_OVERLAP_GAIN = 0.5
+
+
+def expected_seconds(ir: dict, store, nodes: list[dict], plans: list) -> dict[str, float]:
+    """Each node's expected seconds in this run: what its last completed execution took (or
+    ``_UNKNOWN_NODE_S``) if the plan runs it; none if the plan takes it from the cache or it
+    is a resolver (both are recorded by the parent)."""
+    from tfpipe.plan import last_duration
+    action = {p.node_id: p.action for p in plans}
+    out = {}
+    for n in nodes:
+        if action.get(n["id"]) == "run":
+            d = last_duration(store, ir["pipeline"]["name"], n["id"])
+            out[n["id"]] = _UNKNOWN_NODE_S if d is None else d
+        else:
+            out[n["id"]] = 0.0
+    return out
+
+
+def worth_forking(nodes: list[dict], seconds: dict[str, float], slots: int) -> tuple[bool, str]:
+    """Whether running ``nodes`` (topological order) in forked tasks, ``slots`` at once, is
+    expected to finish sooner than one after the other in this process; if not, why not.
+
+    The saving is the sum of the nodes' ``seconds`` less the makespan of a list schedule over
+    ``slots``, times ``_OVERLAP_GAIN``; the cost is ``_FORK_COST_S`` per node with seconds."""
+    ids = {n["id"] for n in nodes}
+    finish: dict[str, float] = {}
+    free = [0.0] * slots  # when each slot is next free
+    for n in nodes:
+        ready = max((finish[u] for u in n["upstream"] if u in ids), default=0.0)
+        if seconds[n["id"]] <= 0.0:
+            finish[n["id"]] = ready
+            continue
+        i = min(range(slots), key=lambda k: max(free[k], ready))
+        finish[n["id"]] = free[i] = max(free[i], ready) + seconds[n["id"]]
+    saving = (sum(seconds.values()) - max(finish.values(), default=0.0)) * _OVERLAP_GAIN
+    forks = sum(1 for v in seconds.values() if v > 0)
+    if saving > forks * _FORK_COST_S:
+        return True, ""
+    return False, (f"nodes at once would save about {saving:.1f} s, forking {forks} task(s) costs about "
+                   f"{forks * _FORK_COST_S:.1f} s")
+
+
 def _malloc_trim():
     """glibc's ``malloc_trim``, or None (another C library, or none found)."""
     try:
@@ -89,17 +139,28 @@ class LocalRunner(Runner):
 
     orchestrator = "local"
 
-    def __init__(self, out=None, verbose: bool = True, parallel: int = 1):
+    def __init__(self, out=None, verbose: bool = True, parallel: int = 1, auto: bool = False):
+        """``parallel``: nodes at once. ``auto`` (the CLI's default mode): ``parallel`` is a
+        cap, and the run stays in this process when the graph offers no parallelism worth
+        a fork (``worth_forking``)."""
         super().__init__(out, verbose)
         if parallel < 1:
             raise ValueError(f"parallel={parallel}: expected 1 or more nodes at once")
         self.parallel = parallel
+        self.auto = auto
 
     def _run(self, ir: dict, run_id: str, nodes: list[dict], record: RunRecord,
              enable_cache: bool | None) -> RunResult:
+        why = ""
         if self.parallel > 1 and len(nodes) > 1:
-            return self._run_parallel(ir, run_id, nodes, record, enable_cache)
-        self.say(f"run {run_id} of pipeline {ir['pipeline']['name']}: {len(nodes)} node(s)")
+            plans = self._plan(ir, record, nodes, enable_cache)
+            fork, why = True, ""
+            if self.auto and plans is not None:
+                fork, why = worth_forking(nodes, expected_seconds(ir, record.store, nodes, plans), self.parallel)
+            if fork:
+                return self._run_parallel(ir, run_id, nodes, record, enable_cache, plans)
+        self.say(f"run {run_id} of pipeline {ir['pipeline']['name']}: {len(nodes)} node(s)"
+                 + (f", in this process ({why})" if why else ""))
         result = RunResult(run_id, State.COMPLETE)
         with _Reclaim() as reclaim:
             self._run_sequential(ir, run_id, nodes, record, enable_cache, result, reclaim)
@@ -124,7 +185,7 @@ class LocalRunner(Runner):
 
     # -- parallel ---------------------------------------------------------------------------
     def _run_parallel(self, ir: dict, run_id: str, nodes: list[dict], record: RunRecord,
-                      enable_cache: bool | None) -> RunResult:
+                      enable_cache: bool | None, plans: list | None) -> RunResult:
         self.say(f"run {run_id} of pipeline {ir['pipeline']['name']}: {len(nodes)} node(s), "
                  f"up to {self.parallel} at once")
         fd, ir_path = tempfile.mkstemp(prefix="tfpipe-ir-", suffix=".json")
@@ -141,7 +202,10 @@ class LocalRunner(Runner):
         finished: queue.Queue = queue.Queue()
         result = RunResult(run_id, State.COMPLETE)
         tag = f"/{len(nodes)}]"
-        in_parent = self._cache_hits(ir, record, nodes, enable_cache)
+        # the cache hits (and resolvers, which create nothing): the parent records them
+        # itself, since forking a task for a lookup costs more than the lookup. Any doubt (no
+        # plan) leaves every node to a task.
+        in_parent = {p.node_id for p in plans or () if p.action in ("cached", "resolve")}
         try:
             while waiting or running:
                 if result.error is None and running:  # what has finished meanwhile decides first
@@ -179,18 +243,15 @@ class LocalRunner(Runner):
         result.nodes.sort(key=lambda r: order[r.node_id])
         return result
 
-    def _cache_hits(self, ir: dict, record: RunRecord, nodes: list[dict], enable_cache: bool | None) -> set[str]:
-        """The nodes the cache plan takes from the cache (and resolvers, which create
-        nothing): the parent records them itself, since forking a task for a lookup costs
-        more than the lookup. Any doubt (no plan) leaves every node to a task."""
-        if enable_cache is False:
-            return set()
+    @staticmethod
+    def _plan(ir: dict, record: RunRecord, nodes: list[dict], enable_cache: bool | None) -> list | None:
+        """The cache plan of these nodes, or None when it cannot be made (the nodes meet, and
+        record, the same problem when they run)."""
         try:
             from tfpipe.plan import plan_run
-            plans = plan_run(ir, record.store, nodes, enable_cache)
-        except Exception:  # noqa: BLE001 - the tasks meet (and record) the same problem
-            return set()
-        return {p.node_id for p in plans if p.action in ("cached", "resolve")}
+            return plan_run(ir, record.store, nodes, enable_cache)
+        except Exception:  # noqa: BLE001
+            return None
 
     def _in_parent(self, ir: dict, nid: str, run_id: str, record: RunRecord, enable_cache: bool | None,
                    done: dict, result: RunResult, order: dict, tag: str) -> None:
