@@ -187,7 +187,8 @@ def _mysql_lines(res, batch_rows: int):
     if not (getattr(result, "unbuffered_active", False) and getattr(result, "field_count", 0) == 1
             and rfile is not None and hasattr(rfile, "read1") and isinstance(getattr(raw, "_next_seq_id", None), int)
             and str(getattr(raw, "encoding", "")).replace("-", "").lower() in ("utf8", "utf8mb4", "utf8mb3")
-            and callable(getattr(result, "_check_packet_is_eof", None))
+            and callable(getattr(result, "_check_packet_is_eof", None)) and callable(getattr(raw, "_force_close", None))
+            and hasattr(raw, "_read_timeout")
             and isinstance(getattr(getattr(res, "cursor_strategy", None), "_rowbuffer", None), deque)):
         return None
     # the rows SQLAlchemy fetched already (it fetches the first when the result is made)
