@@ -18,7 +18,8 @@ by time travel, whatever versions came after.
 The code is the recorded commit exported with ``git archive`` (the user's repository and
 work tree are left untouched); the local runner re-runs the recorded IR in a subprocess
 working in that exported tree (``python -m tfpipe.orchestrators.local``), with a fresh
-artifact root and metadata store and the installed tfpipe.
+artifact root and metadata store and the installed tfpipe. A Pusher of the re-run pushes
+into that directory, not where the run pushed: a reproduction publishes nothing.
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ from . import inspect as insp
 from .content import compare_content
 from .envs import EnvironmentError_, build_environment, export_commit, format_differences, lock_differences, run_lock
 
-__all__ = ["reproduce", "format_reproduction", "ReproduceError", "check_data", "check_sources"]
+__all__ = ["reproduce", "format_reproduction", "ReproduceError", "check_data", "check_sources", "redirect_pushes"]
 
 
 class ReproduceError(RuntimeError):
@@ -176,6 +177,20 @@ def pin_resolved(store: MetadataStore, run: str, ir: dict) -> dict:
     return res
 
 
+def redirect_pushes(ir: dict, out: str) -> dict:
+    """A reproduction publishes nothing: each node with a ``push_destination`` (the Pusher)
+    pushes under ``out``/pushed/NODE instead of where the run pushed (a serving directory a
+    model server may be watching). Returns ``{node: {"recorded": ..., "reproduced": ...}}``."""
+    pushes = {}
+    for node in ir["nodes"]:
+        params = node.get("parameters") or {}
+        if isinstance(params.get("push_destination"), str):
+            new = os.path.join(out, "pushed", node["id"])
+            pushes[node["id"]] = {"recorded": params["push_destination"], "reproduced": new}
+            params["push_destination"] = new
+    return pushes
+
+
 def reproduce(store: MetadataStore, run: str, out_dir: str | None = None, allow_dirty: bool = False,
               verbose: bool = True, env: bool = False) -> dict:
     ctx = insp._run_context(store, run)
@@ -254,6 +269,7 @@ def reproduce(store: MetadataStore, run: str, out_dir: str | None = None, allow_
         environment["error"] = str(e)
     new_ir["pipeline"]["root"] = os.path.join(out, "artifacts")
     new_ir["pipeline"]["metadata"] = os.path.join(out, "metadata.sqlite")
+    pushes = redirect_pushes(new_ir, out)
     ir_path = os.path.join(out, "ir.json")
     with open(ir_path, "w") as f:
         json.dump(new_ir, f, indent=1)
@@ -299,7 +315,7 @@ def reproduce(store: MetadataStore, run: str, out_dir: str | None = None, allow_
     return {"run_id": run_id, "reproduced_run_id": new_run, "status": status if proc.returncode == 0 else "FAILED",
             "commit": commit, "allowed_dirty": bool(props.get("git_dirty")), "out_dir": out, "code_dir": code,
             "metadata": new_ir["pipeline"]["metadata"], "data_checks": data, "artifacts": rows,
-            "baseline": baseline, "environment": environment, "python": python,
+            "baseline": baseline, "environment": environment, "python": python, "pushes": pushes,
             "identical": sum(r["identical"] for r in rows), "total": len(rows),
             "error": (proc.stderr or "")[-2000:] if proc.returncode and proc.stderr else None}
 
@@ -322,6 +338,8 @@ def format_reproduction(res: dict) -> str:
                      + ("identical to the recorded one" if not diff else
                         "which differs from the recorded one (tfpipe reproduce --env re-creates it):"))
         lines += [f"    {x}" for x in diff]
+    for node, push in (res.get("pushes") or {}).items():
+        lines.append(f"  {node} pushed into {push['reproduced']}, not where the run pushed ({push['recorded']})")
     b = res.get("baseline") or {}
     for node, arts in b.get("pinned", {}).items():
         names = ", ".join(f"{d['type']} #{d['id']} ({d['uri']})" for ds in arts.values() for d in ds)

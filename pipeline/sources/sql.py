@@ -27,7 +27,12 @@ password_file=None, password_secret=None, batch_rows=50_000)``:
 Reading: one transaction at REPEATABLE READ (MariaDB/MySQL, PostgreSQL), so the check that
 the data still matches the snapshot and the rows read see the same data; a server-side
 cursor, so at most ``batch_rows`` rows sit in memory (from MariaDB/MySQL each row as one
-CSV line the server renders, parsed by Arrow: see ``_lines_sql``); Arrow types from the columns' SQL
+CSV line the server renders, ending with the row's CRC32 when the snapshot is a checksum,
+read off the socket and parsed by Arrow: see ``_lines_sql`` and ``_mysql_lines``). The
+rows read are checked against the snapshot: a version column's row count, and from
+MariaDB/MySQL the sum of the lines' CRC32s, counted as they are read (the last batch is
+held back until the check passes); from other databases the checksum is computed again in
+the read's transaction before the rows are read. Arrow types from the columns' SQL
 types, the same for every batch (a column that is NULL in the first rows keeps its type):
 integers -> int64, DECIMAL/NUMERIC -> float64 (a float: digits beyond about 15 are lost),
 FLOAT/REAL/DOUBLE -> float64, BOOLEAN -> bool (MySQL's BOOLEAN is TINYINT: int64), text,
@@ -45,6 +50,7 @@ import decimal
 import hashlib
 import json
 import re
+from collections import deque
 from typing import Any, Iterator
 
 from tfpipe.credentials import check_no_inline_secrets, resolve_password
@@ -164,6 +170,133 @@ def _from_jsonable(v, kind: str):
             "date": datetime.date.fromisoformat, "timeofday": datetime.time.fromisoformat,
             "timedelta": lambda s: datetime.timedelta(seconds=s), "bytes": bytes.fromhex,
             }.get(kind, lambda x: x)(v)
+
+
+def _mysql_lines(res, batch_rows: int):
+    """The rows of a one-column PyMySQL result being streamed (``_lines_sql``), as lists of at
+    most ``batch_rows`` lines (bytes), read straight off the connection's socket: PyMySQL
+    makes a packet object, two reads and a decode of every row, which costs most of a
+    1M-row read; here a row is a slice of the bytes received. None when ``res`` is not
+    such a result (another driver, a PyMySQL without these internals, a connection
+    charset other than UTF-8): the caller then fetches through the driver. The end of
+    the rows (EOF packet), an error packet and a lost connection leave the connection as
+    PyMySQL itself would."""
+    result = getattr(getattr(res, "cursor", None), "_result", None)
+    raw = getattr(result, "connection", None)
+    rfile = getattr(raw, "_rfile", None)
+    if not (getattr(result, "unbuffered_active", False) and getattr(result, "field_count", 0) == 1
+            and rfile is not None and hasattr(rfile, "read1") and isinstance(getattr(raw, "_next_seq_id", None), int)
+            and str(getattr(raw, "encoding", "")).replace("-", "").lower() in ("utf8", "utf8mb4", "utf8mb3")
+            and callable(getattr(result, "_check_packet_is_eof", None)) and callable(getattr(raw, "_force_close", None))
+            and hasattr(raw, "_read_timeout")
+            and isinstance(getattr(getattr(res, "cursor_strategy", None), "_rowbuffer", None), deque)):
+        return None
+    # the rows SQLAlchemy fetched already (it fetches the first when the result is made)
+    fetched = res.cursor_strategy._rowbuffer
+    first = [b"" if r[0] is None else r[0].encode("utf-8") for r in fetched]
+    fetched.clear()
+    return _mysql_line_batches(result, raw, rfile, batch_rows, first)
+
+
+def _mysql_line_batches(result, raw, rfile, batch_rows: int, first: list[bytes]):
+    from pymysql import err
+    from pymysql.protocol import MysqlPacket
+    if getattr(raw, "_sock", None) is not None:
+        raw._sock.settimeout(raw._read_timeout)
+        if hasattr(raw, "_current_timeout"):
+            raw._current_timeout = raw._read_timeout
+    buf, pos, seq = b"", 0, raw._next_seq_id
+    lines: list[bytes] = first
+
+    def lost(e=None):
+        result.unbuffered_active = False
+        raw._force_close()
+        return err.OperationalError(2013, "Lost connection to MySQL server during query" + (f" ({e})" if e else ""))
+
+    def fill(need: int):
+        """buf[pos:] holds at least ``need`` bytes."""
+        nonlocal buf, pos
+        while len(buf) - pos < need:
+            try:
+                chunk = rfile.read1(1 << 20)
+            except OSError as e:
+                raise lost(e) from None
+            if not chunk:
+                raise lost()
+            buf, pos = buf[pos:] + chunk, 0
+
+    left = batch_rows - len(lines)
+    while True:
+        # the hot path: whole packets in the buffer, each a row of one value shorter than 251 bytes
+        end = len(buf)
+        while pos + 4 <= end:
+            ln = buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16
+            nxt = pos + 4 + ln
+            if nxt > end or not ln or buf[pos + 4] > 250 or buf[pos + 3] != seq:
+                break
+            lines.append(buf[pos + 5:nxt])
+            pos, seq = nxt, (seq + 1) & 255
+            left -= 1
+            if left <= 0:
+                yield lines
+                lines, left = [], batch_rows
+        # anything else: read more, check the sequence, join a packet of 16 MB and what follows it
+        fill(4)
+        ln = buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16
+        if buf[pos + 3] != seq:
+            result.unbuffered_active = False
+            raw._force_close()
+            raise err.InternalError(f"Packet sequence number wrong - got {buf[pos + 3]} expected {seq}")
+        fill(4 + ln)
+        seq = (seq + 1) & 255
+        payload, pos = buf[pos + 4:pos + 4 + ln], pos + 4 + ln
+        while ln == 0xFFFFFF:
+            fill(4)
+            ln = buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16
+            if buf[pos + 3] != seq:
+                result.unbuffered_active = False
+                raw._force_close()
+                raise err.InternalError(f"Packet sequence number wrong - got {buf[pos + 3]} expected {seq}")
+            fill(4 + ln)
+            seq = (seq + 1) & 255
+            payload, pos = payload + buf[pos + 4:pos + 4 + ln], pos + 4 + ln
+        if not payload:
+            result.unbuffered_active = False
+            raw._force_close()
+            raise err.InternalError("an empty packet among the rows")
+        head = payload[0]
+        if head < 251:
+            lines.append(payload[1:])
+        elif head == 0xFE and len(payload) < 9:  # EOF: the rows end
+            raw._next_seq_id = seq
+            result._check_packet_is_eof(MysqlPacket(payload, raw.encoding))
+            result.unbuffered_active = False
+            result.connection = None
+            result.rows = None
+            if pos != len(buf):  # bytes after the end: not a state PyMySQL can go on from
+                raw._force_close()
+                raise err.InternalError(f"{len(buf) - pos} bytes after the end of the rows")
+            if lines:
+                yield lines
+            return
+        elif head == 0xFF:  # an error (a killed query, a timeout): PyMySQL's own exception
+            raw._next_seq_id = seq
+            result.unbuffered_active = False
+            MysqlPacket(payload, raw.encoding).raise_for_error()
+        elif head == 0xFB:  # NULL: CONCAT_WS is never NULL, but as PyMySQL would
+            lines.append(b"")
+        else:
+            lines.append(payload[{0xFC: 3, 0xFD: 4, 0xFE: 9}[head]:])
+        left -= 1
+        if left <= 0:
+            yield lines
+            lines, left = [], batch_rows
+
+
+def _mysql_row_crc(cols: list[str]) -> str:
+    """MariaDB/MySQL: a row's CRC32, the term of the checksum (the same expression in the
+    snapshot's SUM and on each line read, so the reader's sum equals the snapshot's)."""
+    return "CRC32(CONCAT_WS(CHAR(31), " + ", ".join(f"IFNULL({c}, 0x00)" for c in cols) + "))"  # NULL is not ''
 
 
 class SqlSource(Source):
@@ -343,8 +476,7 @@ class SqlSource(Source):
         # a sum over the rows of a hash of each row: any changed, added or removed row changes
         # it; the cheapest hashes each database has (an MD5 costs twice a CRC32 in MariaDB)
         if self._backend in ("mysql", "mariadb"):
-            row = ", ".join(f"IFNULL({c}, 0x00)" for c in cols)  # NULL told apart from ''
-            return f"SELECT COUNT(*), SUM(CRC32(CONCAT_WS(CHAR(31), {row}))) FROM ({base}) AS tfpipe_q"
+            return f"SELECT COUNT(*), SUM({_mysql_row_crc(cols)}) FROM ({base}) AS tfpipe_q"
         if self._backend == "postgresql":
             return f"SELECT COUNT(*), SUM(hashtextextended(tfpipe_q::text, 0)) FROM ({base}) AS tfpipe_q"
         return None
@@ -417,43 +549,60 @@ class SqlSource(Source):
                 self._check_columns(dv, columns)
                 names = [n for n, _ in columns]
                 sql, params = base, {}
+                # what the rows read are checked against at the end (before the last batch is
+                # given out): their count (version column), or their count and checksum summed
+                # from each row's CRC32 the server appends to its line (MariaDB/MySQL)
+                verify = None
                 if self.version_column:
                     mx = _from_jsonable(dv.get("max_version"), dv.get("max_version_type", "plain"))
                     vc = self._quote(conn, self.version_column)
                     sql = f"SELECT * FROM ({base}) AS tfpipe_q WHERE {vc} <= :tfpipe_max_version"
                     params = {"tfpipe_max_version": mx}
-                    n, _ = self._execute(conn, f"SELECT COUNT(*), 0 FROM ({sql}) AS tfpipe_v", params,
-                                         what="the version query").one()
-                    if "rows" in dv and int(n) != int(dv["rows"]):
-                        raise InputDataError(
-                            f"sql source {self.where}: {dv['rows']:,} rows had {self.version_column} <= "
-                            f"{dv.get('max_version')} when the snapshot was taken, {int(n):,} now; expected the "
-                            f"same rows (rows were added with an old {self.version_column}, or deleted)")
-                elif "checksum" in dv:
-                    n, checksum = self._checksum(conn, base, names)
-                    if checksum != dv["checksum"] or n != dv.get("rows", n):
-                        raise InputDataError(
-                            f"sql source {self.where}: the data changed since its snapshot ({dv.get('rows')} rows, "
-                            f"checksum {dv['checksum']}; now {n} rows, checksum {checksum}); a source without "
-                            f"version_column can be read only as it is now, not as it was")
+                    verify = "rows" if "rows" in dv else None
+                checksum = "checksum" in dv and not self.version_column
+                lines = self._lines_sql(conn, columns, sql, crc=checksum)
+                if checksum and lines:
+                    verify = "checksum"
+                elif checksum:
+                    # no line rendering (PostgreSQL, binary columns, other databases): the
+                    # checksum again, in this transaction, before the rows are read
+                    n, now = self._checksum(conn, base, names)
+                    self._check_checksum(dv, n, now)
                 schema = pa.schema([pa.field(n, pa.type_for_alias(_ARROW[k])) for n, k in columns])
                 convs = [_converter(k) for _, k in columns]
-                lines = self._lines_sql(conn, columns, sql)
                 stream = conn.execution_options(stream_results=True, yield_per=self.batch_rows)
                 res = self._execute(stream, lines or sql, params)
-                seen = 0
+                seen, crc, held = 0, 0, None
                 try:
-                    for part in res.partitions(self.batch_rows):
-                        yield (self._batch_of_lines(pa, schema, part, seen) if lines
-                               else self._batch(pa, schema, convs, part, seen))
+                    parts = _mysql_lines(res, self.batch_rows) if lines else None
+                    if parts is None:
+                        parts = res.partitions(self.batch_rows)
+                    for part in parts:
+                        if lines:
+                            batch, part_crc = self._batch_of_lines(pa, schema, part, seen, checksum)
+                            crc += part_crc
+                        else:
+                            batch = self._batch(pa, schema, convs, part, seen)
                         seen += len(part)
+                        if held is not None:
+                            yield held
+                        held = batch
+                    if verify == "rows" and seen != int(dv["rows"]):
+                        raise InputDataError(
+                            f"sql source {self.where}: {dv['rows']:,} rows had {self.version_column} <= "
+                            f"{dv.get('max_version')} when the snapshot was taken, {seen:,} now; expected the "
+                            f"same rows (rows were added with an old {self.version_column}, or deleted)")
+                    if verify == "checksum":
+                        self._check_checksum(dv, seen, str(crc))
+                    if held is not None:
+                        yield held
                 except BaseException as e:
                     # an early stop or an error: drop the connection rather than drain the cursor
                     pending = getattr(getattr(res, "cursor", None), "_result", None)
                     if getattr(pending, "unbuffered_active", False):
                         pending.unbuffered_active = False  # PyMySQL would read the rest first
                     conn.invalidate()
-                    if isinstance(e, sa.exc.DBAPIError):
+                    if isinstance(e, sa.exc.DBAPIError) or type(e).__module__.startswith("pymysql."):
                         raise InputDataError(f"sql source: reading from {self.where} failed after {seen:,} rows: "
                                              f"{self._scrub(e)}") from None
                     raise
@@ -461,13 +610,26 @@ class SqlSource(Source):
             conn.close()
             engine.dispose()
 
-    def _lines_sql(self, conn, columns: list[tuple[str, str]], sql: str) -> str | None:
+    def _check_checksum(self, dv: dict, n: int, checksum: str) -> None:
+        try:
+            same = int(decimal.Decimal(checksum)) == int(decimal.Decimal(dv["checksum"]))
+        except (ArithmeticError, ValueError, TypeError):  # the reader's own checksum, or another kind
+            same = checksum == dv["checksum"]
+        if not same or n != dv.get("rows", n):
+            raise InputDataError(
+                f"sql source {self.where}: the data changed since its snapshot ({dv.get('rows')} rows, "
+                f"checksum {dv['checksum']}; now {n} rows, checksum {checksum}); a source without "
+                f"version_column can be read only as it is now, not as it was")
+
+    def _lines_sql(self, conn, columns: list[tuple[str, str]], sql: str, crc: bool = False) -> str | None:
         """MariaDB/MySQL: the rows of ``sql`` as one CSV line each, rendered by the server
         (NULL an empty field, a string quoted, '' a quoted empty string), or None when a
         column's kind has no such rendering (binary, BIT). PyMySQL parses each field of a
-        row in Python; one field per row is about five times faster to fetch, and Arrow's
-        CSV reader parses the lines. The numbers are the text the server sends for them in
-        either case, so the values are the same."""
+        row in Python; one field per row is about five times faster to fetch (and faster
+        still through ``_mysql_lines``), and Arrow's CSV reader parses the lines. The
+        numbers are the text the server sends for them in either case, so the values are
+        the same. With ``crc``, each line ends with the row's CRC32 as the snapshot's
+        checksum sums it (``_mysql_row_crc``), so the rows read are checked as they are read."""
         if self._backend not in ("mysql", "mariadb") or any(k not in _LINE_KINDS for _, k in columns):
             return None
         exprs = []
@@ -478,24 +640,37 @@ class SqlSource(Source):
             else:
                 text = f"REPLACE(CAST({c} AS CHAR), ' ', 'T')" if kind == "time" else f"CONVERT({c} USING utf8mb4)"
                 exprs.append(f"IF({c} IS NULL, '', CONCAT('\"', REPLACE({text}, '\"', '\"\"'), '\"'))")
+        if crc:
+            exprs.append(_mysql_row_crc(["tfpipe_r." + self._quote(conn, n) for n, _ in columns]))
         return f"SELECT CONCAT_WS(',', {', '.join(exprs)}) FROM ({sql}) AS tfpipe_r"
 
-    def _batch_of_lines(self, pa, schema, rows, seen: int):
+    def _batch_of_lines(self, pa, schema, rows, seen: int, crc: bool = False):
+        """(a RecordBatch of the lines ``rows``, the sum of their CRC32s or 0)."""
+        import pyarrow.compute as pc
         import pyarrow.csv as pacsv
-        data = "".join(r[0] + "\n" for r in rows).encode("utf-8")  # an empty line is a row of NULLs
+        if rows and isinstance(rows[0], bytes):  # from _mysql_lines
+            data = b"\n".join(rows) + b"\n"
+        else:
+            data = "".join(r[0] + "\n" for r in rows).encode("utf-8")  # an empty line is a row of NULLs
+        names, types = schema.names, schema
+        if crc:
+            names = names + ["\x00tfpipe_crc32"]
+            types = {**{f.name: f.type for f in schema}, names[-1]: pa.int64()}
         try:
             table = pacsv.read_csv(
                 pa.BufferReader(data),
-                read_options=pacsv.ReadOptions(column_names=schema.names, block_size=max(len(data), 1 << 20)),
+                read_options=pacsv.ReadOptions(column_names=names, block_size=max(len(data), 1 << 20)),
                 parse_options=pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False),
-                convert_options=pacsv.ConvertOptions(column_types=schema, null_values=[""], strings_can_be_null=True,
+                convert_options=pacsv.ConvertOptions(column_types=types, null_values=[""], strings_can_be_null=True,
                                                      quoted_strings_can_be_null=False))
         except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
             raise InputDataError(f"sql source {self.where}: rows {seen + 1:,} to {seen + len(rows):,} of the result "
                                  f"do not fit their columns' types: {e}") from None
         table = table.combine_chunks()
+        total = int(pc.sum(table.column(len(schema))).as_py() or 0) if crc else 0
         return pa.RecordBatch.from_arrays([table.column(i).chunk(0) if table.column(i).num_chunks
-                                           else pa.array([], f.type) for i, f in enumerate(schema)], schema=schema)
+                                           else pa.array([], f.type) for i, f in enumerate(schema)],
+                                          schema=schema), total
 
     def _check_columns(self, dv: dict, columns: list[tuple[str, str]]) -> None:
         then = dv.get("columns")

@@ -9,6 +9,10 @@ penguin run (tests/components/conftest.py), each source a pipeline of its own na
   explain   version 2 appends rows: ``--explain`` says ExampleGen reads delta version 1 -> 2
             and that every node after it runs
   delta-2   exactly those nodes run: a new model, compared with delta-1's, pushed beside it
+  reproduce ``tfpipe reproduce delta-1`` once version 2 exists: the pipeline file is committed
+            in a git work tree of its own, so the run recorded its commit; the re-run reads
+            delta version 1 (time travel) and trains on it again, in a fresh directory (its
+            Pusher pushes there too, not into the run's serving directory)
 """
 import json
 import os
@@ -19,6 +23,7 @@ from tests.components.test_avro_source import write_avro
 from tests.components.test_delta_source import penguin_rows, write_versions
 from tests.components.test_penguin_e2e import _execs, _pipeline_file
 from tests.conftest import tfpipe
+from tests.tracking.conftest import git
 from tfpipe.components.pusher import versions
 
 EXECUTORS = ["ExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer", "Evaluator",
@@ -46,7 +51,12 @@ def runs(penguin_model, tmp_path_factory):
     out["table"] = table
     out["delta_kw"] = {**penguin_model["kw"], "data_root": table, "name": "penguin_delta",
                        "root": str(tmp / "delta_root")}
-    pipeline = _pipeline_file(tmp, out["delta_kw"], "from_delta")
+    code = tmp / "delta_code"  # a git work tree: the runs record its commit, which reproduce re-runs
+    code.mkdir()
+    pipeline = _pipeline_file(code, out["delta_kw"], "from_delta")
+    git(code, "init", "-q")
+    git(code, "add", ".")
+    git(code, "commit", "-qm", "the penguin pipeline from a Delta table")
     out["d1"] = tfpipe("run", pipeline, "--run-id", "delta-1", check=0)
     out["d1_pushed"] = versions(os.path.join(out["delta_kw"]["root"], "serving_model"))
     more = t.filter(pc.equal(pc.bit_wise_and(pa.array(range(len(t))), 7), 0))  # every 8th row, seen in 2010
@@ -54,6 +64,9 @@ def runs(penguin_model, tmp_path_factory):
     write_deltalake(table, more, mode="append")
     out["explain"] = tfpipe("run", pipeline, "--explain", "--json", check=0)
     out["d2"] = tfpipe("run", pipeline, "--run-id", "delta-2", check=0)
+    out["d2_pushed"] = versions(os.path.join(out["delta_kw"]["root"], "serving_model"))
+    out["repro"] = tfpipe("reproduce", "delta-1", "-o", str(tmp / "again"), "--json", "-q",
+                          "--metadata", out["delta_kw"]["metadata"], check=0)
     return out
 
 
@@ -106,4 +119,29 @@ def test_a_new_delta_version_is_explained_and_reruns_exactly_the_nodes_after_it(
     d1, d2 = _execs(runs["delta_kw"], "delta-1"), _execs(runs["delta_kw"], "delta-2")
     assert d2["Evaluator"]["inputs"]["baseline_model"] == d1["Evaluator"]["inputs"]["model"]  # delta-1's model
     assert _pushed(runs["delta_kw"], "delta-2").pushed is True, runs["d2"].stderr[-3000:]
-    assert len(versions(os.path.join(runs["delta_kw"]["root"], "serving_model"))) == 2
+    assert len(runs["d2_pushed"]) == 2
+
+
+def test_reproduce_of_the_run_trained_on_delta_version_1_reads_version_1_after_version_2_exists(runs):
+    from tfpipe.metadata import MetadataStore
+    from tfpipe.tracking.inspect import show_run
+    assert runs["repro"].returncode == 0, runs["repro"].stderr[-3000:]
+    res = json.loads(runs["repro"].stdout)
+    assert res["status"] == "COMPLETE", res.get("error")
+    [check] = [d for d in res["data_checks"] if d["key"] == "source_snapshot"]
+    assert check["ok"] and check["data_version"] == {"delta_version": 1, "table": runs["table"]}
+    # version 1's rows again, not version 2's: the same Examples as delta-1's
+    [examples] = [r for r in res["artifacts"] if (r["node"], r["output"]) == ("ExampleGen", "examples")]
+    assert examples["identical"] and examples["original"] == _examples(runs["delta_kw"], "delta-1").fingerprint
+    again = {e["node_id"]: e for e in show_run(MetadataStore(res["metadata"]), res["reproduced_run_id"])["executions"]}
+    [a] = MetadataStore(res["metadata"]).get_artifacts([again["ExampleGen"]["outputs"]["examples"][0]["id"]])
+    assert a.data_version["delta_version"] == 1 and sum(a.row_counts.values()) == 344
+    # and trained on them again, in the fresh directory
+    assert again["Trainer"]["state"] == "COMPLETE"
+    [model] = [r for r in res["artifacts"] if (r["node"], r["output"]) == ("Trainer", "model")]
+    assert model["reproduced_uri"].startswith(res["out_dir"])
+    # a reproduction publishes nothing: its Pusher pushed into the fresh directory
+    serving = os.path.join(runs["delta_kw"]["root"], "serving_model")
+    assert res["pushes"] == {"Pusher": {"recorded": serving, "reproduced": os.path.join(res["out_dir"], "pushed",
+                                                                                        "Pusher")}}
+    assert versions(serving) == runs["d2_pushed"]

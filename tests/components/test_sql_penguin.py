@@ -16,6 +16,7 @@ from tests.conftest import scoped_env, tfpipe
 from tfpipe import compile_pipeline
 from tfpipe.components.pusher import versions
 from tfpipe.orchestrators.local import LocalRunner
+from tfpipe.sources.sql import SqlSource
 
 COLUMNS = [("species", "VARCHAR(20)"), ("island", "VARCHAR(20)"), ("bill_length_mm", "DOUBLE PRECISION"),
            ("bill_depth_mm", "DOUBLE PRECISION"), ("flipper_length_mm", "INT"), ("body_mass_g", "INT"),
@@ -105,12 +106,13 @@ def test_penguin_pipeline_from_a_sql_table_to_a_pushed_model(kind, request, tmp_
         assert ex3.data_version != dv
 
 
-def _bad_pipeline(tmp_path, config: dict) -> str:
+def _bad_pipeline(tmp_path, config: dict, snapshot: dict | None = None) -> str:
     p = tmp_path / "pipeline.py"
+    pinned = f", source_snapshot={snapshot!r}" if snapshot else ""
     p.write_text("from tfpipe import Pipeline\n"
                  "from tfpipe.components import ExampleGen, StatisticsGen\n\n\n"
                  "def create_pipeline():\n"
-                 f"    gen = ExampleGen(source='sql', source_config={config!r})\n"
+                 f"    gen = ExampleGen(source='sql', source_config={config!r}{pinned})\n"
                  "    return Pipeline('bad_sql', [gen, StatisticsGen(examples=gen.outputs.examples)],\n"
                  f"                    root={str(tmp_path / 'root')!r}, metadata={str(tmp_path / 'm.sqlite')!r})\n")
     return str(p)
@@ -118,8 +120,9 @@ def _bad_pipeline(tmp_path, config: dict) -> str:
 
 def test_bad_sql_input_fails_example_gen_with_nothing_partial(mysql, postgres, tmp_path_factory):
     """Through the real CLI: an unreachable server (host and port, no password), a query the
-    database refuses (its message), an empty result: each a FAILED ExampleGen, nothing
-    written, nothing downstream run."""
+    database refuses (its message), an empty result, rows changed since the snapshot read
+    (found when the rows read are checked, at the end of the read): each a FAILED
+    ExampleGen, nothing written, nothing downstream run."""
     my_url = mysql.create_database("bad_sql")
     mysql.sql("USE bad_sql; CREATE TABLE IF NOT EXISTS t (id INT, x INT); DELETE FROM t")
     pg_url = postgres.create_database("bad_sql")
@@ -142,6 +145,18 @@ def test_bad_sql_input_fails_example_gen_with_nothing_partial(mysql, postgres, t
         proc = tfpipe("run", _bad_pipeline(tmp, config), env=env)
         _assert_failed(tmp, proc, "ExampleGen", *fragments)
         assert mysql.password not in proc.stderr and postgres.password not in proc.stderr
+    # a snapshot (pinned, as reproduce pins it) whose rows changed after it was taken: from
+    # MariaDB the change is found from the rows' CRC32s once all are read, in batches of 2
+    mysql.sql("USE bad_sql; DROP TABLE IF EXISTS moved; CREATE TABLE moved (id INT, x INT); "
+              "INSERT INTO moved VALUES (1, 1), (2, 2), (3, 3), (4, 4), (5, 5)")
+    config = {"url": my_url, "table": "moved", "batch_rows": 2}
+    with scoped_env(**mysql.env()):
+        stale = SqlSource(**config).snapshot()
+    mysql.sql("USE bad_sql; UPDATE moved SET x = 40 WHERE id = 4")
+    tmp = tmp_path_factory.mktemp("bad_sql_changed")
+    proc = tfpipe("run", _bad_pipeline(tmp, config, stale), env=env)
+    _assert_failed(tmp, proc, "ExampleGen", "the data changed since its snapshot (5 rows",
+                   "can be read only as it is now")
 
 
 def test_reproduce_reads_a_versioned_table_again_and_refuses_a_changed_unversioned_one(mysql, postgres, tmp_path):

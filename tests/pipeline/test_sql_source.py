@@ -152,6 +152,57 @@ def test_checksum_changes_when_a_row_changes(db):
         next(src.read(first))
 
 
+def test_rows_read_are_checked_against_the_snapshot_before_the_last_batch(db, monkeypatch):
+    """The rows read are the snapshot's: from MariaDB each line carries its row's CRC32 and
+    their sum is compared with the snapshot's checksum (no second checksum scan); with a
+    version column the rows read are counted. A row changed after the snapshot (same count)
+    or slipped in under an old version is an error raised before the last batch is given,
+    so a reader never holds all of a result that is not the snapshot's. Values of every
+    length a row packet has (a length byte, 2 and 3 length bytes) and non-ASCII text."""
+    from tfpipe.sources import sql as sql_mod
+    n, per = 3000, 500
+    text = "MEDIUMTEXT" if db.kind == "mariadb" else "TEXT"
+    db.sql(f"CREATE TABLE checked (id INT PRIMARY KEY, v INT, s VARCHAR(400), t {text})")
+    rep = "REPEAT" if db.kind == "mariadb" else "repeat"
+    db.sql(f"INSERT INTO checked SELECT seq, seq % 10, CONCAT('é,\"', seq), NULL FROM ({db.series(n)}) AS s")
+    db.sql(f"UPDATE checked SET s = {rep}('x', 300), t = {rep}('ü', 40000) WHERE id = 7")
+    db.sql(f"UPDATE checked SET t = {rep}('y', 100000) WHERE id = 2500")
+    calls = []
+    if db.kind == "mariadb":
+        real = sql_mod._mysql_line_batches
+        monkeypatch.setattr(sql_mod, "_mysql_line_batches", lambda *a: calls.append(1) or real(*a))
+    src = db.source(table="checked", batch_rows=per)
+    snap = src.snapshot()
+    if db.kind == "mariadb":
+        def no_second_scan(*a):
+            raise AssertionError("the checksum was computed again to read")
+        monkeypatch.setattr(SqlSource, "_checksum", no_second_scan)
+    batches = list(src.read(snap))
+    assert [b.num_rows for b in batches] == [per] * (n // per)
+    rows = rows_of(batches)
+    assert [r["id"] for r in rows] == list(range(1, n + 1))
+    assert rows[0]["s"] == 'é,"1' and rows[0]["t"] is None
+    assert rows[6]["s"] == "x" * 300 and rows[6]["t"] == "ü" * 40000 and rows[2499]["t"] == "y" * 100000
+    assert calls == ([1] if db.kind == "mariadb" else [])  # MariaDB's lines read off the socket
+    monkeypatch.undo()
+
+    def read_until_error(source, snapshot):
+        got = 0
+        with pytest.raises(InputDataError) as e:
+            for b in source.read(snapshot):
+                got += b.num_rows
+        assert got < n  # never the whole of it
+        return str(e.value)
+
+    db.sql("UPDATE checked SET s = 'changed' WHERE id = 2999")  # the same count, one value changed
+    assert "changed since its snapshot" in read_until_error(src, snap)
+    ver = db.source(table="checked", version_column="id", batch_rows=per)
+    old = ver.snapshot()
+    assert len(rows_of(ver.read(old))) == n
+    db.sql("DELETE FROM checked WHERE id = 2000")
+    assert f"{n:,} rows had id <= {n} when the snapshot was taken, {n - 1:,} now" in read_until_error(ver, old)
+
+
 def test_column_type_changed_since_the_snapshot(db):
     db.sql("CREATE TABLE retyped (id INT, v INT, size INT)")
     db.sql("INSERT INTO retyped VALUES (1, 1, 10), (2, 1, 20)")
