@@ -35,7 +35,7 @@ from tfpipe import fileio
 from tfpipe.artifacts import ExampleStatistics
 from tfpipe.state import SUCCEEDED
 
-from . import inspect as insp
+from . import records
 from .registry import Registry, RegistryError
 
 __all__ = ["run_monitor", "monitor", "compare", "MonitorError", "training_inputs", "label_key", "parse_since",
@@ -62,7 +62,7 @@ def training_inputs(store, artifact_id: int) -> dict:
     """The training Examples, ExampleStatistics and Schema upstream of a model artifact.
     The statistics are those a StatisticsGen computed over the model's raw Examples (found
     downstream of the Examples when they are not upstream of the model)."""
-    tree = insp.lineage(store, artifact_id)
+    tree = records.lineage(store, artifact_id)
     arts = [n["artifact"] for n in _walk(tree)]
     schemas = [a for a in arts if a["type"] == "Schema"]
     stats = [a for a in arts if a["type"] == "ExampleStatistics"]
@@ -153,7 +153,7 @@ def _split_stats(stats_uri: str, split: str):
 
 def label_key(store, artifact_id: int) -> str | None:
     """The label column: ExampleGen's ``label_key`` in the model's lineage."""
-    for node in _walk(insp.lineage(store, artifact_id)):
+    for node in _walk(records.lineage(store, artifact_id)):
         pb = node.get("produced_by") or {}
         key = (pb.get("parameters") or {}).get("label_key")
         if key:
@@ -397,7 +397,7 @@ def run_monitor(store, *, as_json: bool = False, output: str | None = None, thre
     """The CLI entry point: 0 nothing exceeded, 1 skew/drift above a threshold, 2 bad input."""
     try:
         res = monitor(store, thresholds=parse_thresholds(thresholds), **kwargs)
-    except (MonitorError, RegistryError, insp.NotFound) as e:
+    except (MonitorError, RegistryError, records.NotFound) as e:
         print(f"tfpipe monitor: error: {e}", file=sys.stderr)
         return 2
     if output:

@@ -18,8 +18,8 @@ from __future__ import annotations
 import json
 
 from . import aliases as rec
-from . import inspect as insp
 from . import publishing as pub
+from . import records
 from .aliases import (
     REGISTERED_MODEL,
     STAGE_ALIASES,
@@ -237,7 +237,7 @@ class Registry:
     def show(self, version: str, model: str | None = None) -> dict:
         v = self._resolve(version, model)
         row = next(r for r in self.list_versions(v["model"]) if r["artifact_id"] == v["id"])
-        tree = insp.lineage(self.store, v["id"])
+        tree = records.lineage(self.store, v["id"])
         return {**row, "transitions": [t for t in self.transitions(v["model"]) if t["artifact_id"] == v["id"]],
                 "lineage": summarize_lineage(tree, self.store), "tree": tree}
 
@@ -251,9 +251,9 @@ def format_models(rows: list[dict]) -> str:
         t = r["last_transition"] or {}
         table.append([r["model"], r["version"], f"#{r['artifact_id']}", r["stage"].upper() if r["stage"] ==
                       "production" else r["stage"], ",".join(r.get("aliases") or []) or "-", r["run_id"] or "-",
-                      insp._ts(r["pushed_at"]),
-                      f"{t.get('user', '')} {insp._ts(t.get('at'))} {t.get('reason', '')}".strip() if t else "-"])
-    return insp._table(table, ["MODEL", "VERSION", "ARTIFACT", "STAGE", "ALIASES", "PUSHED BY RUN", "PUSHED AT",
+                      records._ts(r["pushed_at"]),
+                      f"{t.get('user', '')} {records._ts(t.get('at'))} {t.get('reason', '')}".strip() if t else "-"])
+    return records._table(table, ["MODEL", "VERSION", "ARTIFACT", "STAGE", "ALIASES", "PUSHED BY RUN", "PUSHED AT",
                                "LAST TRANSITION (who, when, why)"])
 
 
@@ -265,7 +265,7 @@ def format_version(info: dict) -> str:
     lines.append("transitions:")
     for t in info["transitions"] or []:
         what = f"@{t['alias']} " if t.get("alias") else ""
-        lines.append(f"  {insp._ts(t['at'])} {what}{t['from_stage']} -> {t['to_stage']} by {t['user']}"
+        lines.append(f"  {records._ts(t['at'])} {what}{t['from_stage']} -> {t['to_stage']} by {t['user']}"
                      f" ({t['kind']}){': ' + t['reason'] if t.get('reason') else ''}")
     if not info["transitions"]:
         lines.append("  (none)")

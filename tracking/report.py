@@ -18,7 +18,7 @@ from tfpipe import fileio
 from tfpipe.artifacts import ExampleStatistics
 from tfpipe.metadata import MetadataStore
 
-from . import inspect as insp
+from . import records
 from .report_svg import STATE_COLORS, STATE_STROKE, bars_svg, graph_svg, lines_svg
 from .runs import run_details
 
@@ -29,7 +29,7 @@ e = html.escape
 
 
 def _ts(t) -> str:
-    return insp._ts(t)
+    return records._ts(t)
 
 
 def _num(v) -> str:
@@ -296,7 +296,7 @@ def _lineage(store: MetadataStore, info: dict) -> str:
     if not pushed:
         return ""
     from .lineage_summary import summarize_lineage
-    lin = summarize_lineage(insp.lineage(store, pushed["id"]), store)
+    lin = summarize_lineage(records.lineage(store, pushed["id"]), store)
     head = (f'<p>PushedModel #{pushed["id"]}: pushed={e(str(pushed.get("pushed")))} '
             f'version <code>{e(str(pushed.get("pushed_version")))}</code> to '
             f'<code>{e(str(pushed.get("destination")))}</code>'
@@ -328,7 +328,7 @@ def _lineage(store: MetadataStore, info: dict) -> str:
 
 def render_report(store: MetadataStore, run: str) -> str:
     info = run_details(store, run)
-    ctx = insp._run_context(store, run)
+    ctx = records._run_context(store, run)
     props = store.props(ctx)
     ir = json.loads(props["ir"]) if props.get("ir") else None
     sections = [("graph", "Graph", _graph(store, info, ir)), ("statistics", "Statistics", _statistics(info)),

@@ -14,7 +14,7 @@ import sys
 from tfpipe.metadata import MetadataStore
 from tfpipe.state import State
 
-from . import inspect as insp
+from . import records
 from .codefiles import display_paths
 from .results import (
     HEADLINE_ORDER,
@@ -224,7 +224,7 @@ def format_runs(rows: list[dict]) -> str:
         metrics = " ".join(f"{_abbrev(k)}={v:.4g}" for k, v in ordered_metrics(r.get("metrics", {})).items())
         blessed = "-" if r.get("blessed") is None else "yes" if r["blessed"] else "NO"
         table.append([r["run_id"], r["pipeline"] if len(r["pipeline"]) <= 12 else r["pipeline"][:9] + "...",
-                      r["status"], insp._ts(r["started_at"])[5:16],
+                      r["status"], records._ts(r["started_at"])[5:16],
                       f"{r['duration_s']:.1f}s" if r["duration_s"] is not None else "-",
                       (r["git_commit"] or "-")[:7] + ("*" if r["git_dirty"] else ""),
                       (_short(r.get("data_fingerprint")) or "-")[:6], f"{r.get('cached', 0)}/{r.get('nodes', 0)}",
@@ -236,7 +236,7 @@ def format_runs(rows: list[dict]) -> str:
     if len(pipelines) == 1:  # said once above the table instead of on every line
         header.pop(1)
         table = [t[:1] + t[2:] for t in table]
-    text = insp._table(_fit(table, header, first_flex=len(header) - 1 - with_params), header)
+    text = records._table(_fit(table, header, first_flex=len(header) - 1 - with_params), header)
     if len(pipelines) == 1:
         text = f"pipeline {next(iter(pipelines))}\n" + text
     if any(r["git_dirty"] for r in rows):
@@ -248,7 +248,7 @@ def format_runs(rows: list[dict]) -> str:
 def run_details(store: MetadataStore, run: str) -> dict:
     """One run's executions with parameters, data, code and outputs, plus its evaluation
     (metrics per slice) and training history: what ``compare`` and the report read."""
-    info = insp.show_run(store, run)
+    info = records.show_run(store, run)
     info["evaluation"] = {"slices": {}, "thresholds": {}, "file": None}
     info["history"], info["trials"], info["blessing"], info["pushed"] = {}, [], None, None
     for e in info["executions"]:
@@ -289,7 +289,7 @@ def select_runs(store: MetadataStore, last: int | None = None, sweep: str | None
             if p.get("sweep") == sweep and json.loads(p.get("sweep_info") or "{}").get("role") != "shared":
                 ids.append((json.loads(p.get("sweep_info") or "{}").get("index") or 0, p.get("run_id")))
         if not ids:
-            raise insp.NotFound(f"no runs of sweep {sweep!r} in {store.where}; sweeps are listed by "
+            raise records.NotFound(f"no runs of sweep {sweep!r} in {store.where}; sweeps are listed by "
                                 f"'tfpipe runs list' (column SWEEP)")
         return [r for _, r in sorted(ids)]
     # a sweep's shared run holds no model to compare; at most one in three runs is one
@@ -304,7 +304,7 @@ def compare_runs(store: MetadataStore, runs: list[str], diff: bool = False) -> d
     changed text file gets a short unified diff from git (against the first run)."""
     from .codefiles import code_diff, code_file_rows
     if len(runs) < 2:
-        raise insp.NotFound(f"runs compare needs at least two runs, found {len(runs)}: {runs}")
+        raise records.NotFound(f"runs compare needs at least two runs, found {len(runs)}: {runs}")
     infos = [run_details(store, r) for r in runs]
     n = len(infos)
     nodes: list[str] = []
@@ -438,7 +438,7 @@ def format_compare(cmp: dict, color: bool | None = None, all_rows: bool = False)
     for r in cmp["runs"]:
         dur = f"{r['duration_s']:.1f}s" if r.get("duration_s") is not None else "-"
         bl = {True: " blessed", False: " NOT blessed", None: ""}[r.get("blessed")]
-        lines.append(f"  {r['run_id']}: {r['pipeline']} {r['status']} started {insp._ts(r['started_at'])} "
+        lines.append(f"  {r['run_id']}: {r['pipeline']} {r['status']} started {records._ts(r['started_at'])} "
                      f"({dur}) commit {(r['git_commit'] or '-')[:10]}{'*' if r['git_dirty'] else ''}{bl}")
     if cmp.get("given"):
         lines += _section(st, "parameters given (-P)", cmp["given"], lambda r: r["parameter"], False, ids)

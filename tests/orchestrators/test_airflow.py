@@ -48,9 +48,9 @@ def test_dagbag_has_no_import_errors_and_mirrors_the_ir(airflow):
 
 
 def test_run_records_airflow_as_orchestrator(airflow):
-    from tfpipe.tracking import runs as insp
+    from tfpipe.tracking import runs
     store = MetadataStore(airflow.penguin_ir["pipeline"]["metadata"])
-    rows = {r["run_id"]: r for r in insp.list_runs(store, "penguin")}
+    rows = {r["run_id"]: r for r in runs.list_runs(store, "penguin")}
     assert rows["penguin-1"]["orchestrator"] == "airflow" and rows["penguin-1"]["status"] == "COMPLETE"
     assert airflow.results["penguin-1"].airflow_state == "success"
 

@@ -20,8 +20,8 @@ def _normal(store: MetadataStore, run_id: str, root: str) -> dict:
     its last part, the producing execution's id, replaced by that execution's node and run:
     parallel tasks take ids in the order they start, so the ids are not comparable), type,
     state) and the contexts it is linked to."""
-    from tfpipe.tracking import inspect as insp
-    info = insp.show_run(store, run_id)
+    from tfpipe.tracking import records
+    info = records.show_run(store, run_id)
 
     def where(uri):
         head, _, tail = os.path.relpath(uri, root).rpartition("/")

@@ -53,8 +53,8 @@ def hostile(tmp_path_factory):
 
 def _echoed(ir: dict, run_id: str) -> dict:
     store = MetadataStore(ir["pipeline"]["metadata"])
-    from tfpipe.tracking import inspect as insp
-    info = insp.show_run(store, run_id)
+    from tfpipe.tracking import records
+    info = records.show_run(store, run_id)
     [e] = [e for e in info["executions"] if e["node_id"] == "echo"]
     assert e["state"] == "COMPLETE", e.get("error")
     [out] = e["outputs"]["out"]
@@ -106,9 +106,9 @@ def test_airflow_all_cached_rerun_with_hostile_conf_goes_through_the_cache_check
     log = airflow_runner.last_log
     assert "cache check: all 1 nodes taken from the cache; the node tasks are skipped" in log, log[-4000:]
     store = MetadataStore(ir["pipeline"]["metadata"])
-    from tfpipe.tracking import inspect as insp
-    [first] = insp.show_run(store, "af-3a")["executions"]
-    [e] = insp.show_run(store, "af-3b")["executions"]
+    from tfpipe.tracking import records
+    [first] = records.show_run(store, "af-3a")["executions"]
+    [e] = records.show_run(store, "af-3b")["executions"]
     assert e["state"] == "CACHED" and e["cached_from"] == first["execution_id"]
     assert e["parameters"]["message"] == CONF_PAYLOAD and e["parameters"]["config"]["note"] == PAYLOAD
     assert e["outputs"] == first["outputs"]
