@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from tests.airflow_dags import task_states
 from tfpipe.metadata import MetadataStore
 
 from .conftest import CONTRACT, compile_file
@@ -74,10 +75,10 @@ def cached_runs(tmp_path_factory, airflow_runner):
     for rid in ("c-1", "c-2"):
         results[rid] = airflow_runner.run(air_ir, run_id=rid)
         logs[rid] = airflow_runner.last_log
-        states[rid] = airflow_runner.task_states("contract", airflow_runner.last_airflow_run)
+        states[rid] = task_states(airflow_runner, "contract", airflow_runner.last_airflow_run)
     results["c-3"] = airflow_runner.dag_run(air_ir, conf)
     logs["c-3"] = airflow_runner.last_log
-    states["c-3"] = airflow_runner.task_states("contract", airflow_runner.last_airflow_run)
+    states["c-3"] = task_states(airflow_runner, "contract", airflow_runner.last_airflow_run)
     return {"local": local_ir, "airflow": air_ir, "logs": logs, "results": results, "states": states,
             "warm": (warm, airflow_runner.warm_pid)}
 

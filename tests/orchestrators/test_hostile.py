@@ -12,6 +12,7 @@ import subprocess
 
 import pytest
 
+from tests.airflow_dags import inspect_dags
 from tfpipe.metadata import MetadataStore
 
 from .conftest import AIRFLOW_BIN, compile_file
@@ -86,7 +87,7 @@ def test_airflow_dag_parses_and_runs_hostile_values_as_data(hostile, airflow_run
     ir = compile_file(path, str(base / "home-airflow"))
     r = airflow_runner.run(ir, run_id="af-1", parameters={"echo__message": CONF_PAYLOAD})
     assert r.ok, airflow_runner.last_log[-4000:]
-    assert airflow_runner.inspect_dags()["errors"] == {}
+    assert inspect_dags(airflow_runner)["errors"] == {}
     got = _echoed(ir, "af-1")
     assert got == {"message": CONF_PAYLOAD, "config": {"note": PAYLOAD, "list": [PAYLOAD, 1]}}
     text = open(os.path.join(airflow_runner.dags, "hostile.py")).read()
