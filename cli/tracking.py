@@ -140,7 +140,7 @@ def cmd_models_alias_delete(args) -> int:
 def cmd_models_sync(args) -> int:
     from tfpipe.tracking.registry import Registry
     reg = Registry(open_store(args.metadata))
-    names = reg._models(args.model)
+    names = reg.model_names(args.model)
     def describe(t):
         rows = []
         for n in names:

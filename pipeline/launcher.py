@@ -270,8 +270,7 @@ class Job:
         """An artifact of another store (``{"type", "uri", "fingerprint", "properties"}``),
         recorded in this one LIVE at its own URI (read, never copied or written)."""
         cls = artifact_class(d["type"])
-        for p in self.store._retry(lambda: self.store.store.get_artifacts_by_uri(d["uri"])):
-            a = self.store.from_proto(p)
+        for a in self.store.artifacts_by_uri(d["uri"]):
             if isinstance(a, cls) and a.state == "LIVE":
                 return a
         a = cls(uri=d["uri"], state="LIVE", properties={k: v for k, v in (d.get("properties") or {}).items()

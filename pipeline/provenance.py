@@ -189,8 +189,7 @@ def record_environment(store, root: str) -> str:
     if key in _RECORDED:
         return h
     uri = fileio.join(fileio.abspath(root), ENVIRONMENTS_DIR, h)
-    found = [a for a in store._retry(lambda: store.store.get_artifacts_by_uri(uri))]
-    if not found:
+    if not store.has_artifacts_at(uri):
         art = EnvironmentLock(uri=uri, state="LIVE")
         path = art.lock_path()
         text = json.dumps(lock, indent=1, sort_keys=True)

@@ -81,8 +81,7 @@ def recover(store: MetadataStore) -> Recovered:
         store.publish_execution(e, State.FAILED, {"error": _killed(props["owner"]), "finished_at": time.time()},
                                 [], outs, new_events=False)
         out.executions += 1
-    opts = store._ms.ListOptions(filter_query="custom_properties.status.string_value = 'RUNNING'")
-    for ctx in store._retry(lambda: store.store.get_contexts(list_options=opts)):
+    for ctx in store.find_contexts("custom_properties.status.string_value = 'RUNNING'"):
         props = store.props(ctx)
         if not owner_is_dead(props.get("owner")):
             continue

@@ -164,15 +164,15 @@ def label_key(store, artifact_id: int) -> str | None:
 def _target(store, model: str | None, version: str | None, alias: str | None) -> dict:
     reg = Registry(store)
     if model:
-        names = sorted({v["model"] for v in reg._pushed()})
+        names = sorted({v["model"] for v in reg.pushed_versions()})
         if model not in names:
             hint = (f"; {model!r} looks like a version: pass --version {model}" if model.isdigit() else "")
             raise MonitorError(f"--model {model}: no registered model of that name; models: {names}{hint}")
     if version and alias:
         raise MonitorError("--version and --alias name the same thing; give one")
     if version:
-        return reg._resolve(version, model)
-    return reg._resolve("@" + (alias or "production"), model)
+        return reg.resolve(version, model)
+    return reg.resolve("@" + (alias or "production"), model)
 
 
 def parse_thresholds(items: list[str]) -> dict[tuple[str, str], float]:

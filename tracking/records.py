@@ -6,26 +6,28 @@ import json
 
 from tfpipe.metadata import MetadataStore
 
-__all__ = ["show_run", "list_artifacts", "lineage", "NotFound",
-           "format_run", "format_artifacts", "format_lineage"]
+__all__ = ["show_run", "list_artifacts", "lineage", "NotFound", "run_context",
+           "format_run", "format_artifacts", "format_lineage", "format_time", "format_table"]
 
 
 class NotFound(LookupError):
     pass
 
 
-def _ts(t) -> str:
+def format_time(t) -> str:
+    """A Unix time as local ``YYYY-MM-DD HH:MM:SS``; ``-`` when there is none."""
     if not t:
         return "-"
     return _dt.datetime.fromtimestamp(float(t)).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _run_context(store: MetadataStore, run: str):
+def run_context(store: MetadataStore, run: str):
+    """The ``pipeline_run`` context of a run, by its run id or its context name."""
     if "'" not in run:  # indexed lookup first: stores hold thousands of runs
         q = (f"type = 'pipeline_run' AND (name = '{run}' OR "
              f"custom_properties.run_id.string_value = '{run}')")
         try:
-            found = store._retry(lambda: store.store.get_contexts(list_options=store._ms.ListOptions(filter_query=q)))
+            found = store.find_contexts(q)
         except Exception:  # a store without filter support: scan below
             found = []
         if found:
@@ -54,7 +56,7 @@ def _exec_row(store: MetadataStore, e) -> dict:
 
 
 def show_run(store: MetadataStore, run: str) -> dict:
-    c = _run_context(store, run)
+    c = run_context(store, run)
     p = store.props(c)
     execs = sorted(store.executions_by_context(c), key=lambda e: e.id)
     return {"run_id": p.get("run_id"), "pipeline": p.get("pipeline"), "status": p.get("status"),
@@ -105,7 +107,8 @@ def lineage(store: MetadataStore, artifact_id: int, _seen=None) -> dict:
     return node
 
 
-def _table(rows: list[list], header: list[str]) -> str:
+def format_table(rows: list[list], header: list[str]) -> str:
+    """Rows under a header in left-aligned columns, as the CLI prints them."""
     cols = [header] + [[("" if c is None else str(c)) for c in r] for r in rows]
     w = [max(len(r[i]) for r in cols) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w[i]) for i, c in enumerate(r)).rstrip() for r in cols)
@@ -113,7 +116,7 @@ def _table(rows: list[list], header: list[str]) -> str:
 
 def format_run(info: dict) -> str:
     head = (f"run {info['run_id']} of {info['pipeline']}: {info['status']}"
-            f" (started {_ts(info['started_at'])}, {info['duration_s'] or 0:.1f}s)")
+            f" (started {format_time(info['started_at'])}, {info['duration_s'] or 0:.1f}s)")
     rows = []
     for e in info["executions"]:
         outs = ", ".join(f"{k}=#{v[0]['id']}" for k, v in e["outputs"].items() if v)
@@ -126,7 +129,7 @@ def format_run(info: dict) -> str:
         si = info.get("sweep_info") or {}
         head += f"\nsweep: {info['sweep']}" + (f" (combination {si['index']} of {si['of']})" if si.get("index")
                                                else " (the nodes shared by every combination)")
-    text = head + "\n" + _table(rows, ["NODE", "COMPONENT", "STATE", "TIME", "CACHED FROM", "OUTPUTS"])
+    text = head + "\n" + format_table(rows, ["NODE", "COMPONENT", "STATE", "TIME", "CACHED FROM", "OUTPUTS"])
     errs = [f"  {e['node_id']}: {e['error']}" for e in info["executions"] if e["error"]]
     return text + ("\nerrors:\n" + "\n".join(errs) if errs else "")
 
@@ -134,7 +137,7 @@ def format_run(info: dict) -> str:
 def format_artifacts(rows: list[dict]) -> str:
     if not rows:
         return "no artifacts"
-    return _table([[r["id"], r["type"], r["state"], (r["fingerprint"] or "")[:12], r["uri"]] for r in rows],
+    return format_table([[r["id"], r["type"], r["state"], (r["fingerprint"] or "")[:12], r["uri"]] for r in rows],
                   ["ID", "TYPE", "STATE", "FINGERPRINT", "URI"])
 
 

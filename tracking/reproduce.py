@@ -146,7 +146,7 @@ def pin_resolved(store: MetadataStore, run: str, ir: dict) -> dict:
     fingerprint is pinned in ``ir`` (``node["pinned"]``) and will be recorded in the fresh
     store at its own URI, read-only. Returns ``{"pinned": {node: [...]}, "not_reproduced":
     {node: why}, "nothing": [nodes that found nothing]}``."""
-    ctx = records._run_context(store, run)
+    ctx = records.run_context(store, run)
     nodes = {n["id"]: n for n in ir["nodes"]}
     res: dict = {"pinned": {}, "not_reproduced": {}, "nothing": []}
     for e in store.executions_by_context(ctx):
@@ -178,7 +178,7 @@ def pin_resolved(store: MetadataStore, run: str, ir: dict) -> dict:
 
 def reproduce(store: MetadataStore, run: str, out_dir: str | None = None, allow_dirty: bool = False,
               verbose: bool = True, env: bool = False) -> dict:
-    ctx = records._run_context(store, run)
+    ctx = records.run_context(store, run)
     props = store.props(ctx)
     run_id = props.get("run_id")
     where = f"run {run_id} (metadata {store.where})"
@@ -274,7 +274,7 @@ def reproduce(store: MetadataStore, run: str, out_dir: str | None = None, allow_
         sys.stderr.write((proc.stdout or "") + (proc.stderr or ""))
     new_store = MetadataStore(new_ir["pipeline"]["metadata"])
     try:
-        new_ctx = records._run_context(new_store, new_run)
+        new_ctx = records.run_context(new_store, new_run)
         new_store.update_context(new_ctx, {"reproduces": run_id, "reproduced_commit": commit})
         status = new_store.props(new_ctx).get("status") or ("COMPLETE" if proc.returncode == 0 else "FAILED")
     except records.NotFound:

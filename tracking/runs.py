@@ -54,13 +54,13 @@ def _short(v, n: int = 12) -> str:
 def _evaluations_by_run(store: MetadataStore, exec_run: dict[int, tuple]) -> dict[tuple, dict]:
     """(pipeline, run_id) -> {"metrics": headline, "blessed": bool|None}, in bulk."""
     out: dict[tuple, dict] = {}
-    arts = list(store._retry(lambda: store.store.get_artifacts_by_type("ModelEvaluation")))
-    blessings = list(store._retry(lambda: store.store.get_artifacts_by_type("ModelBlessing")))
+    arts = store.artifact_protos_of_type("ModelEvaluation")
+    blessings = store.artifact_protos_of_type("ModelBlessing")
     by_id = {a.id: a for a in arts + blessings}
     blessing_ids = {a.id for a in blessings}
     if not by_id:
         return out
-    evs = store._retry(lambda: store.store.get_events_by_artifact_ids(list(by_id)))
+    evs = store.events_of_artifacts(by_id)
     cache: dict[int, dict] = {}
     for ev in evs:
         if ev.type != store.pb.Event.OUTPUT or ev.execution_id not in exec_run:
@@ -141,7 +141,7 @@ def list_runs(store: MetadataStore, pipeline: str | None = None, limit: int | No
         if len(todo) <= 20:  # a few new runs: their own executions only
             execs = [e for r in todo.values() for e in store.executions_by_context(ctxs[r["context_id"]])]
         else:
-            execs = store._retry(lambda: store.store.get_executions())
+            execs = store.all_executions()
         exec_run = {}
         for e in execs:
             key = (_s(e, "pipeline"), _s(e, "run_id"))
@@ -155,11 +155,11 @@ def list_runs(store: MetadataStore, pipeline: str | None = None, limit: int | No
             r["_summary"]["finished_at"] = r["_finished"]  # a run resumed under its id is summarised anew
             if r["status"] in _FINAL:
                 c = ctxs[r["context_id"]]
-                store._set_props(c.custom_properties, {SUMMARY: json.dumps(r["_summary"], sort_keys=True)})
+                store.set_props(c.custom_properties, {SUMMARY: json.dumps(r["_summary"], sort_keys=True)})
                 cache.append(c)
         if cache:
             try:
-                store._retry(lambda: store.store.put_contexts(cache))
+                store.put_contexts(cache)
             except Exception:  # a cache: listing must not fail because it could not be written
                 pass
     for r in rows:
@@ -224,7 +224,7 @@ def format_runs(rows: list[dict]) -> str:
         metrics = " ".join(f"{_abbrev(k)}={v:.4g}" for k, v in ordered_metrics(r.get("metrics", {})).items())
         blessed = "-" if r.get("blessed") is None else "yes" if r["blessed"] else "NO"
         table.append([r["run_id"], r["pipeline"] if len(r["pipeline"]) <= 12 else r["pipeline"][:9] + "...",
-                      r["status"], records._ts(r["started_at"])[5:16],
+                      r["status"], records.format_time(r["started_at"])[5:16],
                       f"{r['duration_s']:.1f}s" if r["duration_s"] is not None else "-",
                       (r["git_commit"] or "-")[:7] + ("*" if r["git_dirty"] else ""),
                       (_short(r.get("data_fingerprint")) or "-")[:6], f"{r.get('cached', 0)}/{r.get('nodes', 0)}",
@@ -236,7 +236,7 @@ def format_runs(rows: list[dict]) -> str:
     if len(pipelines) == 1:  # said once above the table instead of on every line
         header.pop(1)
         table = [t[:1] + t[2:] for t in table]
-    text = records._table(_fit(table, header, first_flex=len(header) - 1 - with_params), header)
+    text = records.format_table(_fit(table, header, first_flex=len(header) - 1 - with_params), header)
     if len(pipelines) == 1:
         text = f"pipeline {next(iter(pipelines))}\n" + text
     if any(r["git_dirty"] for r in rows):
@@ -438,7 +438,7 @@ def format_compare(cmp: dict, color: bool | None = None, all_rows: bool = False)
     for r in cmp["runs"]:
         dur = f"{r['duration_s']:.1f}s" if r.get("duration_s") is not None else "-"
         bl = {True: " blessed", False: " NOT blessed", None: ""}[r.get("blessed")]
-        lines.append(f"  {r['run_id']}: {r['pipeline']} {r['status']} started {records._ts(r['started_at'])} "
+        lines.append(f"  {r['run_id']}: {r['pipeline']} {r['status']} started {records.format_time(r['started_at'])} "
                      f"({dur}) commit {(r['git_commit'] or '-')[:10]}{'*' if r['git_dirty'] else ''}{bl}")
     if cmp.get("given"):
         lines += _section(st, "parameters given (-P)", cmp["given"], lambda r: r["parameter"], False, ids)

@@ -218,7 +218,7 @@ def format_sweep(res: dict, max_metrics: int = 4) -> str:
             + (f"; shared nodes ran once as {res['shared_run']}" if res.get("shared_run") else "")
             + (f"; sorted by {res['sort_by']} ({'lower' if lower_is_better(res['sort_by']) else 'higher'} "
                f"is better)" if res.get("sort_by") else ""))
-    return head + "\n" + records._table(table, header) + (f"\n({res['note']})" if res.get("note") else "")
+    return head + "\n" + records.format_table(table, header) + (f"\n({res['note']})" if res.get("note") else "")
 
 
 def _cell(v) -> str:

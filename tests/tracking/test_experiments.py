@@ -142,10 +142,10 @@ def test_reproduce_compares_content_reuses_the_baseline_and_checks_the_environme
 
 def test_reproduce_says_plainly_when_the_baseline_is_gone(modrepo):
     from tfpipe.metadata import MetadataStore
-    from tfpipe.tracking.records import _run_context
+    from tfpipe.tracking.records import run_context
     from tfpipe.tracking.reproduce import format_reproduction, pin_resolved
     store = MetadataStore(modrepo.metadata)
-    ir = json.loads(store.props(_run_context(store, "r2"))["ir"])
+    ir = json.loads(store.props(run_context(store, "r2"))["ir"])
     res = pin_resolved(store, "r2", ir)
     [uri] = [d["uri"] for ds in res["pinned"]["latest_blessed_model_resolver"].values() for d in ds]
     moved = uri + ".moved"
