@@ -25,7 +25,7 @@ from typing import Any
 
 from . import fileio
 from .artifacts import Artifact, artifact_class
-from .cache import cache_material, find_cached, material_key, outputs_exist
+from .cache import cache_material, find_cached, latest_ok_execution, material_key
 from .component import ComponentSpec
 from .fingerprint import ModuleFileError, file_sha256, fingerprint_path, module_files
 from .loader import load_component
@@ -71,18 +71,6 @@ def _node(ir: dict, node_id: str) -> dict:
     raise KeyError(f"no node {node_id!r} in the IR; nodes: {[n['id'] for n in ir['nodes']]}")
 
 
-def _latest_ok_execution(store: MetadataStore, ctx) -> tuple[Any, dict] | None:
-    """Newest successful execution in ``ctx`` whose outputs still exist."""
-    if ctx is None:
-        return None
-    execs = [e for e in store.executions_by_context(ctx) if store.state_name(e) in SUCCEEDED]
-    for e in sorted(execs, key=lambda e: (e.create_time_since_epoch, e.id), reverse=True):
-        _, outs = store.io_of(e.id)
-        if outputs_exist(outs):
-            return e, outs
-    return None
-
-
 def resolve_inputs(store: MetadataStore, ir: dict, node: dict, run_ctx,
                    optional: frozenset = frozenset()) -> dict[str, list[Artifact]]:
     """Each input is the output of its producer in this run, or (for partial runs) of the
@@ -102,7 +90,7 @@ def resolve_inputs(store: MetadataStore, ir: dict, node: dict, run_ctx,
             e = max(mine, key=lambda e: e.id)
             found = store.io_of(e.id)[1]
         else:
-            hit = _latest_ok_execution(store, store.context("node", f"{pname}.{producer}", create=False))
+            hit = latest_ok_execution(store, pname, producer)
             if hit:
                 found = hit[1]
         if found is not None and src["output"] not in found and key in optional:
@@ -297,13 +285,10 @@ class Job:
 
     def _previous_parameters(self) -> dict | None:
         """The parameters of this node's newest COMPLETE execution in the pipeline (not this one)."""
-        ctx = self.store.context("node", f"{self.pipeline['name']}.{self.node['id']}", create=False)
-        if ctx is None:
-            return None
-        for e in sorted(self.store.executions_by_context(ctx), key=lambda e: e.id, reverse=True):
-            if self.store.state_name(e) == State.COMPLETE:
-                text = self.store.props(e).get("parameters")
-                return json.loads(text) if text else None
+        for e in self.store.node_executions(self.pipeline["name"], self.node["id"],
+                                            where=lambda e: self.store.state_name(e) == State.COMPLETE):
+            text = self.store.props(e).get("parameters")
+            return json.loads(text) if text else None
         return None
 
     def cache_lookup(self):

@@ -495,6 +495,18 @@ class MetadataStore:
             a.id = i
         self._link(contexts, execution.id, list(ids))
 
+    def node_executions(self, pipeline: str, node_id: str, where=None, newest_by=lambda e: e.id) -> list:
+        """A node's executions over every run of its pipeline, newest first by ``newest_by``
+        (default: the id), those ``where(execution)`` accepts when given; [] when the node
+        never ran."""
+        ctx = self.context(NODE, f"{pipeline}.{node_id}", create=False)
+        if ctx is None:
+            return []
+        execs = self.executions_by_context(ctx)
+        if where is not None:
+            execs = [e for e in execs if where(e)]
+        return sorted(execs, key=newest_by, reverse=True)
+
     def executions_by_context(self, ctx) -> list:
         return list(self._retry(lambda: self.store.get_executions_by_context(ctx.id)))
 
