@@ -16,7 +16,7 @@ from .artifacts import Artifact
 from .component import ComponentSpec
 from .fingerprint import fingerprint_files, module_file_fingerprints
 from .metadata import MetadataStore
-from .state import SUCCEEDED, State
+from .state import SUCCEEDED, ArtifactState, State
 from .version import __version__
 
 __all__ = ["cache_key", "cache_material", "material_key", "find_cached", "latest_ok_execution", "outputs_exist"]
@@ -50,7 +50,7 @@ def cache_key(spec: ComponentSpec, node: dict, params: dict, inputs: dict[str, l
 
 
 def outputs_exist(outs: dict[str, list[Artifact]]) -> bool:
-    return all(a.state == "LIVE" and _exists(a) for arts in outs.values() for a in arts)
+    return all(a.state == ArtifactState.LIVE and _exists(a) for arts in outs.values() for a in arts)
 
 
 def _exists(a: Artifact) -> bool:

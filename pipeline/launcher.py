@@ -32,7 +32,7 @@ from .loader import load_component
 from .metadata import MetadataError, MetadataStore
 from .provenance import environment, environment_record, git_info, owner
 from .runtime import ExecutionContext, Interrupted, pin_keras
-from .state import SUCCEEDED, State
+from .state import SUCCEEDED, ArtifactState, State
 
 __all__ = ["run_node", "NodeFailed", "NodeResult", "InputResolutionError", "NotCached", "resolve_inputs"]
 
@@ -238,7 +238,7 @@ class Job:
             want = artifact_class(node["outputs"][key]["type"])
             arts = [arts] if isinstance(arts, Artifact) else list(arts or [])
             for a in arts:
-                if not isinstance(a, want) or a.id is None or a.state != "LIVE":
+                if not isinstance(a, want) or a.id is None or a.state != ArtifactState.LIVE:
                     raise ResolverError(f"resolver {spec.name} (node {self.node_id}) output {key!r}: expected "
                                         f"LIVE {want.TYPE_NAME} artifacts already in ML Metadata, found {a!r}")
             if arts:
@@ -259,9 +259,9 @@ class Job:
         recorded in this one LIVE at its own URI (read, never copied or written)."""
         cls = artifact_class(d["type"])
         for a in self.store.artifacts_by_uri(d["uri"]):
-            if isinstance(a, cls) and a.state == "LIVE":
+            if isinstance(a, cls) and a.state == ArtifactState.LIVE:
                 return a
-        a = cls(uri=d["uri"], state="LIVE", properties={k: v for k, v in (d.get("properties") or {}).items()
+        a = cls(uri=d["uri"], state=ArtifactState.LIVE, properties={k: v for k, v in (d.get("properties") or {}).items()
                                                         if k in cls.property_types()})
         a.fingerprint = d.get("fingerprint")
         self.store.put_artifacts([a])
@@ -315,7 +315,7 @@ class Job:
             if not fileio.is_remote(root) and os.path.commonpath([root, os.path.abspath(uri)]) != root:
                 raise ValueError(f"output {key!r} of node {self.node_id!r} would be written outside the "
                                  f"artifact root {root}")  # names are checked; never trust it
-            self.outputs[key] = [artifact_class(o["type"])(uri=uri, state="PENDING")]
+            self.outputs[key] = [artifact_class(o["type"])(uri=uri, state=ArtifactState.PENDING)]
             self.final_uris[key] = uri
         self.store.publish_execution(self.execution, State.RUNNING, self.props, self.contexts, self.outputs)
         for key, arts in self.outputs.items():
@@ -360,7 +360,7 @@ class Job:
                 os.makedirs(os.path.dirname(final), exist_ok=True)
                 os.replace(self.staged[key], final)
             a.uri = final
-            a.state = "LIVE"
+            a.state = ArtifactState.LIVE
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
         dur = self.elapsed()
         self.store.publish_execution(self.execution, State.COMPLETE, {"duration_s": dur}, self.contexts,
@@ -379,7 +379,7 @@ class Job:
             except OSError:  # the store is unreachable: recovery removes what is left
                 pass
             arts[0].uri = self.final_uris[key]
-            arts[0].state = "ABANDONED"
+            arts[0].state = ArtifactState.ABANDONED
         if self.tmp_dir:
             shutil.rmtree(self.tmp_dir, ignore_errors=True)
         if isinstance(e, MetadataError):  # the store is gone: nothing more can be recorded now

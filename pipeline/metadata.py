@@ -14,7 +14,7 @@ from typing import Any, Iterable, Iterator
 
 from .artifacts import Artifact, artifact_class
 from .credentials import PASSWORD_ENV, check_no_inline_secrets, resolve_password
-from .state import State
+from .state import ArtifactState, State
 
 __all__ = ["MetadataStore", "MetadataError", "connection_config", "parse_location", "describe_location"]
 
@@ -365,7 +365,7 @@ class MetadataStore:
         p = pb.Artifact(type_id=self.artifact_type_id(type(a)), uri=a.uri)
         if a.id is not None:
             p.id = a.id
-        p.state = getattr(pb.Artifact, a.state)
+        p.state = getattr(pb.Artifact, ArtifactState(a.state).value)
         self.set_props(p.properties, {k: v for k, v in a.properties.items()})
         self.set_props(p.custom_properties, a.custom)
         # lists/dicts were JSON-encoded above; the artifact keeps native values
@@ -383,7 +383,7 @@ class MetadataStore:
                 val = json.loads(val)
             props[k] = val
         custom = {k: _value_to_py(v) for k, v in p.custom_properties.items()}
-        state = self.pb.Artifact.State.Name(p.state)
+        state = ArtifactState(self.pb.Artifact.State.Name(p.state))
         return klass(uri=p.uri, properties=props, id=p.id, state=state, custom=custom)
 
     def type_name(self, type_id: int, kind: str) -> str:

@@ -46,6 +46,7 @@ import re
 import time
 
 from tfpipe.metadata import MetadataStore
+from tfpipe.state import ArtifactState
 
 __all__ = ["RegistryError", "RegistryUsageError", "STAGES", "STAGE_ALIASES", "TRANSITION", "REGISTERED_MODEL",
            "check_alias", "parse_model_alias", "current_user", "pushed_versions", "transitions", "replay", "state",
@@ -104,7 +105,7 @@ def pushed_versions(store: MetadataStore) -> list[dict]:
     """Every pushed version: artifact, model name, destination, version, push run."""
     st = store
     arts = [a for a in st.list_artifacts("PushedModel") if a.properties.get("pushed")
-            and a.state == "LIVE"] if st.has_artifact_type("PushedModel") else []
+            and a.state == ArtifactState.LIVE] if st.has_artifact_type("PushedModel") else []
     if not arts:
         return []
     evs = [e for e in st.events_of_artifacts([a.id for a in arts]) if e.type == st.pb.Event.OUTPUT]

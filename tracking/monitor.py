@@ -33,7 +33,7 @@ import sys
 
 from tfpipe import fileio
 from tfpipe.artifacts import ExampleStatistics
-from tfpipe.state import SUCCEEDED
+from tfpipe.state import SUCCEEDED, ArtifactState
 
 from . import records
 from .registry import Registry, RegistryError
@@ -76,7 +76,7 @@ def training_inputs(store, artifact_id: int) -> dict:
             _, outs = store.io_of(ex.id)
             for v in outs.values():
                 for a in v:
-                    if a.type_name == "ExampleStatistics" and a.state == "LIVE":
+                    if a.type_name == "ExampleStatistics" and a.state == ArtifactState.LIVE:
                         stats.append({"id": a.id, "type": a.type_name, "uri": a.uri, "properties": a.properties})
             if stats:
                 break

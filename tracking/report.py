@@ -17,6 +17,7 @@ import string
 from tfpipe import fileio
 from tfpipe.artifacts import ExampleStatistics
 from tfpipe.metadata import MetadataStore
+from tfpipe.state import ArtifactState
 
 from . import records
 from .report_svg import STATE_COLORS, STATE_STROKE, bars_svg, graph_svg, lines_svg
@@ -50,7 +51,8 @@ def html_table(header: list[str], rows: list[list[str]], cls: str = "") -> str:
 def _outputs(info: dict, type_name: str) -> list[dict]:
     """The LIVE outputs of a type, each at a local path (a copy of one on an object store)."""
     found = [{**o, "node": ex["node_id"], "key": key} for ex in info["executions"]
-             for key, outs in ex["outputs"].items() for o in outs if o["type"] == type_name and o["state"] == "LIVE"]
+             for key, outs in ex["outputs"].items() for o in outs
+             if o["type"] == type_name and o["state"] == ArtifactState.LIVE]
     for o in found:
         if fileio.is_remote(o["uri"]) and fileio.exists(o["uri"]):
             o["uri"] = fileio.local_copy(o["uri"], o.get("fingerprint") or "")
