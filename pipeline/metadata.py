@@ -200,8 +200,8 @@ class MetadataStore:
 
     @property
     def config(self):
-        """The ML Metadata connection config this store was opened with (no password in
-        it for a location that references one: resolved into the config, never stored)."""
+        """The ML Metadata connection config this store was opened with. For MySQL it holds
+        the password resolved from its reference: never log or record it."""
         return self._cfg
 
     # -- plumbing -------------------------------------------------------------------
