@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from typing import Any, TypedDict
 
 from tfpipe.metadata import MetadataStore
 from tfpipe.state import State
@@ -25,8 +26,8 @@ from .results import (
     thresholds_from_eval_config,
 )
 
-__all__ = ["list_runs", "format_runs", "compare_runs", "format_compare", "run_details", "DATA_KEYS", "select_runs",
-           "ordered_metrics"]
+__all__ = ["RunRow", "list_runs", "format_runs", "compare_runs", "format_compare", "run_details", "DATA_KEYS",
+           "select_runs", "ordered_metrics"]
 
 # driver outputs that describe the data a run read: shown under "data", not "parameters"
 DATA_KEYS = ("input_fingerprint", "resolved_span", "resolved_version", "input_files", "previous_span_files",
@@ -108,7 +109,30 @@ def _summarise(store: MetadataStore, execs: list, exec_run: dict[int, tuple]) ->
     return data
 
 
-def list_runs(store: MetadataStore, pipeline: str | None = None, limit: int | None = None) -> list[dict]:
+class RunRow(TypedDict):
+    """One run as ``runs list`` shows it (``list_runs``)."""
+    run_id: str | None
+    pipeline: str | None
+    status: str
+    started_at: float | None
+    duration_s: float | None
+    git_commit: str | None
+    git_dirty: bool | None
+    orchestrator: str | None
+    context_id: int
+    params: dict[str, Any]
+    sweep: str | None
+    sweep_role: str | None
+    data_span: str | None  # the spans the run read, comma-separated
+    data_fingerprint: str | None
+    metrics: dict[str, Any]  # headline evaluation metrics
+    blessed: bool | None
+    nodes: int
+    cached: int
+    failed: int
+
+
+def list_runs(store: MetadataStore, pipeline: str | None = None, limit: int | None = None) -> list[RunRow]:
     """Every run (oldest first) with status, time, duration, git commit and dirty flag, the
     data it read (span, fingerprint), node/cache counts and headline evaluation metrics.
 
