@@ -64,8 +64,8 @@ def _runner(name: str, tmp: str):
 
 def _blessed(ir: dict, run_id: str) -> float:
     from tfpipe.metadata import MetadataStore
-    from tfpipe.tracking import inspect as insp
-    info = insp.show_run(MetadataStore(ir["pipeline"]["metadata"]), run_id)
+    from tfpipe.tracking import records
+    info = records.show_run(MetadataStore(ir["pipeline"]["metadata"]), run_id)
     pushed = [e for e in info["executions"] if e["node_id"] == "Pusher" and e["state"] in ("COMPLETE", "CACHED")]
     for e in pushed:
         for arts in e["outputs"].values():

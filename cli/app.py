@@ -44,7 +44,7 @@ def _usage_errors() -> tuple:
     """Errors that mean the command was called wrongly (exit 2), wherever they are raised."""
     from tfpipe.parameters import ParameterError
     from tfpipe.runner import RunIdInUse, SelectionError
-    from tfpipe.tracking.inspect import NotFound
+    from tfpipe.tracking.records import NotFound
     from tfpipe.tracking.registry import RegistryUsageError
     return UsageError, NotFound, SelectionError, RunIdInUse, ParameterError, RegistryUsageError
 

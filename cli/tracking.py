@@ -20,23 +20,23 @@ def cmd_runs_list(args) -> int:
 
 
 def cmd_runs_show(args) -> int:
-    from tfpipe.tracking import inspect as insp
-    info = insp.show_run(open_store(args.metadata), args.run)
-    print(json.dumps(info, indent=2, default=str) if args.json else insp.format_run(info))
+    from tfpipe.tracking import records
+    info = records.show_run(open_store(args.metadata), args.run)
+    print(json.dumps(info, indent=2, default=str) if args.json else records.format_run(info))
     return EXIT_OK
 
 
 def cmd_artifacts_list(args) -> int:
-    from tfpipe.tracking import inspect as insp
-    rows = insp.list_artifacts(open_store(args.metadata), args.type)
-    print(json.dumps(rows, indent=2, default=str) if args.json else insp.format_artifacts(rows))
+    from tfpipe.tracking import records
+    rows = records.list_artifacts(open_store(args.metadata), args.type)
+    print(json.dumps(rows, indent=2, default=str) if args.json else records.format_artifacts(rows))
     return EXIT_OK
 
 
 def cmd_lineage(args) -> int:
-    from tfpipe.tracking import inspect as insp
-    tree = insp.lineage(open_store(args.metadata), args.artifact_id)
-    print(json.dumps(tree, indent=2, default=str) if args.json else insp.format_lineage(tree))
+    from tfpipe.tracking import records
+    tree = records.lineage(open_store(args.metadata), args.artifact_id)
+    print(json.dumps(tree, indent=2, default=str) if args.json else records.format_lineage(tree))
     return EXIT_OK
 
 
@@ -140,7 +140,7 @@ def cmd_models_alias_delete(args) -> int:
 def cmd_models_sync(args) -> int:
     from tfpipe.tracking.registry import Registry
     reg = Registry(open_store(args.metadata))
-    names = reg._models(args.model)
+    names = reg.model_names(args.model)
     def describe(t):
         rows = []
         for n in names:

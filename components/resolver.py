@@ -26,6 +26,7 @@ import re
 
 from tfpipe import Examples, Input, Model, component
 from tfpipe.artifacts import Artifact
+from tfpipe.state import ArtifactState
 
 __all__ = ["Resolver", "ResolverSpec", "STRATEGIES", "ResolverDefinitionError"]
 
@@ -37,7 +38,7 @@ class ResolverDefinitionError(ValueError):
 
 
 def _exists(a: Artifact) -> bool:
-    return a.state == "LIVE" and os.path.exists(a.uri)
+    return a.state == ArtifactState.LIVE and os.path.exists(a.uri)
 
 
 def _latest_artifact(query, params, inputs):

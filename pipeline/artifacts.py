@@ -15,6 +15,7 @@ import json
 from typing import Any, ClassVar
 
 from . import fileio
+from .state import ArtifactState
 
 __all__ = [
     "Artifact", "ValueArtifact", "artifact_class", "registered_types", "ArtifactLayoutError",
@@ -42,7 +43,7 @@ class Artifact:
     """An artifact: ``type_name``, ``uri``, typed ``properties``.
 
     ``id`` is the ML Metadata id once the artifact is recorded; ``state`` mirrors the
-    ML Metadata state (PENDING, LIVE, ABANDONED, ...).
+    ML Metadata state, an ``ArtifactState`` (PENDING, LIVE, ABANDONED, ...).
     """
 
     TYPE_NAME: ClassVar[str] = "Artifact"
@@ -55,10 +56,11 @@ class Artifact:
         _REGISTRY[cls.TYPE_NAME] = cls
 
     def __init__(self, uri: str = "", properties: dict[str, Any] | None = None,
-                 id: int | None = None, state: str = "PENDING", custom: dict[str, Any] | None = None):
+                 id: int | None = None, state: ArtifactState | str = ArtifactState.PENDING,
+                 custom: dict[str, Any] | None = None):
         object.__setattr__(self, "uri", uri)
         object.__setattr__(self, "id", id)
-        object.__setattr__(self, "state", state)
+        object.__setattr__(self, "state", ArtifactState(state))
         object.__setattr__(self, "properties", {})
         object.__setattr__(self, "custom", dict(custom or {}))
         for k, v in (properties or {}).items():
@@ -99,7 +101,9 @@ class Artifact:
         raise AttributeError(f"{self.TYPE_NAME} has no attribute {name!r}")
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name in ("uri", "id", "state"):
+        if name == "state":
+            object.__setattr__(self, name, ArtifactState(value))
+        elif name in ("uri", "id"):
             object.__setattr__(self, name, value)
         else:
             self.set(name, value)

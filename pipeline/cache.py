@@ -16,10 +16,10 @@ from .artifacts import Artifact
 from .component import ComponentSpec
 from .fingerprint import fingerprint_files, module_file_fingerprints
 from .metadata import MetadataStore
-from .state import State
+from .state import SUCCEEDED, ArtifactState, State
 from .version import __version__
 
-__all__ = ["cache_key", "cache_material", "material_key", "find_cached", "outputs_exist"]
+__all__ = ["cache_key", "cache_material", "material_key", "find_cached", "latest_ok_execution", "outputs_exist"]
 
 
 def cache_material(spec: ComponentSpec, node: dict, params: dict, inputs: dict[str, list[Artifact]]) -> dict:
@@ -50,7 +50,7 @@ def cache_key(spec: ComponentSpec, node: dict, params: dict, inputs: dict[str, l
 
 
 def outputs_exist(outs: dict[str, list[Artifact]]) -> bool:
-    return all(a.state == "LIVE" and _exists(a) for arts in outs.values() for a in arts)
+    return all(a.state == ArtifactState.LIVE and _exists(a) for arts in outs.values() for a in arts)
 
 
 def _exists(a: Artifact) -> bool:
@@ -67,9 +67,20 @@ def find_cached(store: MetadataStore, key: str):
     try:
         cands = store.find_executions(f"custom_properties.cache_key.string_value = '{key}'")
     except Exception:  # an older store without filter support: scan
-        cands = [e for e in store.store.get_executions() if store.props(e).get("cache_key") == key]
+        cands = [e for e in store.all_executions() if store.props(e).get("cache_key") == key]
     cands = [e for e in cands if store.state_name(e) == State.COMPLETE]
     for e in sorted(cands, key=lambda e: e.id, reverse=True):
+        _, outs = store.io_of(e.id)
+        if outputs_exist(outs):
+            return e, outs
+    return None
+
+
+def latest_ok_execution(store: MetadataStore, pipeline: str, node_id: str):
+    """``(execution, outputs)`` of the node's newest successful execution (by creation time)
+    whose outputs still exist, or None."""
+    for e in store.node_executions(pipeline, node_id, where=lambda e: store.state_name(e) in SUCCEEDED,
+                                   newest_by=lambda e: (e.create_time_since_epoch, e.id)):
         _, outs = store.io_of(e.id)
         if outputs_exist(outs):
             return e, outs

@@ -162,7 +162,7 @@ class ComponentSpec:
     @property
     def executor_ref(self) -> str:
         """``module:attribute`` of this spec, importable where the node runs."""
-        return f"{self.fn.__module__}:{self._attr_name}"
+        return f"{self.fn.__module__}:{self.attr_name}"
 
     @property
     def source_file(self) -> str | None:
@@ -171,7 +171,7 @@ class ComponentSpec:
         except TypeError:
             return None
 
-    _attr_name: str = ""
+    attr_name: str = ""  # the module attribute @component bound this spec to
 
     def code_version(self) -> str:
         """A hash of the executor's source file and the local modules it imports (e.g. a
@@ -349,6 +349,6 @@ def component(fn: Callable | None = None, *, name: str | None = None, driver: Ca
         spec = ComponentSpec(f, name=name, driver=driver, version=version, resolver=resolver,
                              code_files=code_files, check=check, converters=converters,
                              check_previous=check_previous)
-        spec._attr_name = f.__name__
+        spec.attr_name = f.__name__
         return spec
     return wrap(fn) if fn is not None else wrap

@@ -25,14 +25,14 @@ from typing import Any
 
 from . import fileio
 from .artifacts import Artifact, artifact_class
-from .cache import cache_material, find_cached, material_key, outputs_exist
+from .cache import cache_material, find_cached, latest_ok_execution, material_key
 from .component import ComponentSpec
 from .fingerprint import ModuleFileError, file_sha256, fingerprint_path, module_files
 from .loader import load_component
 from .metadata import MetadataError, MetadataStore
 from .provenance import environment, environment_record, git_info, owner
 from .runtime import ExecutionContext, Interrupted, pin_keras
-from .state import SUCCEEDED, State
+from .state import SUCCEEDED, ArtifactState, State
 
 __all__ = ["run_node", "NodeFailed", "NodeResult", "InputResolutionError", "NotCached", "resolve_inputs"]
 
@@ -71,18 +71,6 @@ def _node(ir: dict, node_id: str) -> dict:
     raise KeyError(f"no node {node_id!r} in the IR; nodes: {[n['id'] for n in ir['nodes']]}")
 
 
-def _latest_ok_execution(store: MetadataStore, ctx) -> tuple[Any, dict] | None:
-    """Newest successful execution in ``ctx`` whose outputs still exist."""
-    if ctx is None:
-        return None
-    execs = [e for e in store.executions_by_context(ctx) if store.state_name(e) in SUCCEEDED]
-    for e in sorted(execs, key=lambda e: (e.create_time_since_epoch, e.id), reverse=True):
-        _, outs = store.io_of(e.id)
-        if outputs_exist(outs):
-            return e, outs
-    return None
-
-
 def resolve_inputs(store: MetadataStore, ir: dict, node: dict, run_ctx,
                    optional: frozenset = frozenset()) -> dict[str, list[Artifact]]:
     """Each input is the output of its producer in this run, or (for partial runs) of the
@@ -102,7 +90,7 @@ def resolve_inputs(store: MetadataStore, ir: dict, node: dict, run_ctx,
             e = max(mine, key=lambda e: e.id)
             found = store.io_of(e.id)[1]
         else:
-            hit = _latest_ok_execution(store, store.context("node", f"{pname}.{producer}", create=False))
+            hit = latest_ok_execution(store, pname, producer)
             if hit:
                 found = hit[1]
         if found is not None and src["output"] not in found and key in optional:
@@ -250,7 +238,7 @@ class Job:
             want = artifact_class(node["outputs"][key]["type"])
             arts = [arts] if isinstance(arts, Artifact) else list(arts or [])
             for a in arts:
-                if not isinstance(a, want) or a.id is None or a.state != "LIVE":
+                if not isinstance(a, want) or a.id is None or a.state != ArtifactState.LIVE:
                     raise ResolverError(f"resolver {spec.name} (node {self.node_id}) output {key!r}: expected "
                                         f"LIVE {want.TYPE_NAME} artifacts already in ML Metadata, found {a!r}")
             if arts:
@@ -270,11 +258,10 @@ class Job:
         """An artifact of another store (``{"type", "uri", "fingerprint", "properties"}``),
         recorded in this one LIVE at its own URI (read, never copied or written)."""
         cls = artifact_class(d["type"])
-        for p in self.store._retry(lambda: self.store.store.get_artifacts_by_uri(d["uri"])):
-            a = self.store.from_proto(p)
-            if isinstance(a, cls) and a.state == "LIVE":
+        for a in self.store.artifacts_by_uri(d["uri"]):
+            if isinstance(a, cls) and a.state == ArtifactState.LIVE:
                 return a
-        a = cls(uri=d["uri"], state="LIVE", properties={k: v for k, v in (d.get("properties") or {}).items()
+        a = cls(uri=d["uri"], state=ArtifactState.LIVE, properties={k: v for k, v in (d.get("properties") or {}).items()
                                                         if k in cls.property_types()})
         a.fingerprint = d.get("fingerprint")
         self.store.put_artifacts([a])
@@ -298,13 +285,10 @@ class Job:
 
     def _previous_parameters(self) -> dict | None:
         """The parameters of this node's newest COMPLETE execution in the pipeline (not this one)."""
-        ctx = self.store.context("node", f"{self.pipeline['name']}.{self.node['id']}", create=False)
-        if ctx is None:
-            return None
-        for e in sorted(self.store.executions_by_context(ctx), key=lambda e: e.id, reverse=True):
-            if self.store.state_name(e) == State.COMPLETE:
-                text = self.store.props(e).get("parameters")
-                return json.loads(text) if text else None
+        for e in self.store.node_executions(self.pipeline["name"], self.node["id"],
+                                            where=lambda e: self.store.state_name(e) == State.COMPLETE):
+            text = self.store.props(e).get("parameters")
+            return json.loads(text) if text else None
         return None
 
     def cache_lookup(self):
@@ -331,7 +315,7 @@ class Job:
             if not fileio.is_remote(root) and os.path.commonpath([root, os.path.abspath(uri)]) != root:
                 raise ValueError(f"output {key!r} of node {self.node_id!r} would be written outside the "
                                  f"artifact root {root}")  # names are checked; never trust it
-            self.outputs[key] = [artifact_class(o["type"])(uri=uri, state="PENDING")]
+            self.outputs[key] = [artifact_class(o["type"])(uri=uri, state=ArtifactState.PENDING)]
             self.final_uris[key] = uri
         self.store.publish_execution(self.execution, State.RUNNING, self.props, self.contexts, self.outputs)
         for key, arts in self.outputs.items():
@@ -376,7 +360,7 @@ class Job:
                 os.makedirs(os.path.dirname(final), exist_ok=True)
                 os.replace(self.staged[key], final)
             a.uri = final
-            a.state = "LIVE"
+            a.state = ArtifactState.LIVE
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
         dur = self.elapsed()
         self.store.publish_execution(self.execution, State.COMPLETE, {"duration_s": dur}, self.contexts,
@@ -395,7 +379,7 @@ class Job:
             except OSError:  # the store is unreachable: recovery removes what is left
                 pass
             arts[0].uri = self.final_uris[key]
-            arts[0].state = "ABANDONED"
+            arts[0].state = ArtifactState.ABANDONED
         if self.tmp_dir:
             shutil.rmtree(self.tmp_dir, ignore_errors=True)
         if isinstance(e, MetadataError):  # the store is gone: nothing more can be recorded now

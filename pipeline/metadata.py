@@ -10,11 +10,11 @@ import json
 import os
 import random
 import time
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from .artifacts import Artifact, artifact_class
 from .credentials import PASSWORD_ENV, check_no_inline_secrets, resolve_password
-from .state import State
+from .state import ArtifactState, State
 
 __all__ = ["MetadataStore", "MetadataError", "connection_config", "parse_location", "describe_location"]
 
@@ -198,6 +198,12 @@ class MetadataStore:
         self._type_ids: dict[tuple[str, str], int] = {}
         self._names: dict[tuple[str, int], str] = {}
 
+    @property
+    def config(self):
+        """The ML Metadata connection config this store was opened with. For MySQL it holds
+        the password resolved from its reference: never log or record it."""
+        return self._cfg
+
     # -- plumbing -------------------------------------------------------------------
     def _open(self, ms, cfg):
         for i in range(40):
@@ -240,7 +246,9 @@ class MetadataStore:
                             f"({_first_line(cause)}); is it running and reachable? Nothing was recorded "
                             f"after this point") from None
 
-    def _set_props(self, target, props: dict[str, Any]) -> None:
+    def set_props(self, target, props: dict[str, Any]) -> None:
+        """Write ``props`` into a proto's property map (``custom_properties``/``properties``),
+        typed by their Python type; None values are skipped, lists and dicts stored as JSON."""
         for k, v in props.items():
             if v is None:
                 continue
@@ -294,7 +302,7 @@ class MetadataStore:
         c = self._retry(get)
         if c is None and create:
             c = self.pb.Context(type_id=self.context_type_id(type_name), name=name)
-            self._set_props(c.custom_properties, props or {})
+            self.set_props(c.custom_properties, props or {})
             try:
                 [cid] = self.store.put_contexts([c])
                 c.id = cid
@@ -311,7 +319,7 @@ class MetadataStore:
         store's unique index decides, so of several processes creating it at once exactly
         one gets True)."""
         c = self.pb.Context(type_id=self.context_type_id(type_name), name=name)
-        self._set_props(c.custom_properties, props)
+        self.set_props(c.custom_properties, props)
         for _ in range(60):
             try:
                 self.store.put_contexts([c])
@@ -331,8 +339,19 @@ class MetadataStore:
         for k, v in (fresh[0].custom_properties.items() if fresh else ()):
             if k not in props and k not in ctx.custom_properties:
                 ctx.custom_properties[k].CopyFrom(v)
-        self._set_props(ctx.custom_properties, props)
+        self.set_props(ctx.custom_properties, props)
         self._retry(lambda: self.store.put_contexts([ctx]))
+
+    def put_contexts(self, contexts: list) -> None:
+        """Write contexts as they are (ML Metadata replaces their properties; see
+        ``update_context`` to keep what others recorded since)."""
+        self._retry(lambda: self.store.put_contexts(contexts))
+
+    def find_contexts(self, filter_query: str) -> list:
+        """Contexts matching an ML Metadata filter query (raises on a store without filter
+        support)."""
+        opts = self._ms.ListOptions(filter_query=filter_query)
+        return list(self._retry(lambda: self.store.get_contexts(list_options=opts)))
 
     def pipeline_contexts(self, pipeline: str, run_id: str, node_id: str, run_props=None):
         p = self.context(PIPELINE, pipeline)
@@ -346,9 +365,9 @@ class MetadataStore:
         p = pb.Artifact(type_id=self.artifact_type_id(type(a)), uri=a.uri)
         if a.id is not None:
             p.id = a.id
-        p.state = getattr(pb.Artifact, a.state)
-        self._set_props(p.properties, {k: v for k, v in a.properties.items()})
-        self._set_props(p.custom_properties, a.custom)
+        p.state = getattr(pb.Artifact, ArtifactState(a.state).value)
+        self.set_props(p.properties, {k: v for k, v in a.properties.items()})
+        self.set_props(p.custom_properties, a.custom)
         # lists/dicts were JSON-encoded above; the artifact keeps native values
         return p
 
@@ -364,7 +383,7 @@ class MetadataStore:
                 val = json.loads(val)
             props[k] = val
         custom = {k: _value_to_py(v) for k, v in p.custom_properties.items()}
-        state = self.pb.Artifact.State.Name(p.state)
+        state = ArtifactState(self.pb.Artifact.State.Name(p.state))
         return klass(uri=p.uri, properties=props, id=p.id, state=state, custom=custom)
 
     def type_name(self, type_id: int, kind: str) -> str:
@@ -400,12 +419,35 @@ class MetadataStore:
             protos = self._retry(lambda: self.store.get_artifacts())
         return [self.from_proto(p) for p in protos]
 
+    def artifacts_by_uri(self, uri: str) -> Iterator[Artifact]:
+        """The artifacts recorded at ``uri``, read at once and converted one by one as the
+        caller iterates."""
+        protos = self._retry(lambda: self.store.get_artifacts_by_uri(uri))
+        return (self.from_proto(p) for p in protos)
+
+    def has_artifacts_at(self, uri: str) -> bool:
+        """Whether any artifact is recorded at ``uri``."""
+        return bool(self._retry(lambda: self.store.get_artifacts_by_uri(uri)))
+
+    def artifact_protos_of_type(self, type_name: str) -> list:
+        """The ML Metadata records of every artifact of a type, unconverted (for bulk reads
+        that need a few fields of many artifacts)."""
+        return list(self._retry(lambda: self.store.get_artifacts_by_type(type_name)))
+
+    def has_artifact_type(self, name: str) -> bool:
+        """Whether an artifact type of this name is registered in the store."""
+        try:
+            self.store.get_artifact_type(name)
+            return True
+        except Exception:
+            return False
+
     # -- executions -------------------------------------------------------------------
     def new_execution(self, component: str, props: dict[str, Any], contexts, inputs: dict[str, list[Artifact]]):
         pb = self.pb
         e = pb.Execution(type_id=self.execution_type_id(component),
                          last_known_state=pb.Execution.RUNNING)
-        self._set_props(e.custom_properties, props)
+        self.set_props(e.custom_properties, props)
         pairs = []
         for key, arts in inputs.items():
             for i, a in enumerate(arts):
@@ -435,7 +477,7 @@ class MetadataStore:
         transaction; then link them to the contexts."""
         pb = self.pb
         execution.last_known_state = getattr(pb.Execution, State(state).value)
-        self._set_props(execution.custom_properties, props)
+        self.set_props(execution.custom_properties, props)
         pairs = []
         for key, arts in outputs.items():
             for i, a in enumerate(arts):
@@ -453,11 +495,29 @@ class MetadataStore:
             a.id = i
         self._link(contexts, execution.id, list(ids))
 
+    def node_executions(self, pipeline: str, node_id: str, where=None, newest_by=lambda e: e.id) -> list:
+        """A node's executions over every run of its pipeline, newest first by ``newest_by``
+        (default: the id), those ``where(execution)`` accepts when given; [] when the node
+        never ran."""
+        ctx = self.context(NODE, f"{pipeline}.{node_id}", create=False)
+        if ctx is None:
+            return []
+        execs = self.executions_by_context(ctx)
+        if where is not None:
+            execs = [e for e in execs if where(e)]
+        return sorted(execs, key=newest_by, reverse=True)
+
     def executions_by_context(self, ctx) -> list:
         return list(self._retry(lambda: self.store.get_executions_by_context(ctx.id)))
 
     def executions(self, ids: Iterable[int]) -> list:
         return list(self._retry(lambda: self.store.get_executions_by_id(list(ids))))
+
+    def all_executions(self) -> list:
+        return list(self._retry(lambda: self.store.get_executions()))
+
+    def executions_of_type(self, type_name: str) -> list:
+        return list(self._retry(lambda: self.store.get_executions_by_type(type_name)))
 
     def find_executions(self, filter_query: str) -> list:
         opts = self._ms.ListOptions(filter_query=filter_query)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from .cache import cache_material, find_cached, material_key
+from .cache import cache_material, find_cached, latest_ok_execution, material_key
 from .loader import load_component
 from .metadata import MetadataStore
 from .state import SUCCEEDED
@@ -49,10 +49,7 @@ def _short(v, n: int = 60) -> str:
 
 def _previous(store: MetadataStore, pipeline: str, node_id: str):
     """The newest execution of this node that recorded its cache material."""
-    ctx = store.context("node", f"{pipeline}.{node_id}", create=False)
-    if ctx is None:
-        return None
-    execs = sorted(store.executions_by_context(ctx), key=lambda e: e.id, reverse=True)
+    execs = store.node_executions(pipeline, node_id)
     for e in execs:
         if store.props(e).get("cache_material"):
             return e
@@ -141,7 +138,6 @@ def _diff(old: dict, new: dict) -> list[str]:
 def _inputs(store, ir, node, selected, virtual) -> dict | None:
     """Each input as the launcher would resolve it: the upstream's (virtual) outputs in this
     run, or for an unselected producer its newest successful execution's outputs."""
-    from .launcher import _latest_ok_execution
     spec_optional = node.get("_optional", frozenset())
     out = {}
     for key, src in node["inputs"].items():
@@ -149,8 +145,7 @@ def _inputs(store, ir, node, selected, virtual) -> dict | None:
         if producer in selected:
             found = virtual.get(producer)
         else:
-            ctx = store.context("node", f"{ir['pipeline']['name']}.{producer}", create=False)
-            hit = _latest_ok_execution(store, ctx)
+            hit = latest_ok_execution(store, ir["pipeline"]["name"], producer)
             found = hit[1] if hit else None
         if found is None:
             return None

@@ -12,6 +12,7 @@ import platform
 import subprocess
 
 from . import fileio
+from .state import ArtifactState
 
 __all__ = ["git_info", "environment", "PACKAGES", "owner", "owner_is_dead", "environment_lock", "lock_hash",
            "record_environment", "tfpipe_installation", "normalize_name", "ENVIRONMENTS_DIR", "environment_record"]
@@ -189,9 +190,8 @@ def record_environment(store, root: str) -> str:
     if key in _RECORDED:
         return h
     uri = fileio.join(fileio.abspath(root), ENVIRONMENTS_DIR, h)
-    found = [a for a in store._retry(lambda: store.store.get_artifacts_by_uri(uri))]
-    if not found:
-        art = EnvironmentLock(uri=uri, state="LIVE")
+    if not store.has_artifacts_at(uri):
+        art = EnvironmentLock(uri=uri, state=ArtifactState.LIVE)
         path = art.lock_path()
         text = json.dumps(lock, indent=1, sort_keys=True)
         if not fileio.isfile(path):

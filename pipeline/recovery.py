@@ -18,7 +18,7 @@ from . import fileio
 from .launcher import scratch_dir, staging_dir
 from .metadata import MetadataStore
 from .provenance import owner_is_dead
-from .state import State
+from .state import ArtifactState, State
 
 __all__ = ["recover", "Recovered"]
 
@@ -71,18 +71,17 @@ def recover(store: MetadataStore) -> Recovered:
         _, outs = store.io_of(e.id)
         for arts in outs.values():
             for a in arts:
-                if a.state == "PENDING":
+                if a.state == ArtifactState.PENDING:
                     out.dirs += _remove(staging_dir(a.uri, e.id))
                     out.dirs += _remove(scratch_dir(fileio.dirname(fileio.dirname(fileio.dirname(a.uri))),
                                                     fileio.basename(fileio.dirname(fileio.dirname(a.uri))), e.id))
                     _remove_output(a.uri)  # a move or an upload cut short by the kill: not a LIVE artifact
-                    a.state = "ABANDONED"
+                    a.state = ArtifactState.ABANDONED
                     out.outputs += 1
         store.publish_execution(e, State.FAILED, {"error": _killed(props["owner"]), "finished_at": time.time()},
                                 [], outs, new_events=False)
         out.executions += 1
-    opts = store._ms.ListOptions(filter_query="custom_properties.status.string_value = 'RUNNING'")
-    for ctx in store._retry(lambda: store.store.get_contexts(list_options=opts)):
+    for ctx in store.find_contexts("custom_properties.status.string_value = 'RUNNING'"):
         props = store.props(ctx)
         if not owner_is_dead(props.get("owner")):
             continue

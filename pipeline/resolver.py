@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from .artifacts import Artifact
 from .metadata import MetadataStore
-from .state import SUCCEEDED
+from .state import SUCCEEDED, ArtifactState
 
 __all__ = ["ResolverQuery", "ResolverError"]
 
@@ -67,12 +67,12 @@ class ResolverQuery:
         if not execs:
             return []
         if type_name:  # few queries: the artifacts of the type, then their OUTPUT events
-            arts = {a.id: a for a in self.store.list_artifacts(type_name) if a.state == "LIVE"}
+            arts = {a.id: a for a in self.store.list_artifacts(type_name) if a.state == ArtifactState.LIVE}
             events = self.store.events_of_artifacts(sorted(arts)) if arts else []
         else:
             events = [ev for ev in self.store.events_of_executions(sorted(execs))]
             arts = {a.id: a for a in self.store.get_artifacts(sorted({ev.artifact_id for ev in events}))
-                    if a.state == "LIVE"}
+                    if a.state == ArtifactState.LIVE}
         first: dict[int, tuple[int, str]] = {}
         for ev in events:
             if ev.type != self.store.pb.Event.OUTPUT or ev.execution_id not in execs or ev.artifact_id not in arts:

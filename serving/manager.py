@@ -45,17 +45,19 @@ hundreds of thousands of Python objects that live as long as it is served, and t
 collector's full passes, which the short-lived objects of requests (more of them when
 requests are logged) trigger every few seconds, would otherwise walk all of them each
 time (about 0.3 s with the event loop stopped). The one collection costs that once, off
-any label switch.
+any label switch. The freeze is the manager's share of the interpreter's (``tfpipe.gc_freeze``):
+``close()`` gives it back, and the freeze is undone once no other user (a pipeline run in the
+same process) holds one.
 """
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 import sys
 from dataclasses import dataclass, field
 
 from tfpipe import fileio
+from tfpipe.gc_freeze import FreezeHold
 
 from .config import CONFIG_FILE, ConfigError, ModelEntry, is_version, read_config, resolve_versions
 from .features import excerpt
@@ -216,6 +218,7 @@ class ModelManager:
         self.swaps = 0
         self.syncs = 0
         self._unsettled = False  # a version was loaded or unloaded since the last settle()
+        self._freeze = FreezeHold()  # this server's share of the interpreter's gc freeze
         self.started = False  # after start(): errors are logged as they happen (before: the caller reports them)
         self.source_errors: dict[int, str] = {}  # source index -> why it could not be read (public)
         self._source_names: dict[int, list[str]] = {}  # source index -> the models its last good read named
@@ -285,9 +288,7 @@ class ModelManager:
         """Collect garbage (what earlier freezes kept, too) and freeze what remains, so the
         collector's later passes skip the loaded models' objects."""
         self._unsettled = False
-        gc.unfreeze()
-        gc.collect()
-        gc.freeze()
+        self._freeze.collect_and_freeze(collect_frozen=True)
 
     def _reusable(self, name: str, cur: _Model, v: int, path: str) -> Servable | None:
         s = cur.versions.get(v) or self.warm.get(name, {}).get(v)
@@ -387,6 +388,7 @@ class ModelManager:
         for name, m in self.models.items():
             for s in [*m.versions.values(), *self.warm.get(name, {}).values()]:
                 await s.retire(grace_s=30)
+        self._freeze.release()  # unfrozen unless another user (a run, another server) holds a freeze
 
     # -- answering ---------------------------------------------------------------------------
     def model(self, name: str) -> _Model:

@@ -11,6 +11,7 @@ import sys
 import pytest
 import yaml
 
+from tests.airflow_dags import inspect_dags
 from tests.conftest import REPO
 from tests.tracking.conftest import git
 
@@ -89,7 +90,7 @@ def test_compile_for_airflow_and_kubeflow_from_the_repository(user_repo, tmp_pat
     assert p.returncode == 0, p.stderr
     dag = open(os.path.join(airflow.dags, "userrepo.py")).read()
     assert "-m tfpipe.orchestrators.task" in dag
-    parsed = airflow.inspect_dags()  # Airflow's own DagBag
+    parsed = inspect_dags(airflow)  # Airflow's own DagBag
     assert parsed["errors"] == {}
     tasks = parsed["dags"]["userrepo"]
     assert sorted(tasks["count_rows"]["upstream"]) == ["ExampleGen", "tfpipe.cache_check"]

@@ -46,6 +46,7 @@ import re
 import time
 
 from tfpipe.metadata import MetadataStore
+from tfpipe.state import ArtifactState
 
 __all__ = ["RegistryError", "RegistryUsageError", "STAGES", "STAGE_ALIASES", "TRANSITION", "REGISTERED_MODEL",
            "check_alias", "parse_model_alias", "current_user", "pushed_versions", "transitions", "replay", "state",
@@ -100,19 +101,11 @@ def current_user() -> str:
         return os.environ.get("USER") or "unknown"
 
 
-def _has_type(store: MetadataStore, name: str) -> bool:
-    try:
-        store.store.get_artifact_type(name)
-        return True
-    except Exception:
-        return False
-
-
 def pushed_versions(store: MetadataStore) -> list[dict]:
     """Every pushed version: artifact, model name, destination, version, push run."""
     st = store
     arts = [a for a in st.list_artifacts("PushedModel") if a.properties.get("pushed")
-            and a.state == "LIVE"] if _has_type(st, "PushedModel") else []
+            and a.state == ArtifactState.LIVE] if st.has_artifact_type("PushedModel") else []
     if not arts:
         return []
     evs = [e for e in st.events_of_artifacts([a.id for a in arts]) if e.type == st.pb.Event.OUTPUT]
@@ -142,7 +135,7 @@ def pushed_versions(store: MetadataStore) -> list[dict]:
 def transitions(store: MetadataStore, model: str | None = None) -> list[dict]:
     st = store
     try:
-        execs = st._retry(lambda: st.store.get_executions_by_type(TRANSITION))
+        execs = st.executions_of_type(TRANSITION)
     except Exception:
         return []
     rows = []
@@ -246,7 +239,7 @@ def record(store: MetadataStore, v: dict, from_stage: str, to_stage: str, reason
 
 
 def _lock_target(store: MetadataStore) -> tuple[str, object]:
-    cfg = store._cfg
+    cfg = store.config
     if hasattr(cfg, "HasField") and "sqlite" in cfg.DESCRIPTOR.fields_by_name and cfg.HasField("sqlite"):
         return "sqlite", cfg.sqlite.filename_uri
     if hasattr(cfg, "HasField") and "mysql" in cfg.DESCRIPTOR.fields_by_name and cfg.HasField("mysql"):

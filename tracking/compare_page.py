@@ -14,7 +14,7 @@ import string
 from tfpipe.metadata import MetadataStore
 
 from .codefiles import display_paths
-from .report import TEMPLATE, _table, write_page
+from .report import TEMPLATE, html_table, write_page
 from .report_svg import lines_svg, scatter_svg
 from .results import OVERALL
 from .runs import compare_runs, ordered_metrics, run_details
@@ -62,7 +62,7 @@ def render_compare(store: MetadataStore, runs: list[str], title: str | None = No
     head = ["run", *[f"{e(k)} <span class=\"muted\">(varied)</span>" for k in varied], *map(e, metric_names),
             "blessed", "status", "duration"]
     sections.append(("runs", "Runs", f'<section id="runs"><h2>Runs ({len(ids)})</h2>'
-                     + _table(head, rows, "runs") + "</section>"))
+                     + html_table(head, rows, "runs") + "</section>"))
 
     # each metric against each varied parameter
     charts = []
@@ -119,7 +119,7 @@ def render_compare(store: MetadataStore, runs: list[str], title: str | None = No
     for r in cmp["code"]:
         if r["differs"]:
             diff_rows.append(["code version", e(f"{r['node']}.{r['field']}"), *[e(_v(v)[:12]) for v in r["values"]]])
-    body = (_table(["what", "where", *map(e, ids)], diff_rows, "differences") if diff_rows
+    body = (html_table(["what", "where", *map(e, ids)], diff_rows, "differences") if diff_rows
             else '<p class="muted">Nothing else differs.</p>')
     sections.append(("differences", "Differences", f'<section id="differences"><h2>What differs</h2>{body}</section>'))
 

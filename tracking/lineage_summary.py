@@ -1,5 +1,5 @@
 """The lineage summary of a model version: which data, schema, transform, code commit,
-parameters and evaluation it came from, flattened from its lineage tree (``inspect.lineage``)."""
+parameters and evaluation it came from, flattened from its lineage tree (``records.lineage``)."""
 from __future__ import annotations
 
 from tfpipe.metadata import MetadataStore

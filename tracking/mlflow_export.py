@@ -27,6 +27,7 @@ import re
 import tempfile
 
 from tfpipe.metadata import MetadataStore
+from tfpipe.state import ArtifactState
 
 from .runs import run_details
 
@@ -129,7 +130,7 @@ def _artifact_dirs(info: dict) -> list[tuple[str, str]]:
     for e in info["executions"]:
         for outs in e["outputs"].values():
             for o in outs:
-                if o["type"] in want and o["state"] == "LIVE" and os.path.isdir(o["uri"]):
+                if o["type"] in want and o["state"] == ArtifactState.LIVE and os.path.isdir(o["uri"]):
                     out.append((o["uri"], want[o["type"]]))
     return out
 

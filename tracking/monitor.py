@@ -33,9 +33,9 @@ import sys
 
 from tfpipe import fileio
 from tfpipe.artifacts import ExampleStatistics
-from tfpipe.state import SUCCEEDED
+from tfpipe.state import SUCCEEDED, ArtifactState
 
-from . import inspect as insp
+from . import records
 from .registry import Registry, RegistryError
 
 __all__ = ["run_monitor", "monitor", "compare", "MonitorError", "training_inputs", "label_key", "parse_since",
@@ -62,7 +62,7 @@ def training_inputs(store, artifact_id: int) -> dict:
     """The training Examples, ExampleStatistics and Schema upstream of a model artifact.
     The statistics are those a StatisticsGen computed over the model's raw Examples (found
     downstream of the Examples when they are not upstream of the model)."""
-    tree = insp.lineage(store, artifact_id)
+    tree = records.lineage(store, artifact_id)
     arts = [n["artifact"] for n in _walk(tree)]
     schemas = [a for a in arts if a["type"] == "Schema"]
     stats = [a for a in arts if a["type"] == "ExampleStatistics"]
@@ -76,7 +76,7 @@ def training_inputs(store, artifact_id: int) -> dict:
             _, outs = store.io_of(ex.id)
             for v in outs.values():
                 for a in v:
-                    if a.type_name == "ExampleStatistics" and a.state == "LIVE":
+                    if a.type_name == "ExampleStatistics" and a.state == ArtifactState.LIVE:
                         stats.append({"id": a.id, "type": a.type_name, "uri": a.uri, "properties": a.properties})
             if stats:
                 break
@@ -153,7 +153,7 @@ def _split_stats(stats_uri: str, split: str):
 
 def label_key(store, artifact_id: int) -> str | None:
     """The label column: ExampleGen's ``label_key`` in the model's lineage."""
-    for node in _walk(insp.lineage(store, artifact_id)):
+    for node in _walk(records.lineage(store, artifact_id)):
         pb = node.get("produced_by") or {}
         key = (pb.get("parameters") or {}).get("label_key")
         if key:
@@ -164,15 +164,15 @@ def label_key(store, artifact_id: int) -> str | None:
 def _target(store, model: str | None, version: str | None, alias: str | None) -> dict:
     reg = Registry(store)
     if model:
-        names = sorted({v["model"] for v in reg._pushed()})
+        names = sorted({v["model"] for v in reg.pushed_versions()})
         if model not in names:
             hint = (f"; {model!r} looks like a version: pass --version {model}" if model.isdigit() else "")
             raise MonitorError(f"--model {model}: no registered model of that name; models: {names}{hint}")
     if version and alias:
         raise MonitorError("--version and --alias name the same thing; give one")
     if version:
-        return reg._resolve(version, model)
-    return reg._resolve("@" + (alias or "production"), model)
+        return reg.resolve(version, model)
+    return reg.resolve("@" + (alias or "production"), model)
 
 
 def parse_thresholds(items: list[str]) -> dict[tuple[str, str], float]:
@@ -397,7 +397,7 @@ def run_monitor(store, *, as_json: bool = False, output: str | None = None, thre
     """The CLI entry point: 0 nothing exceeded, 1 skew/drift above a threshold, 2 bad input."""
     try:
         res = monitor(store, thresholds=parse_thresholds(thresholds), **kwargs)
-    except (MonitorError, RegistryError, insp.NotFound) as e:
+    except (MonitorError, RegistryError, records.NotFound) as e:
         print(f"tfpipe monitor: error: {e}", file=sys.stderr)
         return 2
     if output:

@@ -18,8 +18,8 @@ from __future__ import annotations
 import json
 
 from . import aliases as rec
-from . import inspect as insp
 from . import publishing as pub
+from . import records
 from .aliases import (
     REGISTERED_MODEL,
     STAGE_ALIASES,
@@ -44,14 +44,16 @@ class Registry:
         self.store = store
 
     # -- reading -----------------------------------------------------------------------
-    def _pushed(self) -> list[dict]:
+    def pushed_versions(self) -> list[dict]:
+        """Every pushed version of every model (``aliases.pushed_versions``)."""
         return rec.pushed_versions(self.store)
 
     def transitions(self, model: str | None = None) -> list[dict]:
         return rec.transitions(self.store, model)
 
-    def _resolve(self, version: str, model: str | None) -> dict:
-        cands = [v for v in self._pushed() if (model is None or v["model"] == model)]
+    def resolve(self, version: str, model: str | None) -> dict:
+        """The pushed version a user named: a version, ``#artifact_id`` or an alias."""
+        cands = [v for v in self.pushed_versions() if (model is None or v["model"] == model)]
         if not cands:
             raise RegistryError("no pushed model versions in the metadata store"
                                 + (f" for model {model!r}" if model else "")
@@ -73,8 +75,9 @@ class Registry:
                                 + f"; versions: {[v['version'] for v in cands]} (see 'tfpipe models list')")
         return hit[-1]
 
-    def _models(self, model: str | None) -> list[str]:
-        names = sorted({v["model"] for v in self._pushed()})
+    def model_names(self, model: str | None) -> list[str]:
+        """``[model]`` when it is registered (else a usage error), or every model's name."""
+        names = sorted({v["model"] for v in self.pushed_versions()})
         if model:
             if model not in names:
                 raise RegistryUsageError(f"no registered model {model!r}; models: {names}")
@@ -82,7 +85,7 @@ class Registry:
         return names
 
     def list_versions(self, model: str | None = None, _pushed=None) -> list[dict]:
-        pushed = _pushed if _pushed is not None else self._pushed()
+        pushed = _pushed if _pushed is not None else self.pushed_versions()
         if model:
             pushed = [v for v in pushed if v["model"] == model]
         trans = self.transitions(model)
@@ -128,8 +131,8 @@ class Registry:
         names that version nothing is recorded or published: ``changed`` is False."""
         check_alias(alias)
         with rec.registry_lock(self.store):
-            self._models(model)
-            v = self._resolve(version, model)
+            self.model_names(model)
+            v = self.resolve(version, model)
             held = self.aliases(model)
             if alias in held and held[alias]["id"] == v["id"]:
                 return {"changed": False, "model": model, "alias": alias, "version": v["version"],
@@ -144,7 +147,7 @@ class Registry:
                 _, stack = self._state(self.transitions(model))
                 prev = stack[-1] if stack else None
                 if prev is not None and prev != v["id"]:
-                    p = next(x for x in self._pushed() if x["id"] == prev)
+                    p = next(x for x in self.pushed_versions() if x["id"] == prev)
                     self._record(p, "production", self._stage_after(model, prev, [
                         {"artifact_id": prev, "kind": "rolled-back", "to_stage": "archived"}]),
                         f"replaced by version {v['version']}", "replaced", {"alias": "production"})
@@ -157,7 +160,7 @@ class Registry:
     def delete_alias(self, model: str, alias: str, reason: str = "", mlflow_uri: str | None = None) -> dict:
         check_alias(alias)
         with rec.registry_lock(self.store):
-            self._models(model)
+            self.model_names(model)
             held = self.aliases(model)
             if alias not in held:
                 raise RegistryUsageError(f"{model} has no alias {alias!r}; aliases: {sorted(held) or 'none'}")
@@ -178,7 +181,7 @@ class Registry:
         """``--stage staging|production``: set that alias; ``archived``: drop the version's aliases."""
         if stage not in STAGES or stage == "none":
             raise RegistryUsageError(f"stage {stage!r}: expected one of staging, production, archived")
-        v = self._resolve(version, model)
+        v = self.resolve(version, model)
         if stage in STAGE_ALIASES:
             return self.set_alias(v["model"], stage, v["version"], reason=reason, mlflow_uri=mlflow_uri,
                                   kind="promote")
@@ -197,7 +200,7 @@ class Registry:
 
     def rollback(self, reason: str = "", model: str | None = None, mlflow_uri: str | None = None) -> dict:
         with rec.registry_lock(self.store):
-            names = self._models(model)
+            names = self.model_names(model)
             if not names:
                 raise RegistryError(f"no pushed model versions in the metadata store ({self.store.where}); nothing "
                                     f"to roll back")
@@ -207,7 +210,7 @@ class Registry:
             _, stack = self._state(self.transitions(name))
             if not stack:
                 raise RegistryError(f"model {name} has no production version to roll back")
-            pushed = {x["id"]: x for x in self._pushed()}
+            pushed = {x["id"]: x for x in self.pushed_versions()}
             if len(stack) < 2:
                 raise RegistryError(f"model {name}: version {pushed[stack[-1]]['version']} is in production and no "
                                     f"earlier production version remains to roll back to")
@@ -235,9 +238,9 @@ class Registry:
 
     # -- lineage -----------------------------------------------------------------------
     def show(self, version: str, model: str | None = None) -> dict:
-        v = self._resolve(version, model)
+        v = self.resolve(version, model)
         row = next(r for r in self.list_versions(v["model"]) if r["artifact_id"] == v["id"])
-        tree = insp.lineage(self.store, v["id"])
+        tree = records.lineage(self.store, v["id"])
         return {**row, "transitions": [t for t in self.transitions(v["model"]) if t["artifact_id"] == v["id"]],
                 "lineage": summarize_lineage(tree, self.store), "tree": tree}
 
@@ -251,10 +254,11 @@ def format_models(rows: list[dict]) -> str:
         t = r["last_transition"] or {}
         table.append([r["model"], r["version"], f"#{r['artifact_id']}", r["stage"].upper() if r["stage"] ==
                       "production" else r["stage"], ",".join(r.get("aliases") or []) or "-", r["run_id"] or "-",
-                      insp._ts(r["pushed_at"]),
-                      f"{t.get('user', '')} {insp._ts(t.get('at'))} {t.get('reason', '')}".strip() if t else "-"])
-    return insp._table(table, ["MODEL", "VERSION", "ARTIFACT", "STAGE", "ALIASES", "PUSHED BY RUN", "PUSHED AT",
-                               "LAST TRANSITION (who, when, why)"])
+                      records.format_time(r["pushed_at"]),
+                      f"{t.get('user', '')} {records.format_time(t.get('at'))} {t.get('reason', '')}".strip()
+                      if t else "-"])
+    return records.format_table(table, ["MODEL", "VERSION", "ARTIFACT", "STAGE", "ALIASES", "PUSHED BY RUN",
+                                        "PUSHED AT", "LAST TRANSITION (who, when, why)"])
 
 
 def format_version(info: dict) -> str:
@@ -265,7 +269,7 @@ def format_version(info: dict) -> str:
     lines.append("transitions:")
     for t in info["transitions"] or []:
         what = f"@{t['alias']} " if t.get("alias") else ""
-        lines.append(f"  {insp._ts(t['at'])} {what}{t['from_stage']} -> {t['to_stage']} by {t['user']}"
+        lines.append(f"  {records.format_time(t['at'])} {what}{t['from_stage']} -> {t['to_stage']} by {t['user']}"
                      f" ({t['kind']}){': ' + t['reason'] if t.get('reason') else ''}")
     if not info["transitions"]:
         lines.append("  (none)")

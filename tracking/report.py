@@ -17,19 +17,20 @@ import string
 from tfpipe import fileio
 from tfpipe.artifacts import ExampleStatistics
 from tfpipe.metadata import MetadataStore
+from tfpipe.state import ArtifactState
 
-from . import inspect as insp
+from . import records
 from .report_svg import STATE_COLORS, STATE_STROKE, bars_svg, graph_svg, lines_svg
 from .runs import run_details
 
-__all__ = ["write_report", "render_report", "write_page", "TEMPLATE"]
+__all__ = ["write_report", "render_report", "write_page", "html_table", "TEMPLATE"]
 
 TEMPLATE = os.path.join(os.path.dirname(__file__), "templates", "report.html")
 e = html.escape
 
 
 def _ts(t) -> str:
-    return insp._ts(t)
+    return records.format_time(t)
 
 
 def _num(v) -> str:
@@ -40,8 +41,8 @@ def _num(v) -> str:
     return e(str(v))
 
 
-def _table(header: list[str], rows: list[list[str]], cls: str = "") -> str:
-    """Cells are HTML already (callers escape)."""
+def html_table(header: list[str], rows: list[list[str]], cls: str = "") -> str:
+    """An HTML table of ``rows`` under ``header``; cells are HTML already (callers escape)."""
     h = "".join(f"<th>{c}</th>" for c in header)
     body = "".join("<tr>" + "".join(c if c.startswith("<td") else f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
     return f'<table class="{cls}"><thead><tr>{h}</tr></thead><tbody>{body}</tbody></table>'
@@ -50,7 +51,8 @@ def _table(header: list[str], rows: list[list[str]], cls: str = "") -> str:
 def _outputs(info: dict, type_name: str) -> list[dict]:
     """The LIVE outputs of a type, each at a local path (a copy of one on an object store)."""
     found = [{**o, "node": ex["node_id"], "key": key} for ex in info["executions"]
-             for key, outs in ex["outputs"].items() for o in outs if o["type"] == type_name and o["state"] == "LIVE"]
+             for key, outs in ex["outputs"].items() for o in outs
+             if o["type"] == type_name and o["state"] == ArtifactState.LIVE]
     for o in found:
         if fileio.is_remote(o["uri"]) and fileio.exists(o["uri"]):
             o["uri"] = fileio.local_copy(o["uri"], o.get("fingerprint") or "")
@@ -92,7 +94,7 @@ def _graph(store: MetadataStore, info: dict, ir: dict | None) -> str:
                      f'<span class="error">{e(ex["error"])}</span>' if ex.get("error") else ""])
     return (f'<section id="graph"><h2>Pipeline graph</h2><div class="legend">{legend}</div>'
             f'<div class="graph-wrap">{graph_svg(nodes, edges)}</div>'
-            + _table(["node", "component", "state", "duration", "cache hit", "outputs", "error"], rows,
+            + html_table(["node", "component", "state", "duration", "cache hit", "outputs", "error"], rows,
                      "nodes") + "</section>")
 
 
@@ -166,7 +168,7 @@ def _statistics(info: dict) -> str:
                 cells.append(f'<div class="small">{summary}</div>{chart}')
             cells.insert(1, e(ftype))
             rows.append(cells)
-        table = _table(["feature", "type"] + [f"split {e(s)}" for s in per_split], rows, "stats")
+        table = html_table(["feature", "type"] + [f"split {e(s)}" for s in per_split], rows, "stats")
         parts.append(f'<details{" open" if len(rows) <= OPEN_FEATURES else ""}><summary>{len(rows)} feature(s): '
                      f'{e(", ".join(names[:6]) + (", ..." if len(names) > 6 else ""))}</summary>{table}</details>')
     parts.append("</section>")
@@ -186,7 +188,7 @@ def _anomalies(info: dict) -> str:
                 total += 1
                 rows.append([e(split), f'<td class="feature">{e(it.get("feature", ""))}</td>',
                              e(", ".join(it.get("kinds", []))), e(it.get("short", "")), e(it.get("description", ""))])
-    body = (_table(["split", "feature", "kind", "anomaly", "description (expected vs found)"], rows, "anomalies")
+    body = (html_table(["split", "feature", "kind", "anomaly", "description (expected vs found)"], rows, "anomalies")
             if rows else '<p class="ok">No anomalies: every split matches the schema.</p>')
     return f'<section id="anomalies"><h2>Anomalies ({total})</h2>{body}</section>'
 
@@ -215,7 +217,7 @@ def _schema(info: dict) -> str:
         rows.append([f'<td class="feature">{e(f.name)}</td>', e(schema_pb2.FeatureType.Name(f.type)), e(pres),
                      e(shape), e(dom)])
     return (f'<section id="schema"><h2>Schema ({len(sch.feature)} features)</h2>'
-            + _table(["feature", "type", "presence", "shape / valency", "domain"], rows, "schema") + "</section>")
+            + html_table(["feature", "type", "presence", "shape / valency", "domain"], rows, "schema") + "</section>")
 
 
 def _training(info: dict) -> str:
@@ -232,7 +234,7 @@ def _training(info: dict) -> str:
         n = max(len(v) for v in hist.values())
         rows = [[str(i + 1)] + [f'<td class="num">{_num(v[i]) if i < len(v) else ""}</td>' for v in hist.values()]
                 for i in range(n)]
-        parts.append(_table(["epoch"] + [e(k) for k in hist], rows, "history"))
+        parts.append(html_table(["epoch"] + [e(k) for k in hist], rows, "history"))
     if trials:
         scores = [t["score"] for t in trials]
         if any(s is not None for s in scores):
@@ -240,7 +242,7 @@ def _training(info: dict) -> str:
                                    title="tuner trials", xlabel="trial"))
         rows = [[e(str(t["trial_id"])), e(str(t.get("status", ""))), f'<td class="num">{_num(t["score"])}</td>',
                  e(json.dumps(t["hyperparameters"], sort_keys=True))] for t in trials]
-        parts.append("<h3>Tuner trials</h3>" + _table(["trial", "status", "score", "hyperparameters"], rows,
+        parts.append("<h3>Tuner trials</h3>" + html_table(["trial", "status", "score", "hyperparameters"], rows,
                                                       "trials"))
     parts.append("</section>")
     return "".join(parts)
@@ -277,12 +279,12 @@ def _evaluation(info: dict) -> str:
 
         rows = [[f'<td class="feature">{e(s)}</td>'] + [cell(s, vals, m) for m in metrics]
                 for s, vals in ev["slices"].items()]
-        parts.append(_table(head, rows, "metrics"))
+        parts.append(html_table(head, rows, "metrics"))
         if ev.get("notes"):
             parts.append("".join(f'<p class="muted small">note: {e(str(n))}</p>' for n in ev["notes"]))
         if th:
             rows = [[e(m), e(_thr_text(t))] for m, t in th.items()]
-            parts.append("<h3>Thresholds</h3>" + _table(["metric", "threshold"], rows, "thresholds"))
+            parts.append("<h3>Thresholds</h3>" + html_table(["metric", "threshold"], rows, "thresholds"))
     parts.append("</section>")
     return "".join(parts)
 
@@ -296,7 +298,7 @@ def _lineage(store: MetadataStore, info: dict) -> str:
     if not pushed:
         return ""
     from .lineage_summary import summarize_lineage
-    lin = summarize_lineage(insp.lineage(store, pushed["id"]), store)
+    lin = summarize_lineage(records.lineage(store, pushed["id"]), store)
     head = (f'<p>PushedModel #{pushed["id"]}: pushed={e(str(pushed.get("pushed")))} '
             f'version <code>{e(str(pushed.get("pushed_version")))}</code> to '
             f'<code>{e(str(pushed.get("destination")))}</code>'
@@ -323,12 +325,12 @@ def _lineage(store: MetadataStore, info: dict) -> str:
                      e(f"run {x['run_id']} code {x['code_version']} " + json.dumps(params, sort_keys=True,
                                                                                    default=str)[:400])])
     return (f'<section id="lineage"><h2>Lineage of the pushed model</h2>{head}'
-            + _table(["what", "artifact / execution", "details"], rows, "lineage") + "</section>")
+            + html_table(["what", "artifact / execution", "details"], rows, "lineage") + "</section>")
 
 
 def render_report(store: MetadataStore, run: str) -> str:
     info = run_details(store, run)
-    ctx = insp._run_context(store, run)
+    ctx = records.run_context(store, run)
     props = store.props(ctx)
     ir = json.loads(props["ir"]) if props.get("ir") else None
     sections = [("graph", "Graph", _graph(store, info, ir)), ("statistics", "Statistics", _statistics(info)),

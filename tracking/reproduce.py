@@ -36,7 +36,7 @@ from tfpipe.fingerprint import fingerprint_files, fingerprint_path
 from tfpipe.metadata import MetadataStore
 from tfpipe.state import SUCCEEDED
 
-from . import inspect as insp
+from . import records
 from .content import compare_content
 from .envs import EnvironmentError_, build_environment, export_commit, format_differences, lock_differences, run_lock
 
@@ -130,7 +130,7 @@ def check_sources(info: dict, ir: dict, remap=lambda p: p) -> list[dict]:
 
 def _artifacts(store: MetadataStore, run: str, nodes: set[str] | None = None) -> dict[tuple, dict]:
     out = {}
-    for ex in insp.show_run(store, run)["executions"]:
+    for ex in records.show_run(store, run)["executions"]:
         if ex["state"] not in SUCCEEDED or (nodes is not None and ex["node_id"] not in nodes):
             continue
         for key, arts in ex["outputs"].items():
@@ -147,7 +147,7 @@ def pin_resolved(store: MetadataStore, run: str, ir: dict) -> dict:
     fingerprint is pinned in ``ir`` (``node["pinned"]``) and will be recorded in the fresh
     store at its own URI, read-only. Returns ``{"pinned": {node: [...]}, "not_reproduced":
     {node: why}, "nothing": [nodes that found nothing]}``."""
-    ctx = insp._run_context(store, run)
+    ctx = records.run_context(store, run)
     nodes = {n["id"]: n for n in ir["nodes"]}
     res: dict = {"pinned": {}, "not_reproduced": {}, "nothing": []}
     for e in store.executions_by_context(ctx):
@@ -193,7 +193,7 @@ def redirect_pushes(ir: dict, out: str) -> dict:
 
 def reproduce(store: MetadataStore, run: str, out_dir: str | None = None, allow_dirty: bool = False,
               verbose: bool = True, env: bool = False) -> dict:
-    ctx = insp._run_context(store, run)
+    ctx = records.run_context(store, run)
     props = store.props(ctx)
     run_id = props.get("run_id")
     where = f"run {run_id} (metadata {store.where})"
@@ -217,7 +217,7 @@ def reproduce(store: MetadataStore, run: str, out_dir: str | None = None, allow_
         raise ReproduceError(f"{where}: the code is not available: commit {commit} is not in the repository "
                              f"{repo} (fetch it, or the history was rewritten)")
     ir = json.loads(props["ir"])
-    info = insp.show_run(store, run)
+    info = records.show_run(store, run)
 
     out = os.path.abspath(out_dir or tempfile.mkdtemp(prefix=f"tfpipe-reproduce-{run_id}-"))
     if os.path.exists(out) and os.listdir(out):
@@ -290,10 +290,10 @@ def reproduce(store: MetadataStore, run: str, out_dir: str | None = None, allow_
         sys.stderr.write((proc.stdout or "") + (proc.stderr or ""))
     new_store = MetadataStore(new_ir["pipeline"]["metadata"])
     try:
-        new_ctx = insp._run_context(new_store, new_run)
+        new_ctx = records.run_context(new_store, new_run)
         new_store.update_context(new_ctx, {"reproduces": run_id, "reproduced_commit": commit})
         status = new_store.props(new_ctx).get("status") or ("COMPLETE" if proc.returncode == 0 else "FAILED")
-    except insp.NotFound:
+    except records.NotFound:
         status = "FAILED"
     nodes = set((props.get("nodes") or "").split(",")) - {""} or None
     before = _artifacts(store, run, nodes)

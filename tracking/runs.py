@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import os
 import sys
+from typing import Any, TypedDict
 
 from tfpipe.metadata import MetadataStore
 from tfpipe.state import State
 
-from . import inspect as insp
+from . import records
 from .codefiles import display_paths
 from .results import (
     HEADLINE_ORDER,
@@ -25,8 +26,8 @@ from .results import (
     thresholds_from_eval_config,
 )
 
-__all__ = ["list_runs", "format_runs", "compare_runs", "format_compare", "run_details", "DATA_KEYS", "select_runs",
-           "ordered_metrics"]
+__all__ = ["RunRow", "list_runs", "format_runs", "compare_runs", "format_compare", "run_details", "DATA_KEYS",
+           "select_runs", "ordered_metrics"]
 
 # driver outputs that describe the data a run read: shown under "data", not "parameters"
 DATA_KEYS = ("input_fingerprint", "resolved_span", "resolved_version", "input_files", "previous_span_files",
@@ -54,13 +55,13 @@ def _short(v, n: int = 12) -> str:
 def _evaluations_by_run(store: MetadataStore, exec_run: dict[int, tuple]) -> dict[tuple, dict]:
     """(pipeline, run_id) -> {"metrics": headline, "blessed": bool|None}, in bulk."""
     out: dict[tuple, dict] = {}
-    arts = list(store._retry(lambda: store.store.get_artifacts_by_type("ModelEvaluation")))
-    blessings = list(store._retry(lambda: store.store.get_artifacts_by_type("ModelBlessing")))
+    arts = store.artifact_protos_of_type("ModelEvaluation")
+    blessings = store.artifact_protos_of_type("ModelBlessing")
     by_id = {a.id: a for a in arts + blessings}
     blessing_ids = {a.id for a in blessings}
     if not by_id:
         return out
-    evs = store._retry(lambda: store.store.get_events_by_artifact_ids(list(by_id)))
+    evs = store.events_of_artifacts(by_id)
     cache: dict[int, dict] = {}
     for ev in evs:
         if ev.type != store.pb.Event.OUTPUT or ev.execution_id not in exec_run:
@@ -108,7 +109,30 @@ def _summarise(store: MetadataStore, execs: list, exec_run: dict[int, tuple]) ->
     return data
 
 
-def list_runs(store: MetadataStore, pipeline: str | None = None, limit: int | None = None) -> list[dict]:
+class RunRow(TypedDict):
+    """One run as ``runs list`` shows it (``list_runs``)."""
+    run_id: str | None
+    pipeline: str | None
+    status: str
+    started_at: float | None
+    duration_s: float | None
+    git_commit: str | None
+    git_dirty: bool | None
+    orchestrator: str | None
+    context_id: int
+    params: dict[str, Any]
+    sweep: str | None
+    sweep_role: str | None
+    data_span: str | None  # the spans the run read, comma-separated
+    data_fingerprint: str | None
+    metrics: dict[str, Any]  # headline evaluation metrics
+    blessed: bool | None
+    nodes: int
+    cached: int
+    failed: int
+
+
+def list_runs(store: MetadataStore, pipeline: str | None = None, limit: int | None = None) -> list[RunRow]:
     """Every run (oldest first) with status, time, duration, git commit and dirty flag, the
     data it read (span, fingerprint), node/cache counts and headline evaluation metrics.
 
@@ -141,7 +165,7 @@ def list_runs(store: MetadataStore, pipeline: str | None = None, limit: int | No
         if len(todo) <= 20:  # a few new runs: their own executions only
             execs = [e for r in todo.values() for e in store.executions_by_context(ctxs[r["context_id"]])]
         else:
-            execs = store._retry(lambda: store.store.get_executions())
+            execs = store.all_executions()
         exec_run = {}
         for e in execs:
             key = (_s(e, "pipeline"), _s(e, "run_id"))
@@ -155,11 +179,11 @@ def list_runs(store: MetadataStore, pipeline: str | None = None, limit: int | No
             r["_summary"]["finished_at"] = r["_finished"]  # a run resumed under its id is summarised anew
             if r["status"] in _FINAL:
                 c = ctxs[r["context_id"]]
-                store._set_props(c.custom_properties, {SUMMARY: json.dumps(r["_summary"], sort_keys=True)})
+                store.set_props(c.custom_properties, {SUMMARY: json.dumps(r["_summary"], sort_keys=True)})
                 cache.append(c)
         if cache:
             try:
-                store._retry(lambda: store.store.put_contexts(cache))
+                store.put_contexts(cache)
             except Exception:  # a cache: listing must not fail because it could not be written
                 pass
     for r in rows:
@@ -224,7 +248,7 @@ def format_runs(rows: list[dict]) -> str:
         metrics = " ".join(f"{_abbrev(k)}={v:.4g}" for k, v in ordered_metrics(r.get("metrics", {})).items())
         blessed = "-" if r.get("blessed") is None else "yes" if r["blessed"] else "NO"
         table.append([r["run_id"], r["pipeline"] if len(r["pipeline"]) <= 12 else r["pipeline"][:9] + "...",
-                      r["status"], insp._ts(r["started_at"])[5:16],
+                      r["status"], records.format_time(r["started_at"])[5:16],
                       f"{r['duration_s']:.1f}s" if r["duration_s"] is not None else "-",
                       (r["git_commit"] or "-")[:7] + ("*" if r["git_dirty"] else ""),
                       (_short(r.get("data_fingerprint")) or "-")[:6], f"{r.get('cached', 0)}/{r.get('nodes', 0)}",
@@ -236,7 +260,7 @@ def format_runs(rows: list[dict]) -> str:
     if len(pipelines) == 1:  # said once above the table instead of on every line
         header.pop(1)
         table = [t[:1] + t[2:] for t in table]
-    text = insp._table(_fit(table, header, first_flex=len(header) - 1 - with_params), header)
+    text = records.format_table(_fit(table, header, first_flex=len(header) - 1 - with_params), header)
     if len(pipelines) == 1:
         text = f"pipeline {next(iter(pipelines))}\n" + text
     if any(r["git_dirty"] for r in rows):
@@ -248,7 +272,7 @@ def format_runs(rows: list[dict]) -> str:
 def run_details(store: MetadataStore, run: str) -> dict:
     """One run's executions with parameters, data, code and outputs, plus its evaluation
     (metrics per slice) and training history: what ``compare`` and the report read."""
-    info = insp.show_run(store, run)
+    info = records.show_run(store, run)
     info["evaluation"] = {"slices": {}, "thresholds": {}, "file": None}
     info["history"], info["trials"], info["blessing"], info["pushed"] = {}, [], None, None
     for e in info["executions"]:
@@ -289,7 +313,7 @@ def select_runs(store: MetadataStore, last: int | None = None, sweep: str | None
             if p.get("sweep") == sweep and json.loads(p.get("sweep_info") or "{}").get("role") != "shared":
                 ids.append((json.loads(p.get("sweep_info") or "{}").get("index") or 0, p.get("run_id")))
         if not ids:
-            raise insp.NotFound(f"no runs of sweep {sweep!r} in {store.where}; sweeps are listed by "
+            raise records.NotFound(f"no runs of sweep {sweep!r} in {store.where}; sweeps are listed by "
                                 f"'tfpipe runs list' (column SWEEP)")
         return [r for _, r in sorted(ids)]
     # a sweep's shared run holds no model to compare; at most one in three runs is one
@@ -304,7 +328,7 @@ def compare_runs(store: MetadataStore, runs: list[str], diff: bool = False) -> d
     changed text file gets a short unified diff from git (against the first run)."""
     from .codefiles import code_diff, code_file_rows
     if len(runs) < 2:
-        raise insp.NotFound(f"runs compare needs at least two runs, found {len(runs)}: {runs}")
+        raise records.NotFound(f"runs compare needs at least two runs, found {len(runs)}: {runs}")
     infos = [run_details(store, r) for r in runs]
     n = len(infos)
     nodes: list[str] = []
@@ -438,7 +462,7 @@ def format_compare(cmp: dict, color: bool | None = None, all_rows: bool = False)
     for r in cmp["runs"]:
         dur = f"{r['duration_s']:.1f}s" if r.get("duration_s") is not None else "-"
         bl = {True: " blessed", False: " NOT blessed", None: ""}[r.get("blessed")]
-        lines.append(f"  {r['run_id']}: {r['pipeline']} {r['status']} started {insp._ts(r['started_at'])} "
+        lines.append(f"  {r['run_id']}: {r['pipeline']} {r['status']} started {records.format_time(r['started_at'])} "
                      f"({dur}) commit {(r['git_commit'] or '-')[:10]}{'*' if r['git_dirty'] else ''}{bl}")
     if cmp.get("given"):
         lines += _section(st, "parameters given (-P)", cmp["given"], lambda r: r["parameter"], False, ids)

@@ -17,7 +17,7 @@ __all__ = ["registry_sources", "run_serve"]
 def registry_sources(store, models: list[str] | None = None) -> list:
     """One ``BasePathSource`` per registered model (its newest push destination)."""
     from tfpipe.serving.manager import BasePathSource
-    pushed = Registry(store)._pushed()
+    pushed = Registry(store).pushed_versions()
     names = sorted({v["model"] for v in pushed})
     if not names:
         raise RegistryError(f"no pushed model versions in the metadata store ({store.where}); a run's Pusher must "

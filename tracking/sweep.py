@@ -23,7 +23,7 @@ import time
 from tfpipe.metadata import MetadataStore
 from tfpipe.runner import new_run_id
 
-from . import inspect as insp
+from . import records
 
 __all__ = ["grid", "shared_nodes", "run_sweep", "format_sweep", "SweepError", "lower_is_better", "sort_rows"]
 
@@ -191,7 +191,7 @@ def sweep_row(store: MetadataStore, run_id: str, values: dict, extra: dict | Non
     from .runs import run_details
     try:
         info = run_details(store, run_id)
-    except insp.NotFound:
+    except records.NotFound:
         return {"run_id": run_id, "values": values, "status": "FAILED", "duration_s": None, "metrics": {},
                 "blessed": None, **(extra or {})}
     overall = next(iter(info["evaluation"]["slices"].values()), {}) if info["evaluation"]["slices"] else {}
@@ -218,7 +218,7 @@ def format_sweep(res: dict, max_metrics: int = 4) -> str:
             + (f"; shared nodes ran once as {res['shared_run']}" if res.get("shared_run") else "")
             + (f"; sorted by {res['sort_by']} ({'lower' if lower_is_better(res['sort_by']) else 'higher'} "
                f"is better)" if res.get("sort_by") else ""))
-    return head + "\n" + insp._table(table, header) + (f"\n({res['note']})" if res.get("note") else "")
+    return head + "\n" + records.format_table(table, header) + (f"\n({res['note']})" if res.get("note") else "")
 
 
 def _cell(v) -> str:

@@ -19,9 +19,10 @@ fail to start, each DAG run starts ``airflow`` anew. The runner also sets
 notice its task's exit up to 5 s late, and the DAG run waits for it.
 
 Airflow lives in its own virtualenv (``make airflow`` -> ``.venv-airflow``); this module
-only drives its ``airflow`` command, so it imports nothing from Airflow itself. Used by the
-orchestrator tests and ``make bench``; a production deployment runs the same DAG file under
-its scheduler instead.
+only drives its ``airflow`` command, so it imports nothing from Airflow itself. It is
+``tfpipe run --target airflow``'s runner, and the orchestrator tests' and ``make bench``'s
+(the questions only tests ask Airflow are in tests/airflow_dags.py); a production
+deployment runs the same DAG file under its scheduler instead.
 """
 from __future__ import annotations
 
@@ -389,38 +390,6 @@ class AirflowLocalRunner(Runner):
             self._stop_server()
         if self.warm:
             self.start_dags_server()
-
-    def task_states(self, dag_id: str, airflow_run_id: str) -> dict:
-        """task id -> its state in one DAG run, from Airflow's database."""
-        p = self.airflow_cmd("tasks", "states-for-dag-run", dag_id, airflow_run_id, "-o", "json")
-        start = p.stdout.find("[")
-        try:
-            rows = json.loads(p.stdout[start:]) if start >= 0 else None
-        except ValueError:
-            rows = None
-        if not isinstance(rows, list):
-            raise AirflowRunError(f"`airflow tasks states-for-dag-run {dag_id} {airflow_run_id}`: expected a JSON "
-                                  f"list, found:\n{p.stdout[-2000:]}")
-        return {r["task_id"]: r["state"] for r in rows}
-
-    def inspect_dags(self) -> dict:
-        """What Airflow's DagBag makes of ``<home>/dags``: ``{"errors": {file: error},
-        "dags": {dag_id: {task_id: {"upstream", "retries", "timeout_s", "operator"}}}}``."""
-        py = os.path.join(os.path.dirname(self.airflow), "python")
-        code = (
-            "import json\n"
-            "from airflow.models.dagbag import DagBag\n"
-            f"b = DagBag({self.dags!r}, include_examples=False)\n"
-            "dags = {d: {t.task_id: {'upstream': sorted(t.upstream_task_ids), 'retries': t.retries,\n"
-            "            'timeout_s': t.execution_timeout.total_seconds() if t.execution_timeout else None,\n"
-            "            'operator': type(t).__name__} for t in dag.tasks} for d, dag in b.dags.items()}\n"
-            "print('TFPIPE_JSON', json.dumps({'errors': b.import_errors, 'dags': dags}))\n")
-        p = subprocess.run([py, "-c", code], env=self.env(), cwd=self.home, capture_output=True, text=True,
-                           timeout=self.timeout_s)
-        line = [ln for ln in p.stdout.splitlines() if ln.startswith("TFPIPE_JSON ")]
-        if p.returncode != 0 or not line:
-            raise AirflowRunError(f"DagBag of {self.dags} could not be loaded:\n{p.stderr[-3000:]}")
-        return json.loads(line[-1][len("TFPIPE_JSON "):])
 
     def dag_run(self, ir: dict, conf: dict) -> str:
         """Compile ``ir`` and run its DAG once with ``dag_run.conf`` = ``conf`` (as a trigger

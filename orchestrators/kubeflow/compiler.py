@@ -69,8 +69,9 @@ def _kfp_params(ir: dict) -> dict[str, tuple[str, str, object, str]]:
     return out
 
 
-def _component_source(ir: dict, params: dict) -> str:
-    """One component function per node: its signature is identifiers and type names only."""
+def _component_source(ir: dict, params: dict, task_env: dict[str, str] | None = None) -> str:
+    """One component function per node: its signature is identifiers and type names only.
+    ``task_env``: variables the task sets in its own environment before it runs."""
     lines = ["from kfp import dsl", ""]
     for n in ir["nodes"]:
         mine = [(p, t) for _, (node, p, _, t) in params.items() if node == n["id"]]
@@ -81,20 +82,22 @@ def _component_source(ir: dict, params: dict) -> str:
                          + [f"{p}: {t}" for p, t in mine])
         overrides = ", ".join(f"{p!r}: {p}" for p, _ in mine)
         lines += ["@dsl.component(base_image=IMAGE, install_kfp_package=False)",
-                  f"def {_ident(n['id'])}({args}):",
-                  "    from tfpipe.orchestrators.kubeflow.entry import run",
+                  f"def {_ident(n['id'])}({args}):"]
+        if task_env:
+            lines.append(f"    __import__(\"os\").environ.update({dict(task_env)!r})")
+        lines += ["    from tfpipe.orchestrators.kubeflow.entry import run",
                   f"    run(tfpipe_ir, tfpipe_node, tfpipe_run_id or tfpipe_job, {{{overrides}}})",
                   "", ""]
     return "\n".join(lines)
 
 
-def _components(ir: dict, params: dict, image: str) -> dict:
+def _components(ir: dict, params: dict, image: str, task_env: dict[str, str] | None = None) -> dict:
     """node id -> the KFP component of that node (the decorators capture each function's
     source from a file written for the purpose, then removed)."""
     tmp = tempfile.mkdtemp(prefix="tfpipe-kfp-")
     path = os.path.join(tmp, "tfpipe_kfp_components.py")
     with open(path, "w") as f:
-        f.write(_component_source(ir, params))
+        f.write(_component_source(ir, params, task_env))
     name = f"_tfpipe_kfp_{abs(hash(path))}"
     spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
@@ -108,8 +111,10 @@ def _components(ir: dict, params: dict, image: str) -> dict:
     return {n["id"]: getattr(mod, _ident(n["id"])) for n in ir["nodes"]}
 
 
-def build_pipeline(ir: dict):
-    """The KFP pipeline object (a GraphComponent) for ``ir``."""
+def build_pipeline(ir: dict, task_env: dict[str, str] | None = None):
+    """The KFP pipeline object (a GraphComponent) for ``ir``. ``task_env``: variables each
+    task sets in its own environment before it runs, for kfp.local, whose subprocesses take
+    the caller's environment and ignore a task's ``set_env_variable`` (containers honour it)."""
     from kfp import dsl
     check_ir(ir)
     settings = ir["pipeline"].get("settings") or {}
@@ -124,7 +129,7 @@ def build_pipeline(ir: dict):
     check_no_inline_secrets(env, "the KFP tasks' environment")
     check_env_secrets(env, "the KFP tasks' environment")
     params = _kfp_params(ir)
-    comps = _components(ir, params, image)
+    comps = _components(ir, params, image, task_env)
     ir_arg = encode_ir(ir)
 
     def configure(task):
@@ -162,11 +167,12 @@ def build_pipeline(ir: dict):
     return dsl.pipeline(name=name, description="tfpipe pipeline " + name)(tfpipe_pipeline)
 
 
-def compile_kubeflow(ir: dict, output: str | None = None) -> str:
-    """``tfpipe compile PIPELINE.py --target kubeflow -o pipeline.yaml``."""
+def compile_kubeflow(ir: dict, output: str | None = None, task_env: dict[str, str] | None = None) -> str:
+    """``tfpipe compile PIPELINE.py --target kubeflow -o pipeline.yaml``; ``task_env``: see
+    ``build_pipeline``."""
     from kfp import compiler
     output = output or f"{ir['pipeline']['name']}.yaml"
     if os.path.isdir(output):
         output = os.path.join(output, f"{ir['pipeline']['name']}.yaml")
-    compiler.Compiler().compile(build_pipeline(ir), package_path=output)
+    compiler.Compiler().compile(build_pipeline(ir, task_env), package_path=output)
     return output

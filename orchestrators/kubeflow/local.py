@@ -54,16 +54,11 @@ class KfpLocalRunner(Runner):
              enable_cache: bool | None) -> RunResult:
         work = self.workdir or tempfile.mkdtemp(prefix="tfpipe-kfp-")
         os.makedirs(work, exist_ok=True)
-        pkg = compile_kubeflow(ir, os.path.join(work, f"{ir['pipeline']['name']}.yaml"))
-        saved = os.environ.get(taskhost.ENABLE_ENV)
-        os.environ[taskhost.ENABLE_ENV] = "1" if self.task_host else "0"  # kfp.local's tasks inherit it
-        try:
-            run_package(pkg, {"tfpipe_run_id": run_id}, os.path.join(work, "kfp-root"))
-        finally:
-            if saved is None:
-                os.environ.pop(taskhost.ENABLE_ENV, None)
-            else:
-                os.environ[taskhost.ENABLE_ENV] = saved
+        # kfp.local's task subprocesses inherit this process's environment and nothing else: each
+        # task sets whether it forks from the task host in its own environment (this one is untouched)
+        pkg = compile_kubeflow(ir, os.path.join(work, f"{ir['pipeline']['name']}.yaml"),
+                               task_env={taskhost.ENABLE_ENV: "1" if self.task_host else "0"})
+        run_package(pkg, {"tfpipe_run_id": run_id}, os.path.join(work, "kfp-root"))
         return record.collect(nodes)
 
     def summary_suffix(self, result: RunResult) -> str:

@@ -20,7 +20,6 @@ RSS went from 887 to 837 MB. The freeze is undone when the run ends.
 """
 from __future__ import annotations
 
-import gc
 import json
 import os
 import queue
@@ -31,6 +30,7 @@ import tempfile
 import threading
 import time
 
+from tfpipe.gc_freeze import FreezeHold
 from tfpipe.launcher import NodeFailed, NodeResult, run_node
 from tfpipe.metadata import MetadataError
 from tfpipe.runner import Runner, RunRecord, RunResult
@@ -53,25 +53,22 @@ _RECLAIM_AFTER_S = 1.0
 
 class _Reclaim:
     """Memory a node left behind, given back between nodes of one process (see the module
-    docstring). Freezes only when nothing else in the process has (``gc.freeze`` is one set
-    for the whole interpreter), and unfreezes on exit so a long-lived caller (a notebook, a
-    test session) collects as before."""
+    docstring). Freezes through ``tfpipe.gc_freeze`` (the freeze is one set for the whole
+    interpreter), only when nothing else in the process has frozen, and gives its freeze back
+    on exit so a long-lived caller (a notebook, a test session) collects as before."""
 
     def __enter__(self) -> "_Reclaim":
-        self.freezes = gc.get_freeze_count() == 0
+        self.hold = FreezeHold(exclusive=True).take()
         self.trim = _malloc_trim()
         return self
 
     def after_node(self) -> None:
-        gc.collect()
-        if self.freezes:
-            gc.freeze()
+        self.hold.collect_and_freeze()
         if self.trim is not None:
             self.trim(0)
 
     def __exit__(self, *exc) -> None:
-        if self.freezes:
-            gc.unfreeze()
+        self.hold.release()
 
 
 #: what running a node in a forked task costs beyond the node itself (the fork, the task's

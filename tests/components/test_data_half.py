@@ -142,7 +142,7 @@ def test_lineage_and_cached_rerun(penguin):
     tmp, ir, nodes = penguin
     r = LocalRunner(verbose=False).run(ir, to_node="ExampleValidator")
     assert [n.state for n in r.nodes] == ["CACHED"] * 4
-    from tfpipe.tracking.inspect import lineage
+    from tfpipe.tracking.records import lineage
     tree = lineage(MetadataStore(ir["pipeline"]["metadata"]), nodes["ExampleValidator"].outputs["anomalies"][0].id)
     chain = []
     t = tree

@@ -16,7 +16,7 @@ from tests.conftest import REPO, tfpipe
 from tfpipe.components.evaluator import load_metrics
 from tfpipe.components.pusher import versions
 from tfpipe.metadata import MetadataStore
-from tfpipe.tracking.inspect import show_run
+from tfpipe.tracking.records import show_run
 
 UPSTREAM = ["ExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform"]
 DOWNSTREAM = ["Trainer", "Evaluator", "InfraValidator", "Pusher"]

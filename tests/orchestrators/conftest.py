@@ -47,8 +47,8 @@ def penguin_full(home: str, store: str | None = None) -> dict:
 
 def summary(store, run_id: str) -> dict:
     """node_id -> the node's latest execution in the run: state and outputs."""
-    from tfpipe.tracking import inspect as insp
-    info = insp.show_run(store, run_id)
+    from tfpipe.tracking import records
+    info = records.show_run(store, run_id)
     out = {}
     for e in info["executions"]:
         out[e["node_id"]] = e

@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from tests.airflow_dags import inspect_dags
 from tfpipe.metadata import MetadataStore
 
 from .conftest import compile_file, summary
@@ -31,7 +32,7 @@ def test_the_dag_file_is_the_fixed_module_and_imports_only_airflow(airflow):
 
 
 def test_dagbag_has_no_import_errors_and_mirrors_the_ir(airflow):
-    bag = airflow.runner.inspect_dags()
+    bag = inspect_dags(airflow.runner)
     assert bag["errors"] == {}
     assert {"penguin", "contract", "flaky"} <= set(bag["dags"])
     check = "tfpipe.cache_check"
@@ -48,9 +49,9 @@ def test_dagbag_has_no_import_errors_and_mirrors_the_ir(airflow):
 
 
 def test_run_records_airflow_as_orchestrator(airflow):
-    from tfpipe.tracking import runs as insp
+    from tfpipe.tracking import runs
     store = MetadataStore(airflow.penguin_ir["pipeline"]["metadata"])
-    rows = {r["run_id"]: r for r in insp.list_runs(store, "penguin")}
+    rows = {r["run_id"]: r for r in runs.list_runs(store, "penguin")}
     assert rows["penguin-1"]["orchestrator"] == "airflow" and rows["penguin-1"]["status"] == "COMPLETE"
     assert airflow.results["penguin-1"].airflow_state == "success"
 
@@ -93,7 +94,7 @@ def test_kubernetes_pod_operator_option_renders_tasks_in_the_image(tmp_path, mon
     data = json.loads(open(os.path.join(runner.dags, "contract.ir.json")).read())
     assert data["airflow"] == {"operator": "kubernetes", "image": "registry.example/tfpipe:1", "namespace": "pipelines",
                                "env": {"TFPIPE_METADATA": '{"grpc": {"host": "metadata-grpc-service", "port": 8080}}'}}
-    tasks = runner.inspect_dags()["dags"]["contract"]
+    tasks = inspect_dags(runner)["dags"]["contract"]
     assert {t: v["operator"] for t, v in tasks.items()} == {n["id"]: "KubernetesPodOperator" for n in ir["nodes"]
                                                             } | {"tfpipe.cache_check": "KubernetesPodOperator"}
     assert tasks["ContractSink"]["upstream"] == ["ContractBoom", "tfpipe.cache_check"]
@@ -101,7 +102,7 @@ def test_kubernetes_pod_operator_option_renders_tasks_in_the_image(tmp_path, mon
     assert tasks["ContractSource"]["upstream"] == ["tfpipe.cache_check"]
     ir["pipeline"]["settings"]["cache_check"] = False  # without the check: one task per node, nothing more
     compile_airflow(ir, runner.dags)
-    assert set(runner.inspect_dags()["dags"]["contract"]) == {n["id"] for n in ir["nodes"]}
+    assert set(inspect_dags(runner)["dags"]["contract"]) == {n["id"] for n in ir["nodes"]}
     ir["pipeline"]["settings"] = {"airflow_operator": "celery"}
     with pytest.raises(AirflowCompileError, match="expected 'bash' or 'kubernetes', found 'celery'"):
         compile_airflow(ir, str(tmp_path / "dags2"))

@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from tests.airflow_dags import task_states
 from tfpipe.metadata import MetadataStore
 
 from .conftest import CONTRACT, compile_file
@@ -20,8 +21,8 @@ def _normal(store: MetadataStore, run_id: str, root: str) -> dict:
     its last part, the producing execution's id, replaced by that execution's node and run:
     parallel tasks take ids in the order they start, so the ids are not comparable), type,
     state) and the contexts it is linked to."""
-    from tfpipe.tracking import inspect as insp
-    info = insp.show_run(store, run_id)
+    from tfpipe.tracking import records
+    info = records.show_run(store, run_id)
 
     def where(uri):
         head, _, tail = os.path.relpath(uri, root).rpartition("/")
@@ -74,10 +75,10 @@ def cached_runs(tmp_path_factory, airflow_runner):
     for rid in ("c-1", "c-2"):
         results[rid] = airflow_runner.run(air_ir, run_id=rid)
         logs[rid] = airflow_runner.last_log
-        states[rid] = airflow_runner.task_states("contract", airflow_runner.last_airflow_run)
+        states[rid] = task_states(airflow_runner, "contract", airflow_runner.last_airflow_run)
     results["c-3"] = airflow_runner.dag_run(air_ir, conf)
     logs["c-3"] = airflow_runner.last_log
-    states["c-3"] = airflow_runner.task_states("contract", airflow_runner.last_airflow_run)
+    states["c-3"] = task_states(airflow_runner, "contract", airflow_runner.last_airflow_run)
     return {"local": local_ir, "airflow": air_ir, "logs": logs, "results": results, "states": states,
             "warm": (warm, airflow_runner.warm_pid)}
 

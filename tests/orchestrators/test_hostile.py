@@ -12,6 +12,7 @@ import subprocess
 
 import pytest
 
+from tests.airflow_dags import inspect_dags
 from tfpipe.metadata import MetadataStore
 
 from .conftest import AIRFLOW_BIN, compile_file
@@ -53,8 +54,8 @@ def hostile(tmp_path_factory):
 
 def _echoed(ir: dict, run_id: str) -> dict:
     store = MetadataStore(ir["pipeline"]["metadata"])
-    from tfpipe.tracking import inspect as insp
-    info = insp.show_run(store, run_id)
+    from tfpipe.tracking import records
+    info = records.show_run(store, run_id)
     [e] = [e for e in info["executions"] if e["node_id"] == "echo"]
     assert e["state"] == "COMPLETE", e.get("error")
     [out] = e["outputs"]["out"]
@@ -86,7 +87,7 @@ def test_airflow_dag_parses_and_runs_hostile_values_as_data(hostile, airflow_run
     ir = compile_file(path, str(base / "home-airflow"))
     r = airflow_runner.run(ir, run_id="af-1", parameters={"echo__message": CONF_PAYLOAD})
     assert r.ok, airflow_runner.last_log[-4000:]
-    assert airflow_runner.inspect_dags()["errors"] == {}
+    assert inspect_dags(airflow_runner)["errors"] == {}
     got = _echoed(ir, "af-1")
     assert got == {"message": CONF_PAYLOAD, "config": {"note": PAYLOAD, "list": [PAYLOAD, 1]}}
     text = open(os.path.join(airflow_runner.dags, "hostile.py")).read()
@@ -106,9 +107,9 @@ def test_airflow_all_cached_rerun_with_hostile_conf_goes_through_the_cache_check
     log = airflow_runner.last_log
     assert "cache check: all 1 nodes taken from the cache; the node tasks are skipped" in log, log[-4000:]
     store = MetadataStore(ir["pipeline"]["metadata"])
-    from tfpipe.tracking import inspect as insp
-    [first] = insp.show_run(store, "af-3a")["executions"]
-    [e] = insp.show_run(store, "af-3b")["executions"]
+    from tfpipe.tracking import records
+    [first] = records.show_run(store, "af-3a")["executions"]
+    [e] = records.show_run(store, "af-3b")["executions"]
     assert e["state"] == "CACHED" and e["cached_from"] == first["execution_id"]
     assert e["parameters"]["message"] == CONF_PAYLOAD and e["parameters"]["config"]["note"] == PAYLOAD
     assert e["outputs"] == first["outputs"]

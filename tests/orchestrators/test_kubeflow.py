@@ -9,7 +9,7 @@ import yaml
 
 from tests.conftest import tfpipe
 
-from .conftest import CONTRACT, PENGUIN
+from .conftest import CONTRACT, PENGUIN, compile_file
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +41,27 @@ def test_tasks_run_the_launcher_in_the_pipeline_image(spec):
         src = c["command"][-1]
         assert "from tfpipe.orchestrators.kubeflow.entry import run" in src
         assert "pip install" not in " ".join(c["command"])  # the image already holds the pinned env
+        assert "environ" not in src  # a cluster's tasks take their environment from the spec
+
+
+def test_kfp_local_tasks_set_the_task_host_choice_in_their_own_environment(tmp_path, monkeypatch):
+    """kfp.local's subprocesses take only the caller's environment: the runner compiles the
+    choice into each task, which sets it for itself; the caller's environment is untouched."""
+    from tfpipe.orchestrators import taskhost
+    from tfpipe.orchestrators.kubeflow import local as kfp_local
+    from tfpipe.orchestrators.kubeflow.local import KfpLocalRunner
+    seen = {}
+
+    def run_package(pkg, arguments, root):
+        seen["spec"] = yaml.safe_load(open(pkg))
+        seen["env"] = os.environ.get(taskhost.ENABLE_ENV)
+    monkeypatch.setattr(kfp_local, "run_package", run_package)
+    monkeypatch.delenv(taskhost.ENABLE_ENV, raising=False)
+    ir = compile_file(CONTRACT, str(tmp_path / "home"))
+    KfpLocalRunner(verbose=False, workdir=str(tmp_path / "kfp"), task_host=False).run(ir, run_id="k-env")
+    assert seen["env"] is None and taskhost.ENABLE_ENV not in os.environ
+    for e in seen["spec"]["deploymentSpec"]["executors"].values():
+        assert f"__import__(\"os\").environ.update({{'{taskhost.ENABLE_ENV}': '0'}})" in e["container"]["command"][-1]
 
 
 def test_pipeline_parameters_are_kfp_parameters(spec):

@@ -5,6 +5,7 @@ import gc
 import pytest
 
 from tfpipe import Input, JsonValue, Output, Pipeline, compile_pipeline, component
+from tfpipe.gc_freeze import FreezeHold
 from tfpipe.orchestrators.local import LocalRunner
 from tfpipe.orchestrators.local import runner as local_runner
 
@@ -29,6 +30,18 @@ def LeaveCycle(out: Output[JsonValue], name: str = "first") -> None:
 @component(name="SeeCollected")
 def SeeCollected(left: Input[JsonValue], out: Output[JsonValue]) -> None:
     out.write(left.read() in FINALIZED)
+
+
+SERVERS: list[FreezeHold] = []
+
+
+@component(name="ServeModel")
+def ServeModel(left: Input[JsonValue], out: Output[JsonValue]) -> None:
+    """What a model server started in the run's process does after loading (ModelManager.settle)."""
+    server = FreezeHold()
+    server.collect_and_freeze(collect_frozen=True)
+    SERVERS.append(server)
+    out.write(True)
 
 
 def _run(tmp_path, run_id):
@@ -85,3 +98,18 @@ def test_a_short_node_is_not_followed_by_a_collection(tmp_path, reclaim_after):
         assert _run(tmp_path, "r3") is False
     finally:
         gc.enable()
+
+
+def test_a_run_ending_leaves_the_freeze_of_a_model_server_started_during_it(tmp_path, reclaim_after):
+    reclaim_after(0.0)  # the run freezes after each node, so it holds a freeze when the server freezes
+    gc.unfreeze()
+    leave = LeaveCycle(name="r4")
+    serve = ServeModel(left=leave.outputs.out)
+    p = Pipeline("reclaim", [leave, serve], root=str(tmp_path / "root"), metadata=str(tmp_path / "md.sqlite"))
+    res = LocalRunner(verbose=False, parallel=1).run(compile_pipeline(p), run_id="r4", enable_cache=False)
+    assert res.ok, res.error
+    try:
+        assert gc.get_freeze_count() > 0  # the run ended; the server's loaded models stay frozen
+    finally:
+        SERVERS.pop().release()
+    assert gc.get_freeze_count() == 0  # the server closed: nothing of either is frozen

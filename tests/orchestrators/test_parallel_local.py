@@ -36,9 +36,9 @@ def _file(tmp_path, name, boom=False, slow=3):
 
 def _execs(tmp_path, run_id):
     from tfpipe.metadata import MetadataStore
-    from tfpipe.tracking import inspect as insp
+    from tfpipe.tracking import records
     store = MetadataStore(str(tmp_path / "m.sqlite"))
-    info = insp.show_run(store, run_id)
+    info = records.show_run(store, run_id)
     out = {}
     for e in info["executions"]:
         props = store.props(store.executions([e["execution_id"]])[0])

@@ -60,5 +60,5 @@ def test_tfpipe_metadata_env_points_tasks_at_another_store(ir, tmp_path, monkeyp
     monkeypatch.setenv("TFPIPE_METADATA", json.dumps({"sqlite": str(shared)}))
     assert main(["--ir", str(path), "--node", "ContractSource", "--run", "m-1", "--orchestrator", "test"]) == 0
     assert summary(MetadataStore(str(shared)), "m-1")["nodes"]["ContractSource"]["state"] == "COMPLETE"
-    from tfpipe.tracking import runs as insp
-    assert insp.list_runs(MetadataStore(ir["pipeline"]["metadata"]), "contract") == []
+    from tfpipe.tracking import runs
+    assert runs.list_runs(MetadataStore(ir["pipeline"]["metadata"]), "contract") == []

@@ -80,8 +80,8 @@ def _signal_during(p: subprocess.Popen, node: str, sig: int, after_s: float) -> 
 
 
 def _execs(store, run_id):
-    from tfpipe.tracking import inspect as insp
-    return {e["node_id"]: e for e in insp.show_run(store, run_id)["executions"]}
+    from tfpipe.tracking import records
+    return {e["node_id"]: e for e in records.show_run(store, run_id)["executions"]}
 
 
 def _leftovers(root) -> list[str]:
@@ -130,8 +130,8 @@ def test_sigterm_during_the_trainer_ends_it_failed_in_one_line(killed_in_beam, c
     assert ex["ExampleGen"]["state"] == "CACHED"  # the killed run's LIVE output is reused, not its FAILED one
     assert ex["Trainer"]["state"] == "FAILED" and ex["Trainer"]["error"] == "interrupted by SIGTERM"
     assert all(a["state"] == "ABANDONED" for outs in ex["Trainer"]["outputs"].values() for a in outs)
-    from tfpipe.tracking import inspect as insp
-    info = insp.show_run(store, "k-term")
+    from tfpipe.tracking import records
+    info = records.show_run(store, "k-term")
     assert info["status"] == "FAILED" and info["error"] == "interrupted by SIGTERM"
     assert _leftovers(d / "root") == []
 
@@ -143,8 +143,8 @@ def test_sigint_ends_the_run_failed_with_exit_130(killed_in_beam, crash):
     assert p.returncode == 130, err[-3000:]
     assert err.strip().splitlines()[-1] == "tfpipe: interrupted by SIGINT; run k-int marked FAILED, its staging removed"
     assert "Traceback" not in err
-    from tfpipe.tracking import inspect as insp
-    assert insp.show_run(MetadataStore(str(d / "m.sqlite")), "k-int")["status"] == "FAILED"
+    from tfpipe.tracking import records
+    assert records.show_run(MetadataStore(str(d / "m.sqlite")), "k-int")["status"] == "FAILED"
 
 
 def test_parallel_runs_killed_or_terminated_end_their_nodes_failed(killed_in_beam, crash):
@@ -156,7 +156,7 @@ def test_parallel_runs_killed_or_terminated_end_their_nodes_failed(killed_in_bea
     _signal_during(p, "Trainer", signal.SIGKILL, 3.0)
     assert p.returncode == -signal.SIGKILL
     store = MetadataStore(str(d / "m.sqlite"))
-    from tfpipe.tracking import inspect as insp
+    from tfpipe.tracking import records
     deadline = time.monotonic() + 120  # the host ends the node's process once its caller is gone
     while time.monotonic() < deadline and _execs(store, "kp-kill")["Trainer"]["state"] == "RUNNING":
         time.sleep(0.5)
@@ -171,7 +171,7 @@ def test_parallel_runs_killed_or_terminated_end_their_nodes_failed(killed_in_bea
     assert err.strip().splitlines()[-1] == ("tfpipe: interrupted by SIGTERM; run kp-term marked FAILED, "
                                             "its staging removed")
     assert "Traceback" not in err
-    info = insp.show_run(store, "kp-term")
+    info = records.show_run(store, "kp-term")
     assert info["status"] == "FAILED" and {e["node_id"]: e["state"] for e in info["executions"]}["Trainer"] == "FAILED"
     assert _leftovers(d / "root") == []
 
@@ -232,8 +232,8 @@ def test_an_unwritable_artifact_root_is_a_recorded_failure(tmp_path):
     p = tfpipe("run", str(path), "--run-id", "ro-1")
     assert p.returncode == 1
     store = MetadataStore(str(tmp_path / "m.sqlite"))
-    from tfpipe.tracking import inspect as insp
-    info = insp.show_run(store, "ro-1")
+    from tfpipe.tracking import records
+    info = records.show_run(store, "ro-1")
     assert info["status"] == "FAILED"
     [e] = info["executions"]
     assert e["state"] == "FAILED" and str(blocker) in e["error"]

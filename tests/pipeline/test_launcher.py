@@ -9,7 +9,7 @@ from tests.fixtures.trivial import describe, explode, make_numbers, total, with_
 from tfpipe import Pipeline, compile_pipeline
 from tfpipe.metadata import MetadataStore
 from tfpipe.orchestrators.local import LocalRunner
-from tfpipe.tracking.inspect import show_run
+from tfpipe.tracking.records import show_run
 
 
 def _ir(tmp_path, n=3, offset=0, fail=False, cache=True, extra=()):

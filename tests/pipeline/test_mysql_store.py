@@ -58,8 +58,8 @@ def test_the_whole_penguin_pipeline_on_mysql(penguin_on_mysql, mysql):
     assert {r["run_id"]: r["status"] for r in rows} == {"pm-1": "COMPLETE", "pm-2": "COMPLETE"}
     assert rows[0]["blessed"] is True
     store = _store(mysql, url)
-    from tfpipe.tracking import inspect as insp
-    states = {e["node_id"]: e["state"] for e in insp.show_run(store, "pm-2")["executions"]}
+    from tfpipe.tracking import records
+    states = {e["node_id"]: e["state"] for e in records.show_run(store, "pm-2")["executions"]}
     assert states["Trainer"] == "CACHED" and states["ExampleGen"] == "CACHED"
 
 
@@ -87,9 +87,9 @@ def test_four_data_half_runs_at_once_from_separate_processes(mysql, tmp_path):
     results = [(p.wait(timeout=600), p.stderr.read()) for p in procs]
     assert [rc for rc, _ in results] == [0, 0, 0, 0], [err[-2000:] for _, err in results]
     store = _store(mysql, url)
-    from tfpipe.tracking import inspect as insp
+    from tfpipe.tracking import records
     for i in range(4):
-        info = insp.show_run(store, f"c-{i}")
+        info = records.show_run(store, f"c-{i}")
         assert info["status"] == "COMPLETE"
         assert sorted(e["node_id"] for e in info["executions"]) == ["ExampleGen", "ExampleValidator", "SchemaGen",
                                                                      "StatisticsGen"]
@@ -165,13 +165,13 @@ def test_the_server_killed_mid_run(mysql, tmp_path):
     assert "run lost-1 marked FAILED (killed)" in r.stderr, r.stderr
     assert {x["run_id"]: x["status"] for x in json.loads(r.stdout)}["lost-1"] == "FAILED"
     store = _store(mysql, url)
-    from tfpipe.tracking import inspect as insp
-    info = insp.show_run(store, "lost-1")
+    from tfpipe.tracking import records
+    info = records.show_run(store, "lost-1")
     assert {e["node_id"]: e["state"] for e in info["executions"]}.get("StatisticsGen") in ("FAILED", None)
     live_stats = [a for a in store.list_artifacts("ExampleStatistics") if a.state == "LIVE"]
     assert live_stats == []  # nothing LIVE was made by the run that lost its store
     assert all(os.path.exists(a.uri) for a in store.list_artifacts() if a.state == "LIVE")
     again = tfpipe("run", str(f), "--run-id", "lost-2", env=env, check=0)
     assert "run lost-2 COMPLETE" in again.stderr
-    states = {e["node_id"]: e["state"] for e in insp.show_run(_store(mysql, url), "lost-2")["executions"]}
+    states = {e["node_id"]: e["state"] for e in records.show_run(_store(mysql, url), "lost-2")["executions"]}
     assert states["ExampleGen"] == "CACHED" and states["StatisticsGen"] == "COMPLETE"

@@ -64,8 +64,8 @@ def _plan(d) -> dict:
 def _run_states(d, run_id) -> dict:
     tfpipe("run", str(d / "pipeline.py"), "--run-id", run_id, "-q", check=0)
     from tfpipe.metadata import MetadataStore
-    from tfpipe.tracking import inspect as insp
-    info = insp.show_run(MetadataStore(str(d / "m.sqlite")), run_id)
+    from tfpipe.tracking import records
+    info = records.show_run(MetadataStore(str(d / "m.sqlite")), run_id)
     return {e["node_id"]: e["state"] for e in info["executions"]}
 
 

@@ -32,7 +32,7 @@ def pipe(tmp_path):
 
 def _text(metadata, run):
     from tfpipe.metadata import MetadataStore
-    from tfpipe.tracking.inspect import show_run
+    from tfpipe.tracking.records import show_run
     info = show_run(MetadataStore(metadata), run)
     [d] = [e for e in info["executions"] if e["node_id"] == "describe"]
     [t] = [e for e in info["executions"] if e["node_id"] == "total"]
@@ -106,7 +106,7 @@ def test_orchestrator_parameters_accept_the_dotted_spelling_and_are_recorded(tmp
     path.write_text(json.dumps(ir))
     assert main(["--ir", str(path), "--node", "ContractSource", "--run", "t-1", "--orchestrator", "airflow",
                  "--params", json.dumps({"ContractSource.rows": 4})]) == 0
-    from tfpipe.tracking.inspect import show_run
+    from tfpipe.tracking.records import show_run
     assert show_run(MetadataStore(ir["pipeline"]["metadata"]), "t-1")["params"] == {"ContractSource.rows": 4}
 
 

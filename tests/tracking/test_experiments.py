@@ -142,10 +142,10 @@ def test_reproduce_compares_content_reuses_the_baseline_and_checks_the_environme
 
 def test_reproduce_says_plainly_when_the_baseline_is_gone(modrepo):
     from tfpipe.metadata import MetadataStore
-    from tfpipe.tracking.inspect import _run_context
+    from tfpipe.tracking.records import run_context
     from tfpipe.tracking.reproduce import format_reproduction, pin_resolved
     store = MetadataStore(modrepo.metadata)
-    ir = json.loads(store.props(_run_context(store, "r2"))["ir"])
+    ir = json.loads(store.props(run_context(store, "r2"))["ir"])
     res = pin_resolved(store, "r2", ir)
     [uri] = [d["uri"] for ds in res["pinned"]["latest_blessed_model_resolver"].values() for d in ds]
     moved = uri + ".moved"
@@ -167,7 +167,7 @@ def test_reproduce_says_plainly_when_the_baseline_is_gone(modrepo):
 def test_environment_differences_are_listed(modrepo):
     from tfpipe.metadata import MetadataStore
     from tfpipe.tracking.envs import format_differences, lock_differences, run_lock
-    from tfpipe.tracking.inspect import show_run
+    from tfpipe.tracking.records import show_run
     store = MetadataStore(modrepo.metadata)
     info = show_run(store, "r1")
     lock, path = run_lock(store, info["environment_hash"])
@@ -195,7 +195,7 @@ def test_reproduce_env_builds_the_virtualenv_from_the_recorded_lock(modrepo, tmp
     and the run re-made in it."""
     from tfpipe.metadata import MetadataStore
     from tfpipe.tracking.envs import build_environment, run_lock
-    from tfpipe.tracking.inspect import show_run
+    from tfpipe.tracking.records import show_run
     cache = tmp_path / "envs"
     monkeypatch.setenv("TFPIPE_ENV_CACHE", str(cache))
     env = {**modrepo.env, "TFPIPE_ENV_CACHE": str(cache)}

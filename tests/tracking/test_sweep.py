@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import REPO, tfpipe
 from tests.tracking.chromium import check_legends, inside, measure, screenshot
 from tfpipe.metadata import MetadataStore
-from tfpipe.tracking.inspect import show_run
+from tfpipe.tracking.records import show_run
 from tfpipe.tracking.runs import list_runs
 
 PENGUIN = os.path.join(REPO, "examples", "penguin", "pipeline.py")

@@ -1,31 +1,110 @@
-"""Reading the record back: runs, artifacts and lineage, for the CLI and for tests."""
+"""Reading the record back: runs, artifacts and lineage, for the CLI and for tests.
+
+The rows are typed dicts (``RunInfo``, ``ExecutionRow``, ``ArtifactRow``, ``LineageNode``):
+plain dicts at run time, so ``--json`` prints them as they are, with their keys and value
+types declared here."""
 from __future__ import annotations
 
 import datetime as _dt
 import json
+from typing import Any, NotRequired, TypedDict
 
 from tfpipe.metadata import MetadataStore
+from tfpipe.state import ArtifactState, State
 
-__all__ = ["show_run", "list_artifacts", "lineage", "NotFound",
-           "format_run", "format_artifacts", "format_lineage"]
+__all__ = ["show_run", "list_artifacts", "lineage", "NotFound", "run_context",
+           "format_run", "format_artifacts", "format_lineage", "format_time", "format_table",
+           "RunInfo", "ExecutionRow", "OutputRow", "ArtifactRow", "LineageNode"]
+
+
+class OutputRow(TypedDict):
+    """One output artifact of an execution."""
+    id: int
+    type: str
+    uri: str
+    state: ArtifactState
+
+
+class ExecutionRow(TypedDict):
+    """One execution of a run, as ``runs show`` lists it."""
+    execution_id: int
+    node_id: str | None
+    component: str
+    state: State
+    duration_s: float | None
+    cached_from: int | None  # the execution whose outputs a cache hit reused
+    error: str | None
+    cache_key: str | None
+    code_version: str | None
+    git_commit: str | None
+    git_dirty: bool | None
+    data_fingerprint: str | None
+    code_files: dict[str, str]  # path -> sha256
+    environment_hash: str | None
+    parameters: dict[str, Any]
+    inputs: dict[str, list[int]]  # input key -> artifact ids
+    outputs: dict[str, list[OutputRow]]
+
+
+class RunInfo(TypedDict):
+    """One run with its executions (``show_run``)."""
+    run_id: str | None
+    pipeline: str | None
+    status: str | None
+    started_at: float | None
+    duration_s: float | None
+    git_commit: str | None
+    git_dirty: bool | None
+    error: str | None
+    params: dict[str, Any]
+    sweep: str | None
+    sweep_info: dict[str, Any] | None
+    environment_hash: str | None
+    executions: list[ExecutionRow]
+
+
+class ArtifactRow(TypedDict):
+    """One artifact (``list_artifacts``); its other properties follow under their own names."""
+    id: int
+    type: str
+    state: ArtifactState
+    uri: str
+    fingerprint: str | None
+
+
+class LineageArtifact(TypedDict):
+    id: int
+    type: str
+    uri: str
+    state: ArtifactState
+    properties: dict[str, Any]
+
+
+class LineageNode(TypedDict):
+    """An artifact, the execution that produced it and, recursively, that execution's inputs."""
+    artifact: LineageArtifact
+    produced_by: NotRequired[dict[str, Any]]  # ExecutionRow's provenance fields and run_id
+    inputs: NotRequired[dict[str, list["LineageNode"]]]
 
 
 class NotFound(LookupError):
     pass
 
 
-def _ts(t) -> str:
+def format_time(t) -> str:
+    """A Unix time as local ``YYYY-MM-DD HH:MM:SS``; ``-`` when there is none."""
     if not t:
         return "-"
     return _dt.datetime.fromtimestamp(float(t)).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _run_context(store: MetadataStore, run: str):
+def run_context(store: MetadataStore, run: str):
+    """The ``pipeline_run`` context of a run, by its run id or its context name."""
     if "'" not in run:  # indexed lookup first: stores hold thousands of runs
         q = (f"type = 'pipeline_run' AND (name = '{run}' OR "
              f"custom_properties.run_id.string_value = '{run}')")
         try:
-            found = store._retry(lambda: store.store.get_contexts(list_options=store._ms.ListOptions(filter_query=q)))
+            found = store.find_contexts(q)
         except Exception:  # a store without filter support: scan below
             found = []
         if found:
@@ -37,7 +116,7 @@ def _run_context(store: MetadataStore, run: str):
     raise NotFound(f"no run {run!r} in the metadata store {store.where}; see 'tfpipe runs list'")
 
 
-def _exec_row(store: MetadataStore, e) -> dict:
+def _exec_row(store: MetadataStore, e) -> ExecutionRow:
     p = store.props(e)
     ins, outs = store.io_of(e.id)
     return {"execution_id": e.id, "node_id": p.get("node_id"), "component": store.type_name(e.type_id, "e"),
@@ -53,8 +132,8 @@ def _exec_row(store: MetadataStore, e) -> dict:
                         for k, v in outs.items()}}
 
 
-def show_run(store: MetadataStore, run: str) -> dict:
-    c = _run_context(store, run)
+def show_run(store: MetadataStore, run: str) -> RunInfo:
+    c = run_context(store, run)
     p = store.props(c)
     execs = sorted(store.executions_by_context(c), key=lambda e: e.id)
     return {"run_id": p.get("run_id"), "pipeline": p.get("pipeline"), "status": p.get("status"),
@@ -66,7 +145,7 @@ def show_run(store: MetadataStore, run: str) -> dict:
             "executions": [_exec_row(store, e) for e in execs]}
 
 
-def list_artifacts(store: MetadataStore, type_name: str | None = None) -> list[dict]:
+def list_artifacts(store: MetadataStore, type_name: str | None = None) -> list[ArtifactRow]:
     try:
         arts = store.list_artifacts(type_name)
     except KeyError as e:
@@ -76,7 +155,7 @@ def list_artifacts(store: MetadataStore, type_name: str | None = None) -> list[d
             for a in sorted(arts, key=lambda a: a.id)]
 
 
-def lineage(store: MetadataStore, artifact_id: int, _seen=None) -> dict:
+def lineage(store: MetadataStore, artifact_id: int, _seen=None) -> LineageNode:
     """The artifact, the execution that produced it, and recursively that execution's
     inputs, back to the raw data."""
     _seen = set() if _seen is None else _seen
@@ -84,7 +163,7 @@ def lineage(store: MetadataStore, artifact_id: int, _seen=None) -> dict:
     if not arts:
         raise NotFound(f"no artifact with id {artifact_id} in {store.where}; see 'tfpipe artifacts list'")
     a = arts[0]
-    node = {"artifact": {"id": a.id, "type": a.type_name, "uri": a.uri, "state": a.state,
+    node: LineageNode = {"artifact": {"id": a.id, "type": a.type_name, "uri": a.uri, "state": a.state,
                          "properties": a.properties}}
     if artifact_id in _seen:
         return node
@@ -105,15 +184,16 @@ def lineage(store: MetadataStore, artifact_id: int, _seen=None) -> dict:
     return node
 
 
-def _table(rows: list[list], header: list[str]) -> str:
+def format_table(rows: list[list], header: list[str]) -> str:
+    """Rows under a header in left-aligned columns, as the CLI prints them."""
     cols = [header] + [[("" if c is None else str(c)) for c in r] for r in rows]
     w = [max(len(r[i]) for r in cols) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w[i]) for i, c in enumerate(r)).rstrip() for r in cols)
 
 
-def format_run(info: dict) -> str:
+def format_run(info: RunInfo) -> str:
     head = (f"run {info['run_id']} of {info['pipeline']}: {info['status']}"
-            f" (started {_ts(info['started_at'])}, {info['duration_s'] or 0:.1f}s)")
+            f" (started {format_time(info['started_at'])}, {info['duration_s'] or 0:.1f}s)")
     rows = []
     for e in info["executions"]:
         outs = ", ".join(f"{k}=#{v[0]['id']}" for k, v in e["outputs"].items() if v)
@@ -126,19 +206,19 @@ def format_run(info: dict) -> str:
         si = info.get("sweep_info") or {}
         head += f"\nsweep: {info['sweep']}" + (f" (combination {si['index']} of {si['of']})" if si.get("index")
                                                else " (the nodes shared by every combination)")
-    text = head + "\n" + _table(rows, ["NODE", "COMPONENT", "STATE", "TIME", "CACHED FROM", "OUTPUTS"])
+    text = head + "\n" + format_table(rows, ["NODE", "COMPONENT", "STATE", "TIME", "CACHED FROM", "OUTPUTS"])
     errs = [f"  {e['node_id']}: {e['error']}" for e in info["executions"] if e["error"]]
     return text + ("\nerrors:\n" + "\n".join(errs) if errs else "")
 
 
-def format_artifacts(rows: list[dict]) -> str:
+def format_artifacts(rows: list[ArtifactRow]) -> str:
     if not rows:
         return "no artifacts"
-    return _table([[r["id"], r["type"], r["state"], (r["fingerprint"] or "")[:12], r["uri"]] for r in rows],
+    return format_table([[r["id"], r["type"], r["state"], (r["fingerprint"] or "")[:12], r["uri"]] for r in rows],
                   ["ID", "TYPE", "STATE", "FINGERPRINT", "URI"])
 
 
-def format_lineage(tree: dict, depth: int = 0) -> str:
+def format_lineage(tree: LineageNode, depth: int = 0) -> str:
     pad = "  " * depth
     a = tree["artifact"]
     fp = (a["properties"].get("fingerprint") or "")[:12]
