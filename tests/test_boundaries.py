@@ -24,6 +24,16 @@ ALLOWED = {
     ("orchestrators/kubeflow/submit.py", "job._gca_resource"): "the Vertex AI SDK exposes a job's resource "
                                                                "proto only there",
 }
+# The SQL source's fast MariaDB/MySQL read takes rows off PyMySQL's socket (``_mysql_lines``):
+# PyMySQL (pinned in constraints.txt) has no public streaming API below one object per row.
+# Every internal is looked up before use, with the driver's own fetch as the fallback, and
+# tests/pipeline/test_sql_source.py checks that the fast path is taken.
+_PYMYSQL = "PyMySQL's connection internals for the SQL source's fast read, checked before use, fallback the driver"
+ALLOWED.update({("pipeline/sources/sql.py", what): _PYMYSQL for what in (
+    "raw._current_timeout", "raw._force_close", "raw._next_seq_id", "raw._read_timeout", "raw._sock",
+    "result._check_packet_is_eof")})
+ALLOWED[("pipeline/sources/sql.py", "res.cursor_strategy._rowbuffer")] = (
+    "the row SQLAlchemy's cursor result fetched on creation, taken back before the fast read")
 OWN = {"self", "cls"}
 
 

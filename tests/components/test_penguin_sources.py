@@ -124,7 +124,7 @@ def test_a_new_delta_version_is_explained_and_reruns_exactly_the_nodes_after_it(
 
 def test_reproduce_of_the_run_trained_on_delta_version_1_reads_version_1_after_version_2_exists(runs):
     from tfpipe.metadata import MetadataStore
-    from tfpipe.tracking.inspect import show_run
+    from tfpipe.tracking.records import show_run
     assert runs["repro"].returncode == 0, runs["repro"].stderr[-3000:]
     res = json.loads(runs["repro"].stdout)
     assert res["status"] == "COMPLETE", res.get("error")
