@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 from tfpipe import (
     Examples,
@@ -47,15 +48,45 @@ def _counted(batch, progress_key: str):
     return batch
 
 
-EVAL_BATCH_ROWS = 1000  # tfx_bsl's cap on the batches a TFXIO source hands TFMA
+# Rows per record batch handed to TFMA (one model call per batch). Not tfx_bsl's 1,000 of a
+# TFXIO source: TFMA calls the model's signatures with the serialized examples as one
+# positional tensor, which a loaded signature (keyword arguments only) first fails to bind;
+# TensorFlow formats the whole input tensor into that error before it falls back to the flat
+# signature, and numpy prints a tensor in full up to 1,000 elements (summarized above). At
+# 1,000 rows that repr was about a tenth of the Evaluator's Beam time; at 8,192 it is a few
+# lines, and the per-batch costs (two signature calls, the Arrow-to-tensor conversions) are
+# spread over 8x the rows. The metrics are the same: TFMA unbatches before computing them.
+EVAL_BATCH_ROWS = 8192
 
 
-def _with_raw_records(table, progress_key: str = "", rows: int = EVAL_BATCH_ROWS):
+def columns_tfma_reads(eval_config) -> str | None:
+    """Which data columns TFMA reads as features under ``eval_config`` (slicing, labels,
+    example weights, model-agnostic predictions, metric configs): those named anywhere in
+    the config's text (returned), or every column (None) when the config slices by SQL or
+    names a metric from a module of its own, which may read any feature. The model reads
+    the serialized tf.Example of every column either way. TFMA unbatches every feature of
+    every example before computing metrics, each column a per-example cost (5 of the 13
+    arrays it split per example on the penguin example)."""
+    from google.protobuf import text_format
+    specs = list(eval_config.slicing_specs) + [c for cs in eval_config.cross_slicing_specs
+                                               for c in [cs.baseline_spec, *cs.slicing_specs]]
+    if any(s.slice_keys_sql for s in specs) or any(m.module for ms in eval_config.metrics_specs for m in ms.metrics):
+        return None
+    return text_format.MessageToString(eval_config)
+
+
+def _named_in(name: str, text: str) -> bool:
+    return re.search(r"(?<!\w)" + re.escape(name) + r"(?!\w)", text) is not None
+
+
+def _with_raw_records(table, progress_key: str = "", rows: int = EVAL_BATCH_ROWS, config_text: str | None = None):
     """A plain-column Parquet table (what ``ReadFromParquetBatched`` yields) -> record
     batches of up to ``rows`` rows as TFMA gets them from a TFRecord of tf.Examples through
     TFXIO: list-typed columns (floats as float32, the only
     float tf.Example holds; a null is a missing value) plus the serialized tf.Example of
-    each row in ``tfma.ARROW_INPUT_COLUMN``, which the model's signatures parse."""
+    each row in ``tfma.ARROW_INPUT_COLUMN``, which the model's signatures parse. With
+    ``config_text`` (``columns_tfma_reads``) only the columns it names are handed over as
+    features; the serialized tf.Example holds them all."""
     import pyarrow as pa
     from tensorflow_model_analysis import ARROW_INPUT_COLUMN
     from tfx_bsl.coders import example_coder
@@ -68,7 +99,11 @@ def _with_raw_records(table, progress_key: str = "", rows: int = EVAL_BATCH_ROWS
         lb = to_list_batch(batch)
         cols = [c.cast(pa.list_(pa.float32())) if pa.types.is_floating(c.type.value_type) else c for c in lb.columns]
         lb = pa.RecordBatch.from_arrays(cols, names=lb.schema.names)
-        yield AppendRawRecordColumn(lb, ARROW_INPUT_COLUMN, example_coder.RecordBatchToExamples(lb))
+        out = AppendRawRecordColumn(lb, ARROW_INPUT_COLUMN, example_coder.RecordBatchToExamples(lb))
+        if config_text is not None:
+            names = [n for n in lb.schema.names if _named_in(n, config_text)] + [ARROW_INPUT_COLUMN]
+            out = pa.RecordBatch.from_arrays([out.column(out.schema.get_field_index(n)) for n in names], names=names)
+        yield out
 
 
 def evaluation_graph(p, *, eval_config, output_path: str, model_dir: str, data_location: str | None = None,
@@ -93,7 +128,12 @@ def evaluation_graph(p, *, eval_config, output_path: str, model_dir: str, data_l
         reads = [p | f"ReadParquet[{i}]" >> beam.io.ReadFromParquetBatched(pattern)
                  for i, pattern in enumerate(parquet_patterns)]
         raw = reads[0] if len(reads) == 1 else tuple(reads) | "FlattenSplits" >> beam.Flatten()
-        batches = raw | "ToExamples" >> beam.FlatMap(_with_raw_records, progress_key).with_output_types(pa.RecordBatch)
+        config_text = columns_tfma_reads(eval_config)
+        if config_text is not None:  # a model may take features by name instead of serialized examples
+            config_text += "\n" + " ".join(name for d in [model_dir, baseline_dir] if d is not None
+                                            for sig in signature_defs(d).values() for name in sig.inputs)
+        batches = raw | "ToExamples" >> beam.FlatMap(_with_raw_records, progress_key, EVAL_BATCH_ROWS,
+                                                      config_text).with_output_types(pa.RecordBatch)
     else:
         tfxio = TFExampleRecord(file_pattern=data_location, raw_record_column_name=tfma.ARROW_INPUT_COLUMN,
                                 telemetry_descriptors=["tfpipe"])

@@ -91,6 +91,26 @@ def _to_raw_batches(table, arrow_schema, progress_key: str = ""):
     return out
 
 
+def _batched_tfrecord_sink(prefix: str, suffix: str):
+    """Beam's TFRecord sink (what ``beam.io.WriteToTFRecord`` writes through: the same
+    framing, shard names, temporary files and finalization) taking a whole batch of
+    serialized records as one element. A transformed batch stays one element from the
+    TFT output to the file instead of fanning out into one Beam element per example,
+    whose per-element cost (windowing, the write DoFn, the sink's call per record) was
+    about a third of Transform at 1M rows; the files are byte for byte the same."""
+    from apache_beam import coders
+    from apache_beam.io import tfrecordio
+    from apache_beam.io.filesystem import CompressionTypes
+
+    class _BatchedTFRecordSink(tfrecordio._TFRecordSink):
+        def write_record(self, file_handle, value):
+            write = tfrecordio._TFRecordUtil.write_record
+            for record in value:
+                write(file_handle, record)
+
+    return _BatchedTFRecordSink(prefix, coders.BytesCoder(), suffix, 0, None, CompressionTypes.AUTO)
+
+
 def _read_schema(schema: Schema):
     from google.protobuf import text_format
     from tensorflow_metadata.proto.v0 import schema_pb2
@@ -140,9 +160,9 @@ def transform_beam_graph(p, *, examples: Examples, raw_schema, preprocessing_fn,
                               | f"Transform[{s}]" >> tft_beam.TransformDataset(output_record_batches=True))
             rbs = batches | f"Batches[{s}]" >> beam.Map(lambda t: t[0]).with_output_types(pa.RecordBatch)
             fileio.makedirs(transformed_examples.split_uri(s))
-            (rbs | f"Encode[{s}]" >> beam.FlatMap(example_coder.RecordBatchToExamples)
-                 | f"Write[{s}]" >> beam.io.WriteToTFRecord(transformed_examples.tfrecord_prefix(s),
-                                                            file_name_suffix=".tfrecord"))
+            (rbs | f"Encode[{s}]" >> beam.Map(example_coder.RecordBatchToExamples)
+                 | f"Write[{s}]" >> beam.io.Write(_batched_tfrecord_sink(transformed_examples.tfrecord_prefix(s),
+                                                                         ".tfrecord")))
             if not compute_statistics:
                 continue
             fileio.makedirs(post_transform_statistics.split_uri(s))
