@@ -95,9 +95,10 @@ def _batched_tfrecord_sink(prefix: str, suffix: str):
     """Beam's TFRecord sink (what ``beam.io.WriteToTFRecord`` writes through: the same
     framing, shard names, temporary files and finalization) taking a whole batch of
     serialized records as one element. A transformed batch stays one element from the
-    TFT output to the file instead of fanning out into one Beam element per example,
-    whose per-element cost (windowing, the write DoFn, the sink's call per record) was
-    about a third of Transform at 1M rows; the files are byte for byte the same."""
+    TFT output to the file instead of fanning out into one Beam element per example, whose
+    per-element cost (windowing, the write DoFn, the sink's call per record) was a large
+    share of Transform at size (docs/transform_trainer.md, "At size"); the files hold the same
+    records in the same order."""
     from apache_beam import coders
     from apache_beam.io import tfrecordio
     from apache_beam.io.filesystem import CompressionTypes

@@ -15,8 +15,8 @@ reference cycles of graphs and traced functions that Python's oldest generation 
 rarely, and freed heap that glibc keeps. After each node that executed for a second or
 more, ``_Reclaim`` collects, freezes what survives (so the next collection looks only at
 what the following node made, a few milliseconds instead of a third of a second) and hands
-free heap back to the system (``malloc_trim``): on TFX's penguin pipeline the run's peak
-RSS went from 887 to 837 MB. The freeze is undone when the run ends.
+free heap back to the system (``malloc_trim``), which lowers the run's peak RSS
+(docs/transform_trainer.md, "Peak RSS"). The freeze is undone when the run ends.
 """
 from __future__ import annotations
 

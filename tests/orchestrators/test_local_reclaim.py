@@ -63,7 +63,7 @@ def reclaim_after(monkeypatch):
 
 def test_a_nodes_reference_cycles_are_collected_before_the_next_node_and_the_freeze_undone(tmp_path, reclaim_after):
     reclaim_after(0.0)
-    gc.unfreeze()  # whatever an earlier test in this process froze (the model server's settle)
+    gc.unfreeze()  # a freeze an earlier test in this process left held (a model server it did not close)
     gc.disable()  # only the runner's collection between the nodes can find the cycle
     try:
         assert gc.get_freeze_count() == 0
