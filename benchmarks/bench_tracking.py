@@ -36,7 +36,7 @@ def generate(store, root: str, n: int, pipeline: str = "bench") -> list[str]:
         run_ids.append(run_id)
         started = t0 + 60 * i
         rctx = pb.Context(type_id=store.context_type_id("pipeline_run"), name=f"{pipeline}.{run_id}")
-        store._set_props(rctx.custom_properties, {
+        store.set_props(rctx.custom_properties, {
             "pipeline": pipeline, "run_id": run_id, "status": "COMPLETE", "started_at": started,
             "finished_at": started + 30, "duration_s": 30.0 + rng.random(), "orchestrator": "local",
             "git_commit": f"{i // 50:040x}", "git_dirty": i % 7 == 0,
@@ -49,7 +49,7 @@ def generate(store, root: str, n: int, pipeline: str = "bench") -> list[str]:
                 params = {"input_base": "/data", "input_fingerprint": fp, "resolved_span": i // 10,
                           "input_files": {"*": ["/data/penguins.csv"]}}
             e = pb.Execution(type_id=store.execution_type_id(node), last_known_state=pb.Execution.COMPLETE)
-            store._set_props(e.custom_properties, {
+            store.set_props(e.custom_properties, {
                 "node_id": node, "run_id": run_id, "pipeline": pipeline, "parameters": json.dumps(params),
                 "code_version": f"{j:016x}", "data_fingerprint": fp, "duration_s": rng.random() * 5,
                 "cache_key": f"{i:032x}{j:032x}", "git_commit": f"{i // 50:040x}", "git_dirty": False})
@@ -79,8 +79,7 @@ def generate(store, root: str, n: int, pipeline: str = "bench") -> list[str]:
             ev.path.steps.add().key = key
             ev.path.steps.add().index = 0
             edges.append((j, j, ev))
-        store._retry(lambda execs=execs, arts=arts, rctx=rctx, edges=edges: store.store.put_lineage_subgraph(
-            execs, arts, [pctx, rctx], edges, reuse_context_if_already_exist=True))
+        store.store.put_lineage_subgraph(execs, arts, [pctx, rctx], edges, reuse_context_if_already_exist=True)
     return run_ids
 
 

@@ -46,7 +46,8 @@ def _private(name: str) -> bool:
 
 
 def _files():
-    for folder in sorted(FOLDER):
+    # the package's folders, and the benchmarks and examples that use it as a user would
+    for folder in [*sorted(FOLDER), "benchmarks", "examples"]:
         for d, _, files in os.walk(os.path.join(REPO, folder)):
             for f in sorted(files):
                 if f.endswith(".py"):
