@@ -129,6 +129,105 @@ def mlflow_server(tmp_path_factory):
     server.stop()
 
 
+PENGUIN_STEPS = 100  # training steps of the session's penguin store: blessed, and quick
+
+
+def copy_penguin_store(src, dst) -> str:
+    """Copy a penguin store folder (``root/`` and ``metadata.sqlite``) from ``src`` to ``dst``.
+    ML Metadata holds absolute paths (artifact URIs; in properties the Pusher's destination,
+    its parameters and cache material, the recorded IR): every text value naming ``src`` is
+    rewritten to name ``dst``, and the cache key of an execution whose cache material named
+    it is computed again, so the copy is a store of its own, as if its runs had been made
+    there: a re-run is served from its cache, and its consumer can run on it, promote, roll
+    back or garbage-collect without touching the others. Files inside artifacts are copied
+    as they are (a few record where they were written)."""
+    import json
+    import shutil
+    import sqlite3
+
+    from tfpipe.cache import material_key
+    src, dst = os.path.abspath(str(src)), os.path.abspath(str(dst))
+    os.makedirs(dst, exist_ok=True)
+    shutil.copytree(os.path.join(src, "root"), os.path.join(dst, "root"), symlinks=True)
+    a, b = sqlite3.connect(os.path.join(src, "metadata.sqlite")), sqlite3.connect(os.path.join(dst, "metadata.sqlite"))
+    try:
+        a.backup(b)
+        old, new = src + os.sep, dst + os.sep
+        for (table,) in b.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+            for col in b.execute(f'PRAGMA table_info("{table}")').fetchall():
+                if col[2].upper().startswith(("TEXT", "VARCHAR", "CHAR")) or col[2] == "":
+                    b.execute(f'UPDATE "{table}" SET "{col[1]}" = replace("{col[1]}", ?, ?) '
+                              f'WHERE instr("{col[1]}", ?) > 0', (old, new, old))
+        moved = b.execute("SELECT execution_id, string_value FROM ExecutionProperty WHERE name = 'cache_material' "
+                          "AND instr(string_value, ?) > 0", (new,)).fetchall()
+        for eid, material in moved:
+            b.execute("UPDATE ExecutionProperty SET string_value = ? WHERE execution_id = ? AND name = 'cache_key'",
+                      (material_key(json.loads(material)), eid))
+        b.commit()
+    finally:
+        a.close()
+        b.close()
+    return dst
+
+
+def penguin_kw(d) -> dict:
+    """The keywords of examples.penguin's create_pipeline for the penguin store in ``d``."""
+    return dict(root=os.path.join(str(d), "root"), metadata=os.path.join(str(d), "metadata.sqlite"),
+                train_steps=PENGUIN_STEPS)
+
+
+class PenguinStore:
+    """The session's penguin store, made once, kept as read-only templates to copy
+    (``copy_penguin_store``; the ``penguin_copy`` fixture):
+
+    ``trained``: the store after run ``store-trained`` (ExampleGen to the Trainer: the data
+    half, Transform, the Trainer);
+    ``pushed``: the store after run ``store-pushed`` (the whole pipeline, upstream of the
+    Resolver from the cache: the model blessed, infra-blessed and pushed). Made from
+    ``trained`` on first use, so a session that needs only a trained model does not
+    evaluate and push one."""
+
+    def __init__(self, base):
+        from examples.penguin.pipeline import create_pipeline
+        from tfpipe import compile_pipeline
+        from tfpipe.orchestrators.local import LocalRunner
+        self._dir = os.path.join(str(base), "pushed")
+        self._ir = compile_pipeline(create_pipeline(**penguin_kw(self._dir)))
+        r = LocalRunner(verbose=False).run(self._ir, run_id="store-trained", to_node="Trainer")
+        assert r.ok, r.error
+        self.trained = copy_penguin_store(self._dir, os.path.join(str(base), "trained"))
+        self._pushed = None
+
+    @property
+    def pushed(self) -> str:
+        if self._pushed is None:
+            from tfpipe.orchestrators.local import LocalRunner
+            r = LocalRunner(verbose=False).run(self._ir, run_id="store-pushed")
+            assert r.ok, r.error
+            outs = {n.node_id: {k: v[0] for k, v in n.outputs.items() if v} for n in r.nodes}
+            assert outs["Evaluator"]["blessing"].blessed and outs["Pusher"]["pushed_model"].pushed
+            self._pushed = self._dir
+        return self._pushed
+
+
+@pytest.fixture(scope="session")
+def penguin_store(tmp_path_factory):
+    """ONE run of the penguin pipeline for the session (``PenguinStore``)."""
+    return PenguinStore(tmp_path_factory.mktemp("penguin_store"))
+
+
+@pytest.fixture
+def penguin_copy(penguin_store, tmp_path):
+    """A copy of the session's pushed penguin store for one test: ``dir``, ``kw`` (for
+    create_pipeline: root, metadata, train_steps), ``metadata``, ``root``, ``serving``
+    (the push destination) and ``run_id`` (the run that pushed)."""
+    import types
+    d = copy_penguin_store(penguin_store.pushed, tmp_path / "penguin")
+    kw = penguin_kw(d)
+    return types.SimpleNamespace(dir=d, kw=kw, root=kw["root"], metadata=kw["metadata"],
+                                 serving=os.path.join(kw["root"], "serving_model"), run_id="store-pushed")
+
+
 # Test tiers (`make test` runs them all; `make test-fast` leaves out the four marked here):
 # a test is marked by the fixtures it uses, directly or through other fixtures, so a new test
 # on the penguin store or a database server lands in its tier without anyone marking it.
@@ -136,6 +235,7 @@ def mlflow_server(tmp_path_factory):
 # A test that asks for a server in its body (request.getfixturevalue) carries the mark itself.
 TIER_FIXTURES = {
     "slow": {  # trains a model or runs a pipeline past the data half
+        "tests::penguin_store", "tests::penguin_copy",
         "tests/components::penguin_model", "tests/components::run_penguin_node",
         "tests/tracking::penguin", "tests/orchestrators::scenarios",
         "tests/components/test_binary_classification.py::run",

@@ -35,6 +35,7 @@ class Server:
     """A server process on 127.0.0.1; ``env()`` is what a client process needs to reach it."""
 
     scheme = "s3"
+    stop_grace_s = 20.0  # from SIGTERM to SIGKILL
 
     def __init__(self, base: str):
         self.base = base
@@ -84,7 +85,7 @@ class Server:
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:
-                self.proc.wait(20)
+                self.proc.wait(self.stop_grace_s)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(10)
@@ -102,6 +103,10 @@ class Server:
 
 class SeaweedFS(Server):
     """``weed server -s3``: master, volume, filer and S3 gateway in one process, on disk."""
+
+    # On SIGTERM (or SIGINT) it goes on retrying its filer's gRPC socket, already removed,
+    # and does not exit: a grace period would only be waited out. Its data is thrown away.
+    stop_grace_s = 1.0
 
     def __init__(self, base: str):
         super().__init__(base)

@@ -1,23 +1,28 @@
 """Shared fixtures for tests/components.
 
-``penguin_model``: ONE run of the penguin pipeline up to the Trainer (data half, Transform,
-Trainer), shared by the Transform, Trainer and Tuner tests of this session.
+``penguin_model``: the penguin pipeline up to the Trainer (data half, Transform, Trainer), a
+copy of the session's penguin store as its run ``store-trained`` left it (tests/conftest.py),
+shared by the Transform, Trainer, Tuner and end-to-end tests of this session.
 """
 import pytest
 
 
 @pytest.fixture(scope="session")
-def penguin_model(tmp_path_factory):
+def penguin_model(penguin_store, tmp_path_factory):
     from examples.penguin.pipeline import create_pipeline
+    from tests.conftest import copy_penguin_store, penguin_kw
     from tfpipe import compile_pipeline
-    from tfpipe.orchestrators.local import LocalRunner
+    from tfpipe.metadata import MetadataStore
+    from tfpipe.tracking.inspect import show_run
     tmp = tmp_path_factory.mktemp("penguin_model")
-    kw = dict(root=str(tmp / "root"), metadata=str(tmp / "m.sqlite"), train_steps=200)
+    copy_penguin_store(penguin_store.trained, tmp)
+    kw = penguin_kw(tmp)
     ir = compile_pipeline(create_pipeline(**kw))
-    r = LocalRunner(verbose=False).run(ir, to_node="Trainer")
-    assert r.ok, r.error
-    outs = {n.node_id: {k: v[0] for k, v in n.outputs.items()} for n in r.nodes}
-    return {"tmp": tmp, "kw": kw, "ir": ir, "run": r, "outputs": outs}
+    store = MetadataStore(kw["metadata"])
+    outs = {e["node_id"]: {k: v[0] for k, v in store.io_of(e["execution_id"])[1].items()}
+            for e in show_run(store, "store-trained")["executions"]}
+    assert set(outs) == {"ExampleGen", "StatisticsGen", "SchemaGen", "Transform", "Trainer"}, outs
+    return {"tmp": tmp, "kw": kw, "ir": ir, "run_id": "store-trained", "outputs": outs}
 
 
 def tfpipe_cli(*args, **kw):

@@ -158,7 +158,7 @@ def test_missing_module_file_via_cli_exits_1(penguin_model, tmp_path):
     pfile = tmp_path / "p.py"
     pfile.write_text("from examples.penguin.pipeline import create_pipeline as _c\n\n"
                      f"def create_pipeline():\n    return _c(root={kw['root']!r}, metadata={kw['metadata']!r}, "
-                     f"train_steps=200, trainer_module={missing!r})\n")
+                     f"train_steps={kw['train_steps']}, trainer_module={missing!r})\n")
     store = MetadataStore(kw["metadata"])
     before = len(store.store.get_executions())
     p = tfpipe_cli("run", str(pfile))

@@ -84,7 +84,8 @@ def test_trainer_gets_best_hyperparameters_and_fn_args(penguin_model, tuned, run
     te = penguin_model["outputs"]["Transform"]["transformed_examples"]
     assert rec["train_files"] and all(p.startswith(te.split_uri("train")) for p in rec["train_files"])
     assert all(p.startswith(te.split_uri("eval")) for p in rec["eval_files"])
-    assert rec["train_steps"] == 200 and rec["eval_steps"] == 12 and rec["base_model"] is None
+    assert rec["train_steps"] == penguin_model["kw"]["train_steps"] == 100
+    assert rec["eval_steps"] == 12 and rec["base_model"] is None
     assert (rec["transform_output"] == rec["transform_graph_path"]
             == penguin_model["outputs"]["Transform"]["transform_graph"].uri)
     assert rec["schema_path"].endswith("schema.pbtxt") and os.path.isfile(rec["schema_path"])

@@ -29,17 +29,19 @@ def compile_file(path: str, home: str, env: dict | None = None) -> dict:
 
 
 def penguin_full(home: str, store: str | None = None) -> dict:
-    """The whole penguin pipeline, ExampleGen to Pusher (100 training steps): what every
-    orchestrator runs in the contract. ``store``: a bucket URI under which the input data,
+    """The whole penguin pipeline, ExampleGen to Pusher (the training steps of the session's
+    penguin store): what every orchestrator runs in the contract. ``store``: a bucket URI under which the input data,
     the artifact root and the push destination go (the metadata stays in ``home``)."""
     from examples.penguin.pipeline import DATA, create_pipeline
+    from tests.conftest import PENGUIN_STEPS
     from tfpipe import fileio
     from tfpipe.compiler import compile_pipeline
     data, root = DATA, os.path.join(home, "artifacts", "penguin")
     if store:
         data, root = fileio.join(store, "data", "penguin"), fileio.join(store, "artifacts", "penguin")
         fileio.copy_tree(DATA, data)
-    p = create_pipeline(data_root=data, root=root, metadata=os.path.join(home, "metadata.sqlite"), train_steps=100)
+    p = create_pipeline(data_root=data, root=root, metadata=os.path.join(home, "metadata.sqlite"),
+                        train_steps=PENGUIN_STEPS)
     ir = compile_pipeline(p)
     ir["pipeline"]["source"] = PENGUIN
     return ir
@@ -58,8 +60,8 @@ def summary(store, run_id: str) -> dict:
 class Scenario:
     """What one orchestrator did with the penguin and the contract pipelines."""
 
-    def __init__(self, name: str, tmp, airflow_runner_factory, store: str | None = None):
-        self.name, self.tmp, self.store = name, tmp, store
+    def __init__(self, name: str, tmp, airflow_runner_factory, store: str | None = None, penguin_store=None):
+        self.name, self.tmp, self.store, self.penguin_store = name, tmp, store, penguin_store
         self.home = str(tmp / "home")
         self.flag = str(tmp / "fail.flag")
         self.runner = self._runner(airflow_runner_factory)
@@ -97,12 +99,21 @@ class Scenario:
             self.flaky_ir = compile_file(FLAKY, self.home, {"FLAKY_MARKER": self.marker})
         return self
 
+    def disk_reference(self):
+        """``penguin-disk``: the same penguin pipeline run by the local runner on local disk,
+        which is the session's penguin store (tests/conftest.py; its run ``store-pushed``),
+        copied."""
+        from tests.conftest import copy_penguin_store, penguin_kw
+        from tfpipe.metadata import MetadataStore
+        kw = penguin_kw(copy_penguin_store(self.penguin_store.pushed, self.tmp / "disk"))
+        self.disk_ir = {"pipeline": {"metadata": kw["metadata"], "root": kw["root"]}}
+        self.summaries["penguin-disk"] = summary(MetadataStore(kw["metadata"]), "store-pushed")
+
     def play(self):
         self.run(self.penguin_ir, "penguin-1")
         self.run(self.penguin_ir, "penguin-2")
         if self.name == "local":  # the reference on local disk for the object-store runs
-            self.disk_ir = penguin_full(str(self.tmp / "disk"))
-            self.run(self.disk_ir, "penguin-disk")
+            self.disk_reference()
         open(self.flag, "w").close()
         self.run(self.contract_ir, "contract-1")   # Boom fails
         os.remove(self.flag)
@@ -133,13 +144,14 @@ def airflow_runner(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def scenarios(tmp_path_factory, request, s3):
+def scenarios(tmp_path_factory, request, s3, penguin_store):
     """``scenarios(name)``: what orchestrator ``name`` did. All four scenarios are played on
     the first request, Airflow's in a background thread (its time is mostly spent waiting
     on the `airflow` subprocesses) while the others play in the foreground. The penguin
     pipeline runs with its data, artifacts and pushed models on the S3 server (each
     orchestrator under its own prefix), the contract pipeline on local disk, and the local
-    runner also runs penguin on local disk (``penguin-disk``): every orchestrator on both."""
+    runner's penguin on local disk (``penguin-disk``) is the session's penguin store: every
+    orchestrator on both."""
     done: dict[str, Scenario] = {}
 
     def play_all():
@@ -148,8 +160,8 @@ def scenarios(tmp_path_factory, request, s3):
 
     def _play_all():
         factory = lambda: request.getfixturevalue("airflow_runner")  # noqa: E731
-        plays = {n: Scenario(n, tmp_path_factory.mktemp(f"orch-{n}"), factory,
-                             store=f"{s3.bucket}/orch-{n}").prepare() for n in ORCHESTRATORS}
+        plays = {n: Scenario(n, tmp_path_factory.mktemp(f"orch-{n}"), factory, store=f"{s3.bucket}/orch-{n}",
+                             penguin_store=penguin_store).prepare() for n in ORCHESTRATORS}
         errors: list[BaseException] = []
 
         def background():
