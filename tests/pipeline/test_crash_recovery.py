@@ -56,9 +56,10 @@ def _start(pipeline: str, run_id: str, parallel: int = 1):
                             start_new_session=True)
 
 
-def _signal_during(p: subprocess.Popen, node: str, sig: int, after_s: float) -> str:
-    """Wait until ``node`` is running, let it work ``after_s`` seconds, send ``sig``; the
-    process's whole stderr."""
+def _signal_during(p: subprocess.Popen, node: str, sig: int, after_s: float, recorded_in=None) -> str:
+    """Wait until ``node`` is running (and, given ``recorded_in`` = (store, run id), until its
+    execution is recorded: a forked node records itself a moment after the line), let it
+    work ``after_s`` seconds, send ``sig``; the process's whole stderr."""
     lines = []
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -67,6 +68,9 @@ def _signal_during(p: subprocess.Popen, node: str, sig: int, after_s: float) -> 
             break
         lines.append(line)
         if f"] {node} ({node}) running" in line:
+            while recorded_in is not None and node not in _execs(*recorded_in) and p.poll() is None \
+                    and time.monotonic() < deadline:
+                time.sleep(0.2)
             time.sleep(after_s)
             assert p.poll() is None, "".join(lines)[-3000:]
             os.kill(p.pid, sig)
@@ -152,10 +156,10 @@ def test_parallel_runs_killed_or_terminated_end_their_nodes_failed(killed_in_bea
     makes the host end the node (it records FAILED, interrupted) and the next command
     recovers the run; a SIGTERM ends the node and the run FAILED in one line, exit 143."""
     d, path = crash
-    p = _start(path, "kp-kill", parallel=2)
-    _signal_during(p, "Trainer", signal.SIGKILL, 3.0)
-    assert p.returncode == -signal.SIGKILL
     store = MetadataStore(str(d / "m.sqlite"))
+    p = _start(path, "kp-kill", parallel=2)
+    _signal_during(p, "Trainer", signal.SIGKILL, 3.0, recorded_in=(store, "kp-kill"))
+    assert p.returncode == -signal.SIGKILL
     from tfpipe.tracking import records
     deadline = time.monotonic() + 120  # the host ends the node's process once its caller is gone
     while time.monotonic() < deadline and _execs(store, "kp-kill")["Trainer"]["state"] == "RUNNING":
@@ -166,7 +170,7 @@ def test_parallel_runs_killed_or_terminated_end_their_nodes_failed(killed_in_bea
     assert "run kp-kill marked FAILED (killed)" in r.stderr
     assert _leftovers(d / "root") == []
     p = _start(path, "kp-term", parallel=2)
-    err = _signal_during(p, "Trainer", signal.SIGTERM, 3.0)
+    err = _signal_during(p, "Trainer", signal.SIGTERM, 3.0, recorded_in=(store, "kp-term"))
     assert p.returncode == 143, err[-3000:]
     assert err.strip().splitlines()[-1] == ("tfpipe: interrupted by SIGTERM; run kp-term marked FAILED, "
                                             "its staging removed")
