@@ -48,7 +48,3 @@ def test_default_mode_picks_by_the_last_durations(tmp_path):
     a, b = ex["slow_a"], ex["slow_b"]
     assert status == "COMPLETE"
     assert a["started_at"] < b["started_at"] + b["duration_s"] and b["started_at"] < a["started_at"] + a["duration_s"]
-    # an explicit --parallel is obeyed as given
-    p = tfpipe("run", f, "--run-id", "auto-3", "--no-cache", "--parallel", "2", "-q", check=0)
-    status, _ = _execs(tmp_path, "auto-3")
-    assert status == "COMPLETE"
