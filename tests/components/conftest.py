@@ -13,7 +13,7 @@ def penguin_model(penguin_store, tmp_path_factory):
     from tests.conftest import copy_penguin_store, penguin_kw
     from tfpipe import compile_pipeline
     from tfpipe.metadata import MetadataStore
-    from tfpipe.tracking.inspect import show_run
+    from tfpipe.tracking.records import show_run
     tmp = tmp_path_factory.mktemp("penguin_model")
     copy_penguin_store(penguin_store.trained, tmp)
     kw = penguin_kw(tmp)
