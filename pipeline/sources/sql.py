@@ -225,6 +225,20 @@ def _mysql_line_batches(result, raw, rfile, batch_rows: int, first: list[bytes])
                 raise lost()
             buf, pos = buf[pos:] + chunk, 0
 
+    def packet() -> bytes:
+        """The next packet's payload (its sequence number checked), ``pos`` past it."""
+        nonlocal pos, seq
+        fill(4)
+        ln = buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16
+        if buf[pos + 3] != seq:
+            result.unbuffered_active = False
+            raw._force_close()
+            raise err.InternalError(f"Packet sequence number wrong - got {buf[pos + 3]} expected {seq}")
+        fill(4 + ln)
+        seq = (seq + 1) & 255
+        payload, pos = buf[pos + 4:pos + 4 + ln], pos + 4 + ln
+        return payload
+
     left = batch_rows - len(lines)
     while True:
         # the hot path: whole packets in the buffer, each a row of one value shorter than 251 bytes
@@ -241,25 +255,10 @@ def _mysql_line_batches(result, raw, rfile, batch_rows: int, first: list[bytes])
                 yield lines
                 lines, left = [], batch_rows
         # anything else: read more, check the sequence, join a packet of 16 MB and what follows it
-        fill(4)
-        ln = buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16
-        if buf[pos + 3] != seq:
-            result.unbuffered_active = False
-            raw._force_close()
-            raise err.InternalError(f"Packet sequence number wrong - got {buf[pos + 3]} expected {seq}")
-        fill(4 + ln)
-        seq = (seq + 1) & 255
-        payload, pos = buf[pos + 4:pos + 4 + ln], pos + 4 + ln
-        while ln == 0xFFFFFF:
-            fill(4)
-            ln = buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16
-            if buf[pos + 3] != seq:
-                result.unbuffered_active = False
-                raw._force_close()
-                raise err.InternalError(f"Packet sequence number wrong - got {buf[pos + 3]} expected {seq}")
-            fill(4 + ln)
-            seq = (seq + 1) & 255
-            payload, pos = payload + buf[pos + 4:pos + 4 + ln], pos + 4 + ln
+        part = payload = packet()
+        while len(part) == 0xFFFFFF:
+            part = packet()
+            payload += part
         if not payload:
             result.unbuffered_active = False
             raw._force_close()
