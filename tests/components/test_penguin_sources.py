@@ -110,7 +110,9 @@ def test_a_new_delta_version_is_explained_and_reruns_exactly_the_nodes_after_it(
     plan = {p["node"]: p for p in json.loads(runs["explain"].stdout)}
     assert plan["ExampleGen"]["action"] == "run"
     assert plan["ExampleGen"]["reasons"][0].startswith("input data changed (delta version 1 -> 2; input_fingerprint ")
-    assert {n for n, p in plan.items() if p["action"] == "run"} == {*EXECUTORS, "latest_blessed_model_resolver"}
+    assert {n for n, p in plan.items() if p["action"] == "run"} == set(EXECUTORS)
+    resolver = plan["latest_blessed_model_resolver"]  # resolves anew, after its upstream Trainer runs
+    assert resolver["action"] == "resolve" and "after upstream Trainer runs" in resolver["reasons"][0]
     assert plan["StatisticsGen"]["reasons"] == ["upstream ExampleGen will run"]
     states = {n: e["state"] for n, e in _execs(runs["delta_kw"], "delta-2").items()}
     assert {n: s for n, s in states.items() if n in EXECUTORS} == {n: "COMPLETE" for n in EXECUTORS}
