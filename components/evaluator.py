@@ -108,13 +108,18 @@ def _with_raw_records(table, progress_key: str = "", rows: int = EVAL_BATCH_ROWS
 
 def evaluation_graph(p, *, eval_config, output_path: str, model_dir: str, data_location: str | None = None,
                      parquet_patterns: list[str] | None = None, baseline_dir: str | None = None,
-                     progress_key: str = "") -> None:
+                     progress_key: str = "", metrics: str = "auto") -> str:
     """Add the evaluation to Beam pipeline ``p``: examples as Arrow record batches into
     TFMA's ``ExtractEvaluateAndWriteResults``, which writes metrics, plots and the
     validation result under ``output_path``. What ``tfma.run_model_analysis`` builds, on
     the pipeline's own runner. The examples are ``parquet_patterns`` (Parquet files, as
     ExampleGen writes them; streamed, each batch given its serialized tf.Examples) or
-    ``data_location`` (TFRecord files of tf.Example, read through TFXIO)."""
+    ``data_location`` (TFRecord files of tf.Example, read through TFXIO).
+
+    ``metrics="auto"`` computes the metrics a batch at a time (``_batched_metrics``) when
+    that gives exactly TFMA's values for this config, else with TFMA's default evaluator;
+    ``"tfma"`` always uses TFMA's. Returns how they are computed, for the log: "in batches"
+    or "by TFMA's default evaluator (<why>)"."""
     import apache_beam as beam
     import pyarrow as pa
     import tensorflow_model_analysis as tfma
@@ -139,9 +144,24 @@ def evaluation_graph(p, *, eval_config, output_path: str, model_dir: str, data_l
                                 telemetry_descriptors=["tfpipe"])
         batches = (p | "ReadExamples" >> tfxio.BeamSource()
                      | "CountRows" >> beam.Map(_counted, progress_key).with_output_types(pa.RecordBatch))
+    if metrics not in ("auto", "tfma"):
+        raise ValueError(f"evaluation_graph: metrics must be 'auto' or 'tfma', not {metrics!r}")
+    extractors = evaluators = None
+    how = "by TFMA's default evaluator (asked for)"
+    if metrics == "auto":
+        from . import _batched_metrics as bm
+        config = bm.with_defaults(eval_config, models)
+        why = bm.unsupported(config, models)
+        if why is None:
+            extractors = bm.batched_extractors(config, models)
+            evaluators = [bm.BatchedMetricsEvaluator(config, run_after=extractors[-1].stage_name)]
+            how = "in batches"
+        else:
+            how = f"by TFMA's default evaluator ({why})"
     _ = batches | "ExtractEvaluateAndWriteResults" >> tfma.ExtractEvaluateAndWriteResults(
         eval_config=eval_config, eval_shared_model=models if len(models) > 1 else models[0],
-        output_path=output_path)
+        output_path=output_path, extractors=extractors, evaluators=evaluators)
+    return how
 
 EvalConfigError = ec.EvalConfigError
 
@@ -290,9 +310,12 @@ def Evaluator(examples: Input[Examples], model: Input[Model], evaluation: Output
     key = f"Evaluator {evaluation.uri}"
     with libraries_not_autographed(), tracking(key, n, "rows evaluated"), \
             ctx.beam_pipeline() as p:  # tf_keras / TFT code traced unconverted
-        evaluation_graph(p, parquet_patterns=patterns, eval_config=proto, output_path=evaluation.uri,
-                         model_dir=model.saved_model_dir(),
-                         baseline_dir=baseline_model.saved_model_dir() if has_baseline else None, progress_key=key)
+        how = evaluation_graph(p, parquet_patterns=patterns, eval_config=proto, output_path=evaluation.uri,
+                               model_dir=model.saved_model_dir(),
+                               baseline_dir=baseline_model.saved_model_dir() if has_baseline else None,
+                               progress_key=key)
+        ctx.log(f"metrics computed {how}")
+    evaluation.custom["metrics_computed"] = how
     validation = tfma.load_validation_result(evaluation.uri)
     reasons = _reasons(validation)
     blessed = bool(validation.validation_ok) and not reasons

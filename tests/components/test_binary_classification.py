@@ -67,6 +67,9 @@ def test_binary_sigmoid_model_on_a_0_1_label(run):
     assert 0.8 <= m["precision"] <= 1.0 and 0.8 <= m["recall"] <= 1.0
     assert m["example_count"] == run["ExampleGen"].outputs["examples"][0].row_counts["eval"]
     assert run["BinaryEvaluator"].outputs["blessing"][0].blessed is True
+    # BinaryAccuracy, AUC, Precision, Recall are TFMA's own metrics: its default evaluator computes them
+    assert run["BinaryEvaluator"].outputs["evaluation"][0].custom["metrics_computed"] == \
+        "by TFMA's default evaluator (metric BinaryAccuracy is computed by TFMA's own code)"
     infra = run["BinaryInfraValidator"].outputs["blessing"][0]
     assert infra.blessed is True and "6 request(s) answered with class probabilities" in infra.reasons[0]
     with open(os.path.join(infra.uri, "infra_validation.json")) as f:
@@ -81,3 +84,4 @@ def test_integer_multiclass_label_with_a_logits_model(run):
     strict = run["LogitsProbabilitiesInfraValidator"].outputs["blessing"][0]
     assert strict.blessed is False
     assert strict.reasons[0].startswith("outputs holds values outside [0, 1], so not probabilities")
+

@@ -88,6 +88,7 @@ def test_first_run_blesses_and_pushes_atomically_versioned(runs):
     blessing = node(r1, "Evaluator").outputs["blessing"][0]
     assert blessing.blessed is True
     assert os.path.exists(os.path.join(blessing.uri, "BLESSED"))
+    assert node(r1, "Evaluator").outputs["evaluation"][0].custom["metrics_computed"] == "in batches"
     m = load_metrics(node(r1, "Evaluator").outputs["evaluation"][0])
     overall = m["slices"][0]
     assert overall["slice"] == "Overall" and overall["candidate"]["sparse_categorical_accuracy"] > 0.9
@@ -256,9 +257,10 @@ def test_eval_config_may_be_the_tfma_message_itself():
 
 def test_evaluation_from_parquet_matches_tfma_on_tfrecord(runs, tmp_path):
     """The Evaluator streams ExampleGen's Parquet into TFMA (each batch given its serialized
-    tf.Examples); TFMA over a TFRecord of the same rows read through TFXIO, as TFX feeds
-    it, computes the same metrics per slice, candidate, baseline and diff, and the same
-    validation verdict (run 2: a constant model against run 1's)."""
+    tf.Examples) and computes the metrics in batches; TFMA's default evaluator over a
+    TFRecord of the same rows read through TFXIO, as TFX feeds it, computes the same metrics
+    per slice, candidate, baseline and diff, and the same validation verdict (run 2: a
+    constant model against run 1's)."""
     import apache_beam as beam
     import tensorflow as tf
     import tensorflow_model_analysis as tfma
@@ -275,13 +277,15 @@ def test_evaluation_from_parquet_matches_tfma_on_tfrecord(runs, tmp_path):
     with tf.io.TFRecordWriter(records) as w:
         for rec in serialized_examples(examples, "eval"):
             w.write(rec)
-    out = {}
-    for how, kw in (("tfrecord", {"data_location": records}),
+    out, computed = {}, {}
+    for how, kw in (("tfrecord", {"data_location": records, "metrics": "tfma"}),  # as TFX does it
                     ("parquet", {"parquet_patterns": [examples.parquet_glob("eval")]})):
         out[how] = str(tmp_path / how)
         with beam.Pipeline(options=beam.options.pipeline_options.PipelineOptions(["--direct_num_workers=1"])) as p:
-            evaluation_graph(p, eval_config=proto, output_path=out[how], model_dir=model.saved_model_dir(),
-                             baseline_dir=baseline.saved_model_dir(), **kw)
+            computed[how] = evaluation_graph(p, eval_config=proto, output_path=out[how],
+                                             model_dir=model.saved_model_dir(),
+                                             baseline_dir=baseline.saved_model_dir(), **kw)
+    assert computed == {"tfrecord": "by TFMA's default evaluator (asked for)", "parquet": "in batches"}
     a, b = _metrics_table(out["tfrecord"]), _metrics_table(out["parquet"])
     assert [r["slice"] for r in a] == [r["slice"] for r in b] and len(a) >= 4  # Overall + 3 islands
     assert a[0]["candidate"]["example_count"] == examples.row_counts["eval"]

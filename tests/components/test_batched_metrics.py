@@ -1,0 +1,183 @@
+"""Metrics a batch at a time (components/_batched_metrics.py) against TFMA's own default
+evaluator, on the same models and rows: every metric key and value per slice (candidate,
+baseline and diff), plots and attributions present per slice, and the validation result
+(failures, missing slices, slicing details), so the blessing is the same. The configs take
+every branch the batched path has: several slicing specs (feature keys, feature values, a
+column with missing values, an integer column), each supported Keras metric, ExampleCount,
+value, change and per-slice thresholds, one model and a candidate with a baseline. Configs
+it does not reproduce are left to TFMA, with the reason."""
+import json
+
+import pytest
+
+from tests.components.test_model_validation import EVAL_CONFIG, node, runs  # noqa: F401 - the module's runs
+
+RICH = json.loads(json.dumps(EVAL_CONFIG))
+RICH["slicing_specs"] = [{}, {"feature_keys": ["island"]}, {"feature_keys": ["sex"]},
+                         {"feature_keys": ["island"], "feature_values": {"sex": "female"}},
+                         {"feature_values": {"year": "2008"}}, {"feature_keys": ["island", "year"]}]
+RICH["metrics_specs"][0]["metrics"] += [
+    {"class_name": "SparseCategoricalCrossentropy"},
+    {"class_name": "SparseTopKCategoricalAccuracy", "config": '{"k": 2, "name": "top_2"}'},
+    {"class_name": "SparseCategoricalAccuracy", "config": '{"name": "acc_by_slice"}',
+     "per_slice_thresholds": [
+         {"slicing_specs": [{"feature_keys": ["island"]}], "threshold": {"value_threshold": {"lower_bound": 0.5}}},
+         {"slicing_specs": [{"feature_values": {"island": "Nowhere"}}],
+          "threshold": {"value_threshold": {"lower_bound": 0.1}}}]}]
+
+
+def _proto(cfg, has_baseline):
+    from tfpipe.components import _eval_config as ec
+    c = ec.normalize(cfg)
+    ec.check_metric_names(c)
+    return ec.to_proto(c, has_baseline)
+
+
+def evaluate(out, proto, model, baseline, patterns, metrics):
+    import apache_beam as beam
+
+    from tfpipe.components._autograph import libraries_not_autographed
+    from tfpipe.components.evaluator import evaluation_graph
+    with libraries_not_autographed(), beam.Pipeline(
+            options=beam.options.pipeline_options.PipelineOptions(["--direct_num_workers=1"])) as p:
+        return evaluation_graph(p, eval_config=proto, output_path=str(out), model_dir=model.saved_model_dir(),
+                                baseline_dir=baseline.saved_model_dir() if baseline else None,
+                                parquet_patterns=patterns, metrics=metrics)
+
+
+def _key(msg) -> bytes:
+    return msg.SerializeToString(deterministic=True)
+
+
+def assert_same_evaluation(a: str, b: str) -> dict:
+    """The two output folders hold the same metrics (values to float32 rounding of a sum in
+    another order), the same slices in plots and attributions, and the same validation."""
+    import tensorflow as tf
+    import tensorflow_model_analysis as tfma
+
+    def metrics(path):
+        out = {}
+        for mfs in tfma.load_metrics(path):
+            for kv in mfs.metric_keys_and_values:
+                out[(_key(mfs.slice_key), _key(kv.key))] = kv.value
+        return out
+
+    ma, mb = metrics(a), metrics(b)
+    assert ma.keys() == mb.keys() and ma
+    for k, v in ma.items():
+        assert v.WhichOneof("type") == mb[k].WhichOneof("type") == "double_value", k
+        assert mb[k].double_value.value == pytest.approx(v.double_value.value, rel=1e-6, abs=1e-7), k
+
+    def slices(path, name):
+        records = tf.data.TFRecordDataset(tf.io.gfile.glob(f"{path}/{name}-*"))
+        return sorted(_key(tfma.proto.metrics_for_slice_pb2.PlotsForSlice.FromString(r.numpy()).slice_key)
+                      for r in records)
+
+    for name in ("plots", "attributions"):
+        assert slices(a, name) == slices(b, name) == sorted({s for s, _ in ma})
+    va, vb = tfma.load_validation_result(a), tfma.load_validation_result(b)
+
+    def failures(v):
+        return sorted((_key(s.slice_key), _key(f.metric_key), _key(f.metric_threshold),
+                       f.metric_value.double_value.value)
+                      for s in v.metric_validations_per_slice for f in s.failures)
+
+    fa, fb = failures(va), failures(vb)
+    assert [f[:3] for f in fa] == [f[:3] for f in fb]
+    assert [f[3] for f in fb] == pytest.approx([f[3] for f in fa], rel=1e-6, abs=1e-7)
+    assert va.validation_ok == vb.validation_ok
+    assert sorted(map(_key, va.missing_slices)) == sorted(map(_key, vb.missing_slices))
+    assert sorted(map(_key, va.validation_details.slicing_details)) == \
+        sorted(map(_key, vb.validation_details.slicing_details))
+    assert va.missing_thresholds == vb.missing_thresholds
+    return {"slices": len({s for s, _ in ma}), "failures": len(fa), "ok": va.validation_ok,
+            "missing_slices": len(va.missing_slices)}
+
+
+def test_a_candidate_against_its_baseline_on_many_slices_matches_tfma(runs, tmp_path, monkeypatch):  # noqa: F811
+    from tfpipe.components import _batched_metrics as bm
+    from tfpipe.components.evaluator import _reasons
+
+    def no_split(*a):
+        raise AssertionError("the penguin columns (sex has missing values) are sliced without a per-row split")
+    monkeypatch.setattr(bm._MetricsFn, "_slice_rows_split", no_split)
+    examples = node(runs["r2"], "ExampleGen").outputs["examples"][0]
+    model = node(runs["r2"], "Trainer").outputs["model"][0]  # the constant model
+    baseline = node(runs["r1"], "Trainer").outputs["model"][0]
+    proto = _proto(RICH, True)
+    patterns = [examples.parquet_glob("eval")]
+    how = {m: evaluate(tmp_path / m, proto, model, baseline, patterns, m) for m in ("tfma", "auto")}
+    assert how == {"tfma": "by TFMA's default evaluator (asked for)", "auto": "in batches"}
+    seen = assert_same_evaluation(str(tmp_path / "tfma"), str(tmp_path / "auto"))
+    # Overall, 3 islands, 2 sexes (the rows without one in no slice), island x female,
+    # the 2008 rows, island x year: a branch of the batched path each
+    assert seen["slices"] >= 14 and seen["failures"] > 0 and seen["ok"] is False
+    assert seen["missing_slices"] == 1  # island=Nowhere matched no example
+    import tensorflow_model_analysis as tfma
+    reasons = _reasons(tfma.load_validation_result(str(tmp_path / "auto")))
+    assert sorted(reasons) == sorted(_reasons(tfma.load_validation_result(str(tmp_path / "tfma"))))  # any slice order
+    assert any("change in sparse_categorical_accuracy vs the baseline" in r for r in reasons)
+
+
+def test_one_model_without_a_baseline_matches_tfma(runs, tmp_path):  # noqa: F811
+    examples = node(runs["r1"], "ExampleGen").outputs["examples"][0]
+    model = node(runs["r1"], "Trainer").outputs["model"][0]
+    proto = _proto(RICH, False)
+    patterns = [examples.parquet_glob("eval"), examples.parquet_glob("train")]  # two splits
+    how = {m: evaluate(tmp_path / m, proto, model, None, patterns, m) for m in ("tfma", "auto")}
+    assert how["auto"] == "in batches"
+    seen = assert_same_evaluation(str(tmp_path / "tfma"), str(tmp_path / "auto"))
+    assert seen["slices"] >= 14
+
+
+@pytest.mark.parametrize("change,reason", [
+    (lambda c: c["metrics_specs"][0]["metrics"].append({"class_name": "AUC"}),
+     "metric AUC is computed by TFMA's own code"),
+    (lambda c: c["metrics_specs"][0]["metrics"].append({"class_name": "MeanSquaredError"}),
+     "metric MeanSquaredError is computed by TFMA's own code"),
+    (lambda c: c["slicing_specs"].append({"slice_keys_sql": "SELECT STRUCT(island) FROM example"}),
+     "a slicing spec in SQL"),
+    (lambda c: c.setdefault("options", {}).update({"compute_confidence_intervals": True}),
+     "confidence intervals"),
+    (lambda c: c.setdefault("options", {}).update({"min_slice_size": 5}), "a minimum slice size"),
+    (lambda c: c["model_specs"][0].update({"example_weight_key": "body_mass_g"}),
+     "model spec 'candidate' has example weights, several outputs or padding"),
+    (lambda c: c["metrics_specs"][0].update({"binarize": {"top_k_list": {"values": [1]}}}),
+     "a metrics spec with a query key, binarization, aggregation or output names"),
+])
+def test_configs_the_batched_path_does_not_reproduce_go_to_tfma_with_the_reason(change, reason):
+    from tfpipe.components import _batched_metrics as bm
+    cfg = json.loads(json.dumps(EVAL_CONFIG))
+    assert bm.unsupported(_proto(cfg, True), []) is None
+    change(cfg)
+    assert bm.unsupported(_proto(cfg, True), []) == reason
+
+
+def test_slice_rows_from_columns_with_missing_values_match_tfmas_own_split():
+    """A column with missing values arrives as a VarLenTensorValue: each row's slice keys,
+    found once per distinct value, are those TFMA's own per-example split gives."""
+    import numpy as np
+    import tensorflow_model_analysis as tfma
+    from tensorflow_model_analysis.api import types
+
+    from tfpipe.components import _batched_metrics as bm
+    cfg = tfma.EvalConfig(model_specs=[tfma.ModelSpec(label_key="y")],
+                          slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=["sex"]),
+                                         tfma.SlicingSpec(feature_keys=["island", "sex"]),
+                                         tfma.SlicingSpec(feature_values={"sex": "male"})],
+                          metrics_specs=[tfma.MetricsSpec(metrics=[tfma.MetricConfig(class_name="ExampleCount")])])
+    sex = [[b"male"], [], [b"female"], [b"male"], [], [b"female", b"male"]]  # missing twice, repeated once
+    rows = np.array([i for i, v in enumerate(sex) for _ in v])
+    cols = np.array([j for v in sex for j in range(len(v))])
+    features = {"island": np.array([[b"a"], [b"b"], [b"a"], [b"b"], [b"a"], [b"a"]], dtype=object),
+                "sex": types.VarLenTensorValue(values=np.array([x for v in sex for x in v], dtype=object),
+                                               indices=np.stack([rows, cols], axis=1), dense_shape=np.array([6, 2]))}
+    fn = bm._MetricsFn(cfg)
+    fn._ensure_setup()
+    extracts = {tfma.FEATURES_KEY: features}
+    fast = {k: sorted(v.tolist()) for k, v in fn._slice_rows(extracts, 6).items()}
+    split = {k: sorted(v.tolist()) for k, v in fn._slice_rows_split(extracts, [features], 6).items()}
+    assert fast == split
+    assert fast[()] == [0, 1, 2, 3, 4, 5]
+    assert fast[(("sex", "male"),)] == [0, 3, 5] and fast[(("sex", "female"),)] == [2, 5]
+    assert fast[(("island", "a"), ("sex", "female"))] == [2, 5]
