@@ -35,6 +35,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._autograph import libraries_not_autographed
+
 __all__ = ["STAGE_NAME", "BatchedMetricsEvaluator", "batched_extractors", "unsupported"]
 
 STAGE_NAME = "EvaluateMetricsInBatches"
@@ -261,21 +263,22 @@ class _MetricsFn(_Configured):
             if len(label) != n or len(pred) != n:
                 raise ValueError(f"model {m!r}: {len(label)} labels and {len(pred)} predictions for a batch of {n}")
         out = []
-        for sk, rows in self._slice_rows(extracts, n).items():
-            acc = {}
-            out.append((sk, acc))
-            size = n if rows is None else len(rows)
-            for m, metrics in self._metrics.items():
-                label, pred = inputs[m]
-                if rows is not None:
-                    label, pred = label[rows], pred[rows]
-                for key, metric in metrics:
-                    if metric is None:
-                        acc[key] = acc.get(key, 0) + size
-                        continue
-                    metric.reset_states()
-                    metric.update_state(label, pred)
-                    acc[key] = metric.get_weights()
+        with libraries_not_autographed():  # else AutoGraph converts tf_keras's update_state on every call
+            for sk, rows in self._slice_rows(extracts, n).items():
+                acc = {}
+                out.append((sk, acc))
+                size = n if rows is None else len(rows)
+                for m, metrics in self._metrics.items():
+                    label, pred = inputs[m]
+                    if rows is not None:
+                        label, pred = label[rows], pred[rows]
+                    for key, metric in metrics:
+                        if metric is None:
+                            acc[key] = acc.get(key, 0) + size
+                            continue
+                        metric.reset_states()
+                        metric.update_state(label, pred)
+                        acc[key] = metric.get_weights()
         return out
 
 
@@ -315,7 +318,8 @@ class _ResultsFn(_Configured):
             if isinstance(v, list):
                 metric = self._metrics[key]
                 metric.set_weights(v)
-                result[key] = metric.result().numpy()
+                with libraries_not_autographed():
+                    result[key] = metric.result().numpy()
             else:
                 result[key] = np.float64(v)
         if self._baseline:  # TFMA's diff metrics: candidate minus baseline, per metric key
