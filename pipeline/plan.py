@@ -34,6 +34,8 @@ class NodePlan:
     reasons: list[str] = field(default_factory=list)
     cached_from: int | None = None
     cache_key: str | None = None
+    #: for a node to run: seconds its newest execution took, if that one completed
+    last_duration_s: float | None = None
 
     def to_dict(self) -> dict:
         return {"node": self.node_id, "component": self.component, "action": self.action,
@@ -56,12 +58,11 @@ def _previous(store: MetadataStore, pipeline: str, node_id: str):
     return execs[0] if execs else None
 
 
-def last_duration(store: MetadataStore, pipeline: str, node_id: str) -> float | None:
-    """Seconds the node's newest execution took, if it completed; else None."""
-    prev = _previous(store, pipeline, node_id)
-    if prev is None or store.state_name(prev) not in SUCCEEDED:
+def _duration(store: MetadataStore, execution) -> float | None:
+    """Seconds ``execution`` took, if it completed; else None."""
+    if store.state_name(execution) not in SUCCEEDED:
         return None
-    d = store.props(prev).get("duration_s")
+    d = store.props(execution).get("duration_s")
     return float(d) if isinstance(d, (int, float)) else None
 
 
@@ -166,6 +167,13 @@ def plan_run(ir: dict, store: MetadataStore, nodes: list[dict], enable_cache: bo
     will_run: set[str] = set()
     resolving: set[str] = set()  # resolvers whose upstream will run: what they pick is not known yet
     plans: list[NodePlan] = []
+    found: dict = {}
+
+    def previous(node_id: str):
+        if node_id not in found:
+            found[node_id] = _previous(store, pl["name"], node_id)
+        return found[node_id]
+
     for n in nodes:
         spec = load_component(n["executor"], pl.get("source"))
         params = dict(n["parameters"])
@@ -222,7 +230,7 @@ def plan_run(ir: dict, store: MetadataStore, nodes: list[dict], enable_cache: bo
             virtual[n["id"]] = hit[1]
             continue
         will_run.add(n["id"])
-        prev = _previous(store, pl["name"], n["id"])
+        prev = previous(n["id"])
         if prev is None:
             plan.reasons.append("it never ran before")
             continue
@@ -238,6 +246,9 @@ def plan_run(ir: dict, store: MetadataStore, nodes: list[dict], enable_cache: bo
             else:
                 reasons = [f"the outputs of its last execution ({prev.id}) are gone (removed, or not LIVE)"]
         plan.reasons.extend(reasons)
+    for plan in plans:  # what a node to run took last time (the default mode's forecast)
+        if plan.action == "run" and (prev := previous(plan.node_id)) is not None:
+            plan.last_duration_s = _duration(store, prev)
     return plans
 
 

@@ -81,17 +81,16 @@ _UNKNOWN_NODE_S = 1.0
 _OVERLAP_GAIN = 0.5
 
 
-def expected_seconds(ir: dict, store, nodes: list[dict], plans: list) -> dict[str, float]:
-    """Each node's expected seconds in this run: what its last completed execution took (or
-    ``_UNKNOWN_NODE_S``) if the plan runs it; none if the plan takes it from the cache or it
-    is a resolver (both are recorded by the parent)."""
-    from tfpipe.plan import last_duration
-    action = {p.node_id: p.action for p in plans}
+def expected_seconds(nodes: list[dict], plans: list) -> dict[str, float]:
+    """Each node's expected seconds in this run: what its last completed execution took (the
+    plan found it; else ``_UNKNOWN_NODE_S``) if the plan runs it; none if the plan takes it
+    from the cache or it is a resolver (both are recorded by the parent)."""
+    by_id = {p.node_id: p for p in plans}
     out = {}
     for n in nodes:
-        if action.get(n["id"]) == "run":
-            d = last_duration(store, ir["pipeline"]["name"], n["id"])
-            out[n["id"]] = _UNKNOWN_NODE_S if d is None else d
+        p = by_id.get(n["id"])
+        if p is not None and p.action == "run":
+            out[n["id"]] = _UNKNOWN_NODE_S if p.last_duration_s is None else p.last_duration_s
         else:
             out[n["id"]] = 0.0
     return out
@@ -153,7 +152,7 @@ class LocalRunner(Runner):
             plans = self._plan(ir, record, nodes, enable_cache)
             fork, why = True, ""
             if self.auto and plans is not None:
-                fork, why = worth_forking(nodes, expected_seconds(ir, record.store, nodes, plans), self.parallel)
+                fork, why = worth_forking(nodes, expected_seconds(nodes, plans), self.parallel)
             if fork:
                 return self._run_parallel(ir, run_id, nodes, record, enable_cache, plans)
         self.say(f"run {run_id} of pipeline {ir['pipeline']['name']}: {len(nodes)} node(s)"
