@@ -15,7 +15,7 @@ import enum
 __all__ = ["State", "SUCCEEDED", "FINISHED", "ArtifactState"]
 
 
-class State(str, enum.Enum):
+class State(enum.StrEnum):  # a str, equal to and printed as its value
     UNKNOWN = "UNKNOWN"
     NEW = "NEW"
     RUNNING = "RUNNING"
@@ -23,9 +23,6 @@ class State(str, enum.Enum):
     CACHED = "CACHED"
     FAILED = "FAILED"
     CANCELED = "CANCELED"
-
-    def __str__(self) -> str:
-        return self.value
 
     @property
     def succeeded(self) -> bool:
@@ -36,7 +33,7 @@ SUCCEEDED = frozenset({State.COMPLETE, State.CACHED})
 FINISHED = frozenset({State.COMPLETE, State.CACHED, State.FAILED, State.CANCELED})
 
 
-class ArtifactState(str, enum.Enum):
+class ArtifactState(enum.StrEnum):
     """ML Metadata's artifact states, by their ML Metadata names (a str: equal to the name)."""
     UNKNOWN = "UNKNOWN"
     PENDING = "PENDING"
@@ -45,6 +42,3 @@ class ArtifactState(str, enum.Enum):
     DELETED = "DELETED"
     ABANDONED = "ABANDONED"
     REFERENCE = "REFERENCE"
-
-    def __str__(self) -> str:
-        return self.value
