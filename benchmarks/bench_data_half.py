@@ -16,11 +16,20 @@ interpreter start and exit excluded) are reported as a second ratio."""
 from __future__ import annotations
 
 import os
-import shutil
 
 from tfpipe.orchestrators import taskhost
 
-from .common import OUT, REPO, measure_python, scaled_penguins, tfpipe_cli, tfpipe_run
+from .common import (
+    OUT,
+    REPO,
+    env_sizes,
+    fresh_workdir,
+    measure_python,
+    scaled_penguins,
+    tfpipe_cli,
+    tfpipe_run,
+    write_pipeline,
+)
 
 PIPE = """
 from tfpipe.components import ExampleGen, ExampleValidator, SchemaGen, StatisticsGen
@@ -45,18 +54,12 @@ def create_pipeline():
 
 
 def _pipeline(work: str, rows: int, data_dir: str) -> str:
-    path = os.path.join(work, f"pipe_{rows}.py")
-    with open(path, "w") as f:
-        f.write(PIPE.format(data=data_dir, rows=rows, root=os.path.join(work, f"root_{rows}"),
-                            md=os.path.join(work, f"md_{rows}.sqlite")))
-    return path
+    return write_pipeline(work, str(rows), PIPE, data=data_dir, rows=rows)
 
 
 def run(report):
-    work = os.path.join(OUT, "data_half")
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work)
-    sizes = sorted(int(s) for s in os.environ.get("TFPIPE_BENCH_ROWS", "100000,1000000,10000000").split(","))
+    work = fresh_workdir("data_half")
+    sizes = env_sizes("TFPIPE_BENCH_ROWS", "100000,1000000,10000000")
     ref = int(os.environ.get("TFPIPE_BENCH_TFDV_ROWS", "1000000"))
     if ref not in sizes:
         sizes = sorted({*sizes, ref})

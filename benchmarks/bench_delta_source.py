@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 
-from .common import OUT, scaled_penguins, tfpipe_cli
+from .common import OUT, env_sizes, fresh_workdir, scaled_penguins, tfpipe_cli, write_pipeline
 
 PIPE = """
 from tfpipe.components import ExampleGen, StatisticsGen
@@ -50,18 +50,12 @@ def _inputs(rows: int) -> tuple[str, str]:
 
 
 def _pipeline(work: str, name: str, data: str) -> str:
-    path = os.path.join(work, f"pipe_{name}.py")
-    with open(path, "w") as f:
-        f.write(PIPE.format(data=data, name=name, root=os.path.join(work, f"root_{name}"),
-                            md=os.path.join(work, f"md_{name}.sqlite")))
-    return path
+    return write_pipeline(work, name, PIPE, data=data, name=name)
 
 
 def run(report):
-    work = os.path.join(OUT, "delta_source")
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work)
-    sizes = sorted(int(s) for s in os.environ.get("TFPIPE_BENCH_DELTA_ROWS", "100000,1000000").split(","))
+    work = fresh_workdir("delta_source")
+    sizes = env_sizes("TFPIPE_BENCH_DELTA_ROWS", "100000,1000000")
     results: dict[tuple[str, int], dict] = {}
     for rows in sizes:
         pdir, delta = _inputs(rows)

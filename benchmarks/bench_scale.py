@@ -100,7 +100,7 @@ def _rows_per_node(rows: int, eval_rows: int | None, steps: int) -> dict:
 
 
 def _run_tfx(python: str, data_dir: str, root: str, steps: int, limit: float) -> dict:
-    from .bench_tfx import node_times
+    from .bench_tfx import node_at, node_times
     os.makedirs(root)
     cmd = [python, os.path.join(EXAMPLE, "tfx_pipeline.py"), "--root", root, "--data", data_dir,
            "--train-steps", str(steps), "--eval-steps", "5"]
@@ -108,12 +108,13 @@ def _run_tfx(python: str, data_dir: str, root: str, steps: int, limit: float) ->
     r = measure_tree(cmd, env=env, cwd=root, what="TFX run", timeout=limit, log_path=os.path.join(root, "stderr.log"))
     md = os.path.join(root, "metadata.sqlite")
     r["nodes"] = node_times(md, 0) if os.path.exists(md) else {}
+    r["peak_node"] = node_at(md, r["peak_pss_at"]) if os.path.exists(md) else None
     return r
 
 
 def _run_tfpipe(data_dir: str, root: str, steps: int, beam_args: list[str] | None = None,
                 siblings: bool = False) -> dict:
-    from .bench_tfx import node_times
+    from .bench_tfx import node_at, node_times
     os.makedirs(root)
     exe = os.path.join(os.path.dirname(sys.executable), "tfpipe")
     cmd = [exe, "run", "-q", "--parallel", "1", os.path.join(EXAMPLE, "pipeline.py"), "-P", f"data_root={data_dir}",
@@ -124,6 +125,7 @@ def _run_tfpipe(data_dir: str, root: str, steps: int, beam_args: list[str] | Non
                      log_path=os.path.join(root, "stderr.log"))
     md = os.path.join(root, "metadata.sqlite")
     r["nodes"] = node_times(md, 0)
+    r["peak_node"] = node_at(md, r["peak_pss_at"])
     r["eval_rows"] = _eval_rows(md)
     return r
 
@@ -160,6 +162,8 @@ def _print_size(rows: int, tfx: dict | None, ours: dict, steps: int) -> None:
         a, b = (tfx[key] if tfx else None), ours[key]
         print(f"   {label:44} {_fmt(a):>9} {_fmt(b):>9} {unit:3} "
               f"{_fmt(b / a if a else None, '.2f'):>6}")
+    print(f"   {'peak PSS sampled while this node ran':44} {(tfx or {}).get('peak_node') or '-':>9} "
+          f"{ours.get('peak_node') or '-':>9}")
 
 
 def run(report):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 
-from .common import OUT, scaled_penguins, tfpipe_cli
+from .common import OUT, env_sizes, fresh_workdir, scaled_penguins, tfpipe_cli, write_pipeline
 
 PIPE = """
 from tfpipe import Pipeline
@@ -38,11 +38,7 @@ COLUMNS = ("species VARCHAR(20), island VARCHAR(20), bill_length_mm DOUBLE, bill
 
 
 def _pipeline(work: str, tag: str, source: str) -> str:
-    path = os.path.join(work, f"pipe_{tag}.py")
-    with open(path, "w") as f:
-        f.write(PIPE.format(source=source, tag=tag, root=os.path.join(work, f"root_{tag}"),
-                            md=os.path.join(work, f"md_{tag}.sqlite")))
-    return path
+    return write_pipeline(work, tag, PIPE, source=source, tag=tag)
 
 
 def _load(server, csv: str, table: str) -> None:
@@ -104,10 +100,8 @@ def _parquet(csv: str, out_dir: str) -> str:
 
 def run(report):
     from tests.mysql_server import MySQLServer
-    work = os.path.join(OUT, "sql_source")
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work)
-    sizes = sorted(int(s) for s in os.environ.get("TFPIPE_BENCH_SQL_ROWS", "100000,1000000").split(","))
+    work = fresh_workdir("sql_source")
+    sizes = env_sizes("TFPIPE_BENCH_SQL_ROWS", "100000,1000000")
     repeat = max(1, int(os.environ.get("TFPIPE_BENCH_SQL_REPEAT", "3")))
     server = MySQLServer(os.path.join(work, "mariadb"))
     server.install()

@@ -47,6 +47,26 @@ def node_times(metadata: str, since_ms: int) -> dict:
     return out
 
 
+def node_at(metadata: str, t: float | None) -> str | None:
+    """The node whose execution (created .. last updated) spans epoch second ``t`` in an ML
+    Metadata SQLite store, TFX's or tfpipe's; None if none does (start-up, shut-down)."""
+    if t is None:
+        return None
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2 as pb
+    cfg = pb.ConnectionConfig()
+    cfg.sqlite.filename_uri = metadata
+    cfg.sqlite.connection_mode = pb.SqliteMetadataSourceConfig.READONLY
+    store = metadata_store.MetadataStore(cfg)
+    ms = t * 1000
+    for e in store.get_executions():
+        if e.create_time_since_epoch <= ms <= e.last_update_time_since_epoch:
+            node = next((c.name.split(".", 1)[-1] for c in store.get_contexts_by_execution(e.id) if c.type == "node"),
+                        "?")
+            return SAME_NODE.get(node, node)
+    return None
+
+
 def _pushed(serving: str) -> list[str]:
     return sorted(d for d in os.listdir(serving) if d.isdigit()) if os.path.isdir(serving) else []
 

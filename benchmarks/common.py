@@ -103,6 +103,30 @@ def tfpipe_run(pipeline_file: str, *args: str, env: dict | None = None, cwd: str
                           ["tfpipe", "run", "-q", pipeline_file, *args], env=env, cwd=cwd)
 
 
+def fresh_workdir(name: str) -> str:
+    """``OUT/name``, emptied: a bench's own folder for this run."""
+    import shutil
+    work = os.path.join(OUT, name)
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    return work
+
+
+def env_sizes(var: str, default: str) -> list[int]:
+    """Row counts from ``$var`` (comma-separated, e.g. ``100000,1000000``), sorted."""
+    return sorted(int(s) for s in os.environ.get(var, default).split(","))
+
+
+def write_pipeline(work: str, tag: str, template: str, /, **fields) -> str:
+    """``template`` (``str.format`` fields; ``root`` and ``md`` filled here, per ``tag``)
+    written to ``work/pipe_<tag>.py``: a pipeline file for ``tfpipe run``."""
+    path = os.path.join(work, f"pipe_{tag}.py")
+    with open(path, "w") as f:
+        f.write(template.format(**fields, root=os.path.join(work, f"root_{tag}"),
+                                md=os.path.join(work, f"md_{tag}.sqlite")))
+    return path
+
+
 def scaled_penguins(rows: int, path: str, seed: int = 0, chunk: int = 1_000_000) -> str:
     """The penguin table scaled up to ``rows`` rows: rows resampled, numeric columns
     jittered, missing values kept at their original rate; written a million rows at a time
@@ -197,11 +221,12 @@ def measure_tree(cmd: list[str], env: dict | None = None, cwd: str | None = None
                  log_path: str | None = None) -> dict:
     """Run ``cmd`` in its own session; wall time from start to exit, and the peak over
     samples every ``interval`` s of the memory of its whole process tree: the sum of PSS
-    (``peak_pss_mb``; what a forked worker really adds) and the sum of RSS (``peak_rss_mb``;
-    shared pages counted once per process). ``siblings``: also count every other process
-    this benchmark process started (a local Beam cluster's job server and SDK workers).
-    Past ``timeout`` seconds the whole session is killed and ``timed_out`` is True (no
-    error); a non-zero exit otherwise raises, with the end of stderr (kept in ``log_path``)."""
+    (``peak_pss_mb``, sampled at epoch second ``peak_pss_at``; what a forked worker really
+    adds) and the sum of RSS (``peak_rss_mb``; shared pages counted once per process).
+    ``siblings``: also count every other process this benchmark process started (a local
+    Beam cluster's job server and SDK workers). Past ``timeout`` seconds the whole session
+    is killed and ``timed_out`` is True (no error); a non-zero exit otherwise raises, with
+    the end of stderr (kept in ``log_path``)."""
     import signal
     import threading
     e = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
@@ -210,13 +235,15 @@ def measure_tree(cmd: list[str], env: dict | None = None, cwd: str | None = None
     t0 = time.monotonic()
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log or subprocess.PIPE, env=e, cwd=cwd,
                          start_new_session=True)
-    peak = {"pss": 0.0, "rss": 0.0, "procs": 0}
+    peak = {"pss": 0.0, "rss": 0.0, "procs": 0, "pss_at": None}
     done = threading.Event()
 
     def sample():
         me = os.getpid()
         while not done.is_set():
             pss, rss, n = tree_memory_mb([me] if siblings else [p.pid], exclude=(me,) if siblings else ())
+            if pss > peak["pss"]:
+                peak["pss_at"] = time.time()
             peak["pss"], peak["rss"] = max(peak["pss"], pss), max(peak["rss"], rss)
             peak["procs"] = max(peak["procs"], n)
             done.wait(interval)
@@ -240,4 +267,4 @@ def measure_tree(cmd: list[str], env: dict | None = None, cwd: str | None = None
         tail = (err or b"").decode(errors="replace")[-4000:]
         raise RuntimeError(f"{what or ' '.join(cmd)} exited {p.returncode}:\n{tail}")
     return {"process_wall_s": wall, "peak_pss_mb": peak["pss"], "peak_rss_mb": peak["rss"],
-            "max_processes": peak["procs"], "timed_out": timed_out}
+            "peak_pss_at": peak["pss_at"], "max_processes": peak["procs"], "timed_out": timed_out}
