@@ -14,7 +14,7 @@ from typing import Any, Iterable, Iterator
 
 from .artifacts import Artifact, artifact_class
 from .credentials import PASSWORD_ENV, check_no_inline_secrets, resolve_password
-from .state import ArtifactState, State
+from .state import ArtifactState, EventKind, State
 
 __all__ = ["MetadataStore", "MetadataError", "connection_config", "parse_location", "describe_location"]
 
@@ -523,11 +523,26 @@ class MetadataStore:
         opts = self._ms.ListOptions(filter_query=filter_query)
         return list(self._retry(lambda: self.store.get_executions(list_options=opts)))
 
-    def events_of_executions(self, ids: Iterable[int]):
-        return list(self._retry(lambda: self.store.get_events_by_execution_ids(list(ids))))
+    def _kinds(self, kind: EventKind | None):
+        ev = self.pb.Event
+        return None if kind is None else ({ev.INPUT, ev.DECLARED_INPUT} if kind == EventKind.INPUT
+                                          else {ev.OUTPUT, ev.DECLARED_OUTPUT})
 
-    def events_of_artifacts(self, ids: Iterable[int]):
-        return list(self._retry(lambda: self.store.get_events_by_artifact_ids(list(ids))))
+    def event_kind(self, event) -> EventKind:
+        """The side of its execution an ML Metadata event puts its artifact on."""
+        return EventKind.INPUT if event.type in self._kinds(EventKind.INPUT) else EventKind.OUTPUT
+
+    def events_of_executions(self, ids: Iterable[int], kind: EventKind | None = None):
+        """The events of executions ``ids``; only those of ``kind`` if given."""
+        evs = self._retry(lambda: self.store.get_events_by_execution_ids(list(ids)))
+        types = self._kinds(kind)
+        return [e for e in evs if types is None or e.type in types]
+
+    def events_of_artifacts(self, ids: Iterable[int], kind: EventKind | None = None):
+        """The events of artifacts ``ids``; only those of ``kind`` if given."""
+        evs = self._retry(lambda: self.store.get_events_by_artifact_ids(list(ids)))
+        types = self._kinds(kind)
+        return [e for e in evs if types is None or e.type in types]
 
     def io_of(self, execution_id: int) -> tuple[dict[str, list[Artifact]], dict[str, list[Artifact]]]:
         """(inputs, outputs) of one execution, keyed by argument name."""
@@ -537,7 +552,7 @@ class MetadataStore:
         outs: dict[str, list] = {}
         for e in sorted(evs, key=lambda e: (e.path.steps[1].index if len(e.path.steps) > 1 else 0)):
             key = e.path.steps[0].key if e.path.steps else ""
-            side = ins if e.type in (self.pb.Event.INPUT, self.pb.Event.DECLARED_INPUT) else outs
+            side = ins if self.event_kind(e) == EventKind.INPUT else outs
             if e.artifact_id in arts:
                 side.setdefault(key, []).append(arts[e.artifact_id])
         return ins, outs

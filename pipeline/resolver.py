@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from .artifacts import Artifact
 from .metadata import MetadataStore
-from .state import SUCCEEDED, ArtifactState
+from .state import SUCCEEDED, ArtifactState, EventKind
 
 __all__ = ["ResolverQuery", "ResolverError"]
 
@@ -68,14 +68,14 @@ class ResolverQuery:
             return []
         if type_name:  # few queries: the artifacts of the type, then their OUTPUT events
             arts = {a.id: a for a in self.store.list_artifacts(type_name) if a.state == ArtifactState.LIVE}
-            events = self.store.events_of_artifacts(sorted(arts)) if arts else []
+            events = self.store.events_of_artifacts(sorted(arts), EventKind.OUTPUT) if arts else []
         else:
-            events = [ev for ev in self.store.events_of_executions(sorted(execs))]
+            events = self.store.events_of_executions(sorted(execs), EventKind.OUTPUT)
             arts = {a.id: a for a in self.store.get_artifacts(sorted({ev.artifact_id for ev in events}))
                     if a.state == ArtifactState.LIVE}
         first: dict[int, tuple[int, str]] = {}
         for ev in events:
-            if ev.type != self.store.pb.Event.OUTPUT or ev.execution_id not in execs or ev.artifact_id not in arts:
+            if ev.execution_id not in execs or ev.artifact_id not in arts:
                 continue
             key = ev.path.steps[0].key if ev.path.steps else ""
             if ev.artifact_id not in first or ev.execution_id < first[ev.artifact_id][0]:

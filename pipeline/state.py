@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["State", "SUCCEEDED", "FINISHED", "ArtifactState"]
+__all__ = ["State", "SUCCEEDED", "FINISHED", "ArtifactState", "EventKind"]
 
 
 class State(enum.StrEnum):  # a str, equal to and printed as its value
@@ -42,3 +42,10 @@ class ArtifactState(enum.StrEnum):
     DELETED = "DELETED"
     ABANDONED = "ABANDONED"
     REFERENCE = "REFERENCE"
+
+
+class EventKind(enum.StrEnum):
+    """Which side of an execution an artifact is on: what it read (ML Metadata's INPUT and
+    DECLARED_INPUT events) or what it wrote (OUTPUT, DECLARED_OUTPUT)."""
+    INPUT = "INPUT"
+    OUTPUT = "OUTPUT"

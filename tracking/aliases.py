@@ -46,7 +46,7 @@ import re
 import time
 
 from tfpipe.metadata import MetadataStore
-from tfpipe.state import ArtifactState
+from tfpipe.state import ArtifactState, EventKind
 
 __all__ = ["RegistryError", "RegistryUsageError", "STAGES", "STAGE_ALIASES", "TRANSITION", "REGISTERED_MODEL",
            "check_alias", "parse_model_alias", "current_user", "pushed_versions", "transitions", "replay", "state",
@@ -108,7 +108,7 @@ def pushed_versions(store: MetadataStore) -> list[dict]:
             and a.state == ArtifactState.LIVE] if st.has_artifact_type("PushedModel") else []
     if not arts:
         return []
-    evs = [e for e in st.events_of_artifacts([a.id for a in arts]) if e.type == st.pb.Event.OUTPUT]
+    evs = st.events_of_artifacts([a.id for a in arts], EventKind.OUTPUT)
     first: dict[int, int] = {}
     for e in evs:
         first[e.artifact_id] = min(first.get(e.artifact_id, e.execution_id), e.execution_id)

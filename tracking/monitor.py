@@ -33,7 +33,7 @@ import sys
 
 from tfpipe import fileio
 from tfpipe.artifacts import ExampleStatistics
-from tfpipe.state import SUCCEEDED, ArtifactState
+from tfpipe.state import SUCCEEDED, ArtifactState, EventKind
 
 from . import records
 from .registry import Registry, RegistryError
@@ -69,7 +69,7 @@ def training_inputs(store, artifact_id: int) -> dict:
     examples = [a for a in arts if a["type"] == "Examples" and a["properties"].get("input_fingerprint")]
     if not stats and examples:
         ids = [a["id"] for a in examples]
-        evs = [e for e in store.events_of_artifacts(ids) if e.type == store.pb.Event.INPUT]
+        evs = store.events_of_artifacts(ids, EventKind.INPUT)
         for ex in sorted(store.executions({e.execution_id for e in evs}), key=lambda x: -x.id):
             if store.state_name(ex) not in SUCCEEDED:
                 continue

@@ -10,7 +10,7 @@ import json
 from typing import Any, NotRequired, TypedDict
 
 from tfpipe.metadata import MetadataStore
-from tfpipe.state import ArtifactState, State
+from tfpipe.state import ArtifactState, EventKind, State
 
 __all__ = ["show_run", "list_artifacts", "lineage", "NotFound", "run_context",
            "format_run", "format_artifacts", "format_lineage", "format_time", "format_table",
@@ -168,7 +168,7 @@ def lineage(store: MetadataStore, artifact_id: int, _seen=None) -> LineageNode:
     if artifact_id in _seen:
         return node
     _seen.add(artifact_id)
-    evs = [e for e in store.events_of_artifacts([artifact_id]) if e.type == store.pb.Event.OUTPUT]
+    evs = store.events_of_artifacts([artifact_id], EventKind.OUTPUT)
     if not evs:
         return node
     execs = store.executions([e.execution_id for e in evs])

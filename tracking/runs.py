@@ -13,7 +13,7 @@ import sys
 from typing import Any, TypedDict
 
 from tfpipe.metadata import MetadataStore
-from tfpipe.state import State
+from tfpipe.state import EventKind, State
 
 from . import records
 from .codefiles import display_paths
@@ -61,10 +61,10 @@ def _evaluations_by_run(store: MetadataStore, exec_run: dict[int, tuple]) -> dic
     blessing_ids = {a.id for a in blessings}
     if not by_id:
         return out
-    evs = store.events_of_artifacts(by_id)
+    evs = store.events_of_artifacts(by_id, EventKind.OUTPUT)
     cache: dict[int, dict] = {}
     for ev in evs:
-        if ev.type != store.pb.Event.OUTPUT or ev.execution_id not in exec_run:
+        if ev.execution_id not in exec_run:
             continue
         a = by_id[ev.artifact_id]
         row = out.setdefault(exec_run[ev.execution_id], {"metrics": {}, "blessed": None})

@@ -87,7 +87,7 @@ def test_promote_rollback_and_transitions(penguin, monkeypatch):
     ex = store.store.get_executions_by_type("ModelTransition")
     events = store.events_of_executions([e.id for e in ex])
     pushed_ids = {a.id for a in store.list_artifacts("PushedModel")}
-    assert len(events) == len(ex) and all(e.artifact_id in pushed_ids and e.type == store.pb.Event.INPUT
+    assert len(events) == len(ex) and all(e.artifact_id in pushed_ids and store.event_kind(e) == "INPUT"
                                           for e in events)
 
 
