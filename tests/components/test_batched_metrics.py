@@ -4,29 +4,17 @@ baseline and diff), plots and attributions present per slice, and the validation
 (failures, missing slices, slicing details), so the blessing is the same. The configs take
 every branch the batched path has: several slicing specs (feature keys, feature values, a
 column with missing values, an integer column), each supported Keras metric, ExampleCount,
-value, change and per-slice thresholds, one model and a candidate with a baseline. Configs
-it does not reproduce are left to TFMA, with the reason."""
+value, change and per-slice thresholds, one model and a candidate with a baseline (those
+two in tests/components/test_model_validation.py, on its runs' models). Configs it does not
+reproduce are left to TFMA, with the reason."""
 import json
 
 import pytest
 
-from tests.components.test_model_validation import EVAL_CONFIG, node, runs  # noqa: F401 - the module's runs
-
-RICH = json.loads(json.dumps(EVAL_CONFIG))
-RICH["slicing_specs"] = [{}, {"feature_keys": ["island"]}, {"feature_keys": ["sex"]},
-                         {"feature_keys": ["island"], "feature_values": {"sex": "female"}},
-                         {"feature_values": {"year": "2008"}}, {"feature_keys": ["island", "year"]}]
-RICH["metrics_specs"][0]["metrics"] += [
-    {"class_name": "SparseCategoricalCrossentropy"},
-    {"class_name": "SparseTopKCategoricalAccuracy", "config": '{"k": 2, "name": "top_2"}'},
-    {"class_name": "SparseCategoricalAccuracy", "config": '{"name": "acc_by_slice"}',
-     "per_slice_thresholds": [
-         {"slicing_specs": [{"feature_keys": ["island"]}], "threshold": {"value_threshold": {"lower_bound": 0.5}}},
-         {"slicing_specs": [{"feature_values": {"island": "Nowhere"}}],
-          "threshold": {"value_threshold": {"lower_bound": 0.1}}}]}]
+from tests.components.test_model_validation import EVAL_CONFIG
 
 
-def _proto(cfg, has_baseline):
+def proto_of(cfg, has_baseline):
     from tfpipe.components import _eval_config as ec
     c = ec.normalize(cfg)
     ec.check_metric_names(c)
@@ -94,42 +82,6 @@ def assert_same_evaluation(a: str, b: str) -> dict:
             "missing_slices": len(va.missing_slices)}
 
 
-def test_a_candidate_against_its_baseline_on_many_slices_matches_tfma(runs, tmp_path, monkeypatch):  # noqa: F811
-    from tfpipe.components import _batched_metrics as bm
-    from tfpipe.components.evaluator import _reasons
-
-    def no_split(*a):
-        raise AssertionError("the penguin columns (sex has missing values) are sliced without a per-row split")
-    monkeypatch.setattr(bm._MetricsFn, "_slice_rows_split", no_split)
-    examples = node(runs["r2"], "ExampleGen").outputs["examples"][0]
-    model = node(runs["r2"], "Trainer").outputs["model"][0]  # the constant model
-    baseline = node(runs["r1"], "Trainer").outputs["model"][0]
-    proto = _proto(RICH, True)
-    patterns = [examples.parquet_glob("eval")]
-    how = {m: evaluate(tmp_path / m, proto, model, baseline, patterns, m) for m in ("tfma", "auto")}
-    assert how == {"tfma": "by TFMA's default evaluator (asked for)", "auto": "in batches"}
-    seen = assert_same_evaluation(str(tmp_path / "tfma"), str(tmp_path / "auto"))
-    # Overall, 3 islands, 2 sexes (the rows without one in no slice), island x female,
-    # the 2008 rows, island x year: a branch of the batched path each
-    assert seen["slices"] >= 14 and seen["failures"] > 0 and seen["ok"] is False
-    assert seen["missing_slices"] == 1  # island=Nowhere matched no example
-    import tensorflow_model_analysis as tfma
-    reasons = _reasons(tfma.load_validation_result(str(tmp_path / "auto")))
-    assert sorted(reasons) == sorted(_reasons(tfma.load_validation_result(str(tmp_path / "tfma"))))  # any slice order
-    assert any("change in sparse_categorical_accuracy vs the baseline" in r for r in reasons)
-
-
-def test_one_model_without_a_baseline_matches_tfma(runs, tmp_path):  # noqa: F811
-    examples = node(runs["r1"], "ExampleGen").outputs["examples"][0]
-    model = node(runs["r1"], "Trainer").outputs["model"][0]
-    proto = _proto(RICH, False)
-    patterns = [examples.parquet_glob("eval"), examples.parquet_glob("train")]  # two splits
-    how = {m: evaluate(tmp_path / m, proto, model, None, patterns, m) for m in ("tfma", "auto")}
-    assert how["auto"] == "in batches"
-    seen = assert_same_evaluation(str(tmp_path / "tfma"), str(tmp_path / "auto"))
-    assert seen["slices"] >= 14
-
-
 @pytest.mark.parametrize("change,reason", [
     (lambda c: c["metrics_specs"][0]["metrics"].append({"class_name": "AUC"}),
      "metric AUC is computed by TFMA's own code"),
@@ -148,9 +100,9 @@ def test_one_model_without_a_baseline_matches_tfma(runs, tmp_path):  # noqa: F81
 def test_configs_the_batched_path_does_not_reproduce_go_to_tfma_with_the_reason(change, reason):
     from tfpipe.components import _batched_metrics as bm
     cfg = json.loads(json.dumps(EVAL_CONFIG))
-    assert bm.unsupported(_proto(cfg, True), []) is None
+    assert bm.unsupported(proto_of(cfg, True), []) is None
     change(cfg)
-    assert bm.unsupported(_proto(cfg, True), []) == reason
+    assert bm.unsupported(proto_of(cfg, True), []) == reason
 
 
 def test_slice_rows_from_columns_with_missing_values_match_tfmas_own_split():

@@ -298,3 +298,57 @@ def test_evaluation_from_parquet_matches_tfma_on_tfrecord(runs, tmp_path):
     va, vb = tfma.load_validation_result(out["tfrecord"]), tfma.load_validation_result(out["parquet"])
     assert va.validation_ok is vb.validation_ok is False
     assert len(va.metric_validations_per_slice) == len(vb.metric_validations_per_slice) > 0
+
+
+# The batched metrics (components/_batched_metrics.py) against TFMA's default evaluator on
+# this module's models: many slices (missing values in sex, an integer year), thresholds.
+RICH = json.loads(json.dumps(EVAL_CONFIG))
+RICH["slicing_specs"] = [{}, {"feature_keys": ["island"]}, {"feature_keys": ["sex"]},
+                         {"feature_keys": ["island"], "feature_values": {"sex": "female"}},
+                         {"feature_values": {"year": "2008"}}, {"feature_keys": ["island", "year"]}]
+RICH["metrics_specs"][0]["metrics"] += [
+    {"class_name": "SparseCategoricalCrossentropy"},
+    {"class_name": "SparseTopKCategoricalAccuracy", "config": '{"k": 2, "name": "top_2"}'},
+    {"class_name": "SparseCategoricalAccuracy", "config": '{"name": "acc_by_slice"}',
+     "per_slice_thresholds": [
+         {"slicing_specs": [{"feature_keys": ["island"]}], "threshold": {"value_threshold": {"lower_bound": 0.5}}},
+         {"slicing_specs": [{"feature_values": {"island": "Nowhere"}}],
+          "threshold": {"value_threshold": {"lower_bound": 0.1}}}]}]
+
+
+def test_a_candidate_against_its_baseline_on_many_slices_matches_tfma(runs, tmp_path, monkeypatch):
+    from tests.components.test_batched_metrics import assert_same_evaluation, evaluate, proto_of
+    from tfpipe.components import _batched_metrics as bm
+    from tfpipe.components.evaluator import _reasons
+
+    def no_split(*a):
+        raise AssertionError("the penguin columns (sex has missing values) are sliced without a per-row split")
+    monkeypatch.setattr(bm._MetricsFn, "_slice_rows_split", no_split)
+    examples = node(runs["r2"], "ExampleGen").outputs["examples"][0]
+    model = node(runs["r2"], "Trainer").outputs["model"][0]  # the constant model
+    baseline = node(runs["r1"], "Trainer").outputs["model"][0]
+    proto = proto_of(RICH, True)
+    patterns = [examples.parquet_glob("eval")]
+    how = {m: evaluate(tmp_path / m, proto, model, baseline, patterns, m) for m in ("tfma", "auto")}
+    assert how == {"tfma": "by TFMA's default evaluator (asked for)", "auto": "in batches"}
+    seen = assert_same_evaluation(str(tmp_path / "tfma"), str(tmp_path / "auto"))
+    # Overall, 3 islands, 2 sexes (the rows without one in no slice), island x female,
+    # the 2008 rows, island x year: a branch of the batched path each
+    assert seen["slices"] >= 14 and seen["failures"] > 0 and seen["ok"] is False
+    assert seen["missing_slices"] == 1  # island=Nowhere matched no example
+    import tensorflow_model_analysis as tfma
+    reasons = _reasons(tfma.load_validation_result(str(tmp_path / "auto")))
+    assert sorted(reasons) == sorted(_reasons(tfma.load_validation_result(str(tmp_path / "tfma"))))  # any slice order
+    assert any("change in sparse_categorical_accuracy vs the baseline" in r for r in reasons)
+
+
+def test_one_model_without_a_baseline_matches_tfma(runs, tmp_path):
+    from tests.components.test_batched_metrics import assert_same_evaluation, evaluate, proto_of
+    examples = node(runs["r1"], "ExampleGen").outputs["examples"][0]
+    model = node(runs["r1"], "Trainer").outputs["model"][0]
+    proto = proto_of(RICH, False)
+    patterns = [examples.parquet_glob("eval"), examples.parquet_glob("train")]  # two splits
+    how = {m: evaluate(tmp_path / m, proto, model, None, patterns, m) for m in ("tfma", "auto")}
+    assert how["auto"] == "in batches"
+    seen = assert_same_evaluation(str(tmp_path / "tfma"), str(tmp_path / "auto"))
+    assert seen["slices"] >= 14
