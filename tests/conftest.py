@@ -40,12 +40,22 @@ def scoped_env(**env: str):
                 os.environ[k] = v
 
 
+# the pytest-xdist worker this process is ("gw0", "gw1", ...; `make test` runs two), or None
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+
+
 @pytest.fixture(scope="session", autouse=True)
-def task_host():
+def task_host(tmp_path_factory):
     """Tasks of Airflow and kfp.local fork from the warm task host (orchestrators/taskhost.py);
-    the hosts this session starts stop when it ends, and idle ones sooner."""
+    the hosts this session starts stop when it ends, and idle ones sooner. Under pytest-xdist
+    each worker has hosts of its own (their sockets in a runtime directory in the worker's
+    tmp), so a worker that finishes first and stops its host does not stop the one another
+    worker's tasks are running in."""
     from tfpipe.orchestrators import taskhost
-    with scoped_env(**{taskhost.IDLE_ENV: os.environ.get(taskhost.IDLE_ENV, "120")}):
+    env = {taskhost.IDLE_ENV: os.environ.get(taskhost.IDLE_ENV, "120")}
+    if XDIST_WORKER:
+        env["XDG_RUNTIME_DIR"] = str(tmp_path_factory.mktemp("runtime"))
+    with scoped_env(**env):
         yield
         taskhost.stop_host(wait_s=30)
 
@@ -272,15 +282,90 @@ def _drives_chromium(item) -> bool:
                for n in code.co_names)
 
 
+# pytest-xdist (`make test`: two workers, --dist loadfile) sends each test module whole to one
+# worker, so that its module-scoped fixtures are made once. The modules whose tests share one of
+# these expensive session fixtures go together, to one worker, so that it is made once and not
+# once per worker (the scheduler below; pytest-xdist's own xdist_group marks do not reach its
+# scheduler under pytest 9). A module's group is the first its tests name, in this order.
+XDIST_GROUPS = {
+    # the four orchestrators' scenarios (the Airflow runner's home among them)
+    "tests/orchestrators::scenarios": "orchestrator-scenarios",
+    "tests/orchestrators::airflow_runner": "orchestrator-scenarios",
+    # the tracking tests' two penguin runs
+    "tests/tracking::penguin": "tracking-penguin",
+    # the components' copy of the penguin store, trained
+    "tests/components::penguin_model": "components-penguin-model",
+}
+XDIST_GROUPS_ENV = "TFPIPE_TEST_XDIST_GROUPS"  # the file the workers write {module: group} to
+
+
+def _fixtures_used(item) -> set[str]:
+    info = getattr(item, "_fixtureinfo", None)
+    used = set()
+    for name in getattr(item, "fixturenames", ()):
+        for fd in (info.name2fixturedefs.get(name, ()) if info else ()):
+            used.add(f"{fd.baseid or 'tests'}::{name}")
+    return used
+
+
 def pytest_collection_modifyitems(config, items):
+    groups: dict[str, str] = {}  # module file -> its group, when it has one
     for item in items:
-        info = getattr(item, "_fixtureinfo", None)
-        used = set()
-        for name in getattr(item, "fixturenames", ()):
-            for fd in (info.name2fixturedefs.get(name, ()) if info else ()):
-                used.add(f"{fd.baseid or 'tests'}::{name}")
+        used = _fixtures_used(item)
         for marker, fixtures in TIER_FIXTURES.items():
             if used & fixtures:
                 item.add_marker(marker)
         if _drives_chromium(item):
             item.add_marker("chromium")
+        module = item.nodeid.split("::")[0]
+        for fixture, group in XDIST_GROUPS.items():
+            if fixture in used and module not in groups:
+                groups[module] = group
+    if XDIST_WORKER and os.environ.get(XDIST_GROUPS_ENV):  # for the scheduler (every worker collects the same)
+        import json
+        path = os.environ[XDIST_GROUPS_ENV]
+        with open(f"{path}.{XDIST_WORKER}", "w") as f:
+            json.dump(groups, f)
+        os.replace(f"{path}.{XDIST_WORKER}", path)
+
+
+def pytest_configure(config):
+    """The controller of a pytest-xdist run: where its workers write the modules' groups."""
+    if not XDIST_WORKER and getattr(config.option, "numprocesses", None):
+        import tempfile
+        fd, path = tempfile.mkstemp(prefix="tfpipe-xdist-groups-", suffix=".json")
+        os.close(fd)
+        os.remove(path)
+        os.environ[XDIST_GROUPS_ENV] = config._tfpipe_xdist_groups = path
+
+
+def pytest_unconfigure(config):
+    path = getattr(config, "_tfpipe_xdist_groups", None)
+    if path:
+        os.environ.pop(XDIST_GROUPS_ENV, None)
+        with contextlib.suppress(OSError):
+            os.remove(path)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadfile``, with the modules of one group (``XDIST_GROUPS``) as one unit."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class LoadFileGroupScheduling(LoadScopeScheduling):
+        _groups: dict | None = None
+
+        def _split_scope(self, nodeid: str) -> str:
+            if self._groups is None:  # called once every worker has collected (and written the file)
+                import json
+                try:
+                    with open(os.environ.get(XDIST_GROUPS_ENV, "")) as f:
+                        self._groups = json.load(f)
+                except (OSError, ValueError):
+                    self._groups = {}
+                self.log("module groups:", self._groups)
+            module = nodeid.split("::")[0]
+            return self._groups.get(module, module)
+
+    return LoadFileGroupScheduling(config, log)
