@@ -186,6 +186,18 @@ def penguin_kw(d) -> dict:
                 train_steps=PENGUIN_STEPS)
 
 
+@contextlib.contextmanager
+def _file_lock(path: str):
+    """An exclusive lock on ``path`` (flock) for the ``with`` block: one process at a time."""
+    import fcntl
+    with open(path, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 class PenguinStore:
     """The session's penguin store, made once, kept as read-only templates to copy
     (``copy_penguin_store``; the ``penguin_copy`` fixture):
@@ -195,34 +207,65 @@ class PenguinStore:
     ``pushed``: the store after run ``store-pushed`` (the whole pipeline, upstream of the
     Resolver from the cache: the model blessed, infra-blessed and pushed). Made from
     ``trained`` on first use, so a session that needs only a trained model does not
-    evaluate and push one."""
+    evaluate and push one.
+
+    Each stage is made under a file lock in ``base`` and marked done there, so that the
+    workers of a pytest-xdist session, which share ``base``, make it once between them: the
+    first to need it runs it, the others wait and use it (or fail with its error)."""
 
     def __init__(self, base):
         from examples.penguin.pipeline import create_pipeline
         from tfpipe import compile_pipeline
-        from tfpipe.orchestrators.local import LocalRunner
-        self._dir = os.path.join(str(base), "pushed")
+        self._base = str(base)
+        os.makedirs(self._base, exist_ok=True)
+        self._dir = os.path.join(self._base, "pushed")
         self._ir = compile_pipeline(create_pipeline(**penguin_kw(self._dir)))
+        self.trained = self._stage("trained", self._make_trained)
+        self._pushed = None
+
+    def _stage(self, name: str, make) -> str:
+        done, failed = (os.path.join(self._base, f"{name}.{s}") for s in ("done", "failed"))
+        with _file_lock(os.path.join(self._base, ".lock")):
+            if os.path.exists(failed):
+                with open(failed) as f:
+                    raise AssertionError(f"the penguin store's {name} stage failed (in another worker):\n{f.read()}")
+            if not os.path.exists(done):
+                try:
+                    make()
+                except BaseException as e:
+                    with open(failed, "w") as f:
+                        f.write(f"{type(e).__name__}: {e}")
+                    raise
+                open(done, "w").close()
+        return os.path.join(self._base, name)
+
+    def _make_trained(self) -> None:
+        from tfpipe.orchestrators.local import LocalRunner
         r = LocalRunner(verbose=False).run(self._ir, run_id="store-trained", to_node="Trainer")
         assert r.ok, r.error
-        self.trained = copy_penguin_store(self._dir, os.path.join(str(base), "trained"))
-        self._pushed = None
+        copy_penguin_store(self._dir, os.path.join(self._base, "trained"))
+
+    def _make_pushed(self) -> None:
+        from tfpipe.orchestrators.local import LocalRunner
+        r = LocalRunner(verbose=False).run(self._ir, run_id="store-pushed")
+        assert r.ok, r.error
+        outs = {n.node_id: {k: v[0] for k, v in n.outputs.items() if v} for n in r.nodes}
+        assert outs["Evaluator"]["blessing"].blessed and outs["Pusher"]["pushed_model"].pushed
 
     @property
     def pushed(self) -> str:
         if self._pushed is None:
-            from tfpipe.orchestrators.local import LocalRunner
-            r = LocalRunner(verbose=False).run(self._ir, run_id="store-pushed")
-            assert r.ok, r.error
-            outs = {n.node_id: {k: v[0] for k, v in n.outputs.items() if v} for n in r.nodes}
-            assert outs["Evaluator"]["blessing"].blessed and outs["Pusher"]["pushed_model"].pushed
+            self._stage("pushed", self._make_pushed)
             self._pushed = self._dir
         return self._pushed
 
 
 @pytest.fixture(scope="session")
 def penguin_store(tmp_path_factory):
-    """ONE run of the penguin pipeline for the session (``PenguinStore``)."""
+    """ONE run of the penguin pipeline for the session (``PenguinStore``): under pytest-xdist
+    for all its workers, in the session's tmp they share (each worker's is a folder in it)."""
+    if XDIST_WORKER:
+        return PenguinStore(tmp_path_factory.getbasetemp().parent / "penguin_store")
     return PenguinStore(tmp_path_factory.mktemp("penguin_store"))
 
 
@@ -291,6 +334,7 @@ XDIST_GROUPS = {
     # the four orchestrators' scenarios (the Airflow runner's home among them)
     "tests/orchestrators::scenarios": "orchestrator-scenarios",
     "tests/orchestrators::airflow_runner": "orchestrator-scenarios",
+    "tests/orchestrators/test_keras_parity.py::parity": "orchestrator-scenarios",  # asks for airflow_runner
     # the tracking tests' two penguin runs
     "tests/tracking::penguin": "tracking-penguin",
     # the components' copy of the penguin store, trained
