@@ -102,9 +102,15 @@ demo: $(STAMP)
 	$(BIN)/tfpipe runs list
 
 # ruff (configured in pyproject.toml) first: a lint error fails in seconds, before the suite.
+# The suite runs on two pytest-xdist workers (most of its time is spent waiting on subprocesses
+# and servers): each test module whole on one worker, and the modules sharing an expensive
+# session fixture together (tests/conftest.py, XDIST_GROUPS). PYTEST_WORKERS=0 runs it in one
+# process, as before.
+PYTEST_WORKERS ?= 2
+XDIST = $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist loadfile)
 test: $(STAMP) $(ACTIONLINT_STAMP) $(AIRFLOW_STAMP) $(STORAGE_STAMP) $(MLFLOW_STAMP) chromium mariadb postgresql
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q --durations=25 tests
+	$(BIN)/python -m pytest -q $(XDIST) --durations=25 tests
 
 # The inner loop: every test but those marked (from the fixtures they use, tests/conftest.py)
 # slow (trains a model), airflow, services (starts a database or object-store server) or
@@ -112,7 +118,7 @@ test: $(STAMP) $(ACTIONLINT_STAMP) $(AIRFLOW_STAMP) $(STORAGE_STAMP) $(MLFLOW_ST
 FAST := not slow and not airflow and not services and not chromium
 test-fast: $(STAMP) $(ACTIONLINT_STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q --durations=15 -m "$(FAST)" tests
+	$(BIN)/python -m pytest -q $(XDIST) --durations=15 -m "$(FAST)" tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -40,12 +40,22 @@ def scoped_env(**env: str):
                 os.environ[k] = v
 
 
+# the pytest-xdist worker this process is ("gw0", "gw1", ...; `make test` runs two), or None
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+
+
 @pytest.fixture(scope="session", autouse=True)
-def task_host():
+def task_host(tmp_path_factory):
     """Tasks of Airflow and kfp.local fork from the warm task host (orchestrators/taskhost.py);
-    the hosts this session starts stop when it ends, and idle ones sooner."""
+    the hosts this session starts stop when it ends, and idle ones sooner. Under pytest-xdist
+    each worker has hosts of its own (their sockets in a runtime directory in the worker's
+    tmp), so a worker that finishes first and stops its host does not stop the one another
+    worker's tasks are running in."""
     from tfpipe.orchestrators import taskhost
-    with scoped_env(**{taskhost.IDLE_ENV: os.environ.get(taskhost.IDLE_ENV, "120")}):
+    env = {taskhost.IDLE_ENV: os.environ.get(taskhost.IDLE_ENV, "120")}
+    if XDIST_WORKER:
+        env["XDG_RUNTIME_DIR"] = str(tmp_path_factory.mktemp("runtime"))
+    with scoped_env(**env):
         yield
         taskhost.stop_host(wait_s=30)
 
@@ -176,6 +186,18 @@ def penguin_kw(d) -> dict:
                 train_steps=PENGUIN_STEPS)
 
 
+@contextlib.contextmanager
+def _file_lock(path: str):
+    """An exclusive lock on ``path`` (flock) for the ``with`` block: one process at a time."""
+    import fcntl
+    with open(path, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 class PenguinStore:
     """The session's penguin store, made once, kept as read-only templates to copy
     (``copy_penguin_store``; the ``penguin_copy`` fixture):
@@ -185,34 +207,65 @@ class PenguinStore:
     ``pushed``: the store after run ``store-pushed`` (the whole pipeline, upstream of the
     Resolver from the cache: the model blessed, infra-blessed and pushed). Made from
     ``trained`` on first use, so a session that needs only a trained model does not
-    evaluate and push one."""
+    evaluate and push one.
+
+    Each stage is made under a file lock in ``base`` and marked done there, so that the
+    workers of a pytest-xdist session, which share ``base``, make it once between them: the
+    first to need it runs it, the others wait and use it (or fail with its error)."""
 
     def __init__(self, base):
         from examples.penguin.pipeline import create_pipeline
         from tfpipe import compile_pipeline
-        from tfpipe.orchestrators.local import LocalRunner
-        self._dir = os.path.join(str(base), "pushed")
+        self._base = str(base)
+        os.makedirs(self._base, exist_ok=True)
+        self._dir = os.path.join(self._base, "pushed")
         self._ir = compile_pipeline(create_pipeline(**penguin_kw(self._dir)))
+        self.trained = self._stage("trained", self._make_trained)
+        self._pushed = None
+
+    def _stage(self, name: str, make) -> str:
+        done, failed = (os.path.join(self._base, f"{name}.{s}") for s in ("done", "failed"))
+        with _file_lock(os.path.join(self._base, ".lock")):
+            if os.path.exists(failed):
+                with open(failed) as f:
+                    raise AssertionError(f"the penguin store's {name} stage failed (in another worker):\n{f.read()}")
+            if not os.path.exists(done):
+                try:
+                    make()
+                except BaseException as e:
+                    with open(failed, "w") as f:
+                        f.write(f"{type(e).__name__}: {e}")
+                    raise
+                open(done, "w").close()
+        return os.path.join(self._base, name)
+
+    def _make_trained(self) -> None:
+        from tfpipe.orchestrators.local import LocalRunner
         r = LocalRunner(verbose=False).run(self._ir, run_id="store-trained", to_node="Trainer")
         assert r.ok, r.error
-        self.trained = copy_penguin_store(self._dir, os.path.join(str(base), "trained"))
-        self._pushed = None
+        copy_penguin_store(self._dir, os.path.join(self._base, "trained"))
+
+    def _make_pushed(self) -> None:
+        from tfpipe.orchestrators.local import LocalRunner
+        r = LocalRunner(verbose=False).run(self._ir, run_id="store-pushed")
+        assert r.ok, r.error
+        outs = {n.node_id: {k: v[0] for k, v in n.outputs.items() if v} for n in r.nodes}
+        assert outs["Evaluator"]["blessing"].blessed and outs["Pusher"]["pushed_model"].pushed
 
     @property
     def pushed(self) -> str:
         if self._pushed is None:
-            from tfpipe.orchestrators.local import LocalRunner
-            r = LocalRunner(verbose=False).run(self._ir, run_id="store-pushed")
-            assert r.ok, r.error
-            outs = {n.node_id: {k: v[0] for k, v in n.outputs.items() if v} for n in r.nodes}
-            assert outs["Evaluator"]["blessing"].blessed and outs["Pusher"]["pushed_model"].pushed
+            self._stage("pushed", self._make_pushed)
             self._pushed = self._dir
         return self._pushed
 
 
 @pytest.fixture(scope="session")
 def penguin_store(tmp_path_factory):
-    """ONE run of the penguin pipeline for the session (``PenguinStore``)."""
+    """ONE run of the penguin pipeline for the session (``PenguinStore``): under pytest-xdist
+    for all its workers, in the session's tmp they share (each worker's is a folder in it)."""
+    if XDIST_WORKER:
+        return PenguinStore(tmp_path_factory.getbasetemp().parent / "penguin_store")
     return PenguinStore(tmp_path_factory.mktemp("penguin_store"))
 
 
@@ -272,15 +325,91 @@ def _drives_chromium(item) -> bool:
                for n in code.co_names)
 
 
+# pytest-xdist (`make test`: two workers, --dist loadfile) sends each test module whole to one
+# worker, so that its module-scoped fixtures are made once. The modules whose tests share one of
+# these expensive session fixtures go together, to one worker, so that it is made once and not
+# once per worker (the scheduler below; pytest-xdist's own xdist_group marks do not reach its
+# scheduler under pytest 9). A module's group is the first its tests name, in this order.
+XDIST_GROUPS = {
+    # the four orchestrators' scenarios (the Airflow runner's home among them)
+    "tests/orchestrators::scenarios": "orchestrator-scenarios",
+    "tests/orchestrators::airflow_runner": "orchestrator-scenarios",
+    "tests/orchestrators/test_keras_parity.py::parity": "orchestrator-scenarios",  # asks for airflow_runner
+    # the tracking tests' two penguin runs
+    "tests/tracking::penguin": "tracking-penguin",
+    # the components' copy of the penguin store, trained
+    "tests/components::penguin_model": "components-penguin-model",
+}
+XDIST_GROUPS_ENV = "TFPIPE_TEST_XDIST_GROUPS"  # the file the workers write {module: group} to
+
+
+def _fixtures_used(item) -> set[str]:
+    info = getattr(item, "_fixtureinfo", None)
+    used = set()
+    for name in getattr(item, "fixturenames", ()):
+        for fd in (info.name2fixturedefs.get(name, ()) if info else ()):
+            used.add(f"{fd.baseid or 'tests'}::{name}")
+    return used
+
+
 def pytest_collection_modifyitems(config, items):
+    groups: dict[str, str] = {}  # module file -> its group, when it has one
     for item in items:
-        info = getattr(item, "_fixtureinfo", None)
-        used = set()
-        for name in getattr(item, "fixturenames", ()):
-            for fd in (info.name2fixturedefs.get(name, ()) if info else ()):
-                used.add(f"{fd.baseid or 'tests'}::{name}")
+        used = _fixtures_used(item)
         for marker, fixtures in TIER_FIXTURES.items():
             if used & fixtures:
                 item.add_marker(marker)
         if _drives_chromium(item):
             item.add_marker("chromium")
+        module = item.nodeid.split("::")[0]
+        for fixture, group in XDIST_GROUPS.items():
+            if fixture in used and module not in groups:
+                groups[module] = group
+    if XDIST_WORKER and os.environ.get(XDIST_GROUPS_ENV):  # for the scheduler (every worker collects the same)
+        import json
+        path = os.environ[XDIST_GROUPS_ENV]
+        with open(f"{path}.{XDIST_WORKER}", "w") as f:
+            json.dump(groups, f)
+        os.replace(f"{path}.{XDIST_WORKER}", path)
+
+
+def pytest_configure(config):
+    """The controller of a pytest-xdist run: where its workers write the modules' groups."""
+    if not XDIST_WORKER and getattr(config.option, "numprocesses", None):
+        import tempfile
+        fd, path = tempfile.mkstemp(prefix="tfpipe-xdist-groups-", suffix=".json")
+        os.close(fd)
+        os.remove(path)
+        os.environ[XDIST_GROUPS_ENV] = config._tfpipe_xdist_groups = path
+
+
+def pytest_unconfigure(config):
+    path = getattr(config, "_tfpipe_xdist_groups", None)
+    if path:
+        os.environ.pop(XDIST_GROUPS_ENV, None)
+        with contextlib.suppress(OSError):
+            os.remove(path)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadfile``, with the modules of one group (``XDIST_GROUPS``) as one unit."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class LoadFileGroupScheduling(LoadScopeScheduling):
+        _groups: dict | None = None
+
+        def _split_scope(self, nodeid: str) -> str:
+            if self._groups is None:  # called once every worker has collected (and written the file)
+                import json
+                try:
+                    with open(os.environ.get(XDIST_GROUPS_ENV, "")) as f:
+                        self._groups = json.load(f)
+                except (OSError, ValueError):
+                    self._groups = {}
+                self.log("module groups:", self._groups)
+            module = nodeid.split("::")[0]
+            return self._groups.get(module, module)
+
+    return LoadFileGroupScheduling(config, log)

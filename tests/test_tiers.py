@@ -22,3 +22,16 @@ def test_every_tier_fixture_exists_where_named():
             if not os.path.isfile(path) or name not in _fixtures_in(path):
                 missing.append((marker, entry))
     assert missing == []
+
+
+def test_every_xdist_group_fixture_exists_where_named():
+    """The same for the fixtures that put test modules in one pytest-xdist group: a renamed one
+    would silently make its session fixture once per worker."""
+    from tests.conftest import XDIST_GROUPS
+    missing = []
+    for entry in XDIST_GROUPS:
+        where, name = entry.split("::")
+        path = os.path.join(REPO, where if where.endswith(".py") else os.path.join(where, "conftest.py"))
+        if not os.path.isfile(path) or name not in _fixtures_in(path):
+            missing.append(entry)
+    assert missing == []
