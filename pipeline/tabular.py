@@ -162,6 +162,15 @@ class _NumericTally:
 BATCH_ROWS = 128 * 1024  # rows per batch of Parquet input, and per Parquet row group written
 
 
+# A CSV file's column types are inferred from its first _INFER_BLOCK bytes (pyarrow infers
+# from the first block it reads); its rows are then read _READ_BLOCK bytes at a time. pyarrow
+# holds several blocks and their parsed columns at once: at 16 MB blocks, reading a 277 MB
+# CSV file and writing it to Parquet peaked at 469 MB of RSS, at 2 MB blocks 176 MB, in
+# 3.2 s instead of 3.0 s.
+_INFER_BLOCK = 1 << 24
+_READ_BLOCK = 1 << 21
+
+
 class FileScan:
     """One input file read as a stream of Arrow record batches, in bounded memory: its
     ``schema`` is known when the scan is made (from the first block of a CSV file, as
@@ -185,11 +194,17 @@ class FileScan:
             from pyarrow import csv as pacsv
             if os.path.getsize(path) == 0:
                 raise InputDataError(f"file {path} is empty: expected a CSV header line and at least one data row")
-            ropts = pacsv.ReadOptions(encoding=self.encoding, block_size=1 << 24)
+            ropts = pacsv.ReadOptions(encoding=self.encoding, block_size=_INFER_BLOCK)
             copts = pacsv.ConvertOptions(strings_can_be_null=True,
                                          column_types={c: pa.string() for c in self.string_columns})
             try:
                 reader = pacsv.open_csv(path, read_options=ropts, convert_options=copts)
+                if os.path.getsize(path) > _INFER_BLOCK:  # the types as inferred, the rows in smaller blocks
+                    reader = pacsv.open_csv(
+                        path, read_options=pacsv.ReadOptions(encoding=self.encoding, block_size=_READ_BLOCK),
+                        convert_options=pacsv.ConvertOptions(strings_can_be_null=True,
+                                                             column_types=dict(zip(reader.schema.names,
+                                                                                   reader.schema.types))))
             except (pa.ArrowInvalid, UnicodeDecodeError) as e:
                 raise _csv_error(path, self.encoding, e) from None
             if self.encoding == "utf8" and any(pa.types.is_binary(f.type) for f in reader.schema):
