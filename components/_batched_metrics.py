@@ -225,21 +225,21 @@ class _MetricsFn(_Configured):
         return {k: np.sort(np.asarray(v)) for k, v in out.items()}
 
     def _slice_rows_split(self, extracts, sources, n: int) -> dict:
-        """Irregular slicing columns (a missing or repeated value): one row at a time, through
-        TFMA's own split of a batch into examples."""
+        """Slicing columns in a layout ``_per_row`` does not index (a sparse or ragged
+        tensor value): one row at a time, through TFMA's own split of a batch into examples."""
         import numpy as np
         from tensorflow_model_analysis.slicer import slicer_lib as slicer
         from tensorflow_model_analysis.utils import util
         cols = set(self._columns)
         small = {f"s{i}": {c: v for c, v in src.items() if c in cols} for i, src in enumerate(sources)}
+        rows = util.split_extracts(small)
+        if len(rows) != n:
+            raise ValueError(f"slicing columns {sorted(cols)} split into {len(rows)} rows, not the batch's {n}")
         out: dict[Any, list] = {}
-        for i, row in enumerate(util.split_extracts(small)):
+        for i, row in enumerate(rows):
             dicts = [row.get(f"s{j}") or {} for j in range(len(sources))]
             for k in set(slicer.get_slices_for_features_dicts(dicts[:-1], dicts[-1], self._specs)):
                 out.setdefault(k, []).append(i)
-        if len(util.split_extracts(small)) != n:
-            raise ValueError(f"slicing columns {sorted(cols)} split into a different number of rows than the "
-                             f"batch's {n}")
         return {k: np.asarray(v) for k, v in out.items()}
 
     def __call__(self, extracts):
