@@ -137,10 +137,13 @@ def _first_line(e: Exception) -> str:
 
 
 def _is_connection_lost(e: Exception) -> bool:
+    """Whether ``e`` says the server connection is gone, or left ML Metadata's client unusable:
+    a client that lost its server mid-transaction answers every later call with "Transaction
+    already open", and only a new client recovers (or, with the server down, reports it)."""
     msg = str(e).lower()
     return any(w in msg for w in ("gone away", "lost connection", "can't connect", "connection refused",
                                   "failed to connect", "errno 111", "mysql_real_connect failed",
-                                  "was not initialized"))
+                                  "was not initialized", "transaction already open"))
 
 
 def _open_error(where: str, e: Exception) -> str:

@@ -175,3 +175,14 @@ def test_the_server_killed_mid_run(mysql, tmp_path):
     assert "run lost-2 COMPLETE" in again.stderr
     states = {e["node_id"]: e["state"] for e in records.show_run(_store(mysql, url), "lost-2")["executions"]}
     assert states["ExampleGen"] == "CACHED" and states["StatisticsGen"] == "COMPLETE"
+
+
+def test_a_client_left_mid_transaction_by_its_server_is_replaced():
+    """After its server went away mid-transaction, ML Metadata's client answers every later
+    call with "Transaction already open": the store treats that as a lost connection (a new
+    client; with the server still down, the one-line "lost the connection" error), as it does
+    the lost connection itself. Which of the two a run meets depends on when the server dies."""
+    from tfpipe.metadata import _is_connection_lost
+    assert _is_connection_lost(RuntimeError("FailedPreconditionError: Transaction already open."))
+    assert _is_connection_lost(RuntimeError("mysql_query failed: errno: Lost connection to MySQL server"))
+    assert not _is_connection_lost(RuntimeError("AlreadyExistsError: Given node already exists"))
