@@ -167,12 +167,12 @@ def plan_run(ir: dict, store: MetadataStore, nodes: list[dict], enable_cache: bo
     will_run: set[str] = set()
     resolving: set[str] = set()  # resolvers whose upstream will run: what they pick is not known yet
     plans: list[NodePlan] = []
-    found: dict = {}
+    last: dict = {}  # node id -> its last execution (or None)
 
     def previous(node_id: str):
-        if node_id not in found:
-            found[node_id] = _previous(store, pl["name"], node_id)
-        return found[node_id]
+        if node_id not in last:
+            last[node_id] = _previous(store, pl["name"], node_id)
+        return last[node_id]
 
     for n in nodes:
         spec = load_component(n["executor"], pl.get("source"))
@@ -211,8 +211,8 @@ def plan_run(ir: dict, store: MetadataStore, nodes: list[dict], enable_cache: bo
                                 {k: list(v) for k, v in inputs.items()}) or {}
             virtual[n["id"]] = {k: ([v] if not isinstance(v, list) else v) for k, v in got.items() if v}
             plan.action = "resolve"
-            found = ", ".join(f"{k} #{a.id}" for k, arts in virtual[n["id"]].items() for a in arts) or "nothing"
-            plan.reasons.append(f"a resolver picks artifacts anew every run (now: {found})")
+            picked = ", ".join(f"{k} #{a.id}" for k, arts in virtual[n["id"]].items() for a in arts) or "nothing"
+            plan.reasons.append(f"a resolver picks artifacts anew every run (now: {picked})")
             continue
         if spec.driver is not None:
             params.update(spec.driver(dict(params)) or {})

@@ -40,3 +40,24 @@ def test_plan_without_a_store_counts_the_resolver(tmp_path):
     line = next(x for x in p.stdout.splitlines() if x.strip().startswith("latest_blessed_model_resolver"))
     assert line.split()[1] == "resolve"
     assert not (tmp_path / "m.sqlite").exists()
+
+
+def test_a_node_to_run_after_a_resolver_that_resolves_now(penguin_model):
+    """Everything up to the Trainer is cached, so the Resolver picks its artifacts now, while
+    planning; the Evaluator after it runs. The plan still gives each node to run its reasons
+    and the duration of its last execution (none here: it never ran)."""
+    from tfpipe.metadata import MetadataStore
+    from tfpipe.plan import format_plan, plan_run
+    from tfpipe.runner import select_nodes
+    ir = penguin_model["ir"]
+    plans = {p.node_id: p for p in plan_run(ir, MetadataStore(penguin_model["kw"]["metadata"]),
+                                            select_nodes(ir, None, None))}
+    assert plans["Trainer"].action == "cached"
+    res = plans["latest_blessed_model_resolver"]
+    assert res.action == "resolve" and res.reasons == ["a resolver picks artifacts anew every run (now: nothing)"]
+    ev = plans["Evaluator"]
+    assert ev.action == "run" and ev.reasons == ["it never ran before"] and ev.last_duration_s is None
+    assert plans["Trainer"].last_duration_s is None  # cached: no forecast
+    assert {n for n, p in plans.items() if p.action == "run"} >= {"Evaluator", "Pusher"}
+    assert _header_counts(format_plan(list(plans.values()), "penguin", "here")) == (
+        5, sum(p.action == "run" for p in plans.values()), 1)
