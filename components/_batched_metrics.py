@@ -207,7 +207,7 @@ class _MetricsFn(_Configured):
         arrays = [(si, c, _per_row(src[c], n)) for si, src in enumerate(sources) for c in self._columns
                   if src.get(c) is not None]
         if any(a is None for _, _, a in arrays):
-            return self._slice_rows_split(extracts, sources, n)
+            return self._slice_rows_split(sources, n)
         groups: dict[tuple, list[int]] = {}
         values = [[_row_value(a, i) for i in range(n)] for _, _, a in arrays]
         rows_values = zip(*values) if values else [()] * n
@@ -224,7 +224,7 @@ class _MetricsFn(_Configured):
                 out.setdefault(k, []).extend(rows)
         return {k: np.sort(np.asarray(v)) for k, v in out.items()}
 
-    def _slice_rows_split(self, extracts, sources, n: int) -> dict:
+    def _slice_rows_split(self, sources, n: int) -> dict:
         """Slicing columns in a layout ``_per_row`` does not index (a sparse or ragged
         tensor value): one row at a time, through TFMA's own split of a batch into examples."""
         import numpy as np

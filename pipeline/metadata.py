@@ -537,15 +537,15 @@ class MetadataStore:
 
     def events_of_executions(self, ids: Iterable[int], kind: EventKind | None = None):
         """The events of executions ``ids``; only those of ``kind`` if given."""
-        evs = self._retry(lambda: self.store.get_events_by_execution_ids(list(ids)))
-        types = self._kinds(kind)
-        return [e for e in evs if types is None or e.type in types]
+        return self._of_kind(self._retry(lambda: self.store.get_events_by_execution_ids(list(ids))), kind)
 
     def events_of_artifacts(self, ids: Iterable[int], kind: EventKind | None = None):
         """The events of artifacts ``ids``; only those of ``kind`` if given."""
-        evs = self._retry(lambda: self.store.get_events_by_artifact_ids(list(ids)))
+        return self._of_kind(self._retry(lambda: self.store.get_events_by_artifact_ids(list(ids))), kind)
+
+    def _of_kind(self, events, kind: EventKind | None) -> list:
         types = self._kinds(kind)
-        return [e for e in evs if types is None or e.type in types]
+        return [e for e in events if types is None or e.type in types]
 
     def io_of(self, execution_id: int) -> tuple[dict[str, list[Artifact]], dict[str, list[Artifact]]]:
         """(inputs, outputs) of one execution, keyed by argument name."""

@@ -128,7 +128,7 @@ def test_slice_rows_from_columns_with_missing_values_match_tfmas_own_split():
     fn._ensure_setup()
     extracts = {tfma.FEATURES_KEY: features}
     fast = {k: sorted(v.tolist()) for k, v in fn._slice_rows(extracts, 6).items()}
-    split = {k: sorted(v.tolist()) for k, v in fn._slice_rows_split(extracts, [features], 6).items()}
+    split = {k: sorted(v.tolist()) for k, v in fn._slice_rows_split([features], 6).items()}
     assert fast == split
     assert fast[()] == [0, 1, 2, 3, 4, 5]
     assert fast[(("sex", "male"),)] == [0, 3, 5] and fast[(("sex", "female"),)] == [2, 5]
