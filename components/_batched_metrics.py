@@ -128,7 +128,9 @@ def _per_row(value, n: int):
     import numpy as np
     from tensorflow_model_analysis.api import types
     if isinstance(value, np.ndarray):
-        return value if value.ndim >= 1 and value.shape[0] == n else None
+        if value.ndim == 0 or value.shape[0] != n:
+            return None
+        return value.reshape(n, 1) if value.ndim == 1 else value  # (n,): one value a row, as TFMA splits it
     if isinstance(value, types.VarLenTensorValue) and len(value.dense_shape) == 2 and value.dense_shape[0] == n:
         rows = np.asarray(value.indices)[:, 0] if len(value.values) else np.zeros(0, dtype=np.int64)
         if np.any(np.diff(rows) < 0):

@@ -133,3 +133,29 @@ def test_slice_rows_from_columns_with_missing_values_match_tfmas_own_split():
     assert fast[()] == [0, 1, 2, 3, 4, 5]
     assert fast[(("sex", "male"),)] == [0, 3, 5] and fast[(("sex", "female"),)] == [2, 5]
     assert fast[(("island", "a"), ("sex", "female"))] == [2, 5]
+
+
+def test_slice_rows_from_one_value_a_row_columns_match_tfmas_own_split():
+    """A transform output of shape (n,) (a squeezed column, as TFX's examples make them) and
+    a raw column of the same name: sliced per value, as TFMA's own split slices them."""
+    import numpy as np
+    import tensorflow_model_analysis as tfma
+    from tensorflow_model_analysis import constants
+
+    from tfpipe.components import _batched_metrics as bm
+    cfg = tfma.EvalConfig(model_specs=[tfma.ModelSpec(label_key="species_xf",
+                                                      preprocessing_function_names=["transform_features"])],
+                          slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=["island_xf"]),
+                                         tfma.SlicingSpec(feature_keys=["island_xf", "size"])],
+                          metrics_specs=[tfma.MetricsSpec(metrics=[tfma.MetricConfig(class_name="ExampleCount")])])
+    assert bm.unsupported(cfg, []) is None
+    transformed = {"island_xf": np.array([0, 1, 0, 2, 0]), "size": np.array([1.5, 1.5, 2.5, 1.5, 2.5])}
+    raw = {"island_xf": np.array([[7], [7], [7], [7], [7]])}  # a raw column the transform's output overrides
+    fn = bm._MetricsFn(cfg)
+    fn._ensure_setup()
+    extracts = {constants.TRANSFORMED_FEATURES_KEY: transformed, constants.FEATURES_KEY: raw}
+    fast = {k: sorted(v.tolist()) for k, v in fn._slice_rows(extracts, 5).items()}
+    split = {k: sorted(v.tolist()) for k, v in fn._slice_rows_split([transformed, raw], 5).items()}
+    assert fast == split
+    assert fast[(("island_xf", 0),)] == [0, 2, 4] and fast[(("island_xf", 2),)] == [3]
+    assert fast[(("island_xf", 0), ("size", 2.5))] == [2, 4]
