@@ -229,6 +229,10 @@ class MetadataStore:
                 return fn()
             except Exception as e:  # ml_metadata raises its own error classes
                 if _is_connection_lost(e):
+                    if i == attempts - 1:  # a new client each time, and still no answer
+                        raise MetadataError(f"ML Metadata store {self.where}: {attempts} calls in a row failed as if "
+                                            f"the server connection were lost ({_first_line(e)}); nothing was "
+                                            f"recorded after this point") from None
                     self._reconnect(e)
                     continue
                 if i == attempts - 1 or not _is_transient(e):

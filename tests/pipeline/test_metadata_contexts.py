@@ -17,3 +17,23 @@ def test_publishing_an_execution_keeps_what_a_parallel_task_recorded_on_the_run(
     assert props["status"] == "FAILED" and props["error"] == "boom"
     assert [x.id for x in store.executions_by_context(run)] == [e.id]  # still in the run
     assert [x.id for x in store.executions_by_context(node)] == [e.id]
+
+
+def test_a_call_that_keeps_losing_its_connection_is_an_error_not_none(tmp_path):
+    """Each attempt gets a new client (the store reconnects); when the last attempt also fails
+    as a lost connection, the caller gets the one-line MetadataError naming the store, never
+    a silent None in place of the call's answer."""
+    import pytest
+
+    from tfpipe.metadata import MetadataError
+    store = MetadataStore(str(tmp_path / "m.sqlite"))
+    calls = []
+
+    def lost():
+        calls.append(store.store)
+        raise RuntimeError("mysql_query failed: errno: Lost connection to MySQL server during query")
+
+    with pytest.raises(MetadataError, match=r"m\.sqlite: 3 calls in a row failed .*Lost connection"):
+        store._retry(lost, attempts=3)
+    assert len(calls) == 3 and len({id(c) for c in calls}) == 3  # a new client for each attempt
+    assert store.context("pipeline_run", "p.r1", {"status": "RUNNING"}) is not None  # the store still works
