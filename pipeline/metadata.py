@@ -532,8 +532,9 @@ class MetadataStore:
 
     def _kinds(self, kind: EventKind | None):
         ev = self.pb.Event
-        return None if kind is None else ({ev.INPUT, ev.DECLARED_INPUT} if kind == EventKind.INPUT
-                                          else {ev.OUTPUT, ev.DECLARED_OUTPUT})
+        if kind is None:
+            return None
+        return {ev.INPUT, ev.DECLARED_INPUT} if EventKind(kind) == EventKind.INPUT else {ev.OUTPUT, ev.DECLARED_OUTPUT}
 
     def event_kind(self, event) -> EventKind:
         """The side of its execution an ML Metadata event puts its artifact on."""
