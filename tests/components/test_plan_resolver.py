@@ -42,16 +42,21 @@ def test_plan_without_a_store_counts_the_resolver(tmp_path):
     assert not (tmp_path / "m.sqlite").exists()
 
 
-def test_a_node_to_run_after_a_resolver_that_resolves_now(penguin_model):
+def test_a_node_to_run_after_a_resolver_that_resolves_now(penguin_store, tmp_path):
     """Everything up to the Trainer is cached, so the Resolver picks its artifacts now, while
     planning; the Evaluator after it runs. The plan still gives each node to run its reasons
-    and the duration of its last execution (none here: it never ran)."""
+    and the duration of its last execution (none here: it never ran). On a copy of the
+    trained store of its own (the shared one gains Evaluator runs from other tests)."""
+    from examples.penguin.pipeline import create_pipeline
+    from tests.conftest import copy_penguin_store, penguin_kw
+    from tfpipe import compile_pipeline
     from tfpipe.metadata import MetadataStore
     from tfpipe.plan import format_plan, plan_run
     from tfpipe.runner import select_nodes
-    ir = penguin_model["ir"]
-    plans = {p.node_id: p for p in plan_run(ir, MetadataStore(penguin_model["kw"]["metadata"]),
-                                            select_nodes(ir, None, None))}
+    copy_penguin_store(penguin_store.trained, tmp_path)
+    kw = penguin_kw(tmp_path)
+    ir = compile_pipeline(create_pipeline(**kw))
+    plans = {p.node_id: p for p in plan_run(ir, MetadataStore(kw["metadata"]), select_nodes(ir, None, None))}
     assert plans["Trainer"].action == "cached"
     res = plans["latest_blessed_model_resolver"]
     assert res.action == "resolve" and res.reasons == ["a resolver picks artifacts anew every run (now: nothing)"]
