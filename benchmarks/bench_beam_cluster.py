@@ -6,9 +6,8 @@ the statistics' example counts of both (they must be equal to the rows written).
 from __future__ import annotations
 
 import os
-import shutil
 
-from .common import OUT, REPO, scaled_penguins, tfpipe_run
+from .common import OUT, REPO, fresh_workdir, scaled_penguins, tfpipe_run
 
 ROWS = int(os.environ.get("TFPIPE_BENCH_CLUSTER_ROWS", "100000"))
 
@@ -32,9 +31,7 @@ def _examples_counted(md: str) -> int:
 
 def run(report):
     from tfpipe.orchestrators.beam.cluster import LocalBeamCluster
-    work = os.path.join(OUT, "beam_cluster")
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work)
+    work = fresh_workdir("beam_cluster")
     data = os.path.dirname(scaled_penguins(ROWS, os.path.join(OUT, "data", f"penguins-{ROWS}", "penguins.csv")))
     md = os.path.join(work, "md.sqlite")
 

@@ -5,9 +5,8 @@ included); framework/bare ratio. Also the InfraValidator and Pusher on the bless
 from __future__ import annotations
 
 import os
-import shutil
 
-from .common import OUT, REPO, measure_python, tfpipe_run
+from .common import REPO, fresh_workdir, measure_python, tfpipe_run
 
 PIPE = """
 from tfpipe.components import Evaluator, ExampleGen, InfraValidator, Pusher
@@ -53,9 +52,7 @@ assert tfma.load_validation_result(os.path.join(WORK, "out")).validation_ok
 
 
 def run(report):
-    work = os.path.join(OUT, "evaluator")
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work)
+    work = fresh_workdir("evaluator")
     md = os.path.join(work, "md.sqlite")
     pfile = os.path.join(work, "pipe.py")
     with open(pfile, "w") as f:

@@ -11,9 +11,8 @@ Nodes after the Trainer (Evaluator, Pusher... when wired in) run in a separate m
 from __future__ import annotations
 
 import os
-import shutil
 
-from .common import OUT, REPO, measure_python, tfpipe_run
+from .common import REPO, fresh_workdir, measure_python, tfpipe_run
 
 PIPE = """
 from examples.penguin.pipeline import create_pipeline as _create
@@ -87,9 +86,7 @@ export_serving_model(model, tft_out, os.path.join(WORK, "model", "Format-Serving
 
 
 def run(report):
-    work = os.path.join(OUT, "model")
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work)
+    work = fresh_workdir("model")
     pfile = os.path.join(work, "pipe.py")
     with open(pfile, "w") as f:
         f.write(PIPE.format(root=os.path.join(work, "root"), md=os.path.join(work, "md.sqlite")))

@@ -15,7 +15,7 @@ import shutil
 import statistics
 import tempfile
 
-from .common import OUT, REPO, scaled_penguins, tfpipe_cli
+from .common import OUT, REPO, fresh_workdir, scaled_penguins, tfpipe_cli
 
 PENGUIN = os.path.join(REPO, "examples", "penguin", "pipeline.py")
 PIPE = """
@@ -57,9 +57,7 @@ def run(report):
     from tests.conftest import scoped_env
     from tests.object_store import SeaweedFS
     from tfpipe import fileio
-    work = os.path.join(OUT, "object_store")
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work)
+    work = fresh_workdir("object_store")
     server = SeaweedFS(tempfile.mkdtemp(prefix="bench-seaweedfs-")).start()
     try:
         bucket = server.make_bucket("bench")

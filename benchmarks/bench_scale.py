@@ -34,10 +34,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 
-from .common import OUT, REPO, measure_tree
+from .common import OUT, REPO, env_sizes, fresh_workdir, measure_tree
 
 EXAMPLE = os.path.join(REPO, "examples", "penguin_tfx")
 GOALS_1M = {"total": 0.15, "Evaluator": 0.25, "Transform": 0.2, "peak_pss": 0.5}
@@ -46,11 +45,6 @@ BEAM_NODES = ("StatisticsGen", "Transform", "Evaluator")
 NODE_ORDER = ("ExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer",
               "latest_blessed_model_resolver", "Evaluator", "Pusher")
 TRAIN_BATCH = 20  # examples/penguin_tfx/*_modules/penguin_common.py
-
-
-def _sizes() -> list[int]:
-    text = os.environ.get("TFPIPE_BENCH_SCALE_ROWS", "100000,1000000,10000000")
-    return sorted({int(float(s)) for s in text.replace("_", "").split(",") if s.strip()})
 
 
 def penguin_rows(rows: int, path: str, seed: int = 0, noise: float = 0.05, chunk: int = 1_000_000) -> str:
@@ -167,12 +161,11 @@ def _print_size(rows: int, tfx: dict | None, ours: dict, steps: int) -> None:
 
 
 def run(report):
-    sizes = _sizes()
+    sizes = env_sizes("TFPIPE_BENCH_SCALE_ROWS", "100000,1000000,10000000")
     steps = int(os.environ.get("TFPIPE_BENCH_SCALE_TRAIN_STEPS", "100"))
     limit = float(os.environ.get("TFPIPE_BENCH_TFX_LIMIT_S", "1800"))
     cluster_rows = int(float(os.environ.get("TFPIPE_BENCH_SCALE_CLUSTER_ROWS", str(sizes[-1]))))
-    work = os.path.join(OUT, "scale")
-    shutil.rmtree(work, ignore_errors=True)
+    work = fresh_workdir("scale")
     if os.environ.get("TFPIPE_BENCH_SCALE_TFX", "1") == "0":
         python, why = None, "TFPIPE_BENCH_SCALE_TFX=0 says not to run it"
     else:

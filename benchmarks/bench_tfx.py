@@ -16,11 +16,10 @@ clock for both), with the ratios tfpipe / TFX against the goals (first run <= 0.
 from __future__ import annotations
 
 import os
-import shutil
 import statistics
 import time
 
-from .common import OUT, REPO, measure_process, tfpipe_cli
+from .common import REPO, fresh_workdir, measure_process, tfpipe_cli
 from .tfx_env import ensure_venv
 
 EXAMPLE = os.path.join(REPO, "examples", "penguin_tfx")
@@ -114,8 +113,7 @@ def _executed(runs: list[dict], kind: str) -> list[str]:
 def run(report, pairs: int | None = None):
     pairs = pairs or int(os.environ.get("TFPIPE_BENCH_TFX_PAIRS", "2"))
     python = ensure_venv(log=lambda m: print(f"   {m}", flush=True))
-    work = os.path.join(OUT, "tfx")
-    shutil.rmtree(work, ignore_errors=True)
+    work = fresh_workdir("tfx")
     results: dict[str, list] = {"tfx": [], "tfpipe": []}
     for i in range(pairs):
         for side in (("tfx", "tfpipe") if i % 2 == 0 else ("tfpipe", "tfx")):

@@ -113,8 +113,10 @@ def fresh_workdir(name: str) -> str:
 
 
 def env_sizes(var: str, default: str) -> list[int]:
-    """Row counts from ``$var`` (comma-separated, e.g. ``100000,1000000``), sorted."""
-    return sorted(int(s) for s in os.environ.get(var, default).split(","))
+    """Row counts from ``$var`` (comma-separated, e.g. ``100000,1000000``, ``1e6`` or
+    ``1_000_000``), sorted, each once."""
+    text = os.environ.get(var, default)
+    return sorted({int(float(s)) for s in text.replace("_", "").split(",") if s.strip()})
 
 
 def write_pipeline(work: str, tag: str, template: str, /, **fields) -> str:
