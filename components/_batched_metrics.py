@@ -140,9 +140,9 @@ def _per_row(value, n: int):
     return None
 
 
-def _row_value(arr, i: int):
-    v = arr[i]
-    return tuple(v.tolist()) if hasattr(v, "tolist") else v
+def _row_value(arr, i: int) -> tuple:
+    """Row ``i`` of a ``_per_row`` column (an array of that row's values) as a hashable key."""
+    return tuple(arr[i].tolist())
 
 
 def _metric_objects(cfg) -> dict:
@@ -186,8 +186,8 @@ class _MetricsFn(_Configured):
         self._overall_only = all(s.is_overall() for s in self._specs)
         self._columns = sorted({c for s in cfg.slicing_specs for c in [*s.feature_keys, *s.feature_values]})
         self._model_names = [s.name if self._multi else "" for s in cfg.model_specs]
-        self._prediction_keys = {(s.name if self._multi else ""): s.prediction_key for s in cfg.model_specs}
-        self._label_keys = {(s.name if self._multi else ""): s.label_key for s in cfg.model_specs}
+        self._prediction_keys = {m: s.prediction_key for m, s in zip(self._model_names, cfg.model_specs)}
+        self._label_keys = {m: s.label_key for m, s in zip(self._model_names, cfg.model_specs)}
         self._metrics: dict[str, list] = {m: [] for m in self._model_names}
         for key, metric in _metric_objects(cfg).items():
             self._metrics[key.model_name].append((key, metric))
@@ -316,14 +316,14 @@ class _ResultsFn(_Configured):
         self._ensure_setup()
         slice_key, acc = item
         result = {}
-        for key, v in acc.items():
-            if isinstance(v, list):
-                metric = self._metrics[key]
-                metric.set_weights(v)
-                with libraries_not_autographed():
+        with libraries_not_autographed():
+            for key, v in acc.items():
+                if isinstance(v, list):
+                    metric = self._metrics[key]
+                    metric.set_weights(v)
                     result[key] = metric.result().numpy()
-            else:
-                result[key] = np.float64(v)
+                else:
+                    result[key] = np.float64(v)
         if self._baseline:  # TFMA's diff metrics: candidate minus baseline, per metric key
             for key, v in list(result.items()):
                 if key.model_name != self._baseline and not key.is_diff:

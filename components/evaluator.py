@@ -126,6 +126,8 @@ def evaluation_graph(p, *, eval_config, output_path: str, model_dir: str, data_l
     from tfx_bsl.public.tfxio import TFExampleRecord
     if (data_location is None) == (parquet_patterns is None):
         raise ValueError("evaluation_graph: give exactly one of data_location and parquet_patterns")
+    if metrics not in ("auto", "tfma"):
+        raise ValueError(f"evaluation_graph: metrics must be 'auto' or 'tfma', not {metrics!r}")
     models = [tfma.default_eval_shared_model(model_dir, eval_config=eval_config, model_name="candidate")]
     if baseline_dir is not None:
         models.append(tfma.default_eval_shared_model(baseline_dir, eval_config=eval_config, model_name="baseline"))
@@ -144,8 +146,6 @@ def evaluation_graph(p, *, eval_config, output_path: str, model_dir: str, data_l
                                 telemetry_descriptors=["tfpipe"])
         batches = (p | "ReadExamples" >> tfxio.BeamSource()
                      | "CountRows" >> beam.Map(_counted, progress_key).with_output_types(pa.RecordBatch))
-    if metrics not in ("auto", "tfma"):
-        raise ValueError(f"evaluation_graph: metrics must be 'auto' or 'tfma', not {metrics!r}")
     extractors = evaluators = None
     how = "by TFMA's default evaluator (asked for)"
     if metrics == "auto":
