@@ -192,19 +192,19 @@ class FileScan:
         path = self.path
         if self.format == "csv":
             from pyarrow import csv as pacsv
-            if os.path.getsize(path) == 0:
+            size = os.path.getsize(path)
+            if size == 0:
                 raise InputDataError(f"file {path} is empty: expected a CSV header line and at least one data row")
             ropts = pacsv.ReadOptions(encoding=self.encoding, block_size=_INFER_BLOCK)
             copts = pacsv.ConvertOptions(strings_can_be_null=True,
                                          column_types={c: pa.string() for c in self.string_columns})
             try:
                 reader = pacsv.open_csv(path, read_options=ropts, convert_options=copts)
-                if os.path.getsize(path) > _INFER_BLOCK:  # the types as inferred, the rows in smaller blocks
-                    reader = pacsv.open_csv(
-                        path, read_options=pacsv.ReadOptions(encoding=self.encoding, block_size=_READ_BLOCK),
-                        convert_options=pacsv.ConvertOptions(strings_can_be_null=True,
-                                                             column_types=dict(zip(reader.schema.names,
-                                                                                   reader.schema.types))))
+                if size > _INFER_BLOCK:  # the types as inferred, the rows in smaller blocks
+                    copts.column_types = dict(zip(reader.schema.names, reader.schema.types))
+                    reader.close()
+                    reader = pacsv.open_csv(path, convert_options=copts, read_options=pacsv.ReadOptions(
+                        encoding=self.encoding, block_size=_READ_BLOCK))
             except (pa.ArrowInvalid, UnicodeDecodeError) as e:
                 raise _csv_error(path, self.encoding, e) from None
             if self.encoding == "utf8" and any(pa.types.is_binary(f.type) for f in reader.schema):
