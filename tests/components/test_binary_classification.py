@@ -84,4 +84,3 @@ def test_integer_multiclass_label_with_a_logits_model(run):
     strict = run["LogitsProbabilitiesInfraValidator"].outputs["blessing"][0]
     assert strict.blessed is False
     assert strict.reasons[0].startswith("outputs holds values outside [0, 1], so not probabilities")
-
