@@ -31,7 +31,7 @@ from .fingerprint import ModuleFileError, file_sha256, fingerprint_path, module_
 from .loader import load_component
 from .metadata import MetadataError, MetadataStore
 from .provenance import environment, environment_record, git_info, owner
-from .runtime import ExecutionContext, Interrupted, pin_keras
+from .runtime import ExecutionContext, Interrupted, pin_keras, raise_if_interrupted, take_interrupt
 from .state import SUCCEEDED, ArtifactState, State
 
 __all__ = ["run_node", "NodeFailed", "NodeResult", "InputResolutionError", "NotCached", "resolve_inputs"]
@@ -370,6 +370,7 @@ class Job:
     def fail(self, e: BaseException) -> NodeFailed:
         """Record the failure and clean up; the NodeFailed to raise (an interrupt or exit
         is re-raised as it is, after the record)."""
+        take_interrupt(e)
         msg = _one_paragraph(e)
         for key, arts in self.outputs.items():
             if key in self.staged:
@@ -401,6 +402,7 @@ def run_node(ir: dict, node_id: str, run_id: str, store: MetadataStore | None = 
     ``cache_only``: a node that is not a cache hit fails (NotCached) instead of executing
     (a resolver node still resolves: it creates nothing)."""
     pin_keras()  # a no-op where an entry point did it (before anything imported TensorFlow)
+    raise_if_interrupted()
     job = Job(ir, _node(ir, node_id), run_id, store or MetadataStore(ir["pipeline"]["metadata"]),
               enable_cache, verbose)
     try:
@@ -418,6 +420,7 @@ def run_node(ir: dict, node_id: str, run_id: str, store: MetadataStore | None = 
                             f"from the cache only)")
         job.stage_outputs()
         job.execute()
+        raise_if_interrupted()  # a signal some library swallowed: not COMPLETE
         return job.publish()
     except BaseException as e:
         raise job.fail(e) from e

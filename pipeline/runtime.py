@@ -7,8 +7,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-__all__ = ["ExecutionContext", "current", "quiet_libraries", "Interrupted", "interrupt_on_signals", "tracking",
-           "count", "progress_line", "KERAS_ENV", "pin_keras"]
+__all__ = ["ExecutionContext", "current", "quiet_libraries", "Interrupted", "interrupt_on_signals",
+           "raise_if_interrupted", "take_interrupt", "tracking", "count", "progress_line", "KERAS_ENV", "pin_keras"]
 
 _CURRENT: contextvars.ContextVar["ExecutionContext | None"] = contextvars.ContextVar("tfpipe_ctx", default=None)
 
@@ -33,6 +33,7 @@ class ExecutionContext:
         """Report how far along the node is (``done`` of ``total`` ``unit``, the rate since
         the first report, the time left at that rate): printed at most every 2 s, plus the
         final step."""
+        raise_if_interrupted()
         now = time.monotonic()
         t0, d0 = self._since.setdefault(unit, (now, done))
         final = total is not None and done >= total
@@ -218,13 +219,35 @@ class Interrupted(KeyboardInterrupt):
         return 128 + self.signum
 
 
+#: the signal whose ``Interrupted`` was raised last, until a node's failure takes it
+#: (``take_interrupt``): TensorFlow's C++ code calls back into Python (an ``issubclass`` in
+#: its op dispatcher) and clears whatever that raised, so an interrupt raised there is lost
+_PENDING_SIGNAL: list[int] = []
+
+
 def interrupt_on_signals() -> None:
     """SIGINT and SIGTERM raise ``Interrupted`` in the main thread (a SIGTERM would
-    otherwise kill the process before anything could be recorded)."""
+    otherwise kill the process before anything could be recorded). The signal is also
+    kept: ``raise_if_interrupted`` raises it again where a library swallowed it."""
     import signal
 
     def handler(signum, frame):
+        _PENDING_SIGNAL[:] = [signum]
         raise Interrupted(signum)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, handler)
+
+
+def raise_if_interrupted() -> None:
+    """Raise ``Interrupted`` for a SIGINT or SIGTERM that arrived and whose exception has
+    not ended a node yet: called at each progress report, before a node starts and before
+    it is recorded COMPLETE, so a swallowed interrupt still ends the node FAILED."""
+    if _PENDING_SIGNAL:
+        raise Interrupted(_PENDING_SIGNAL[0])
+
+
+def take_interrupt(e: BaseException) -> None:
+    """``e`` ends a node: an interrupt it carries is handled, not pending any more."""
+    if isinstance(e, KeyboardInterrupt):
+        _PENDING_SIGNAL.clear()

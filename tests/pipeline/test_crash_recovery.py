@@ -241,3 +241,48 @@ def test_an_unwritable_artifact_root_is_a_recorded_failure(tmp_path):
     assert info["status"] == "FAILED"
     [e] = info["executions"]
     assert e["state"] == "FAILED" and str(blocker) in e["error"]
+
+
+SWALLOWED = '''
+import os, signal, time
+from tfpipe import Output, Pipeline, String, component, current
+
+
+@component(name="Swallows")
+def swallows(text: Output[String], report: bool = False, marker: str = "") -> None:
+    try:  # TensorFlow's op dispatcher calls issubclass from C++ and clears what it raised
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)
+    except BaseException:
+        pass
+    text.write("went on after the signal")
+    if report:
+        current().progress(1, 2, "steps")
+        open(marker, "w").close()
+
+
+def create_pipeline():
+    return Pipeline("swallowed", [swallows(report={report!r}, marker={marker!r})], root={root!r},
+                    metadata={md!r})
+'''
+
+
+@pytest.mark.parametrize("report", [True, False], ids=["at-its-next-progress-report", "before-it-is-recorded"])
+def test_a_sigterm_a_library_swallowed_still_ends_the_node_failed(tmp_path, report):
+    """A signal whose exception a library cleared (TensorFlow's C++ does, for an exception
+    raised in an ``issubclass`` it calls) is raised again at the node's next progress report,
+    or else before the node could be recorded COMPLETE: never a COMPLETE run after a SIGTERM."""
+    path, marker = tmp_path / "p.py", tmp_path / "went-past-progress"
+    path.write_text(SWALLOWED.format(report=report, marker=str(marker), root=str(tmp_path / "root"),
+                                     md=str(tmp_path / "m.sqlite")))
+    p = tfpipe("run", str(path), "--run-id", "sw-1", "--parallel", "1", timeout=120)
+    assert p.returncode == 143, p.stderr[-3000:]
+    assert p.stderr.strip().splitlines()[-1] == \
+        "tfpipe: interrupted by SIGTERM; run sw-1 marked FAILED, its staging removed"
+    assert "Traceback" not in p.stderr
+    assert not marker.exists()
+    store = MetadataStore(str(tmp_path / "m.sqlite"))
+    ex = _execs(store, "sw-1")["Swallows"]
+    assert ex["state"] == "FAILED" and ex["error"] == "interrupted by SIGTERM"
+    assert [a["state"] for a in ex["outputs"]["text"]] == ["ABANDONED"]
+    assert _leftovers(tmp_path / "root") == []
