@@ -17,8 +17,9 @@ gunicorn's ``--preload``.
 - The caller dying (Airflow's ``execution_timeout``, a SIGKILL) closes the socket; the host
   then kills the child's process group.
 - The host is keyed by the interpreter, the installed packages (site-packages' mtime) and
-  this file; it listens on ``$XDG_RUNTIME_DIR`` (or the temp dir) ``/tfpipe-<uid>/<key>.sock``
-  (mode 0700), appears there only once its imports are done, and exits after
+  this file; it listens on ``$XDG_RUNTIME_DIR`` (or the temp dir, or ``/tmp`` when those are
+  too deep for a socket's path) ``/tfpipe-<uid>/<key>.sock`` (mode 0700, checked: a folder
+  others can open is refused), appears there only once its imports are done, and exits after
   ``TFPIPE_TASK_HOST_IDLE`` seconds (default 300) without a task.
 - Any failure to reach or start a host falls back to running the task in the caller's
   process, with a one-line note.
@@ -35,6 +36,7 @@ import os
 import select
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -76,18 +78,35 @@ def _mtime(path: str) -> float:
         return 0.0
 
 
-def _runtime_dir() -> str:
-    base = os.environ.get("XDG_RUNTIME_DIR")
-    if not base or not os.path.isdir(base):
-        import tempfile
-        base = tempfile.gettempdir()
-    d = os.path.join(base, f"tfpipe-{os.getuid()}")
+#: what a Unix socket's path may hold: ``sun_path`` is 108 bytes on Linux and 104 on macOS,
+#: with the terminating NUL, and the host binds ``<path>.<pid>.tmp`` first
+_SUN_PATH_MAX = 103 - len(".4194304.tmp")
+
+
+def _runtime_dir(name_len: int = 0) -> str:
+    """``$XDG_RUNTIME_DIR`` (or the temp dir) ``/tfpipe-<uid>``, made private to this user;
+    ``/tmp/tfpipe-<uid>`` where that would make a socket path of ``name_len`` more bytes too
+    long. An OSError when the folder is not this user's alone (another user could plant a
+    socket there and be sent this process's environment)."""
+    import tempfile
+    sub = f"tfpipe-{os.getuid()}"
+    bases = [b for b in (os.environ.get("XDG_RUNTIME_DIR"), tempfile.gettempdir(), "/tmp") if b and os.path.isdir(b)]
+    fits = [b for b in bases if len(os.fsencode(os.path.join(b, sub))) + 1 + name_len <= _SUN_PATH_MAX]
+    if not fits:
+        raise OSError(f"no runtime folder gives a Unix socket path of at most {_SUN_PATH_MAX} bytes "
+                      f"(tried {', '.join(bases)})")
+    d = os.path.join(fits[0], sub)
     os.makedirs(d, mode=0o700, exist_ok=True)
+    st = os.lstat(d)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise OSError(f"{d}: expected a folder of user {os.getuid()} that only it can open (mode 0700), "
+                      f"found one of user {st.st_uid} with mode {st.st_mode & 0o7777:04o}")
     return d
 
 
 def socket_path() -> str:
-    return os.path.join(_runtime_dir(), f"taskhost-{_key()}.sock")
+    name = f"taskhost-{_key()}.sock"
+    return os.path.join(_runtime_dir(len(name)), name)
 
 
 # --- client -------------------------------------------------------------------------------
@@ -210,7 +229,10 @@ def run_via_host(argv: list[str], module: str = "tfpipe.orchestrators.task", on_
 def stop_host(wait_s: float = 0.0) -> bool:
     """Ask this environment's host to exit once its running tasks are done (and wait up to
     ``wait_s`` for it to be gone); False when none was running."""
-    path = socket_path()
+    try:
+        path = socket_path()
+    except OSError:  # no usable runtime folder: no host could have started
+        return False
     s = _connect(path)
     if s is None:
         return False

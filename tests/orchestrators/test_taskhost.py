@@ -2,9 +2,12 @@
 child with the caller's streams, environment, working directory and exit code, on the
 caller's current code, and dies with its caller."""
 import os
+import pathlib
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -82,12 +85,58 @@ def test_a_task_whose_caller_is_killed_is_killed_too(tmp_path, host_env):
     assert not os.path.exists(f"/proc/{task_pid}"), "the task outlived its caller"
 
 
-def test_no_usable_host_means_the_caller_runs_the_task_itself(tmp_path, monkeypatch, capsys):
+@pytest.fixture
+def short_dir():
+    """A runtime folder short enough for a socket path (pytest's tmp_path may not be)."""
+    d = tempfile.mkdtemp(dir="/tmp")
+    yield pathlib.Path(d)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_no_usable_host_means_the_caller_runs_the_task_itself(short_dir, monkeypatch, capsys):
     from tfpipe.orchestrators import taskhost
-    (tmp_path / f"tfpipe-{os.getuid()}").write_text("a file where the socket directory should be")
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    (short_dir / f"tfpipe-{os.getuid()}").write_text("a file where the socket directory should be")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(short_dir))
     assert taskhost.run_via_host(["--node", "X"]) is None
     assert "running the task here" in capsys.readouterr().err
+
+
+def test_a_runtime_folder_others_can_open_is_not_used(short_dir, monkeypatch, capsys):
+    """Another user could plant a socket in it and be sent the caller's environment."""
+    from tfpipe.orchestrators import taskhost
+    shared = short_dir / f"tfpipe-{os.getuid()}"
+    shared.mkdir()
+    shared.chmod(0o777)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(short_dir))
+    assert taskhost.run_via_host(["--node", "X"]) is None
+    err = capsys.readouterr().err
+    assert f"{shared}: expected a folder of user {os.getuid()} that only it can open (mode 0700), " \
+           f"found one of user {os.getuid()} with mode 0777" in err
+    assert "running the task here" in err
+    assert not any(shared.iterdir())
+
+
+def test_a_runtime_folder_too_deep_for_a_socket_path_gives_way_to_a_short_one(tmp_path, host_env):
+    """A Unix socket's path holds about 100 bytes: with $XDG_RUNTIME_DIR and $TMPDIR deeper than
+    that, the host listens in /tmp/tfpipe-<uid> and the task still runs in it."""
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    env = {**host_env, "XDG_RUNTIME_DIR": str(deep), "TMPDIR": str(deep)}
+    (tmp_path / "probe_task.py").write_text(PROBE.format(tag="deep"))
+    path = subprocess.run([sys.executable, "-c", "from tfpipe.orchestrators.taskhost import socket_path; "
+                           "print(socket_path())"], env=env, capture_output=True, text=True,
+                          check=True).stdout.strip()
+    try:
+        p = _client(tmp_path, env, "4")
+        assert p.returncode == 4, p.stderr
+        assert "task host: starting one" in p.stderr and "running the task here" not in p.stderr
+        assert f"deep {tmp_path} from-the-caller ['4'] host" in p.stdout
+        assert os.path.dirname(path) == f"/tmp/tfpipe-{os.getuid()}" and os.path.exists(path)
+        assert len(os.fsencode(path + f".{2 ** 22}.tmp")) < 104
+    finally:
+        subprocess.run([sys.executable, "-c", "from tfpipe.orchestrators.taskhost import stop_host; "
+                        "stop_host(wait_s=20)"], env=env, check=True, timeout=60)
+    assert not os.path.exists(path)
 
 
 LEAKY_PRELOAD = '''import ctypes, os
