@@ -242,8 +242,10 @@ def interrupt_on_signals() -> None:
 def raise_if_interrupted() -> None:
     """Raise ``Interrupted`` for a SIGINT or SIGTERM that arrived and whose exception has
     not ended a node yet: called at each progress report, before a node starts and before
-    it is recorded COMPLETE, so a swallowed interrupt still ends the node FAILED."""
-    if _PENDING_SIGNAL:
+    it is recorded COMPLETE, so a swallowed interrupt still ends the node FAILED. Only in
+    the main thread, where the handler raised it (a Beam worker thread's progress report
+    leaves it to the main thread)."""
+    if _PENDING_SIGNAL and threading.current_thread() is threading.main_thread():
         raise Interrupted(_PENDING_SIGNAL[0])
 
 
