@@ -74,19 +74,66 @@ def normalize(cfg: dict) -> dict:
     cfg["model_specs"] = specs
     if not cfg.get("metrics_specs"):
         raise EvalConfigError("eval_config.metrics_specs: expected at least one metric, found none")
-    for i, ms in enumerate(cfg["metrics_specs"]):
-        for j, m in enumerate(ms.get("metrics") or []):
-            th = m.get("threshold") or {}
-            _unwrap_value(th.get("value_threshold") or {}, "lower_bound", "upper_bound")
-            _unwrap_value(th.get("change_threshold") or {}, "absolute", "relative")
-            ct = th.get("change_threshold")
-            if ct and ct.get("direction", "").upper() not in ("HIGHER_IS_BETTER", "LOWER_IS_BETTER"):
-                raise EvalConfigError(
-                    f"eval_config.metrics_specs[{i}].metrics[{j}] ({m.get('class_name')}): change_threshold "
-                    f"direction {ct.get('direction')!r}; expected 'HIGHER_IS_BETTER' or 'LOWER_IS_BETTER'")
-            if ct:
-                ct["direction"] = ct["direction"].upper()
+    for where, th in _thresholds(cfg):
+        _unwrap_value(th.get("value_threshold") or {}, "lower_bound", "upper_bound")
+        _unwrap_value(th.get("change_threshold") or {}, "absolute", "relative")
+        ct = th.get("change_threshold")
+        if ct and str(ct.get("direction", "")).upper() not in ("HIGHER_IS_BETTER", "LOWER_IS_BETTER"):
+            raise EvalConfigError(f"{where}: change_threshold direction {ct.get('direction')!r}; expected "
+                                  f"'HIGHER_IS_BETTER' or 'LOWER_IS_BETTER'")
+        if ct:
+            ct["direction"] = ct["direction"].upper()
     return cfg
+
+
+def _thresholds(cfg: dict):
+    """(where, threshold dict) for every MetricThreshold in the config: a metric's
+    ``threshold``, its ``per_slice_thresholds`` and ``cross_slice_thresholds``, and a metrics
+    spec's ``thresholds``, ``per_slice_thresholds`` and ``cross_slice_thresholds`` by metric name."""
+    for i, ms in enumerate(cfg.get("metrics_specs") or []):
+        for j, m in enumerate(ms.get("metrics") or []):
+            at = f"eval_config.metrics_specs[{i}].metrics[{j}] ({m.get('class_name')})"
+            if isinstance(m.get("threshold"), dict):
+                yield at, m["threshold"]
+            for kind in ("per_slice_thresholds", "cross_slice_thresholds"):
+                for k, t in enumerate(m.get(kind) or []):
+                    if isinstance(t, dict) and isinstance(t.get("threshold"), dict):
+                        yield f"{at}.{kind}[{k}]", t["threshold"]
+        for name, th in (ms.get("thresholds") or {}).items():
+            if isinstance(th, dict):
+                yield f"eval_config.metrics_specs[{i}].thresholds[{name!r}]", th
+        for kind in ("per_slice_thresholds", "cross_slice_thresholds"):
+            for name, group in (ms.get(kind) or {}).items():
+                for k, t in enumerate((group or {}).get("thresholds") or []):
+                    if isinstance(t, dict) and isinstance(t.get("threshold"), dict):
+                        yield f"eval_config.metrics_specs[{i}].{kind}[{name!r}].thresholds[{k}]", t["threshold"]
+
+
+def _drop_change_thresholds(cfg: dict) -> None:
+    """Remove every change threshold, then what is left empty by that: a threshold without a
+    value threshold, a per-slice or cross-slice entry without a threshold, an empty list or map."""
+    for _where, th in list(_thresholds(cfg)):
+        th.pop("change_threshold", None)
+    for ms in cfg.get("metrics_specs") or []:
+        for m in ms.get("metrics") or []:
+            if m.get("threshold") == {}:
+                m.pop("threshold")
+            for kind in ("per_slice_thresholds", "cross_slice_thresholds"):
+                if kind in m:
+                    m[kind] = [t for t in m[kind] if t.get("threshold")]
+                    if not m[kind]:
+                        m.pop(kind)
+        if "thresholds" in ms:
+            ms["thresholds"] = {n: t for n, t in ms["thresholds"].items() if t}
+            if not ms["thresholds"]:
+                ms.pop("thresholds")
+        for kind in ("per_slice_thresholds", "cross_slice_thresholds"):
+            if kind in ms:
+                kept = {n: [t for t in (g or {}).get("thresholds") or [] if t.get("threshold")]
+                        for n, g in ms[kind].items()}
+                ms[kind] = {n: {**ms[kind][n], "thresholds": ts} for n, ts in kept.items() if ts}
+                if not ms[kind]:
+                    ms.pop(kind)
 
 
 def _known_metrics() -> dict[str, str]:
@@ -144,11 +191,7 @@ def to_proto(cfg: dict, has_baseline: bool):
     if has_baseline:
         specs.append({**spec, "name": "baseline", "is_baseline": True})
     else:
-        for ms in cfg["metrics_specs"]:
-            for m in ms.get("metrics") or []:
-                (m.get("threshold") or {}).pop("change_threshold", None)
-                if m.get("threshold") == {}:
-                    m.pop("threshold")
+        _drop_change_thresholds(cfg)
     cfg["model_specs"] = specs
     try:
         return json_format.ParseDict(cfg, tfma.EvalConfig())

@@ -255,6 +255,58 @@ def test_eval_config_may_be_the_tfma_message_itself():
         build("/nonexistent", eval_config=tfma.SlicingSpec())
 
 
+def test_without_a_baseline_every_change_threshold_is_dropped_and_every_value_threshold_kept():
+    """Change thresholds are dropped on a first run wherever the config puts them (a metric's
+    threshold, its per-slice and cross-slice thresholds, a metrics spec's maps of them), as
+    TFX's penguin example puts its change threshold per slice; TFMA would otherwise refuse
+    to run ("There are change thresholds, but the baseline is missing")."""
+    import tensorflow_model_analysis as tfma
+
+    from tfpipe.components import _eval_config as ec
+    change = {"direction": "higher_is_better", "absolute": {"value": -0.05}}
+    both = {"value_threshold": {"lower_bound": 0.5}, "change_threshold": change}
+    cfg = {"model_specs": [{"label_key": "species"}],
+           "slicing_specs": [{}, {"feature_keys": ["island"]}],
+           "cross_slicing_specs": [{"baseline_spec": {}, "slicing_specs": [{"feature_keys": ["island"]}]}],
+           "metrics_specs": [{"metrics": [
+               {"class_name": "SparseCategoricalAccuracy", "threshold": both,
+                "per_slice_thresholds": [{"slicing_specs": [{}], "threshold": {"change_threshold": change}},
+                                         {"slicing_specs": [{"feature_keys": ["island"]}], "threshold": both}],
+                "cross_slice_thresholds": [{"cross_slicing_specs": [{"baseline_spec": {}}],
+                                            "threshold": {"change_threshold": change}}]},
+               {"class_name": "ExampleCount", "threshold": {"change_threshold": change}}]},
+               {"metrics": [{"class_name": "Precision"}],
+                "thresholds": {"precision": {"change_threshold": change}, "recall": both},
+                "per_slice_thresholds": {"precision": {"thresholds": [
+                    {"slicing_specs": [{}], "threshold": {"change_threshold": change}}]}}}]}
+    norm = ec.normalize(cfg)
+    where = [w for w, th in ec._thresholds(norm) if "change_threshold" in th]
+    assert len(where) == 8  # every site found, each direction upper-cased
+    assert all(th["change_threshold"]["direction"] == "HIGHER_IS_BETTER"
+               for _w, th in ec._thresholds(norm) if "change_threshold" in th)
+
+    def kinds(proto):
+        out = {"change": 0, "value": 0}
+        for _key, pairs in tfma.metrics.metric_thresholds_from_metrics_specs(list(proto.metrics_specs)).items():
+            for _slice, th in pairs:
+                out["change" if isinstance(th, tfma.GenericChangeThreshold) else "value"] += 1
+        return out
+
+    assert kinds(ec.to_proto(norm, True)) == {"change": 8, "value": 3}
+    first = ec.to_proto(norm, False)
+    assert kinds(first) == {"change": 0, "value": 3}
+    m = first.metrics_specs[0].metrics
+    assert [len(m[0].per_slice_thresholds), len(m[0].cross_slice_thresholds)] == [1, 0]
+    assert not m[1].HasField("threshold")
+    assert list(first.metrics_specs[1].thresholds) == ["recall"] and not first.metrics_specs[1].per_slice_thresholds
+    bad = json.loads(json.dumps(cfg))
+    bad["metrics_specs"][0]["metrics"][0]["per_slice_thresholds"][0]["threshold"]["change_threshold"]["direction"] = "UP"
+    with pytest.raises(ec.EvalConfigError, match=re.escape(
+            "eval_config.metrics_specs[0].metrics[0] (SparseCategoricalAccuracy).per_slice_thresholds[0]: "
+            "change_threshold direction 'UP'; expected 'HIGHER_IS_BETTER' or 'LOWER_IS_BETTER'")):
+        ec.normalize(bad)
+
+
 def test_evaluation_from_parquet_matches_tfma_on_tfrecord(runs, tmp_path):
     """The Evaluator streams ExampleGen's Parquet into TFMA (each batch given its serialized
     tf.Examples) and computes the metrics in batches; TFMA's default evaluator over a
