@@ -1,4 +1,4 @@
-"""The penguin pipeline end to end through the real CLI, on the store of the shared penguin
+"""The penguin pipeline end to end through the real CLI, on a copy of the shared penguin
 run (tests/components/conftest.py: data half, Transform and Trainer already done):
 
   run 1  -> Resolver finds no baseline; Evaluator blesses; InfraValidator; Pusher pushes v1
@@ -12,7 +12,7 @@ import shutil
 
 import pytest
 
-from tests.conftest import REPO, tfpipe
+from tests.conftest import REPO, copy_penguin_store, penguin_kw, tfpipe
 from tfpipe.components.evaluator import load_metrics
 from tfpipe.components.pusher import versions
 from tfpipe.metadata import MetadataStore
@@ -36,9 +36,12 @@ def _execs(kw, run_id):
 
 
 @pytest.fixture(scope="module")
-def e2e(penguin_model, tmp_path_factory):
-    kw = penguin_model["kw"]
+def e2e(penguin_store, tmp_path_factory):
+    """On a copy of the trained store of its own: the shared one (penguin_model) gains runs of
+    this pipeline from other modules on the same xdist worker, which would make these cached."""
     tmp = tmp_path_factory.mktemp("penguin_e2e")
+    copy_penguin_store(penguin_store.trained, tmp / "store")
+    kw = penguin_kw(tmp / "store")
     out = {"kw": kw, "serving": os.path.join(kw["root"], "serving_model")}
     plain = _pipeline_file(tmp, kw, "plain")
     out["r1"] = tfpipe("run", plain, "--run-id", "e2e-1", check=0)
@@ -62,7 +65,8 @@ def test_first_run_blesses_and_pushes(e2e):
         {n: e["state"] for n, e in ex.items()}
     assert ex["latest_blessed_model_resolver"]["state"] == "COMPLETE"
     assert ex["latest_blessed_model_resolver"]["outputs"] == {}  # no earlier blessed model
-    assert all(ex[n]["state"] == "COMPLETE" for n in ["Evaluator", "InfraValidator", "Pusher"])
+    assert all(ex[n]["state"] == "COMPLETE" for n in ["Evaluator", "InfraValidator", "Pusher"]), \
+        ({n: e["state"] for n, e in ex.items()}, e2e["r1"].stderr[-3000:])
     [v] = versions(e2e["serving"])
     assert os.path.exists(os.path.join(e2e["serving"], str(v), "saved_model.pb"))
     err = e2e["r1"].stderr
