@@ -31,16 +31,19 @@ from tfpipe.components import (
 )
 from tfpipe.graph import default_home
 
-# TFMA's EvalConfig as a dict: accuracy overall and per island, at least 0.6, and (when a
-# blessed baseline exists) no more than 0.05 below the baseline's.
+# TFMA's EvalConfig as a dict: accuracy overall and per island at least 0.6, and (when a
+# blessed baseline exists) overall no more than 0.05 below the baseline's. The change is
+# checked overall only, as in TFX's penguin example: the smallest island has about 17 eval
+# rows, where one row is 0.059, so a per-island change threshold would turn noise into a verdict.
 EVAL_CONFIG = {
     "model_specs": [{"label_key": "species", "prediction_key": "outputs",
                      "preprocessing_function_names": ["transform_features"]}],
     "slicing_specs": [{}, {"feature_keys": ["island"]}],
     "metrics_specs": [{"metrics": [
         {"class_name": "SparseCategoricalAccuracy",
-         "threshold": {"value_threshold": {"lower_bound": 0.6},
-                       "change_threshold": {"direction": "HIGHER_IS_BETTER", "absolute": -0.05}}},
+         "threshold": {"value_threshold": {"lower_bound": 0.6}},
+         "per_slice_thresholds": [{"slicing_specs": [{}], "threshold": {
+             "change_threshold": {"direction": "HIGHER_IS_BETTER", "absolute": -0.05}}}]},
         {"class_name": "ExampleCount"}]}],
 }
 
