@@ -206,19 +206,24 @@ def _snake(name: str) -> str:
 
 def thresholds_from_eval_config(cfg: dict | None) -> dict[str, dict]:
     """``{metric: {"lower_bound"/"upper_bound"/"change_direction"/"change_absolute"...}}``
-    from a TFMA EvalConfig dict (the Evaluator's ``eval_config`` parameter)."""
+    from a TFMA EvalConfig dict (the Evaluator's ``eval_config`` parameter): the thresholds
+    on the overall slice, a metric's own and its per-slice ones whose slicing specs hold the
+    overall slice (``{}``, as TFX's penguin example gives its change threshold)."""
     out: dict[str, dict] = {}
     for spec in (cfg or {}).get("metrics_specs") or []:
         for m in spec.get("metrics") or []:
-            th = m.get("threshold") or {}
-            if not th or not m.get("class_name"):
+            if not m.get("class_name"):
                 continue
+            overall = [t.get("threshold") or {} for t in m.get("per_slice_thresholds") or []
+                       if isinstance(t, dict) and {} in (t.get("slicing_specs") or [])]
             row = {}
-            for k, v in (th.get("value_threshold") or {}).items():
-                row[k] = v.get("value") if isinstance(v, dict) else v
-            for k, v in (th.get("change_threshold") or {}).items():
-                row[f"change_{k}"] = v.get("value") if isinstance(v, dict) else v
-            out[_snake(m["class_name"])] = row
+            for th in [m.get("threshold") or {}, *overall]:
+                for k, v in (th.get("value_threshold") or {}).items():
+                    row[k] = v.get("value") if isinstance(v, dict) else v
+                for k, v in (th.get("change_threshold") or {}).items():
+                    row[f"change_{k}"] = v.get("value") if isinstance(v, dict) else v
+            if row:
+                out[_snake(m["class_name"])] = row
     return out
 
 

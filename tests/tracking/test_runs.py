@@ -111,3 +111,16 @@ def test_compare_penguin_runs_parameters_data_metrics_artifacts(penguin):
     text = tfpipe("runs", "compare", a, b, "--metadata", penguin.metadata, check=0).stdout
     assert "* Trainer.custom_config" in text and "(rows marked * differ" in text
     assert "training (last epoch)" in text and "* epochs" in text
+
+
+def test_the_thresholds_a_run_shows_are_those_on_the_overall_slice():
+    """A metric's own threshold and its per-slice thresholds whose slicing specs hold the
+    overall slice, as examples/penguin (and TFX's penguin example) give the change threshold;
+    a threshold on island slices only is not the overall one."""
+    from examples.penguin.pipeline import EVAL_CONFIG
+    from tfpipe.tracking.results import thresholds_from_eval_config
+    cfg = json.loads(json.dumps(EVAL_CONFIG))
+    cfg["metrics_specs"][0]["metrics"][0]["per_slice_thresholds"].append(
+        {"slicing_specs": [{"feature_keys": ["island"]}], "threshold": {"value_threshold": {"upper_bound": 0.99}}})
+    assert thresholds_from_eval_config(cfg) == {"sparse_categorical_accuracy": {
+        "lower_bound": 0.6, "change_direction": "HIGHER_IS_BETTER", "change_absolute": -0.05}}
