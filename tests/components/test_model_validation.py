@@ -300,7 +300,8 @@ def test_without_a_baseline_every_change_threshold_is_dropped_and_every_value_th
     assert not m[1].HasField("threshold")
     assert list(first.metrics_specs[1].thresholds) == ["recall"] and not first.metrics_specs[1].per_slice_thresholds
     bad = json.loads(json.dumps(cfg))
-    bad["metrics_specs"][0]["metrics"][0]["per_slice_thresholds"][0]["threshold"]["change_threshold"]["direction"] = "UP"
+    per_slice = bad["metrics_specs"][0]["metrics"][0]["per_slice_thresholds"]
+    per_slice[0]["threshold"]["change_threshold"]["direction"] = "UP"
     with pytest.raises(ec.EvalConfigError, match=re.escape(
             "eval_config.metrics_specs[0].metrics[0] (SparseCategoricalAccuracy).per_slice_thresholds[0]: "
             "change_threshold direction 'UP'; expected 'HIGHER_IS_BETTER' or 'LOWER_IS_BETTER'")):
