@@ -83,7 +83,7 @@ def _mtime(path: str) -> float:
 _SUN_PATH_MAX = 103 - len(".4194304.tmp")
 
 
-def _runtime_dir(name_len: int = 0) -> str:
+def _runtime_dir(name_len: int) -> str:
     """``$XDG_RUNTIME_DIR`` (or the temp dir) ``/tfpipe-<uid>``, made private to this user;
     ``/tmp/tfpipe-<uid>`` where that would make a socket path of ``name_len`` more bytes too
     long. An OSError when the folder is not this user's alone (another user could plant a
